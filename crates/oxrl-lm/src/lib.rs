@@ -1,1 +1,30 @@
+//! oxrl-lm: language-model policies.
+//!
+//! - [`tokenizer`]: one trait over a built-in character tokenizer and Hugging Face `tokenizer.json`.
+//! - [`config`] / [`model`]: a decoder-only transformer (RMSNorm, rotary embeddings, SwiGLU, GQA) with
+//!   Qwen2/Llama tensor names, every training op differentiable.
+//! - [`params`] / [`checkpoint`]: seeded initialisation and atomic safetensors checkpoints.
+//! - [`sampler`]: batched KV-cache generation; [`scorer`]: teacher-forced log-probs and entropies.
 
+pub mod checkpoint;
+pub mod config;
+pub mod fsutil;
+pub mod model;
+pub mod params;
+pub mod sampler;
+pub mod scorer;
+pub mod tokenizer;
+
+pub use config::ModelConfig;
+pub use model::{KvCache, Transformer};
+pub use params::ParamStore;
+pub use tokenizer::{CharTokenizer, HfTokenizer, Tokenizer};
+
+/// The compute device: CUDA when built with `--features cuda` and a GPU is present, else CPU.
+pub fn default_device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = candle_core::Device::new_cuda(0) {
+        return d;
+    }
+    candle_core::Device::Cpu
+}

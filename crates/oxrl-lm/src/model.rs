@@ -1,0 +1,345 @@
+//! Decoder-only transformer with Qwen2/Llama tensor names: RMSNorm, rotary position embeddings
+//! (rotate-half convention), grouped-query attention, SwiGLU MLP, tied or untied embeddings.
+//!
+//! Every op on the training path is differentiable: candle-nn's fused `rms_norm`,
+//! `softmax_last_dim` and `rope*` drop gradients (see shared notes), so the training path uses
+//! composed forms and only the no-gradient inference path ([`Mode::Infer`]) uses fused kernels.
+//!
+//! Inputs are batched with explicit per-token positions and an additive attention bias, so
+//! sequences of different lengths (left-padded prompts, right-padded responses) share one forward
+//! pass; a preallocated [`KvCache`] serves incremental decoding.
+
+use crate::config::ModelConfig;
+use crate::params::ParamStore;
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, D};
+
+/// Training (composed, differentiable ops) or inference (fused kernels, no gradients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Infer,
+}
+
+struct Attention {
+    q: Tensor,
+    q_b: Option<Tensor>,
+    k: Tensor,
+    k_b: Option<Tensor>,
+    v: Tensor,
+    v_b: Option<Tensor>,
+    o: Tensor,
+    o_b: Option<Tensor>,
+}
+
+struct Layer {
+    ln1: Tensor,
+    attn: Attention,
+    ln2: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+pub struct Transformer {
+    pub cfg: ModelConfig,
+    pub params: ParamStore,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Preallocated key/value cache: per layer `[batch, kv_heads, capacity, head_dim]`; `len` positions
+/// are filled. New keys are written in place, never concatenated.
+pub struct KvCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    pub len: usize,
+    pub capacity: usize,
+}
+
+impl KvCache {
+    pub fn new(
+        cfg: &ModelConfig,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let shape = (batch, cfg.kv_heads(), capacity, cfg.head_dim());
+        let mut k = Vec::with_capacity(cfg.num_hidden_layers);
+        let mut v = Vec::with_capacity(cfg.num_hidden_layers);
+        for _ in 0..cfg.num_hidden_layers {
+            k.push(Tensor::zeros(shape, dtype, device)?);
+            v.push(Tensor::zeros(shape, dtype, device)?);
+        }
+        Ok(Self {
+            k,
+            v,
+            len: 0,
+            capacity,
+        })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.k.first().map(|t| t.dim(0).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Keep only the given batch rows (in that order), e.g. to drop finished sequences.
+    pub fn keep_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *t = t.index_select(rows, 0)?;
+        }
+        Ok(())
+    }
+}
+
+fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (n_in, n_out) = (dims[dims.len() - 1], w.dim(0)?);
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = x.reshape((rows, n_in))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = dims;
+    *out.last_mut().unwrap() = n_out;
+    Ok(y.reshape(out)?)
+}
+
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
+    match mode {
+        Mode::Infer => Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32)?),
+        Mode::Train => {
+            let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+            Ok(x.broadcast_mul(&(ms + eps)?.sqrt()?.recip()?)?
+                .broadcast_mul(w)?)
+        }
+    }
+}
+
+/// Rotary embedding, rotate-half convention: x·cos + rotate_half(x)·sin with per-token cos/sin of
+/// shape `[B, 1, T, hd/2]`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Ok(Tensor::cat(&[a, b], D::Minus1)?)
+}
+
+impl Transformer {
+    pub fn new(cfg: ModelConfig, params: ParamStore) -> Result<Self> {
+        cfg.validate()?;
+        let p = |n: &str| params.tensor(n);
+        let opt = |n: String| -> Result<Option<Tensor>> {
+            params
+                .get(&n)
+                .ok()
+                .map(|v| Ok(v.as_tensor().clone()))
+                .transpose()
+        };
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = format!("model.layers.{i}");
+            layers.push(Layer {
+                ln1: p(&format!("{l}.input_layernorm.weight"))?,
+                attn: Attention {
+                    q: p(&format!("{l}.self_attn.q_proj.weight"))?,
+                    q_b: opt(format!("{l}.self_attn.q_proj.bias"))?,
+                    k: p(&format!("{l}.self_attn.k_proj.weight"))?,
+                    k_b: opt(format!("{l}.self_attn.k_proj.bias"))?,
+                    v: p(&format!("{l}.self_attn.v_proj.weight"))?,
+                    v_b: opt(format!("{l}.self_attn.v_proj.bias"))?,
+                    o: p(&format!("{l}.self_attn.o_proj.weight"))?,
+                    o_b: opt(format!("{l}.self_attn.o_proj.bias"))?,
+                },
+                ln2: p(&format!("{l}.post_attention_layernorm.weight"))?,
+                gate: p(&format!("{l}.mlp.gate_proj.weight"))?,
+                up: p(&format!("{l}.mlp.up_proj.weight"))?,
+                down: p(&format!("{l}.mlp.down_proj.weight"))?,
+            });
+        }
+        let embed = p("model.embed_tokens.weight")?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            p("lm_head.weight")?
+        };
+        // Rotary tables [max_pos, hd/2], computed in f64 then cast.
+        let hd = cfg.head_dim();
+        let n = cfg.max_position_embeddings;
+        let mut cos = Vec::with_capacity(n * hd / 2);
+        let mut sin = Vec::with_capacity(n * hd / 2);
+        for pos in 0..n {
+            for i in 0..hd / 2 {
+                let inv = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64);
+                let a = pos as f64 * inv;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let dev = params.device.clone();
+        let dt = embed.dtype();
+        let cos = Tensor::from_vec(cos, (n, hd / 2), &dev)?.to_dtype(dt)?;
+        let sin = Tensor::from_vec(sin, (n, hd / 2), &dev)?.to_dtype(dt)?;
+        let norm = p("model.norm.weight")?;
+        Ok(Self {
+            cfg,
+            params,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.params.device
+    }
+    pub fn dtype(&self) -> DType {
+        self.embed.dtype()
+    }
+
+    /// Final hidden states (after the last norm), `[B, T, D]`.
+    ///
+    /// - `ids`, `positions`: `[B, T]` u32.
+    /// - `bias`: additive attention bias `[B, 1, T, S]` (0 = attend, large negative = masked),
+    ///   where S = T without a cache and S = cache.len + T with one.
+    /// - `cache`: when given, keys/values are written at `cache.len` and `cache.len` advances by T.
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let cfg = &self.cfg;
+        let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let rep = h / kv;
+        let offset = cache.as_ref().map(|c| c.len).unwrap_or(0);
+        if let Some(c) = cache.as_ref() {
+            anyhow::ensure!(
+                offset + t <= c.capacity,
+                "KV cache overflow: {} + {t} > capacity {}",
+                offset,
+                c.capacity
+            );
+        }
+        let s = offset + t;
+        let pos = positions.flatten_all()?;
+        let cos = self.cos.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
+        let sin = self.sin.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut x =
+            self.embed
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, t, cfg.hidden_size))?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let a = &layer.attn;
+            let hn = rms_norm(&x, &layer.ln1, cfg.rms_norm_eps, mode)?;
+            let q = linear(&hn, &a.q, a.q_b.as_ref())?
+                .reshape((b, t, h, hd))?
+                .transpose(1, 2)?;
+            let k = linear(&hn, &a.k, a.k_b.as_ref())?
+                .reshape((b, t, kv, hd))?
+                .transpose(1, 2)?;
+            let v = linear(&hn, &a.v, a.v_b.as_ref())?
+                .reshape((b, t, kv, hd))?
+                .transpose(1, 2)?;
+            let q = rope(&q, &cos, &sin)?; // [b, h, t, hd] contiguous
+            let k = rope(&k, &cos, &sin)?;
+            let (k, v) = match cache.as_deref_mut() {
+                Some(c) => {
+                    c.k[li].slice_set(&k, 2, offset)?;
+                    c.v[li].slice_set(&v.contiguous()?, 2, offset)?;
+                    (c.k[li].narrow(2, 0, s)?, c.v[li].narrow(2, 0, s)?)
+                }
+                None => (k, v.contiguous()?),
+            };
+            // Grouped-query attention without repeating K/V: fold the `rep` query heads that share
+            // a K/V head into the row dimension.
+            let qg = q.reshape((b, kv, rep * t, hd))?;
+            let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
+            let scores = scores.broadcast_add(bias)?;
+            let probs = match mode {
+                Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            };
+            let ctx = probs.reshape((b, kv, rep * t, s))?.matmul(&v)?;
+            let ctx = ctx
+                .reshape((b, h, t, hd))?
+                .transpose(1, 2)?
+                .reshape((b, t, h * hd))?;
+            x = (x + linear(&ctx, &a.o, a.o_b.as_ref())?)?;
+            let hn = rms_norm(&x, &layer.ln2, cfg.rms_norm_eps, mode)?;
+            let g = candle_nn::ops::silu(&linear(&hn, &layer.gate, None)?)?;
+            let u = linear(&hn, &layer.up, None)?;
+            x = (x + linear(&(g * u)?, &layer.down, None)?)?;
+        }
+        if let Some(c) = cache {
+            c.len = s;
+        }
+        rms_norm(&x, &self.norm, cfg.rms_norm_eps, mode)
+    }
+
+    /// Logits `[.., V]` from hidden states `[.., D]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        linear(hidden, &self.lm_head, None)
+    }
+}
+
+/// Additive attention bias for a batch whose valid tokens are marked in `valid` (`[B][S]`, all
+/// rows the same length), for the last `t` query positions: query i (absolute position S−t+i)
+/// attends to keys j ≤ S−t+i that are valid. Masked entries are −1e9 (not −inf) so fully masked
+/// pad rows stay finite.
+pub fn attention_bias<V: AsRef<[bool]>>(
+    valid: &[V],
+    t: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<Tensor> {
+    let b = valid.len();
+    let s = valid.first().map(|r| r.as_ref().len()).unwrap_or(0);
+    let mut data = vec![0f32; b * t * s];
+    for (bi, row) in valid.iter().enumerate() {
+        for qi in 0..t {
+            let qpos = s - t + qi;
+            let base = (bi * t + qi) * s;
+            for (kj, &ok) in row.as_ref().iter().enumerate() {
+                if kj > qpos || !ok {
+                    data[base + kj] = -1e9;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (b, 1, t, s), device)?.to_dtype(dtype)?)
+}
+
+/// Rotary positions for rows of `valid`: the index of each token among its row's valid tokens
+/// (0 for invalid tokens).
+pub fn positions<V: AsRef<[bool]>>(valid: &[V]) -> Vec<Vec<u32>> {
+    valid
+        .iter()
+        .map(|row| {
+            let mut n = 0u32;
+            row.as_ref()
+                .iter()
+                .map(|&ok| {
+                    let p = if ok { n } else { 0 };
+                    n += ok as u32;
+                    p
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,285 @@
+//! Batched generation with a preallocated KV cache.
+//!
+//! All prompts go through one prefill (left-padded) and then one decode step per new token for
+//! every live sequence at once; finished sequences are dropped from the batch (and the cache) once
+//! a quarter of the batch has finished. Temperature, top-k, top-p, min-p, stop tokens and a token
+//! budget; a seeded RNG. Each sampled token comes with its log-probability under
+//! softmax(logits / temperature) (temperature 1 when greedy), before any top-k/p truncation, and
+//! the entropy of that distribution.
+
+use crate::model::{attention_bias, positions, KvCache, Mode, Transformer};
+use anyhow::{ensure, Result};
+use candle_core::{DType, Tensor};
+use rand::Rng;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 = greedy.
+    pub temperature: f64,
+    /// 0 = off.
+    pub top_k: usize,
+    /// 1.0 = off.
+    pub top_p: f64,
+    /// 0.0 = off: keep tokens with p ≥ min_p · p_max.
+    pub min_p: f64,
+    pub max_new_tokens: usize,
+    /// Generation of a sequence ends after it emits any of these (the token is kept).
+    pub stop_tokens: Vec<u32>,
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize, stop_tokens: Vec<u32>) -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            max_new_tokens,
+            stop_tokens,
+        }
+    }
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.temperature >= 0.0 && self.temperature.is_finite(),
+            "temperature must be >= 0"
+        );
+        ensure!(
+            self.top_p > 0.0 && self.top_p <= 1.0,
+            "top_p must be in (0, 1]"
+        );
+        ensure!((0.0..1.0).contains(&self.min_p), "min_p must be in [0, 1)");
+        ensure!(self.max_new_tokens > 0, "max_new_tokens must be > 0");
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Generated tokens, including the stop token when one ended the sequence.
+    pub tokens: Vec<u32>,
+    pub logp: Vec<f32>,
+    pub entropy: Vec<f32>,
+    pub finish: Finish,
+}
+
+/// Sample one token from a logits row. Returns (token, log-prob, entropy).
+pub fn sample_row(
+    logits: &[f32],
+    p: &SamplingParams,
+    rng: &mut impl Rng,
+    scratch: &mut Vec<(f32, u32)>,
+) -> (u32, f32, f32) {
+    let t = if p.temperature > 0.0 {
+        p.temperature as f32
+    } else {
+        1.0
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut z = 0f64;
+    for &l in logits {
+        z += (((l - max) / t) as f64).exp();
+    }
+    let lz = z.ln() as f32;
+    let logp = |l: f32| (l - max) / t - lz;
+    let mut entropy = 0f32;
+    for &l in logits {
+        let lp = logp(l);
+        entropy -= lp.exp() * lp;
+    }
+    let tok = if p.temperature == 0.0 {
+        let mut best = 0usize;
+        for (i, &l) in logits.iter().enumerate() {
+            if l > logits[best] {
+                best = i;
+            }
+        }
+        best as u32
+    } else if p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0 {
+        let mut u = rng.random::<f64>() * z;
+        let mut chosen = logits.len() - 1;
+        for (i, &l) in logits.iter().enumerate() {
+            u -= (((l - max) / t) as f64).exp();
+            if u <= 0.0 {
+                chosen = i;
+                break;
+            }
+        }
+        chosen as u32
+    } else {
+        scratch.clear();
+        scratch.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (logp(l).exp(), i as u32)),
+        );
+        scratch.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut keep = scratch.len();
+        if p.top_k > 0 {
+            keep = keep.min(p.top_k);
+        }
+        if p.top_p < 1.0 {
+            let mut acc = 0f64;
+            for (i, &(pr, _)) in scratch.iter().enumerate().take(keep) {
+                acc += pr as f64;
+                if acc >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if p.min_p > 0.0 {
+            let thr = p.min_p as f32 * scratch[0].0;
+            keep = keep.min(scratch.iter().take_while(|x| x.0 >= thr).count().max(1));
+        }
+        let mass: f64 = scratch[..keep].iter().map(|x| x.0 as f64).sum();
+        let mut u = rng.random::<f64>() * mass;
+        let mut chosen = scratch[keep - 1].1;
+        for &(pr, i) in &scratch[..keep] {
+            u -= pr as f64;
+            if u <= 0.0 {
+                chosen = i;
+                break;
+            }
+        }
+        chosen
+    };
+    (tok, logp(logits[tok as usize]), entropy)
+}
+
+struct Row {
+    seq: usize,
+    valid: Vec<bool>,
+    next_pos: u32,
+    done: bool,
+}
+
+/// Generate completions for every prompt in one batch.
+pub fn generate(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad: u32,
+    rng: &mut impl Rng,
+) -> Result<Vec<Completion>> {
+    generate_traced(model, prompts, params, pad, rng, None)
+}
+
+/// As [`generate`]; when `trace` is given, also records for every sequence the full logits row
+/// that produced each of its tokens (used to check the KV cache against a full forward).
+pub fn generate_traced(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad: u32,
+    rng: &mut impl Rng,
+    mut trace: Option<&mut Vec<Vec<Vec<f32>>>>,
+) -> Result<Vec<Completion>> {
+    params.validate()?;
+    ensure!(
+        prompts.iter().all(|p| !p.is_empty()),
+        "generate: every prompt needs at least one token"
+    );
+    let n = prompts.len();
+    let mut out: Vec<Completion> = (0..n)
+        .map(|_| Completion {
+            tokens: vec![],
+            logp: vec![],
+            entropy: vec![],
+            finish: Finish::Length,
+        })
+        .collect();
+    if n == 0 {
+        return Ok(out);
+    }
+    if let Some(tr) = trace.as_deref_mut() {
+        *tr = vec![Vec::new(); n];
+    }
+    let dev = model.device().clone();
+    let dt = model.dtype();
+    let p = prompts.iter().map(|x| x.len()).max().unwrap();
+    ensure!(
+        p + params.max_new_tokens <= model.cfg.max_position_embeddings,
+        "prompt length {p} + max_new_tokens {} exceeds the model's max_position_embeddings {}",
+        params.max_new_tokens,
+        model.cfg.max_position_embeddings
+    );
+    let mut cache = KvCache::new(&model.cfg, n, p + params.max_new_tokens, dt, &dev)?;
+    let mut rows: Vec<Row> = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n * p);
+    for (i, pr) in prompts.iter().enumerate() {
+        let mut valid = vec![false; p - pr.len()];
+        valid.extend(std::iter::repeat_n(true, pr.len()));
+        ids.extend(std::iter::repeat_n(pad, p - pr.len()));
+        ids.extend_from_slice(pr);
+        rows.push(Row {
+            seq: i,
+            valid,
+            next_pos: pr.len() as u32,
+            done: false,
+        });
+    }
+    let valid: Vec<Vec<bool>> = rows.iter().map(|r| r.valid.clone()).collect();
+    let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
+    let ids_t = Tensor::from_vec(ids, (n, p), &dev)?;
+    let pos_t = Tensor::from_vec(pos, (n, p), &dev)?;
+    let bias = attention_bias(&valid, p, &dev, dt)?;
+    let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
+    let mut logits = model.logits(&hidden.narrow(1, p - 1, 1)?.squeeze(1)?)?;
+    let mut scratch = Vec::new();
+    for step in 0..params.max_new_tokens {
+        let rows_logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut next = Vec::with_capacity(rows.len());
+        for (row, lg) in rows.iter_mut().zip(&rows_logits) {
+            if row.done {
+                next.push(pad);
+                continue;
+            }
+            let (tok, lp, ent) = sample_row(lg, params, rng, &mut scratch);
+            if let Some(tr) = trace.as_deref_mut() {
+                tr[row.seq].push(lg.clone());
+            }
+            let c = &mut out[row.seq];
+            c.tokens.push(tok);
+            c.logp.push(lp);
+            c.entropy.push(ent);
+            if params.stop_tokens.contains(&tok) {
+                c.finish = Finish::Stop;
+                row.done = true;
+            }
+            next.push(tok);
+        }
+        let finished = rows.iter().filter(|r| r.done).count();
+        if finished == rows.len() || step + 1 == params.max_new_tokens {
+            break;
+        }
+        if finished > 0 && finished * 4 >= rows.len() {
+            let keep: Vec<u32> = (0..rows.len() as u32)
+                .filter(|&i| !rows[i as usize].done)
+                .collect();
+            cache.keep_rows(&Tensor::new(keep.as_slice(), &dev)?)?;
+            next = keep.iter().map(|&i| next[i as usize]).collect();
+            rows.retain(|r| !r.done);
+        }
+        let b = rows.len();
+        let mut pos = Vec::with_capacity(b);
+        for row in rows.iter_mut() {
+            row.valid.push(!row.done);
+            pos.push(row.next_pos);
+            row.next_pos += 1;
+        }
+        let valid: Vec<&[bool]> = rows.iter().map(|r| r.valid.as_slice()).collect();
+        let bias = attention_bias(&valid, 1, &dev, dt)?;
+        let ids_t = Tensor::from_vec(next, (b, 1), &dev)?;
+        let pos_t = Tensor::from_vec(pos, (b, 1), &dev)?;
+        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
+        logits = model.logits(&hidden.squeeze(1)?)?;
+    }
+    Ok(out)
+}
