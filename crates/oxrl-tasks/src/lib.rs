@@ -1,1 +1,225 @@
+//! oxrl-tasks: verifiable tasks and rewards.
+//!
+//! A [`Task`] yields problems (an unbounded or finite train split and a fixed held-out test split),
+//! each with a prompt, a reference answer and an SFT demonstration, and verifies completions into a
+//! [`Verdict`] that reports correctness and format separately.
+//!
+//! Built-in tasks: [`multidigit`] (addition / subtraction / multiplication with written steps),
+//! [`countdown`], [`arith`] (multi-operand arithmetic with hidden step solutions) and [`jsonl`]
+//! (user data with the [`math_answer`] verifier).
 
+pub mod arith;
+pub mod countdown;
+pub mod jsonl;
+pub mod math_answer;
+pub mod multidigit;
+pub mod rational;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// One problem of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Stable identifier (train index, or test index offset by 1<<40).
+    pub id: u64,
+    pub prompt: String,
+    /// The reference answer, as the verifier compares it.
+    pub answer: String,
+    /// A demonstration completion for SFT (empty when the task has none).
+    pub solution: String,
+    /// Task-specific data the verifier needs (e.g. countdown's numbers).
+    #[serde(default)]
+    pub meta: serde_json::Value,
+}
+
+/// The verifier's judgement of one completion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Scalar reward (1 for correct, 0 otherwise, for the built-in tasks).
+    pub reward: f32,
+    pub correct: bool,
+    /// The completion had the required form (an answer could be extracted and parsed).
+    pub format_ok: bool,
+    /// The extracted answer in canonical form, used for majority voting.
+    pub answer: Option<String>,
+    /// Why the completion was judged wrong (empty when correct).
+    pub detail: String,
+}
+
+impl Verdict {
+    pub fn judged(correct: bool, answer: Option<String>, detail: impl Into<String>) -> Self {
+        Self {
+            reward: correct as u8 as f32,
+            correct,
+            format_ok: answer.is_some(),
+            answer,
+            detail: detail.into(),
+        }
+    }
+    pub fn bad_format(detail: impl Into<String>) -> Self {
+        Self {
+            reward: 0.0,
+            correct: false,
+            format_ok: false,
+            answer: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub trait Task: Send + Sync {
+    fn name(&self) -> &str;
+    /// The `index`-th training problem; deterministic in (task seed, index). Finite datasets wrap.
+    fn train_problem(&self, index: u64) -> Problem;
+    /// Number of distinct training problems, when finite.
+    fn train_size(&self) -> Option<usize>;
+    /// The held-out split (never produced by `train_problem`).
+    fn test_problems(&self) -> &[Problem];
+    fn verify(&self, problem: &Problem, completion: &str) -> Verdict;
+    /// Upper bound on a good completion's length in characters (a `max_new_tokens` hint).
+    fn max_completion_chars(&self) -> usize;
+}
+
+/// Text after the last `answer:` marker (case-insensitive) up to the end of its line, trimmed.
+pub fn after_answer_marker(completion: &str) -> Option<&str> {
+    let lower = completion.to_ascii_lowercase();
+    let i = lower.rfind("answer:")?;
+    let rest = &completion[i + "answer:".len()..];
+    Some(rest.lines().next().unwrap_or("").trim())
+}
+
+/// Parse an integer answer (`-12`, `+7`, `1,234`), as the synthetic tasks write them.
+pub fn parse_int(s: &str) -> Option<i128> {
+    let s = s.trim().trim_end_matches('.');
+    let t: String = s.chars().filter(|&c| c != ',').collect();
+    if t.is_empty() || t.len() > 36 {
+        return None;
+    }
+    t.parse::<i128>().ok()
+}
+
+/// Verify an integer-answer completion against `gold` (`answer: N` on the last marker).
+pub fn verify_int_answer(completion: &str, gold: &str) -> Verdict {
+    let Some(text) = after_answer_marker(completion) else {
+        return Verdict::bad_format("no `answer:` marker");
+    };
+    let Some(v) = parse_int(text) else {
+        return Verdict::bad_format(format!("`{text}` is not an integer"));
+    };
+    let correct = parse_int(gold) == Some(v);
+    Verdict::judged(
+        correct,
+        Some(v.to_string()),
+        if correct { "" } else { "wrong value" },
+    )
+}
+
+/// Generate a held-out split of `n` problems with distinct keys from `make(rng) -> (key, problem)`,
+/// and the key set used to keep training problems out of it.
+pub(crate) fn make_test_split(
+    seed: u64,
+    n: usize,
+    mut make: impl FnMut(&mut oxrl_rng::Rng) -> (String, Problem),
+) -> (Vec<Problem>, HashSet<String>) {
+    let mut rng = oxrl_rng::rng(seed, "test-split", 0);
+    let mut keys = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut tries = 0;
+    while out.len() < n && tries < n * 100 {
+        tries += 1;
+        let (k, mut p) = make(&mut rng);
+        if keys.insert(k) {
+            p.id = (1u64 << 40) + out.len() as u64;
+            out.push(p);
+        }
+    }
+    (out, keys)
+}
+
+/// The `index`-th training problem: drawn from its own seeded stream, redrawn while its key is in
+/// the held-out set.
+pub(crate) fn make_train_problem(
+    seed: u64,
+    index: u64,
+    test_keys: &HashSet<String>,
+    mut make: impl FnMut(&mut oxrl_rng::Rng) -> (String, Problem),
+) -> Problem {
+    let mut rng = oxrl_rng::rng(seed, "train", index);
+    loop {
+        let (k, mut p) = make(&mut rng);
+        if !test_keys.contains(&k) {
+            p.id = index;
+            return p;
+        }
+    }
+}
+
+use oxrl_core::seed as oxrl_rng;
+
+/// Configuration of a task, selected by `name` in the `[task]` table of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum TaskConfig {
+    /// Multi-digit addition with a written column-by-column solution.
+    Addition(multidigit::MultiDigitConfig),
+    Subtraction(multidigit::MultiDigitConfig),
+    Multiplication(multidigit::MultiDigitConfig),
+    Countdown(countdown::CountdownConfig),
+    Arith(arith::ArithConfig),
+    Jsonl(jsonl::JsonlConfig),
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig::Addition(Default::default())
+    }
+}
+
+impl TaskConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskConfig::Addition(_) => "addition",
+            TaskConfig::Subtraction(_) => "subtraction",
+            TaskConfig::Multiplication(_) => "multiplication",
+            TaskConfig::Countdown(_) => "countdown",
+            TaskConfig::Arith(_) => "arith",
+            TaskConfig::Jsonl(_) => "jsonl",
+        }
+    }
+
+    /// Default configuration for a task name (used by `oxrl eval --task NAME`).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "addition" => TaskConfig::Addition(Default::default()),
+            "subtraction" => TaskConfig::Subtraction(Default::default()),
+            "multiplication" => TaskConfig::Multiplication(Default::default()),
+            "countdown" => TaskConfig::Countdown(Default::default()),
+            "arith" => TaskConfig::Arith(Default::default()),
+            "jsonl" => anyhow::bail!("task `jsonl` needs a config with `train = \"file.jsonl\"`"),
+            other => anyhow::bail!(
+                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, jsonl)"
+            ),
+        })
+    }
+
+    /// Build the task; `seed` fixes the splits. Errors name the offending key or file line.
+    pub fn build(&self, seed: u64) -> Result<Box<dyn Task>> {
+        use multidigit::Op;
+        Ok(match self {
+            TaskConfig::Addition(c) => {
+                Box::new(multidigit::MultiDigit::new(Op::Add, c.clone(), seed)?)
+            }
+            TaskConfig::Subtraction(c) => {
+                Box::new(multidigit::MultiDigit::new(Op::Sub, c.clone(), seed)?)
+            }
+            TaskConfig::Multiplication(c) => {
+                Box::new(multidigit::MultiDigit::new(Op::Mul, c.clone(), seed)?)
+            }
+            TaskConfig::Countdown(c) => Box::new(countdown::Countdown::new(c.clone(), seed)?),
+            TaskConfig::Arith(c) => Box::new(arith::Arith::new(c.clone(), seed)?),
+            TaskConfig::Jsonl(c) => Box::new(jsonl::JsonlTask::load(c.clone(), seed)?),
+        })
+    }
+}
