@@ -22,12 +22,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 }
 
@@ -50,21 +45,9 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(params: Vec<(String, Var)>, config: AdamWConfig) -> Result<Self> {
-        let m = params
-            .iter()
-            .map(|(_, p)| p.zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let v = params
-            .iter()
-            .map(|(_, p)| p.zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self {
-            params,
-            m,
-            v,
-            step: 0,
-            config,
-        })
+        let m = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        let v = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { params, m, v, step: 0, config })
     }
 
     pub fn steps_taken(&self) -> u64 {
@@ -76,11 +59,7 @@ impl AdamW {
         let mut total = 0f64;
         for (_, p) in &self.params {
             if let Some(g) = grads.get(p.as_tensor()) {
-                total += g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_scalar::<f64>()?;
+                total += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             }
         }
         Ok(total.sqrt())
@@ -91,16 +70,9 @@ impl AdamW {
     pub fn step(&mut self, grads: &GradStore, lr: f64, max_norm: f64) -> Result<StepInfo> {
         let grad_norm = self.grad_norm(grads)?;
         if !grad_norm.is_finite() {
-            return Ok(StepInfo {
-                grad_norm,
-                skipped: true,
-            });
+            return Ok(StepInfo { grad_norm, skipped: true });
         }
-        let clip = if max_norm > 0.0 && grad_norm > max_norm {
-            max_norm / (grad_norm + 1e-6)
-        } else {
-            1.0
-        };
+        let clip = if max_norm > 0.0 && grad_norm > max_norm { max_norm / (grad_norm + 1e-6) } else { 1.0 };
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
@@ -122,10 +94,7 @@ impl AdamW {
             self.m[i] = m;
             self.v[i] = v;
         }
-        Ok(StepInfo {
-            grad_norm,
-            skipped: false,
-        })
+        Ok(StepInfo { grad_norm, skipped: false })
     }
 
     /// Optimiser state as named tensors (`<param>.exp_avg`, `<param>.exp_avg_sq`, `step`), for
@@ -136,11 +105,7 @@ impl AdamW {
             out.insert(format!("{name}.exp_avg"), self.m[i].clone());
             out.insert(format!("{name}.exp_avg_sq"), self.v[i].clone());
         }
-        let dev = self
-            .params
-            .first()
-            .map(|(_, p)| p.device().clone())
-            .unwrap_or(candle_core::Device::Cpu);
+        let dev = self.params.first().map(|(_, p)| p.device().clone()).unwrap_or(candle_core::Device::Cpu);
         out.insert("step".into(), Tensor::new(&[self.step as f64], &dev)?);
         Ok(out)
     }
@@ -150,26 +115,15 @@ impl AdamW {
         for (i, (name, p)) in self.params.iter().enumerate() {
             for (suffix, slot) in [("exp_avg", &mut self.m[i]), ("exp_avg_sq", &mut self.v[i])] {
                 let key = format!("{name}.{suffix}");
-                let Some(t) = state.get(&key) else {
-                    bail!("optimizer state is missing `{key}`")
-                };
+                let Some(t) = state.get(&key) else { bail!("optimizer state is missing `{key}`") };
                 if t.dims() != p.dims() {
-                    bail!(
-                        "optimizer state `{key}` has shape {:?}, parameter has {:?}",
-                        t.dims(),
-                        p.dims()
-                    );
+                    bail!("optimizer state `{key}` has shape {:?}, parameter has {:?}", t.dims(), p.dims());
                 }
                 *slot = t.to_device(p.device())?.to_dtype(p.dtype())?;
             }
         }
-        let Some(step) = state.get("step") else {
-            bail!("optimizer state is missing `step`")
-        };
-        self.step = step
-            .to_dtype(candle_core::DType::F64)?
-            .flatten_all()?
-            .to_vec1::<f64>()?[0] as u64;
+        let Some(step) = state.get("step") else { bail!("optimizer state is missing `step`") };
+        self.step = step.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0] as u64;
         Ok(())
     }
 }
@@ -207,9 +161,7 @@ impl Schedule {
         match self.kind {
             ScheduleKind::Constant => self.lr,
             ScheduleKind::Linear => self.lr + (min - self.lr) * frac,
-            ScheduleKind::Cosine => {
-                min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
-            }
+            ScheduleKind::Cosine => min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()),
         }
     }
 }
@@ -224,12 +176,7 @@ mod tests {
         // One scalar parameter, loss = 0.5 * w^2 * 3 -> grad = 3w. Two steps by hand (PyTorch order).
         let dev = Device::Cpu;
         let w = Var::from_tensor(&Tensor::new(&[[2.0f64]], &dev)?)?;
-        let cfg = AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.1,
-        };
+        let cfg = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
         let mut opt = AdamW::new(vec![("w".into(), w.clone())], cfg)?;
         let (mut th, mut m, mut v) = (2.0f64, 0.0f64, 0.0f64);
         let lr = 0.05;
@@ -255,12 +202,7 @@ mod tests {
         let dev = Device::Cpu;
         let a = Var::from_tensor(&Tensor::new(&[3.0f32], &dev)?)?;
         let b = Var::from_tensor(&Tensor::new(&[4.0f32], &dev)?)?;
-        let cfg = AdamWConfig {
-            beta1: 0.0,
-            beta2: 0.0,
-            eps: 0.0,
-            weight_decay: 0.0,
-        };
+        let cfg = AdamWConfig { beta1: 0.0, beta2: 0.0, eps: 0.0, weight_decay: 0.0 };
         let mut opt = AdamW::new(vec![("a".into(), a.clone()), ("b".into(), b.clone())], cfg)?;
         // loss = 0.5(a^2 + b^2) -> grads (3, 4), norm 5
         let loss = ((a.as_tensor().sqr()? + b.as_tensor().sqr()?)? * 0.5)?.sum_all()?;
@@ -296,45 +238,25 @@ mod tests {
         let mut opt2 = AdamW::new(vec![("a".into(), a.clone())], AdamWConfig::default())?;
         opt2.load_state_tensors(&st)?;
         assert_eq!(opt2.steps_taken(), 1);
-        assert_eq!(
-            opt2.state_tensors()?["a.exp_avg_sq"].to_vec2::<f32>()?,
-            st["a.exp_avg_sq"].to_vec2::<f32>()?
-        );
+        assert_eq!(opt2.state_tensors()?["a.exp_avg_sq"].to_vec2::<f32>()?, st["a.exp_avg_sq"].to_vec2::<f32>()?);
         let mut bad = st.clone();
         bad.remove("a.exp_avg");
-        assert!(opt2
-            .load_state_tensors(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("a.exp_avg"));
+        assert!(opt2.load_state_tensors(&bad).unwrap_err().to_string().contains("a.exp_avg"));
         Ok(())
     }
 
     #[test]
     fn schedules() {
-        let s = Schedule {
-            kind: ScheduleKind::Cosine,
-            lr: 1.0,
-            warmup_steps: 10,
-            total_steps: 110,
-            min_lr_ratio: 0.1,
-        };
+        let s = Schedule { kind: ScheduleKind::Cosine, lr: 1.0, warmup_steps: 10, total_steps: 110, min_lr_ratio: 0.1 };
         assert!((s.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(9) - 1.0).abs() < 1e-12);
         assert!((s.lr_at(10) - 1.0).abs() < 1e-12);
         assert!((s.lr_at(60) - 0.55).abs() < 1e-12); // halfway: min + (1-min)/2
         assert!((s.lr_at(110) - 0.1).abs() < 1e-12);
-        let l = Schedule {
-            kind: ScheduleKind::Linear,
-            ..s
-        };
+        let l = Schedule { kind: ScheduleKind::Linear, ..s };
         assert!((l.lr_at(60) - 0.55).abs() < 1e-12);
         assert!((l.lr_at(35) - (1.0 - 0.9 * 0.25)).abs() < 1e-12);
-        let c = Schedule {
-            kind: ScheduleKind::Constant,
-            warmup_steps: 0,
-            ..s
-        };
+        let c = Schedule { kind: ScheduleKind::Constant, warmup_steps: 0, ..s };
         assert_eq!(c.lr_at(0), 1.0);
         assert_eq!(c.lr_at(1000), 1.0);
     }

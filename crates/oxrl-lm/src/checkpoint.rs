@@ -35,11 +35,7 @@ pub fn save(
         cfg.bos_token_id = tokenizer.bos_id();
         std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
         std::fs::write(tmp.join("tokenizer.json"), tokenizer.to_hf_json()?)?;
-        let m = Manifest {
-            format: "oxrl-checkpoint-v1".into(),
-            tokenizer: tokenizer.kind().into(),
-            meta,
-        };
+        let m = Manifest { format: "oxrl-checkpoint-v1".into(), tokenizer: tokenizer.kind().into(), meta };
         std::fs::write(tmp.join("oxrl.json"), serde_json::to_string_pretty(&m)?)?;
         extra(tmp)
     })
@@ -58,20 +54,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     }
     let cfg = ModelConfig::load(&dir.join("config.json"))?;
     let manifest = match std::fs::read_to_string(dir.join("oxrl.json")) {
-        Ok(s) => serde_json::from_str(&s)
-            .with_context(|| format!("{}: invalid oxrl.json", dir.display()))?,
-        Err(_) => Manifest {
-            format: "hf".into(),
-            tokenizer: "hf".into(),
-            meta: serde_json::Value::Null,
-        },
+        Ok(s) => serde_json::from_str(&s).with_context(|| format!("{}: invalid oxrl.json", dir.display()))?,
+        Err(_) => Manifest { format: "hf".into(), tokenizer: "hf".into(), meta: serde_json::Value::Null },
     };
     let params = ParamStore::load(&cfg, &dir.join("model.safetensors"), DType::F32, device)?;
     let tokenizer = load_from_dir(dir, &manifest.tokenizer, cfg.eos_token_id)?;
     let model = Transformer::new(cfg, params)?;
-    Ok(Loaded {
-        model,
-        tokenizer,
-        manifest,
-    })
+    Ok(Loaded { model, tokenizer, manifest })
 }

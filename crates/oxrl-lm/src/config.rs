@@ -92,8 +92,7 @@ impl ModelConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
     pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
     /// Whether q/k/v projections carry biases (always for Qwen2; `attention_bias` for Llama).
     pub fn qkv_bias(&self) -> bool {
@@ -106,10 +105,7 @@ impl ModelConfig {
 
     pub fn validate(&self) -> Result<()> {
         if !matches!(self.model_type.as_str(), "qwen2" | "llama") {
-            bail!(
-                "model_type `{}` is not supported (supported: qwen2, llama)",
-                self.model_type
-            );
+            bail!("model_type `{}` is not supported (supported: qwen2, llama)", self.model_type);
         }
         for (k, v) in [
             ("vocab_size", self.vocab_size),
@@ -134,10 +130,7 @@ impl ModelConfig {
             bail!("`hidden_size` must be divisible by `num_attention_heads` when `head_dim` is not set");
         }
         if self.head_dim() % 2 != 0 {
-            bail!(
-                "head dimension {} must be even for rotary embeddings",
-                self.head_dim()
-            );
+            bail!("head dimension {} must be even for rotary embeddings", self.head_dim());
         }
         Ok(())
     }
@@ -152,11 +145,7 @@ impl ModelConfig {
             self.intermediate_size,
             self.vocab_size,
         );
-        let qkv_b = if self.qkv_bias() {
-            h * hd + 2 * kv * hd
-        } else {
-            0
-        };
+        let qkv_b = if self.qkv_bias() { h * hd + 2 * kv * hd } else { 0 };
         let o_b = if self.o_bias() { d } else { 0 };
         let layer = d * h * hd + 2 * d * kv * hd + h * hd * d + qkv_b + o_b + 3 * d * f + 2 * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
@@ -180,12 +169,10 @@ impl ModelConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{}: invalid model config", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("{}: invalid model config", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Self =
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid model config", path.display()))?;
+        cfg.validate().with_context(|| format!("{}: invalid model config", path.display()))?;
         Ok(cfg)
     }
 }

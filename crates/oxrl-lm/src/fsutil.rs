@@ -5,10 +5,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 fn tmp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -25,9 +22,8 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         }
     }
     let tmp = tmp_name(path);
-    let res = write(&tmp).and_then(|_| {
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
-    });
+    let res = write(&tmp)
+        .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display())));
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -80,9 +76,7 @@ mod tests {
         assert!(!dir.join("x").exists() && dir.join("y").exists());
         assert!(write_dir_atomic(&d.path().join("bad"), |_| anyhow::bail!("no")).is_err());
         assert!(!d.path().join("bad").exists());
-        let names: Vec<_> = std::fs::read_dir(d.path())?
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(d.path())?.map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}"); // `a` and `ck`, nothing temporary
         Ok(())
     }

@@ -62,13 +62,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(
-        cfg: &ModelConfig,
-        batch: usize,
-        capacity: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn new(cfg: &ModelConfig, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
         let shape = (batch, cfg.kv_heads(), capacity, cfg.head_dim());
         let mut k = Vec::with_capacity(cfg.num_hidden_layers);
         let mut v = Vec::with_capacity(cfg.num_hidden_layers);
@@ -76,12 +70,7 @@ impl KvCache {
             k.push(Tensor::zeros(shape, dtype, device)?);
             v.push(Tensor::zeros(shape, dtype, device)?);
         }
-        Ok(Self {
-            k,
-            v,
-            len: 0,
-            capacity,
-        })
+        Ok(Self { k, v, len: 0, capacity })
     }
 
     pub fn batch(&self) -> usize {
@@ -116,8 +105,7 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
         Mode::Infer => Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32)?),
         Mode::Train => {
             let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-            Ok(x.broadcast_mul(&(ms + eps)?.sqrt()?.recip()?)?
-                .broadcast_mul(w)?)
+            Ok(x.broadcast_mul(&(ms + eps)?.sqrt()?.recip()?)?.broadcast_mul(w)?)
         }
     }
 }
@@ -138,11 +126,7 @@ impl Transformer {
         cfg.validate()?;
         let p = |n: &str| params.tensor(n);
         let opt = |n: String| -> Result<Option<Tensor>> {
-            params
-                .get(&n)
-                .ok()
-                .map(|v| Ok(v.as_tensor().clone()))
-                .transpose()
+            params.get(&n).ok().map(|v| Ok(v.as_tensor().clone())).transpose()
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -166,11 +150,7 @@ impl Transformer {
             });
         }
         let embed = p("model.embed_tokens.weight")?;
-        let lm_head = if cfg.tie_word_embeddings {
-            embed.clone()
-        } else {
-            p("lm_head.weight")?
-        };
+        let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { p("lm_head.weight")? };
         // Rotary tables [max_pos, hd/2], computed in f64 then cast.
         let hd = cfg.head_dim();
         let n = cfg.max_position_embeddings;
@@ -189,16 +169,7 @@ impl Transformer {
         let cos = Tensor::from_vec(cos, (n, hd / 2), &dev)?.to_dtype(dt)?;
         let sin = Tensor::from_vec(sin, (n, hd / 2), &dev)?.to_dtype(dt)?;
         let norm = p("model.norm.weight")?;
-        Ok(Self {
-            cfg,
-            params,
-            embed,
-            layers,
-            norm,
-            lm_head,
-            cos,
-            sin,
-        })
+        Ok(Self { cfg, params, embed, layers, norm, lm_head, cos, sin })
     }
 
     pub fn device(&self) -> &Device {
@@ -228,34 +199,20 @@ impl Transformer {
         let rep = h / kv;
         let offset = cache.as_ref().map(|c| c.len).unwrap_or(0);
         if let Some(c) = cache.as_ref() {
-            anyhow::ensure!(
-                offset + t <= c.capacity,
-                "KV cache overflow: {} + {t} > capacity {}",
-                offset,
-                c.capacity
-            );
+            anyhow::ensure!(offset + t <= c.capacity, "KV cache overflow: {} + {t} > capacity {}", offset, c.capacity);
         }
         let s = offset + t;
         let pos = positions.flatten_all()?;
         let cos = self.cos.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
         let sin = self.sin.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut x =
-            self.embed
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b, t, cfg.hidden_size))?;
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
         for (li, layer) in self.layers.iter().enumerate() {
             let a = &layer.attn;
             let hn = rms_norm(&x, &layer.ln1, cfg.rms_norm_eps, mode)?;
-            let q = linear(&hn, &a.q, a.q_b.as_ref())?
-                .reshape((b, t, h, hd))?
-                .transpose(1, 2)?;
-            let k = linear(&hn, &a.k, a.k_b.as_ref())?
-                .reshape((b, t, kv, hd))?
-                .transpose(1, 2)?;
-            let v = linear(&hn, &a.v, a.v_b.as_ref())?
-                .reshape((b, t, kv, hd))?
-                .transpose(1, 2)?;
+            let q = linear(&hn, &a.q, a.q_b.as_ref())?.reshape((b, t, h, hd))?.transpose(1, 2)?;
+            let k = linear(&hn, &a.k, a.k_b.as_ref())?.reshape((b, t, kv, hd))?.transpose(1, 2)?;
+            let v = linear(&hn, &a.v, a.v_b.as_ref())?.reshape((b, t, kv, hd))?.transpose(1, 2)?;
             let q = rope(&q, &cos, &sin)?; // [b, h, t, hd] contiguous
             let k = rope(&k, &cos, &sin)?;
             let (k, v) = match cache.as_deref_mut() {
@@ -276,10 +233,7 @@ impl Transformer {
                 Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
             };
             let ctx = probs.reshape((b, kv, rep * t, s))?.matmul(&v)?;
-            let ctx = ctx
-                .reshape((b, h, t, hd))?
-                .transpose(1, 2)?
-                .reshape((b, t, h * hd))?;
+            let ctx = ctx.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
             x = (x + linear(&ctx, &a.o, a.o_b.as_ref())?)?;
             let hn = rms_norm(&x, &layer.ln2, cfg.rms_norm_eps, mode)?;
             let g = candle_nn::ops::silu(&linear(&hn, &layer.gate, None)?)?;
@@ -302,12 +256,7 @@ impl Transformer {
 /// rows the same length), for the last `t` query positions: query i (absolute position S−t+i)
 /// attends to keys j ≤ S−t+i that are valid. Masked entries are −1e9 (not −inf) so fully masked
 /// pad rows stay finite.
-pub fn attention_bias<V: AsRef<[bool]>>(
-    valid: &[V],
-    t: usize,
-    device: &Device,
-    dtype: DType,
-) -> Result<Tensor> {
+pub fn attention_bias<V: AsRef<[bool]>>(valid: &[V], t: usize, device: &Device, dtype: DType) -> Result<Tensor> {
     let b = valid.len();
     let s = valid.first().map(|r| r.as_ref().len()).unwrap_or(0);
     let mut data = vec![0f32; b * t * s];

@@ -17,17 +17,9 @@ pub struct ParamStore {
 
 /// The tensor names and shapes of a model config, in the Qwen2/Llama layout.
 pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, hd, h, kv, f) = (
-        cfg.hidden_size,
-        cfg.head_dim(),
-        cfg.num_attention_heads,
-        cfg.kv_heads(),
-        cfg.intermediate_size,
-    );
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, d],
-    )];
+    let (d, hd, h, kv, f) =
+        (cfg.hidden_size, cfg.head_dim(), cfg.num_attention_heads, cfg.kv_heads(), cfg.intermediate_size);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, d])];
     for i in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{i}");
         out.push((format!("{p}.input_layernorm.weight"), vec![d]));
@@ -59,8 +51,7 @@ impl ParamStore {
     /// Fresh parameters from `seed`: N(0, initializer_range²) matrices, unit norm weights, zero
     /// biases (the Hugging Face initialisation).
     pub fn init(cfg: &ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
-        let mut rng =
-            rand_chacha::ChaCha8Rng::seed_from_u64(oxrl_core::seed::derive(seed, "init", 0));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(oxrl_core::seed::derive(seed, "init", 0));
         let normal = Normal::new(0.0f32, cfg.initializer_range as f32)?;
         let mut vars = BTreeMap::new();
         for (name, shape) in param_shapes(cfg) {
@@ -75,10 +66,7 @@ impl ParamStore {
             let t = Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?;
             vars.insert(name, Var::from_tensor(&t)?);
         }
-        Ok(Self {
-            vars,
-            device: device.clone(),
-        })
+        Ok(Self { vars, device: device.clone() })
     }
 
     /// Build from named tensors, checking every tensor the config needs is present with its shape.
@@ -95,11 +83,7 @@ impl ParamStore {
                 None => missing.push(name),
                 Some(t) => {
                     if t.dims() != shape.as_slice() {
-                        bail!(
-                            "tensor `{name}` has shape {:?}, the config needs {:?}",
-                            t.dims(),
-                            shape
-                        );
+                        bail!("tensor `{name}` has shape {:?}, the config needs {:?}", t.dims(), shape);
                     }
                     let t = t.to_device(device)?.to_dtype(dtype)?;
                     vars.insert(name, Var::from_tensor(&t)?);
@@ -109,42 +93,29 @@ impl ParamStore {
         if !missing.is_empty() {
             bail!("missing tensors: {}", missing.join(", "));
         }
-        Ok(Self {
-            vars,
-            device: device.clone(),
-        })
+        Ok(Self { vars, device: device.clone() })
     }
 
     pub fn load(cfg: &ModelConfig, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("{}: cannot read safetensors", path.display()))?;
-        Self::from_tensors(cfg, tensors, dtype, device)
-            .with_context(|| format!("{}", path.display()))
+        Self::from_tensors(cfg, tensors, dtype, device).with_context(|| format!("{}", path.display()))
     }
 
     /// Save all parameters to a safetensors file, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let map: HashMap<String, Tensor> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_detached_tensor()))
-            .collect();
+        let map: HashMap<String, Tensor> = self.vars.iter().map(|(k, v)| (k.clone(), v.as_detached_tensor())).collect();
         crate::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
     }
 
     pub fn get(&self, name: &str) -> Result<&Var> {
-        self.vars
-            .get(name)
-            .with_context(|| format!("no parameter named `{name}`"))
+        self.vars.get(name).with_context(|| format!("no parameter named `{name}`"))
     }
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         Ok(self.get(name)?.as_tensor().clone())
     }
     pub fn named_vars(&self) -> Vec<(String, Var)> {
-        self.vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
     pub fn len(&self) -> usize {
         self.vars.len()
@@ -159,14 +130,8 @@ impl ParamStore {
     pub fn deep_clone(&self) -> Result<Self> {
         let mut vars = BTreeMap::new();
         for (k, v) in &self.vars {
-            vars.insert(
-                k.clone(),
-                Var::from_tensor(&v.as_tensor().copy()?.detach())?,
-            );
+            vars.insert(k.clone(), Var::from_tensor(&v.as_tensor().copy()?.detach())?);
         }
-        Ok(Self {
-            vars,
-            device: self.device.clone(),
-        })
+        Ok(Self { vars, device: self.device.clone() })
     }
 }

@@ -29,24 +29,11 @@ pub struct SamplingParams {
 
 impl SamplingParams {
     pub fn greedy(max_new_tokens: usize, stop_tokens: Vec<u32>) -> Self {
-        Self {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            max_new_tokens,
-            stop_tokens,
-        }
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, max_new_tokens, stop_tokens }
     }
     pub fn validate(&self) -> Result<()> {
-        ensure!(
-            self.temperature >= 0.0 && self.temperature.is_finite(),
-            "temperature must be >= 0"
-        );
-        ensure!(
-            self.top_p > 0.0 && self.top_p <= 1.0,
-            "top_p must be in (0, 1]"
-        );
+        ensure!(self.temperature >= 0.0 && self.temperature.is_finite(), "temperature must be >= 0");
+        ensure!(self.top_p > 0.0 && self.top_p <= 1.0, "top_p must be in (0, 1]");
         ensure!((0.0..1.0).contains(&self.min_p), "min_p must be in [0, 1)");
         ensure!(self.max_new_tokens > 0, "max_new_tokens must be > 0");
         Ok(())
@@ -75,11 +62,7 @@ pub fn sample_row(
     rng: &mut impl Rng,
     scratch: &mut Vec<(f32, u32)>,
 ) -> (u32, f32, f32) {
-    let t = if p.temperature > 0.0 {
-        p.temperature as f32
-    } else {
-        1.0
-    };
+    let t = if p.temperature > 0.0 { p.temperature as f32 } else { 1.0 };
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut z = 0f64;
     for &l in logits {
@@ -113,12 +96,7 @@ pub fn sample_row(
         chosen as u32
     } else {
         scratch.clear();
-        scratch.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (logp(l).exp(), i as u32)),
-        );
+        scratch.extend(logits.iter().enumerate().map(|(i, &l)| (logp(l).exp(), i as u32)));
         scratch.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut keep = scratch.len();
         if p.top_k > 0 {
@@ -182,19 +160,10 @@ pub fn generate_traced(
     mut trace: Option<&mut Vec<Vec<Vec<f32>>>>,
 ) -> Result<Vec<Completion>> {
     params.validate()?;
-    ensure!(
-        prompts.iter().all(|p| !p.is_empty()),
-        "generate: every prompt needs at least one token"
-    );
+    ensure!(prompts.iter().all(|p| !p.is_empty()), "generate: every prompt needs at least one token");
     let n = prompts.len();
-    let mut out: Vec<Completion> = (0..n)
-        .map(|_| Completion {
-            tokens: vec![],
-            logp: vec![],
-            entropy: vec![],
-            finish: Finish::Length,
-        })
-        .collect();
+    let mut out: Vec<Completion> =
+        (0..n).map(|_| Completion { tokens: vec![], logp: vec![], entropy: vec![], finish: Finish::Length }).collect();
     if n == 0 {
         return Ok(out);
     }
@@ -218,12 +187,7 @@ pub fn generate_traced(
         valid.extend(std::iter::repeat_n(true, pr.len()));
         ids.extend(std::iter::repeat_n(pad, p - pr.len()));
         ids.extend_from_slice(pr);
-        rows.push(Row {
-            seq: i,
-            valid,
-            next_pos: pr.len() as u32,
-            done: false,
-        });
+        rows.push(Row { seq: i, valid, next_pos: pr.len() as u32, done: false });
     }
     let valid: Vec<Vec<bool>> = rows.iter().map(|r| r.valid.clone()).collect();
     let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
@@ -260,9 +224,7 @@ pub fn generate_traced(
             break;
         }
         if finished > 0 && finished * 4 >= rows.len() {
-            let keep: Vec<u32> = (0..rows.len() as u32)
-                .filter(|&i| !rows[i as usize].done)
-                .collect();
+            let keep: Vec<u32> = (0..rows.len() as u32).filter(|&i| !rows[i as usize].done).collect();
             cache.keep_rows(&Tensor::new(keep.as_slice(), &dev)?)?;
             next = keep.iter().map(|&i| next[i as usize]).collect();
             rows.retain(|r| !r.done);

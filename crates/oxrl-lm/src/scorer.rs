@@ -24,12 +24,7 @@ pub struct ScoreOptions {
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        Self {
-            grad: false,
-            temperature: 1.0,
-            hidden: false,
-            top_k: 0,
-        }
+        Self { grad: false, temperature: 1.0, hidden: false, top_k: 0 }
     }
 }
 
@@ -47,11 +42,7 @@ pub struct Scored {
 }
 
 /// Pack prompts (left-padded) and responses (right-padded) into `(ids, valid)` rows.
-pub fn pack(
-    prompts: &[Vec<u32>],
-    responses: &[Vec<u32>],
-    pad: u32,
-) -> (Vec<Vec<u32>>, Vec<Vec<bool>>, usize, usize) {
+pub fn pack(prompts: &[Vec<u32>], responses: &[Vec<u32>], pad: u32) -> (Vec<Vec<u32>>, Vec<Vec<bool>>, usize, usize) {
     let p = prompts.iter().map(|x| x.len()).max().unwrap_or(0);
     let r = responses.iter().map(|x| x.len()).max().unwrap_or(0).max(1);
     let mut ids = Vec::with_capacity(prompts.len());
@@ -78,17 +69,9 @@ pub fn score(
     pad: u32,
     opts: ScoreOptions,
 ) -> Result<Scored> {
-    ensure!(
-        prompts.len() == responses.len(),
-        "scorer: {} prompts but {} responses",
-        prompts.len(),
-        responses.len()
-    );
+    ensure!(prompts.len() == responses.len(), "scorer: {} prompts but {} responses", prompts.len(), responses.len());
     ensure!(!prompts.is_empty(), "scorer: empty batch");
-    ensure!(
-        prompts.iter().all(|p| !p.is_empty()),
-        "scorer: every prompt needs at least one token (e.g. BOS)"
-    );
+    ensure!(prompts.iter().all(|p| !p.is_empty()), "scorer: every prompt needs at least one token (e.g. BOS)");
     ensure!(opts.temperature > 0.0, "scorer: temperature must be > 0");
     let dev = model.device();
     let (ids, valid, p, r) = pack(prompts, responses, pad);
@@ -104,17 +87,9 @@ pub fn score(
     let hidden = hidden.narrow(1, p - 1, r)?;
     let hidden = if opts.grad { hidden } else { hidden.detach() };
     // Log-softmax in at least f32 (f64 models stay f64).
-    let dt = if model.dtype() == DType::F64 {
-        DType::F64
-    } else {
-        DType::F32
-    };
+    let dt = if model.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
     let logits = model.logits(&hidden)?.to_dtype(dt)?;
-    let logits = if opts.temperature != 1.0 {
-        (logits / opts.temperature)?
-    } else {
-        logits
-    };
+    let logits = if opts.temperature != 1.0 { (logits / opts.temperature)? } else { logits };
     let logp_all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let targets = ids_t.narrow(1, p, r)?.contiguous()?;
     let logp = logp_all.gather(&targets.unsqueeze(2)?, 2)?.squeeze(2)?;

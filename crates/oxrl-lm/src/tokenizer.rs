@@ -48,11 +48,7 @@ impl CharTokenizer {
 impl Tokenizer for CharTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         text.chars()
-            .map(|c| {
-                Self::char_id(c).ok_or_else(|| {
-                    anyhow!("character {c:?} is not in the built-in char vocabulary")
-                })
-            })
+            .map(|c| Self::char_id(c).ok_or_else(|| anyhow!("character {c:?} is not in the built-in char vocabulary")))
             .collect()
     }
     fn decode(&self, ids: &[u32]) -> Result<String> {
@@ -123,59 +119,32 @@ pub struct HfTokenizer {
     pad: u32,
 }
 
-const EOS_NAMES: [&str; 6] = [
-    "<|endoftext|>",
-    "<|im_end|>",
-    "</s>",
-    "<eos>",
-    "<|end_of_text|>",
-    "<|eot_id|>",
-];
+const EOS_NAMES: [&str; 6] = ["<|endoftext|>", "<|im_end|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
 const BOS_NAMES: [&str; 4] = ["<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>"];
 const PAD_NAMES: [&str; 3] = ["<pad>", "<|pad|>", "[PAD]"];
 
 impl HfTokenizer {
     /// Load a `tokenizer.json`. End-of-sequence, beginning and padding tokens are found by their
     /// usual names unless given; padding falls back to end-of-sequence.
-    pub fn from_file(
-        path: &Path,
-        eos: Option<u32>,
-        bos: Option<u32>,
-        pad: Option<u32>,
-    ) -> Result<Self> {
+    pub fn from_file(path: &Path, eos: Option<u32>, bos: Option<u32>, pad: Option<u32>) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         let eos = eos.or_else(|| find(&EOS_NAMES)).with_context(|| {
-            format!(
-                "{}: no end-of-sequence token found (looked for {EOS_NAMES:?})",
-                path.display()
-            )
+            format!("{}: no end-of-sequence token found (looked for {EOS_NAMES:?})", path.display())
         })?;
         let bos = bos.or_else(|| find(&BOS_NAMES));
         let pad = pad.or_else(|| find(&PAD_NAMES)).unwrap_or(eos);
-        Ok(Self {
-            inner,
-            bos,
-            eos,
-            pad,
-        })
+        Ok(Self { inner, bos, eos, pad })
     }
 }
 
 impl Tokenizer for HfTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self
-            .inner
-            .encode(text, false)
-            .map_err(|e| anyhow!("tokenizer: {e}"))?
-            .get_ids()
-            .to_vec())
+        Ok(self.inner.encode(text, false).map_err(|e| anyhow!("tokenizer: {e}"))?.get_ids().to_vec())
     }
     fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| anyhow!("tokenizer: {e}"))
+        self.inner.decode(ids, true).map_err(|e| anyhow!("tokenizer: {e}"))
     }
     fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -193,9 +162,7 @@ impl Tokenizer for HfTokenizer {
         None
     }
     fn to_hf_json(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(|e| anyhow!("tokenizer: {e}"))
+        self.inner.to_string(true).map_err(|e| anyhow!("tokenizer: {e}"))
     }
     fn kind(&self) -> &'static str {
         "hf"
@@ -219,13 +186,7 @@ pub fn load_from_dir(dir: &Path, kind: &str, eos: Option<u32>) -> Result<Box<dyn
 mod tests {
     use super::*;
 
-    const TRICKY: [&str; 5] = [
-        "347+285=",
-        "step1: 3*4=12\nanswer: -7",
-        "  spaces  ",
-        "~!@#$%^&*()_+{}|:\"<>?",
-        "",
-    ];
+    const TRICKY: [&str; 5] = ["347+285=", "step1: 3*4=12\nanswer: -7", "  spaces  ", "~!@#$%^&*()_+{}|:\"<>?", ""];
 
     #[test]
     fn char_round_trip() -> Result<()> {
@@ -241,11 +202,7 @@ mod tests {
         ids.extend(t.encode("12")?);
         ids.extend([3, 2, 0]);
         assert_eq!(t.decode(&ids)?, "12");
-        assert!(t
-            .encode("é")
-            .unwrap_err()
-            .to_string()
-            .contains("not in the built-in char vocabulary"));
+        assert!(t.encode("é").unwrap_err().to_string().contains("not in the built-in char vocabulary"));
         assert!(t.decode(&[100]).is_err());
         Ok(())
     }
@@ -299,11 +256,7 @@ mod tests {
         assert_eq!(hf.pad_id(), 0);
         assert_eq!(hf.decode(&[9, 0])?, "hello");
         std::fs::write(&p, "{not json")?;
-        assert!(HfTokenizer::from_file(&p, None, None, None)
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("tokenizer.json"));
+        assert!(HfTokenizer::from_file(&p, None, None, None).err().unwrap().to_string().contains("tokenizer.json"));
         Ok(())
     }
 }

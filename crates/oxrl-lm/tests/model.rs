@@ -46,12 +46,7 @@ fn full_logits(m: &Transformer, ids: &[u32], mode: Mode) -> Result<Vec<Vec<f32>>
 }
 
 fn prompts() -> Vec<Vec<u32>> {
-    vec![
-        vec![1, 20, 21, 22, 23, 24, 25, 26],
-        vec![1, 30],
-        vec![1, 40, 41, 42, 43],
-        vec![1, 50, 51],
-    ]
+    vec![vec![1, 20, 21, 22, 23, 24, 25, 26], vec![1, 30], vec![1, 40, 41, 42, 43], vec![1, 50, 51]]
 }
 
 #[test]
@@ -95,10 +90,7 @@ fn kv_cache_sampling_reproduces_full_forward_logits() -> Result<()> {
         }
         assert!(worst <= 1e-4, "max |cached - full| = {worst}");
         if temperature > 0.0 {
-            assert!(
-                lengths.len() > 1,
-                "want sequences finishing at different times: {lengths:?}"
-            );
+            assert!(lengths.len() > 1, "want sequences finishing at different times: {lengths:?}");
         }
     }
     Ok(())
@@ -108,30 +100,13 @@ fn kv_cache_sampling_reproduces_full_forward_logits() -> Result<()> {
 fn scorer_matches_sampler_log_probs() -> Result<()> {
     let cfg = small_cfg(100);
     let m = model(&cfg, 5, DType::F32)?;
-    let params = SamplingParams {
-        temperature: 0.7,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        max_new_tokens: 10,
-        stop_tokens: vec![2],
-    };
+    let params =
+        SamplingParams { temperature: 0.7, top_k: 0, top_p: 1.0, min_p: 0.0, max_new_tokens: 10, stop_tokens: vec![2] };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let outs = generate(&m, &prompts(), &params, 0, &mut rng)?;
     let responses: Vec<Vec<u32>> = outs.iter().map(|c| c.tokens.clone()).collect();
     for grad in [false, true] {
-        let s = score(
-            &m,
-            &prompts(),
-            &responses,
-            0,
-            ScoreOptions {
-                grad,
-                temperature: 0.7,
-                hidden: true,
-                top_k: 3,
-            },
-        )?;
+        let s = score(&m, &prompts(), &responses, 0, ScoreOptions { grad, temperature: 0.7, hidden: true, top_k: 3 })?;
         let logp = s.logp.to_vec2::<f32>()?;
         let ent = s.entropy.to_vec2::<f32>()?;
         let mask = s.mask.to_vec2::<f32>()?;
@@ -139,12 +114,7 @@ fn scorer_matches_sampler_log_probs() -> Result<()> {
             for j in 0..mask[i].len() {
                 if j < c.tokens.len() {
                     assert_eq!(mask[i][j], 1.0);
-                    assert!(
-                        (logp[i][j] - c.logp[j]).abs() < 1e-4,
-                        "row {i} tok {j}: {} vs {}",
-                        logp[i][j],
-                        c.logp[j]
-                    );
+                    assert!((logp[i][j] - c.logp[j]).abs() < 1e-4, "row {i} tok {j}: {} vs {}", logp[i][j], c.logp[j]);
                     assert!((ent[i][j] - c.entropy[j]).abs() < 1e-4);
                 } else {
                     assert_eq!((mask[i][j], logp[i][j]), (0.0, 0.0));
@@ -177,16 +147,7 @@ fn fused_inference_path_matches_training_path() -> Result<()> {
 
 /// Sum of response log-probs, the SFT/PG objective, as an f64 scalar.
 fn logp_loss(m: &Transformer, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Result<Tensor> {
-    let s = score(
-        m,
-        prompts,
-        responses,
-        0,
-        ScoreOptions {
-            grad: true,
-            ..Default::default()
-        },
-    )?;
+    let s = score(m, prompts, responses, 0, ScoreOptions { grad: true, ..Default::default() })?;
     Ok(s.logp.sum_all()?)
 }
 
@@ -207,9 +168,7 @@ fn scorer_gradient_matches_finite_differences() -> Result<()> {
     let mut worst = 0f64;
     let mut checked = 0;
     for (name, var) in m.params.named_vars() {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
         let g = g.flatten_all()?.to_vec1::<f64>()?;
         let base = var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
         // check up to 3 coordinates of every tensor
@@ -227,11 +186,7 @@ fn scorer_gradient_matches_finite_differences() -> Result<()> {
             let rel = (fd - g[idx]).abs() / (fd.abs().max(g[idx].abs()).max(1e-3));
             worst = worst.max(rel);
             checked += 1;
-            assert!(
-                rel < 1e-4,
-                "{name}[{idx}]: autograd {} vs finite difference {fd}",
-                g[idx]
-            );
+            assert!(rel < 1e-4, "{name}[{idx}]: autograd {} vs finite difference {fd}", g[idx]);
         }
     }
     assert!(checked > 30);
@@ -248,21 +203,12 @@ fn every_parameter_receives_a_gradient() -> Result<()> {
             cfg.model_type = model_type.into();
             cfg.attention_bias = (model_type == "llama").then_some(true);
             let m = model(&cfg, 2, DType::F32)?;
-            let loss = logp_loss(
-                &m,
-                &prompts(),
-                &[vec![5, 6, 2], vec![7], vec![8, 9, 10, 2], vec![11, 2]],
-            )?;
+            let loss = logp_loss(&m, &prompts(), &[vec![5, 6, 2], vec![7], vec![8, 9, 10, 2], vec![11, 2]])?;
             let grads = loss.backward()?;
             for (name, var) in m.params.named_vars() {
-                let g = grads
-                    .get(var.as_tensor())
-                    .unwrap_or_else(|| panic!("{model_type}: no gradient for {name}"));
+                let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{model_type}: no gradient for {name}"));
                 let norm = g.sqr()?.sum_all()?.to_scalar::<f32>()?;
-                assert!(
-                    norm > 0.0 && norm.is_finite(),
-                    "{model_type}/tie={tie}: zero gradient for {name}"
-                );
+                assert!(norm > 0.0 && norm.is_finite(), "{model_type}/tie={tie}: zero gradient for {name}");
             }
             assert_eq!(m.params.len(), oxrl_lm::params::param_shapes(&m.cfg).len());
             assert_eq!(m.params.num_elements(), m.cfg.num_params());
@@ -284,10 +230,7 @@ fn same_seed_same_samples_different_seed_differs() -> Result<()> {
     };
     let run = |seed| -> Result<Vec<Vec<u32>>> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        Ok(generate(&m, &prompts(), &params, 0, &mut rng)?
-            .into_iter()
-            .map(|c| c.tokens)
-            .collect())
+        Ok(generate(&m, &prompts(), &params, 0, &mut rng)?.into_iter().map(|c| c.tokens).collect())
     };
     assert_eq!(run(1)?, run(1)?);
     assert_ne!(run(1)?, run(2)?);
@@ -296,12 +239,7 @@ fn same_seed_same_samples_different_seed_differs() -> Result<()> {
     let b = ParamStore::init(&small_cfg(100), 1, DType::F32, &Device::Cpu)?;
     let c = ParamStore::init(&small_cfg(100), 2, DType::F32, &Device::Cpu)?;
     let w = |p: &ParamStore| {
-        p.tensor("model.layers.0.self_attn.q_proj.weight")
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        p.tensor("model.layers.0.self_attn.q_proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
     assert_eq!(w(&a), w(&b));
     assert_ne!(w(&a), w(&c));
@@ -313,14 +251,8 @@ fn sampling_filters() {
     let logits = [2.0f32, 1.0, 0.5, -1.0, -3.0];
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut scratch = Vec::new();
-    let base = SamplingParams {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        max_new_tokens: 1,
-        stop_tokens: vec![],
-    };
+    let base =
+        SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, max_new_tokens: 1, stop_tokens: vec![] };
     let draw = |p: &SamplingParams, rng: &mut ChaCha8Rng, scratch: &mut Vec<(f32, u32)>| {
         let mut seen = [0usize; 5];
         for _ in 0..4000 {
@@ -329,66 +261,25 @@ fn sampling_filters() {
         seen
     };
     // greedy
-    let g = SamplingParams {
-        temperature: 0.0,
-        ..base.clone()
-    };
+    let g = SamplingParams { temperature: 0.0, ..base.clone() };
     assert_eq!(sample_row(&logits, &g, &mut rng, &mut scratch).0, 0);
     // top-k 2 -> only tokens 0, 1
-    let s = draw(
-        &SamplingParams {
-            top_k: 2,
-            ..base.clone()
-        },
-        &mut rng,
-        &mut scratch,
-    );
-    assert!(
-        s[0] > 0 && s[1] > 0 && s[2..].iter().all(|&x| x == 0),
-        "{s:?}"
-    );
+    let s = draw(&SamplingParams { top_k: 2, ..base.clone() }, &mut rng, &mut scratch);
+    assert!(s[0] > 0 && s[1] > 0 && s[2..].iter().all(|&x| x == 0), "{s:?}");
     // probabilities: [.609, .224, .136, .030, .004]; top-p 0.8 -> {0,1}; 0.85 -> {0,1,2}
-    let s = draw(
-        &SamplingParams {
-            top_p: 0.8,
-            ..base.clone()
-        },
-        &mut rng,
-        &mut scratch,
-    );
+    let s = draw(&SamplingParams { top_p: 0.8, ..base.clone() }, &mut rng, &mut scratch);
     assert!(s[2..].iter().all(|&x| x == 0), "{s:?}");
-    let s = draw(
-        &SamplingParams {
-            top_p: 0.85,
-            ..base.clone()
-        },
-        &mut rng,
-        &mut scratch,
-    );
+    let s = draw(&SamplingParams { top_p: 0.85, ..base.clone() }, &mut rng, &mut scratch);
     assert!(s[2] > 0 && s[3..].iter().all(|&x| x == 0), "{s:?}");
     // min-p 0.3 keeps p >= 0.183 -> {0, 1}
-    let s = draw(
-        &SamplingParams {
-            min_p: 0.3,
-            ..base.clone()
-        },
-        &mut rng,
-        &mut scratch,
-    );
+    let s = draw(&SamplingParams { min_p: 0.3, ..base.clone() }, &mut rng, &mut scratch);
     assert!(s[1] > 0 && s[2..].iter().all(|&x| x == 0), "{s:?}");
     // plain sampling frequencies match softmax
     let s = draw(&base, &mut rng, &mut scratch);
     assert!((s[0] as f64 / 4000.0 - 0.609).abs() < 0.03, "{s:?}");
     // low temperature sharpens; reported logp is of the tempered distribution
-    let (tok, lp, ent) = sample_row(
-        &logits,
-        &SamplingParams {
-            temperature: 0.5,
-            ..base.clone()
-        },
-        &mut rng,
-        &mut scratch,
-    );
+    let (tok, lp, ent) =
+        sample_row(&logits, &SamplingParams { temperature: 0.5, ..base.clone() }, &mut rng, &mut scratch);
     let z: f32 = logits.iter().map(|l| (l / 0.5).exp()).sum();
     assert!((lp - ((logits[tok as usize] / 0.5).exp() / z).ln()).abs() < 1e-5);
     assert!(ent > 0.0);
@@ -401,22 +292,14 @@ fn checkpoint_round_trip() -> Result<()> {
     let tok = CharTokenizer::new();
     let dir = d.path().join("ck");
     oxrl_lm::checkpoint::save(&dir, &m, &tok, serde_json::json!({"step": 3}), |_| Ok(()))?;
-    for f in [
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "oxrl.json",
-    ] {
+    for f in ["model.safetensors", "config.json", "tokenizer.json", "oxrl.json"] {
         assert!(dir.join(f).exists(), "{f}");
     }
     let l = oxrl_lm::checkpoint::load(&dir, &Device::Cpu)?;
     assert_eq!(l.manifest.meta["step"], 3);
     assert_eq!(l.tokenizer.encode("1+2=")?, tok.encode("1+2=")?);
     let ids = [1u32, 20, 21, 22];
-    assert_eq!(
-        full_logits(&m, &ids, Mode::Infer)?,
-        full_logits(&l.model, &ids, Mode::Infer)?
-    );
+    assert_eq!(full_logits(&m, &ids, Mode::Infer)?, full_logits(&l.model, &ids, Mode::Infer)?);
     // a corrupted weights file is refused with the file name
     std::fs::write(dir.join("model.safetensors"), b"garbage")?;
     let err = oxrl_lm::checkpoint::load(&dir, &Device::Cpu).err().unwrap();

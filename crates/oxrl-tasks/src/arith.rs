@@ -5,9 +5,7 @@
 //! (multiplications first, left to right, then additions and subtractions left to right). The
 //! verifier is an exact match of the final integer. Difficulty knob: the number of operands (2..8).
 
-use crate::{
-    make_test_split, make_train_problem, oxrl_rng::Rng, verify_int_answer, Problem, Task, Verdict,
-};
+use crate::{make_test_split, make_train_problem, oxrl_rng::Rng, verify_int_answer, Problem, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -69,26 +67,15 @@ pub fn steps(nums: &[i64], ops: &[char]) -> (i64, Vec<String>) {
         out.push(format!("{acc}{o}{v}={r}"));
         acc = r;
     }
-    let numbered = out
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| format!("step{}: {s}", i + 1))
-        .collect();
+    let numbered = out.into_iter().enumerate().map(|(i, s)| format!("step{}: {s}", i + 1)).collect();
     (acc, numbered)
 }
 
 impl Arith {
     pub fn new(cfg: ArithConfig, seed: u64) -> Result<Self> {
-        ensure!(
-            (2..=8).contains(&cfg.operands),
-            "task.operands must be in 2..=8 (got {})",
-            cfg.operands
-        );
+        ensure!((2..=8).contains(&cfg.operands), "task.operands must be in 2..=8 (got {})", cfg.operands);
         let lo = cfg.min_operands.unwrap_or(cfg.operands);
-        ensure!(
-            lo >= 2 && lo <= cfg.operands,
-            "task.min_operands must be in 2..=operands (got {lo})"
-        );
+        ensure!(lo >= 2 && lo <= cfg.operands, "task.min_operands must be in 2..=operands (got {lo})");
         ensure!(cfg.max_operand >= 1, "task.max_operand must be >= 1");
         ensure!(!cfg.ops.is_empty(), "task.ops must not be empty");
         let mut ops = Vec::new();
@@ -98,14 +85,8 @@ impl Arith {
                 other => anyhow::bail!("task.ops: `{other}` is not one of \"+\", \"-\", \"*\""),
             }
         }
-        let mut t = Self {
-            cfg,
-            ops,
-            seed,
-            test: vec![],
-            test_keys: HashSet::new(),
-        };
-        let (test, keys) = make_test_split(seed, t.cfg.test_size, |r| t.make(r));
+        let mut t = Self { cfg, ops, seed, test: vec![], test_keys: HashSet::new() };
+        let (test, keys) = make_test_split(t.cfg.test_size, |r| t.make(r));
         t.test = test;
         t.test_keys = keys;
         Ok(t)
@@ -114,12 +95,8 @@ impl Arith {
     fn make(&self, rng: &mut Rng) -> (String, Problem) {
         let lo = self.cfg.min_operands.unwrap_or(self.cfg.operands);
         let k = rng.random_range(lo..=self.cfg.operands);
-        let nums: Vec<i64> = (0..k)
-            .map(|_| rng.random_range(1..=self.cfg.max_operand))
-            .collect();
-        let ops: Vec<char> = (1..k)
-            .map(|_| self.ops[rng.random_range(0..self.ops.len())])
-            .collect();
+        let nums: Vec<i64> = (0..k).map(|_| rng.random_range(1..=self.cfg.max_operand)).collect();
+        let ops: Vec<char> = (1..k).map(|_| self.ops[rng.random_range(0..self.ops.len())]).collect();
         let mut prompt = nums[0].to_string();
         for (o, n) in ops.iter().zip(&nums[1..]) {
             prompt.push(*o);
@@ -129,16 +106,7 @@ impl Arith {
         let (ans, st) = steps(&nums, &ops);
         let solution = format!("{},answer: {ans}", st.join(","));
         let meta = serde_json::json!({"steps": st});
-        (
-            prompt.clone(),
-            Problem {
-                id: 0,
-                prompt,
-                answer: ans.to_string(),
-                solution,
-                meta,
-            },
-        )
+        (prompt.clone(), Problem { id: 0, prompt, answer: ans.to_string(), solution, meta })
     }
 }
 
@@ -182,15 +150,7 @@ mod tests {
 
     #[test]
     fn generated_problems() {
-        let t = Arith::new(
-            ArithConfig {
-                operands: 8,
-                min_operands: Some(2),
-                ..Default::default()
-            },
-            2,
-        )
-        .unwrap();
+        let t = Arith::new(ArithConfig { operands: 8, min_operands: Some(2), ..Default::default() }, 2).unwrap();
         for i in 0..300 {
             let p = t.train_problem(i);
             assert!(t.verify(&p, &p.solution).correct);
@@ -205,21 +165,7 @@ mod tests {
             let (v, _) = crate::countdown::evaluate(expr, false).unwrap();
             assert_eq!(v.to_string(), p.answer);
         }
-        assert!(Arith::new(
-            ArithConfig {
-                ops: vec!["/".into()],
-                ..Default::default()
-            },
-            0
-        )
-        .is_err());
-        assert!(Arith::new(
-            ArithConfig {
-                operands: 9,
-                ..Default::default()
-            },
-            0
-        )
-        .is_err());
+        assert!(Arith::new(ArithConfig { ops: vec!["/".into()], ..Default::default() }, 0).is_err());
+        assert!(Arith::new(ArithConfig { operands: 9, ..Default::default() }, 0).is_err());
     }
 }

@@ -7,9 +7,7 @@
 //! every division is exact. Unary minus and numbers not given are rejected.
 
 use crate::rational::Rational;
-use crate::{
-    after_answer_marker, make_test_split, make_train_problem, oxrl_rng::Rng, Problem, Task, Verdict,
-};
+use crate::{after_answer_marker, make_test_split, make_train_problem, oxrl_rng::Rng, Problem, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
@@ -32,13 +30,7 @@ pub struct CountdownConfig {
 
 impl Default for CountdownConfig {
     fn default() -> Self {
-        Self {
-            numbers: 3,
-            max_number: 20,
-            integer_only: true,
-            use_all: false,
-            test_size: 200,
-        }
+        Self { numbers: 3, max_number: 20, integer_only: true, use_all: false, test_size: 200 }
     }
 }
 
@@ -74,10 +66,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 if t.len() > 1 && t.starts_with('0') {
                     return Err(format!("number `{t}` has a leading zero"));
                 }
-                out.push(Tok::Num(
-                    t.parse()
-                        .map_err(|_| format!("number `{t}` is too large"))?,
-                ));
+                out.push(Tok::Num(t.parse().map_err(|_| format!("number `{t}` is too large"))?));
             }
             '+' | '-' | '*' | '/' => out.push(Tok::Op(c)),
             '×' | 'x' | 'X' => out.push(Tok::Op('*')),
@@ -107,12 +96,7 @@ impl Parser<'_> {
         while let Some(Tok::Op(o @ ('+' | '-'))) = self.peek() {
             self.pos += 1;
             let r = self.term()?;
-            v = if o == '+' {
-                v.checked_add(r)
-            } else {
-                v.checked_sub(r)
-            }
-            .ok_or("overflow")?;
+            v = if o == '+' { v.checked_add(r) } else { v.checked_sub(r) }.ok_or("overflow")?;
         }
         Ok(v)
     }
@@ -162,12 +146,7 @@ pub fn evaluate(expr: &str, integer_only: bool) -> Result<(Rational, Vec<i128>),
     if toks.is_empty() {
         return Err("empty expression".into());
     }
-    let mut p = Parser {
-        toks: &toks,
-        pos: 0,
-        used: vec![],
-        integer_only,
-    };
+    let mut p = Parser { toks: &toks, pos: 0, used: vec![], integer_only };
     let v = p.expr()?;
     if p.pos != toks.len() {
         return Err(format!("unexpected {:?} after the expression", toks[p.pos]));
@@ -176,12 +155,7 @@ pub fn evaluate(expr: &str, integer_only: bool) -> Result<(Rational, Vec<i128>),
 }
 
 /// Judge `expr` for the given numbers and target.
-pub fn judge(
-    expr: &str,
-    numbers: &[i128],
-    target: i128,
-    cfg: &CountdownConfig,
-) -> Result<(), String> {
+pub fn judge(expr: &str, numbers: &[i128], target: i128, cfg: &CountdownConfig) -> Result<(), String> {
     let (v, used) = evaluate(expr, cfg.integer_only)?;
     let mut pool = numbers.to_vec();
     for u in &used {
@@ -189,9 +163,7 @@ pub fn judge(
             Some(i) => {
                 pool.swap_remove(i);
             }
-            None if numbers.contains(u) => {
-                return Err(format!("{u} is used more often than given"))
-            }
+            None if numbers.contains(u) => return Err(format!("{u} is used more often than given")),
             None => return Err(format!("{u} is not one of the given numbers")),
         }
     }
@@ -206,19 +178,10 @@ pub fn judge(
 
 impl Countdown {
     pub fn new(cfg: CountdownConfig, seed: u64) -> Result<Self> {
-        ensure!(
-            (2..=8).contains(&cfg.numbers),
-            "task.numbers must be in 2..=8 (got {})",
-            cfg.numbers
-        );
+        ensure!((2..=8).contains(&cfg.numbers), "task.numbers must be in 2..=8 (got {})", cfg.numbers);
         ensure!(cfg.max_number >= 2, "task.max_number must be >= 2");
-        let mut t = Self {
-            cfg,
-            seed,
-            test: vec![],
-            test_keys: HashSet::new(),
-        };
-        let (test, keys) = make_test_split(seed, t.cfg.test_size, |r| t.make(r));
+        let mut t = Self { cfg, seed, test: vec![], test_keys: HashSet::new() };
+        let (test, keys) = make_test_split(t.cfg.test_size, |r| t.make(r));
         t.test = test;
         t.test_keys = keys;
         Ok(t)
@@ -226,9 +189,8 @@ impl Countdown {
 
     fn make(&self, rng: &mut Rng) -> (String, Problem) {
         loop {
-            let nums: Vec<i128> = (0..self.cfg.numbers)
-                .map(|_| rng.random_range(1..=self.cfg.max_number) as i128)
-                .collect();
+            let nums: Vec<i128> =
+                (0..self.cfg.numbers).map(|_| rng.random_range(1..=self.cfg.max_number) as i128).collect();
             let mut order = nums.clone();
             order.shuffle(rng);
             // Left-deep construction over all numbers: (expression, value, precedence).
@@ -250,11 +212,7 @@ impl Countdown {
                     _ => val / n,
                 };
                 let op_prec = if matches!(op, '+' | '-') { 1 } else { 2 };
-                let left = if prec < op_prec {
-                    format!("({expr})")
-                } else {
-                    expr
-                };
+                let left = if prec < op_prec { format!("({expr})") } else { expr };
                 steps.push(format!("{val}{op}{n}={next}"));
                 expr = format!("{left}{op}{n}");
                 val = next;
@@ -267,16 +225,7 @@ impl Countdown {
             let prompt = format!("{} -> {val}", list.join(" "));
             let solution = format!("{},answer: {expr}", steps.join(","));
             let meta = serde_json::json!({"numbers": nums, "target": val});
-            return (
-                prompt.clone(),
-                Problem {
-                    id: 0,
-                    prompt,
-                    answer: val.to_string(),
-                    solution,
-                    meta,
-                },
-            );
+            return (prompt.clone(), Problem { id: 0, prompt, answer: val.to_string(), solution, meta });
         }
     }
 }
@@ -301,12 +250,7 @@ impl Task for Countdown {
         let expr = text.split('=').next().unwrap_or("").trim();
         let numbers: Vec<i128> = problem.meta["numbers"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_i64())
-                    .map(|v| v as i128)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|v| v.as_i64()).map(|v| v as i128).collect())
             .unwrap_or_default();
         let target = problem.meta["target"].as_i64().unwrap_or(i64::MIN) as i128;
         let canon: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
@@ -365,11 +309,7 @@ mod tests {
             ("", 0, Err("empty")),
             ("3^2", 9, Err("unexpected character")),
             ("037", 37, Err("leading zero")),
-            (
-                "99999999999999999999999999999999999999999",
-                1,
-                Err("too large"),
-            ),
+            ("99999999999999999999999999999999999999999", 1, Err("too large")),
             ("50*50", 2500, Err("used more often")),
         ];
         assert!(cases.len() >= 30);
@@ -384,48 +324,23 @@ mod tests {
             }
         }
         // fractional intermediates are allowed when integer_only is off
-        let loose = CountdownConfig {
-            integer_only: false,
-            ..cfg.clone()
-        };
+        let loose = CountdownConfig { integer_only: false, ..cfg.clone() };
         assert_eq!(judge("7/25*50", &nums, 14, &loose), Ok(()));
-        assert_eq!(
-            judge("25/50*7", &nums, 0, &loose).unwrap_err(),
-            "evaluates to 7/2, not 0"
-        );
+        assert_eq!(judge("25/50*7", &nums, 0, &loose).unwrap_err(), "evaluates to 7/2, not 0");
         // use_all requires every number
-        let all = CountdownConfig {
-            use_all: true,
-            ..cfg
-        };
-        assert!(judge("25*7", &nums, 175, &all)
-            .unwrap_err()
-            .contains("not used"));
-        assert_eq!(
-            judge("(50-25)*7+3-3", &[3, 3, 7, 25, 50], 175, &all),
-            Ok(())
-        );
+        let all = CountdownConfig { use_all: true, ..cfg };
+        assert!(judge("25*7", &nums, 175, &all).unwrap_err().contains("not used"));
+        assert_eq!(judge("(50-25)*7+3-3", &[3, 3, 7, 25, 50], 175, &all), Ok(()));
     }
 
     #[test]
     fn demonstrations_verify_and_completions_are_judged() {
-        let t = Countdown::new(
-            CountdownConfig {
-                numbers: 4,
-                ..Default::default()
-            },
-            3,
-        )
-        .unwrap();
+        let t = Countdown::new(CountdownConfig { numbers: 4, ..Default::default() }, 3).unwrap();
         for i in 0..300 {
             let p = t.train_problem(i);
             let v = t.verify(&p, &p.solution);
             assert!(v.correct, "{p:?} {v:?}");
-            assert!(
-                p.solution.len() <= t.max_completion_chars(),
-                "{}",
-                p.solution
-            );
+            assert!(p.solution.len() <= t.max_completion_chars(), "{}", p.solution);
         }
         let p = &t.test_problems()[0];
         assert!(!t.verify(p, "no marker").format_ok);

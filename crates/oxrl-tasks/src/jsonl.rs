@@ -49,51 +49,35 @@ pub struct JsonlTask {
 
 /// Read problems from a JSONL file. Errors name the file, the line and the reason.
 pub fn read_problems(path: &Path, cfg: &JsonlConfig) -> Result<Vec<Problem>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let ln = i + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{}:{ln}: invalid JSON: {e}", path.display()))?;
-        let Some(obj) = v.as_object() else {
-            bail!("{}:{ln}: expected a JSON object", path.display())
-        };
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}:{ln}: invalid JSON: {e}", path.display()))?;
+        let Some(obj) = v.as_object() else { bail!("{}:{ln}: expected a JSON object", path.display()) };
         let field = |name: &str, required: bool| -> Result<Option<String>> {
             match obj.get(name) {
                 None if required => bail!("{}:{ln}: missing field `{name}`", path.display()),
                 None => Ok(None),
                 Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
                 Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(other) => bail!(
-                    "{}:{ln}: field `{name}` must be a string or number, got {other}",
-                    path.display()
-                ),
+                Some(other) => bail!("{}:{ln}: field `{name}` must be a string or number, got {other}", path.display()),
             }
         };
         let prompt = field(&cfg.prompt_field, true)?.unwrap();
         let answer = field(&cfg.answer_field, true)?.unwrap();
         if prompt.trim().is_empty() {
-            bail!(
-                "{}:{ln}: field `{}` is empty",
-                path.display(),
-                cfg.prompt_field
-            );
+            bail!("{}:{ln}: field `{}` is empty", path.display(), cfg.prompt_field);
         }
         let solution = match &cfg.solution_field {
             Some(f) => field(f, true)?.unwrap(),
             None => format!("answer: {answer}"),
         };
-        out.push(Problem {
-            id: out.len() as u64,
-            prompt,
-            answer,
-            solution,
-            meta: serde_json::Value::Null,
-        });
+        out.push(Problem { id: out.len() as u64, prompt, answer, solution, meta: serde_json::Value::Null });
     }
     if out.is_empty() {
         bail!("{}: no problems in the file", path.display());
@@ -102,25 +86,19 @@ pub fn read_problems(path: &Path, cfg: &JsonlConfig) -> Result<Vec<Problem>> {
 }
 
 impl JsonlTask {
-    pub fn load(cfg: JsonlConfig, seed: u64) -> Result<Self> {
+    pub fn load(cfg: JsonlConfig, _seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&cfg.test_fraction) {
-            bail!(
-                "task.test_fraction must be in [0, 1) (got {})",
-                cfg.test_fraction
-            );
+            bail!("task.test_fraction must be in [0, 1) (got {})", cfg.test_fraction);
         }
         let mut train = read_problems(&cfg.train, &cfg)?;
         let mut test = match &cfg.test {
             Some(p) => read_problems(p, &cfg)?,
             None => {
-                let mut rng = oxrl_rng::rng(seed, "jsonl-split", 0);
+                let mut rng = oxrl_rng::rng(crate::SPLIT_SEED, "jsonl-split", 0);
                 train.shuffle(&mut rng);
                 let n_test = ((train.len() as f64) * cfg.test_fraction).round() as usize;
                 if n_test >= train.len() {
-                    bail!(
-                        "{}: too few problems to hold out {n_test}",
-                        cfg.train.display()
-                    );
+                    bail!("{}: too few problems to hold out {n_test}", cfg.train.display());
                 }
                 train.split_off(train.len() - n_test)
             }
@@ -131,11 +109,7 @@ impl JsonlTask {
         for (i, p) in test.iter_mut().enumerate() {
             p.id = (1u64 << 40) + i as u64;
         }
-        Ok(Self {
-            train,
-            test,
-            max_chars: cfg.max_completion_chars,
-        })
+        Ok(Self { train, test, max_chars: cfg.max_completion_chars })
     }
 }
 
@@ -180,9 +154,8 @@ mod tests {
     fn loads_splits_and_verifies() -> Result<()> {
         let d = tempfile::tempdir()?;
         let p = d.path().join("data.jsonl");
-        let lines: Vec<String> = (0..20)
-            .map(|i| format!("{{\"prompt\": \"What is {i}+1?\", \"answer\": {}}}", i + 1))
-            .collect();
+        let lines: Vec<String> =
+            (0..20).map(|i| format!("{{\"prompt\": \"What is {i}+1?\", \"answer\": {}}}", i + 1)).collect();
         std::fs::write(&p, lines.join("\n") + "\n\n")?;
         let t = JsonlTask::load(cfg(p.clone()), 0)?;
         assert_eq!(t.train_size(), Some(18));
@@ -194,10 +167,7 @@ mod tests {
         assert!(!t.verify(q, &format!("answer: {}", n + 1)).correct);
         assert!(!t.verify(q, "no idea").format_ok);
         // the same seed gives the same split
-        assert_eq!(
-            JsonlTask::load(cfg(p.clone()), 0)?.test_problems(),
-            t.test_problems()
-        );
+        assert_eq!(JsonlTask::load(cfg(p.clone()), 0)?.test_problems(), t.test_problems());
         Ok(())
     }
 
@@ -205,36 +175,18 @@ mod tests {
     fn malformed_lines_name_file_and_line() -> Result<()> {
         let d = tempfile::tempdir()?;
         let cases = [
-            (
-                "{\"prompt\": \"a\", \"answer\": 1}\n{\"prompt\": \"b\"\n",
-                ":2: invalid JSON",
-            ),
-            (
-                "{\"prompt\": \"a\", \"answer\": 1}\n\n{\"prompt\": \"b\"}\n",
-                ":3: missing field `answer`",
-            ),
+            ("{\"prompt\": \"a\", \"answer\": 1}\n{\"prompt\": \"b\"\n", ":2: invalid JSON"),
+            ("{\"prompt\": \"a\", \"answer\": 1}\n\n{\"prompt\": \"b\"}\n", ":3: missing field `answer`"),
             ("[1, 2]\n", ":1: expected a JSON object"),
-            (
-                "{\"prompt\": [1], \"answer\": 1}\n",
-                ":1: field `prompt` must be a string",
-            ),
-            (
-                "{\"prompt\": \" \", \"answer\": 1}\n",
-                ":1: field `prompt` is empty",
-            ),
+            ("{\"prompt\": [1], \"answer\": 1}\n", ":1: field `prompt` must be a string"),
+            ("{\"prompt\": \" \", \"answer\": 1}\n", ":1: field `prompt` is empty"),
             ("\n\n", "no problems"),
         ];
         for (i, (text, want)) in cases.iter().enumerate() {
             let p = d.path().join(format!("bad{i}.jsonl"));
             std::fs::write(&p, text)?;
-            let err = JsonlTask::load(cfg(p.clone()), 0)
-                .err()
-                .expect("must fail")
-                .to_string();
-            assert!(
-                err.contains(&format!("bad{i}.jsonl")) && err.contains(want),
-                "{err} lacks {want}"
-            );
+            let err = JsonlTask::load(cfg(p.clone()), 0).err().expect("must fail").to_string();
+            assert!(err.contains(&format!("bad{i}.jsonl")) && err.contains(want), "{err} lacks {want}");
         }
         Ok(())
     }

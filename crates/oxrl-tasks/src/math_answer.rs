@@ -13,11 +13,7 @@ use crate::rational::Rational;
 
 /// Content of the last `\boxed{...}` or `\fbox{...}` in `s`, braces matched.
 fn last_boxed(s: &str) -> Option<String> {
-    let i = s
-        .rfind("\\boxed")
-        .into_iter()
-        .chain(s.rfind("\\fbox"))
-        .max()?;
+    let i = s.rfind("\\boxed").into_iter().chain(s.rfind("\\fbox")).max()?;
     let rest = &s[i..];
     let open = rest.find('{')?;
     let mut depth = 0;
@@ -43,17 +39,9 @@ pub fn extract(completion: &str) -> Option<String> {
     }
     let lower = completion.to_lowercase();
     let markers = ["answer:", "answer is", "####"];
-    if let Some((i, m)) = markers
-        .iter()
-        .filter_map(|m| lower.rfind(m).map(|i| (i, *m)))
-        .max_by_key(|x| x.0)
-    {
+    if let Some((i, m)) = markers.iter().filter_map(|m| lower.rfind(m).map(|i| (i, *m))).max_by_key(|x| x.0) {
         let rest = completion.get(i + m.len()..).unwrap_or("");
-        let line = rest
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("");
+        let line = rest.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
         let line = line.trim().trim_end_matches('.').trim();
         if !line.is_empty() {
             return Some(line.to_string());
@@ -122,11 +110,7 @@ pub fn normalize(ans: &str) -> String {
                 break;
             };
             let inner = s[i + open + 1..i + open + close].to_string();
-            let keep = if inner.trim().chars().any(|c| c.is_ascii_digit()) {
-                inner
-            } else {
-                String::new()
-            };
+            let keep = if inner.trim().chars().any(|c| c.is_ascii_digit()) { inner } else { String::new() };
             s.replace_range(i..i + open + close + 1, &keep);
         }
     }
@@ -157,11 +141,7 @@ fn strip_thousands(s: &str) -> Option<String> {
         return None;
     }
     let sign = &ip[..ip.len() - ip_digits.len()];
-    Some(format!(
-        "{sign}{}{}",
-        groups.concat(),
-        fp.map(|f| format!(".{f}")).unwrap_or_default()
-    ))
+    Some(format!("{sign}{}{}", groups.concat(), fp.map(|f| format!(".{f}")).unwrap_or_default()))
 }
 
 fn parse_plain(s: &str) -> Option<Rational> {
@@ -218,17 +198,10 @@ pub fn parse_value(s: &str) -> Option<Rational> {
     }
     if t.contains("\\frac") {
         // mixed number `2\frac{1}{2}`
-        if let Some(i) = t
-            .find("\\frac")
-            .filter(|&i| t[..i].chars().any(|c| c.is_ascii_digit()))
-        {
+        if let Some(i) = t.find("\\frac").filter(|&i| t[..i].chars().any(|c| c.is_ascii_digit())) {
             let whole = parse_plain(&t[..i])?;
             let f = parse_frac(&t[i..])?;
-            return if whole < Rational::int(0) {
-                whole.checked_sub(f)
-            } else {
-                whole.checked_add(f)
-            };
+            return if whole < Rational::int(0) { whole.checked_sub(f) } else { whole.checked_add(f) };
         }
         return parse_frac(t);
     }
@@ -236,11 +209,7 @@ pub fn parse_value(s: &str) -> Option<Rational> {
     if let Some((w, f)) = t.split_once(' ') {
         if f.contains('/') && !w.contains('/') {
             let (whole, frac) = (parse_plain(w)?, parse_plain(f)?);
-            return if whole < Rational::int(0) {
-                whole.checked_sub(frac)
-            } else {
-                whole.checked_add(frac)
-            };
+            return if whole < Rational::int(0) { whole.checked_sub(frac) } else { whole.checked_add(frac) };
         }
         return None;
     }
@@ -253,11 +222,7 @@ pub fn canonical(ans: &str) -> String {
     let n = normalize(ans);
     match parse_value(&n) {
         Some(v) => v.to_string(),
-        None => n
-            .to_lowercase()
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect(),
+        None => n.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect(),
     }
 }
 
@@ -310,12 +275,7 @@ mod tests {
             ("\\text{yes}", ""), // both empty after dropping words: never equal
         ];
         for (p, g) in &yes[..yes.len() - 1] {
-            assert!(
-                equivalent(p, g),
-                "{p} should equal {g} ({} vs {})",
-                canonical(p),
-                canonical(g)
-            );
+            assert!(equivalent(p, g), "{p} should equal {g} ({} vs {})", canonical(p), canonical(g));
         }
         assert!(!equivalent(yes.last().unwrap().0, yes.last().unwrap().1));
         let no: &[(&str, &str)] = &[
@@ -358,14 +318,8 @@ mod tests {
             assert_eq!(extract(text).as_deref(), *want, "{text}");
         }
         // end to end: completion vs gold
-        assert!(equivalent(
-            &extract("Thus $\\boxed{\\dfrac{6}{8}}$").unwrap(),
-            "0.75"
-        ));
-        assert!(equivalent(
-            &extract("It costs $1,500 in total. Answer: $1,500").unwrap(),
-            "1500"
-        ));
+        assert!(equivalent(&extract("Thus $\\boxed{\\dfrac{6}{8}}$").unwrap(), "0.75"));
+        assert!(equivalent(&extract("It costs $1,500 in total. Answer: $1,500").unwrap(), "1500"));
         assert!(!equivalent(&extract("answer: 1500.5").unwrap(), "1500"));
     }
 }

@@ -6,9 +6,7 @@
 //! is negative. Multiplication writes the shifted partial products and their sum. Difficulty knob:
 //! the number of digits of each operand.
 
-use crate::{
-    make_test_split, make_train_problem, oxrl_rng::Rng, verify_int_answer, Problem, Task, Verdict,
-};
+use crate::{make_test_split, make_train_problem, oxrl_rng::Rng, verify_int_answer, Problem, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -27,11 +25,7 @@ pub struct MultiDigitConfig {
 
 impl Default for MultiDigitConfig {
     fn default() -> Self {
-        Self {
-            digits: 3,
-            min_digits: None,
-            test_size: 200,
-        }
+        Self { digits: 3, min_digits: None, test_size: 200 }
     }
 }
 
@@ -96,11 +90,7 @@ pub fn solution(op: Op, a: u64, b: u64) -> (i128, String) {
         }
         Op::Sub => {
             let r = a as i128 - b as i128;
-            let steps = if a >= b {
-                subtraction_steps(a, b)
-            } else {
-                format!("swap,{}", subtraction_steps(b, a))
-            };
+            let steps = if a >= b { subtraction_steps(a, b) } else { format!("swap,{}", subtraction_steps(b, a)) };
             (r, format!("{steps},answer: {r}"))
         }
         Op::Mul => {
@@ -112,34 +102,18 @@ pub fn solution(op: Op, a: u64, b: u64) -> (i128, String) {
                 parts.push(format!("{a}*{}={}", d * shift, a * d * shift));
                 terms.push((a * d * shift).to_string());
             }
-            (
-                r,
-                format!("{},{}={r},answer: {r}", parts.join(","), terms.join("+")),
-            )
+            (r, format!("{},{}={r},answer: {r}", parts.join(","), terms.join("+")))
         }
     }
 }
 
 impl MultiDigit {
     pub fn new(op: Op, cfg: MultiDigitConfig, seed: u64) -> Result<Self> {
-        ensure!(
-            (1..=9).contains(&cfg.digits),
-            "task.digits must be in 1..=9 (got {})",
-            cfg.digits
-        );
+        ensure!((1..=9).contains(&cfg.digits), "task.digits must be in 1..=9 (got {})", cfg.digits);
         let lo = cfg.min_digits.unwrap_or(cfg.digits);
-        ensure!(
-            lo >= 1 && lo <= cfg.digits,
-            "task.min_digits must be in 1..=digits (got {lo})"
-        );
-        let mut t = Self {
-            op,
-            cfg,
-            seed,
-            test: vec![],
-            test_keys: HashSet::new(),
-        };
-        let (test, keys) = make_test_split(seed, t.cfg.test_size, |r| t.make(r));
+        ensure!(lo >= 1 && lo <= cfg.digits, "task.min_digits must be in 1..=digits (got {lo})");
+        let mut t = Self { op, cfg, seed, test: vec![], test_keys: HashSet::new() };
+        let (test, keys) = make_test_split(t.cfg.test_size, |r| t.make(r));
         t.test = test;
         t.test_keys = keys;
         Ok(t)
@@ -166,13 +140,7 @@ impl MultiDigit {
         let (ans, sol) = solution(self.op, a, b);
         (
             prompt.clone(),
-            Problem {
-                id: 0,
-                prompt,
-                answer: ans.to_string(),
-                solution: sol,
-                meta: serde_json::Value::Null,
-            },
+            Problem { id: 0, prompt, answer: ans.to_string(), solution: sol, meta: serde_json::Value::Null },
         )
     }
 }
@@ -212,26 +180,11 @@ mod tests {
 
     #[test]
     fn solutions_are_right() {
-        assert_eq!(
-            solution(Op::Add, 347, 285).1,
-            "7+5+0=12,4+8+1=13,3+2+1=6,answer: 632"
-        );
-        assert_eq!(
-            solution(Op::Add, 999, 1).1,
-            "9+1+0=10,9+0+1=10,9+0+1=10,answer: 1000"
-        );
-        assert_eq!(
-            solution(Op::Sub, 347, 285).1,
-            "7-5-0=2,14-8-0=6,3-2-1=0,answer: 62"
-        );
-        assert_eq!(
-            solution(Op::Sub, 285, 347).1,
-            "swap,7-5-0=2,14-8-0=6,3-2-1=0,answer: -62"
-        );
-        assert_eq!(
-            solution(Op::Mul, 347, 25).1,
-            "347*5=1735,347*20=6940,1735+6940=8675,answer: 8675"
-        );
+        assert_eq!(solution(Op::Add, 347, 285).1, "7+5+0=12,4+8+1=13,3+2+1=6,answer: 632");
+        assert_eq!(solution(Op::Add, 999, 1).1, "9+1+0=10,9+0+1=10,9+0+1=10,answer: 1000");
+        assert_eq!(solution(Op::Sub, 347, 285).1, "7-5-0=2,14-8-0=6,3-2-1=0,answer: 62");
+        assert_eq!(solution(Op::Sub, 285, 347).1, "swap,7-5-0=2,14-8-0=6,3-2-1=0,answer: -62");
+        assert_eq!(solution(Op::Mul, 347, 25).1, "347*5=1735,347*20=6940,1735+6940=8675,answer: 8675");
         // the written steps always end in the true result
         let t = MultiDigit::new(Op::Add, MultiDigitConfig::default(), 0).unwrap();
         for i in 0..200 {
@@ -239,24 +192,12 @@ mod tests {
             let v = t.verify(&p, &p.solution);
             assert!(v.correct, "{p:?}");
             let (a, b) = p.prompt.trim_end_matches('=').split_once('+').unwrap();
-            assert_eq!(
-                p.answer,
-                (a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap()).to_string()
-            );
+            assert_eq!(p.answer, (a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap()).to_string());
             assert!(p.solution.len() <= t.max_completion_chars());
             assert!(a.len() == 3 && b.len() == 3);
         }
         for op in [Op::Sub, Op::Mul] {
-            let t = MultiDigit::new(
-                op,
-                MultiDigitConfig {
-                    digits: 4,
-                    min_digits: Some(1),
-                    test_size: 10,
-                },
-                1,
-            )
-            .unwrap();
+            let t = MultiDigit::new(op, MultiDigitConfig { digits: 4, min_digits: Some(1), test_size: 10 }, 1).unwrap();
             for i in 0..200 {
                 let p = t.train_problem(i);
                 assert!(t.verify(&p, &p.solution).correct, "{p:?}");
@@ -267,44 +208,21 @@ mod tests {
 
     #[test]
     fn splits_are_disjoint_and_deterministic() {
-        let t = MultiDigit::new(
-            Op::Add,
-            MultiDigitConfig {
-                digits: 2,
-                min_digits: None,
-                test_size: 300,
-            },
-            5,
-        )
-        .unwrap();
+        let t = MultiDigit::new(Op::Add, MultiDigitConfig { digits: 2, min_digits: None, test_size: 300 }, 5).unwrap();
         let test: HashSet<_> = t.test_problems().iter().map(|p| p.prompt.clone()).collect();
         assert_eq!(test.len(), 300);
         for i in 0..3000 {
             assert!(!test.contains(&t.train_problem(i).prompt));
         }
-        let t2 = MultiDigit::new(
-            Op::Add,
-            MultiDigitConfig {
-                digits: 2,
-                min_digits: None,
-                test_size: 300,
-            },
-            5,
-        )
-        .unwrap();
+        let t2 = MultiDigit::new(Op::Add, MultiDigitConfig { digits: 2, min_digits: None, test_size: 300 }, 5).unwrap();
         assert_eq!(t.test_problems(), t2.test_problems());
         assert_eq!(t.train_problem(17), t2.train_problem(17));
-        let t3 = MultiDigit::new(
-            Op::Add,
-            MultiDigitConfig {
-                digits: 2,
-                min_digits: None,
-                test_size: 300,
-            },
-            6,
-        )
-        .unwrap();
-        assert_ne!(t.test_problems(), t3.test_problems());
+        // another run seed: same held-out split, another training stream
+        let t3 = MultiDigit::new(Op::Add, MultiDigitConfig { digits: 2, min_digits: None, test_size: 300 }, 6).unwrap();
+        assert_eq!(t.test_problems(), t3.test_problems());
+        let a: Vec<_> = (0..20).map(|i| t.train_problem(i).prompt).collect();
+        let b: Vec<_> = (0..20).map(|i| t3.train_problem(i).prompt).collect();
+        assert_ne!(a, b);
     }
 
     #[test]

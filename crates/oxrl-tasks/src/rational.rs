@@ -26,10 +26,7 @@ impl Rational {
         }
         let g = gcd(num, den).max(1);
         let s = if den < 0 { -1 } else { 1 };
-        Some(Self {
-            num: s * num / g,
-            den: s * den / g,
-        })
+        Some(Self { num: s * num / g, den: s * den / g })
     }
     pub fn int(n: i128) -> Self {
         Self { num: n, den: 1 }
@@ -44,18 +41,10 @@ impl Rational {
         self.den == 1
     }
     pub fn checked_add(self, o: Self) -> Option<Self> {
-        Self::new(
-            self.num
-                .checked_mul(o.den)?
-                .checked_add(o.num.checked_mul(self.den)?)?,
-            self.den.checked_mul(o.den)?,
-        )
+        Self::new(self.num.checked_mul(o.den)?.checked_add(o.num.checked_mul(self.den)?)?, self.den.checked_mul(o.den)?)
     }
     pub fn checked_sub(self, o: Self) -> Option<Self> {
-        self.checked_add(Self {
-            num: -o.num,
-            den: o.den,
-        })
+        self.checked_add(Self { num: -o.num, den: o.den })
     }
     pub fn checked_mul(self, o: Self) -> Option<Self> {
         Self::new(self.num.checked_mul(o.num)?, self.den.checked_mul(o.den)?)
@@ -68,10 +57,7 @@ impl Rational {
         Self::new(self.num.checked_mul(o.den)?, self.den.checked_mul(o.num)?)
     }
     pub fn neg(self) -> Self {
-        Self {
-            num: -self.num,
-            den: self.den,
-        }
+        Self { num: -self.num, den: self.den }
     }
 
     /// Parse a plain decimal: optional sign, digits, optional fraction part (`12`, `-0.50`, `.5`,
@@ -90,20 +76,14 @@ impl Rational {
             Some((a, b)) => (a, b),
             None => (body, ""),
         };
-        if ip.is_empty() && fp.is_empty()
-            || !ip.bytes().chain(fp.bytes()).all(|c| c.is_ascii_digit())
-        {
+        if ip.is_empty() && fp.is_empty() || !ip.bytes().chain(fp.bytes()).all(|c| c.is_ascii_digit()) {
             return None;
         }
         if ip.len() + fp.len() > 30 || exp.abs() > 30 {
             return None;
         }
         let digits = format!("{ip}{fp}");
-        let n: i128 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().ok()?
-        };
+        let n: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
         let scale = fp.len() as i32 - exp;
         let r = if scale >= 0 {
             Self::new(n, 10i128.checked_pow(scale as u32)?)?
