@@ -34,14 +34,8 @@ pub fn maj_at_k(answers: &[Option<String>], correct: &[bool], k: usize) -> f64 {
     }
     let best = counts.into_iter().max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)));
     match best {
-        Some((_, (_, first))) => {
-            if correct[first] {
-                1.0
-            } else {
-                0.0
-            }
-        }
-        None => 0.0,
+        Some((_, (_, first))) if correct[first] => 1.0,
+        _ => 0.0,
     }
 }
 

@@ -119,17 +119,17 @@ impl ModelConfig {
                 bail!("`{k}` must be > 0");
             }
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             bail!(
                 "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
                 self.num_attention_heads,
                 self.kv_heads()
             );
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!("`hidden_size` must be divisible by `num_attention_heads` when `head_dim` is not set");
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             bail!("head dimension {} must be even for rotary embeddings", self.head_dim());
         }
         Ok(())

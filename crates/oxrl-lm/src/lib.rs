@@ -11,6 +11,7 @@ pub mod config;
 pub mod fsutil;
 pub mod model;
 pub mod params;
+pub mod prompt;
 pub mod sampler;
 pub mod scorer;
 pub mod tokenizer;

@@ -178,12 +178,12 @@ fn parse_frac(s: &str) -> Option<Rational> {
         return None;
     };
     let v = parse_value(&num)?.checked_div(parse_value(&den)?)?;
-    Some(if neg { v.neg() } else { v })
+    Some(if neg { -v } else { v })
 }
 
 /// Parse a normalised answer as an exact number, if it is one.
 pub fn parse_value(s: &str) -> Option<Rational> {
-    let mut t = s.trim().replace(' ', " ");
+    let mut t = s.trim().replace('\u{a0}', " ");
     for cur in ["$", "€", "£", "¥", "USD", "usd"] {
         t = t.replace(cur, "");
     }

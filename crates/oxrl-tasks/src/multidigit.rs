@@ -73,8 +73,8 @@ pub fn subtraction_steps(a: u64, b: u64) -> String {
     let (da, db) = (digits_rev(a), digits_rev(b));
     let mut borrow = 0;
     let mut steps = Vec::new();
-    for i in 0..da.len() {
-        let (x, y) = (da[i], *db.get(i).unwrap_or(&0));
+    for (i, &x) in da.iter().enumerate() {
+        let y = *db.get(i).unwrap_or(&0);
         let (top, next) = if x < y + borrow { (x + 10, 1) } else { (x, 0) };
         steps.push(format!("{top}-{y}-{borrow}={}", top - y - borrow));
         borrow = next;

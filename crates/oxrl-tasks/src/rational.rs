@@ -44,7 +44,7 @@ impl Rational {
         Self::new(self.num.checked_mul(o.den)?.checked_add(o.num.checked_mul(self.den)?)?, self.den.checked_mul(o.den)?)
     }
     pub fn checked_sub(self, o: Self) -> Option<Self> {
-        self.checked_add(Self { num: -o.num, den: o.den })
+        self.checked_add(-o)
     }
     pub fn checked_mul(self, o: Self) -> Option<Self> {
         Self::new(self.num.checked_mul(o.num)?, self.den.checked_mul(o.den)?)
@@ -55,9 +55,6 @@ impl Rational {
             return None;
         }
         Self::new(self.num.checked_mul(o.den)?, self.den.checked_mul(o.num)?)
-    }
-    pub fn neg(self) -> Self {
-        Self { num: -self.num, den: self.den }
     }
 
     /// Parse a plain decimal: optional sign, digits, optional fraction part (`12`, `-0.50`, `.5`,
@@ -90,7 +87,14 @@ impl Rational {
         } else {
             Self::new(n.checked_mul(10i128.checked_pow((-scale) as u32)?)?, 1)?
         };
-        Some(if neg { r.neg() } else { r })
+        Some(if neg { -r } else { r })
+    }
+}
+
+impl std::ops::Neg for Rational {
+    type Output = Self;
+    fn neg(self) -> Self {
+        Self { num: -self.num, den: self.den }
     }
 }
 

@@ -1,1 +1,131 @@
-fn main() {}
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use oxrl::config::RunConfig;
+use oxrl::policy::{resolve_checkpoint, Policy};
+use oxrl_tasks::TaskConfig;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "oxrl", version, about = "Reinforcement learning for language-model and control policies")]
+struct Cli {
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Supervised fine-tuning on a task's demonstrations.
+    Sft {
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config key: --set sft.steps=100 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Run folder (default runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Evaluate a checkpoint on a task's held-out split.
+    Eval {
+        /// Checkpoint directory, or a run folder (uses checkpoints/final).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Task name (addition, subtraction, multiplication, countdown, arith, jsonl).
+        #[arg(long)]
+        task: String,
+        /// Comma-separated k for pass@k and maj@k.
+        #[arg(long, value_delimiter = ',')]
+        k: Option<Vec<usize>>,
+        /// Override task.* or eval.* keys (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Measure GEMM peak, generation and training throughput, and MFU.
+    Bench {
+        #[arg(long)]
+        json: bool,
+        /// Model to measure: `tiny` (the built-in default) or `notes` (the PyTorch reference model).
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Sft { config, sets, out } => {
+            let cfg = RunConfig::load(Some(&config), &sets)?;
+            let o = oxrl::sft::run_sft(&cfg, out.as_deref(), cli.quiet)?;
+            println!("run folder: {}", o.run_dir.display());
+            print!("{}", o.final_eval.table());
+        }
+        Command::Eval { checkpoint, task, k, sets, json, seed } => {
+            let dir = resolve_checkpoint(&checkpoint)?;
+            let device = oxrl_lm::default_device();
+            let policy = Policy::load(&dir, &device)?;
+            // The checkpoint's own task settings when it was trained on this task.
+            let manifest: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("oxrl.json")).unwrap_or_else(|_| "{}".into()))
+                    .context("reading oxrl.json")?;
+            let task_cfg = match TaskConfig::deserialize(&manifest["meta"]["task"]) {
+                Ok(t) if t.name() == task => t,
+                _ => TaskConfig::from_name(&task)?,
+            };
+            let mut cfg = RunConfig { task: task_cfg, ..Default::default() };
+            if let Some(k) = k {
+                cfg.eval.k = k;
+            }
+            if !sets.is_empty() {
+                let mut table: toml::Table = toml::from_str(&cfg.to_toml()?)?;
+                for s in &sets {
+                    if !(s.starts_with("task.") || s.starts_with("eval.")) {
+                        bail!("--set `{s}`: eval accepts only task.* and eval.* keys");
+                    }
+                    oxrl::config::apply_override(&mut table, s)?;
+                }
+                cfg = RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+            }
+            cfg.validate()?;
+            let t = cfg.task.build(seed)?;
+            let report = oxrl::eval::evaluate(&policy, t.as_ref(), &cfg.eval, seed)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("checkpoint {} on task {}", dir.display(), t.name());
+                print!("{}", report.table());
+            }
+        }
+        Command::Bench { json, model, quick } => {
+            let cfg = match model.as_str() {
+                "tiny" => RunConfig::default().model.model_config(100),
+                "notes" => oxrl::bench::notes_model(),
+                other => bail!("--model `{other}`: expected `tiny` or `notes`"),
+            };
+            let r = oxrl::bench::run_bench(&model, cfg, quick)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", r.table());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `oxrl bench`: this machine's f32 GEMM peak, then generation and training throughput of a model,
+//! and training MFU against the measured peak.
+//!
+//! Training FLOPs per token are 3× the forward FLOPs (forward + backward), with the forward counted
+//! as 2·(all projection and LM-head multiply-adds) + 4·layers·heads·head_dim·T for attention over
+//! the full T×T score matrix (the PaLM convention; our kernels compute the masked half too).
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use oxrl_core::optim::{AdamW, AdamWConfig};
+use oxrl_lm::sampler::{generate, SamplingParams};
+use oxrl_lm::scorer::{score, ScoreOptions};
+use oxrl_lm::{ModelConfig, ParamStore, Transformer};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub params: usize,
+    pub threads: usize,
+    pub gemm_gflops: f64,
+    pub gen_tokens_per_s_b1: f64,
+    pub gen_tokens_per_s_b64: f64,
+    /// Seconds for 64 prompts × 8 samples × 64 new tokens in one batch.
+    pub rollout_512x64_s: f64,
+    pub train_tokens_per_s: f64,
+    pub train_step_s: f64,
+    pub train_mfu: f64,
+}
+
+/// The model of shared/notes/candle.md's PyTorch reference: vocab 64, d 256, 4 layers, 4 heads,
+/// MLP parameters of a 4× GELU MLP (SwiGLU with intermediate 683), 3.18 M parameters.
+pub fn notes_model() -> ModelConfig {
+    let mut c = ModelConfig::tiny(64);
+    c.hidden_size = 256;
+    c.intermediate_size = 683;
+    c.num_hidden_layers = 4;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = Some(4);
+    c.model_type = "llama".into();
+    c
+}
+
+fn best_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn median_of<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<f64> {
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
+
+/// f32 GEMM GFLOP/s at n×n×n (best of several runs).
+pub fn gemm_gflops(n: usize, reps: usize) -> Result<f64> {
+    let dev = Device::Cpu;
+    let a = Tensor::from_vec((0..n * n).map(|i| ((i % 97) as f32) * 0.01).collect::<Vec<_>>(), (n, n), &dev)?;
+    let b = Tensor::from_vec((0..n * n).map(|i| ((i % 89) as f32) * 0.01).collect::<Vec<_>>(), (n, n), &dev)?;
+    a.matmul(&b)?; // warm-up
+    let t = best_of(reps, || {
+        a.matmul(&b)?;
+        Ok(())
+    })?;
+    Ok(2.0 * (n as f64).powi(3) / t / 1e9)
+}
+
+pub fn run_bench(name: &str, cfg: ModelConfig, quick: bool) -> Result<BenchReport> {
+    let dev = oxrl_lm::default_device();
+    let threads = candle_core::utils::get_num_threads();
+    let gemm = gemm_gflops(1024, if quick { 3 } else { 10 })?;
+    let params = ParamStore::init(&cfg, 0, DType::F32, &dev)?;
+    let model = Transformer::new(cfg.clone(), params)?;
+    let vocab = cfg.vocab_size as u32;
+    let prompt = |i: usize| -> Vec<u32> { (0..8).map(|j| 4 + ((i * 7 + j * 3) as u32 % (vocab - 4))).collect() };
+    let new_tokens = 64;
+    let params_gen = SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        max_new_tokens: new_tokens,
+        stop_tokens: vec![],
+    };
+    let mut rng = oxrl_core::seed::rng(0, "bench", 0);
+    let gen = |b: usize, rng: &mut oxrl_core::seed::Rng| -> Result<()> {
+        let prompts: Vec<Vec<u32>> = (0..b).map(prompt).collect();
+        generate(&model, &prompts, &params_gen, 0, rng)?;
+        Ok(())
+    };
+    gen(1, &mut rng)?;
+    let t1 = median_of(if quick { 2 } else { 5 }, || gen(1, &mut rng))?;
+    let t64 = median_of(if quick { 1 } else { 3 }, || gen(64, &mut rng))?;
+    let t512 = median_of(1, || gen(512, &mut rng))?;
+
+    // Training step: batch 16 × 128 tokens, forward + log-prob loss + backward + clip + AdamW.
+    let (b, t) = (16usize, 128usize);
+    let prompts: Vec<Vec<u32>> = (0..b).map(|i| vec![1 + (i as u32 % 3)]).collect();
+    let responses: Vec<Vec<u32>> =
+        (0..b).map(|i| (0..t - 1).map(|j| 4 + ((i * 13 + j * 5) as u32 % (vocab - 4))).collect()).collect();
+    let mut opt = AdamW::new(model.params.named_vars(), AdamWConfig::default())?;
+    let mut step = || -> Result<()> {
+        let s = score(&model, &prompts, &responses, 0, ScoreOptions { grad: true, ..Default::default() })?;
+        let loss = (s.logp.sum_all()? / -((b * (t - 1)) as f64))?;
+        opt.step(&loss.backward()?, 1e-4, 1.0)?;
+        Ok(())
+    };
+    step()?;
+    let ts = median_of(if quick { 2 } else { 5 }, &mut step)?;
+    let train_tps = (b * t) as f64 / ts;
+    let flops = 3.0 * cfg.forward_flops_per_token(t);
+    Ok(BenchReport {
+        model: name.to_string(),
+        params: cfg.num_params(),
+        threads,
+        gemm_gflops: gemm,
+        gen_tokens_per_s_b1: new_tokens as f64 / t1,
+        gen_tokens_per_s_b64: (64 * new_tokens) as f64 / t64,
+        rollout_512x64_s: t512,
+        train_tokens_per_s: train_tps,
+        train_step_s: ts,
+        train_mfu: flops * train_tps / (gemm * 1e9),
+    })
+}
+
+impl BenchReport {
+    pub fn table(&self) -> String {
+        format!(
+            "model                 {} ({:.2} M params), {} threads\n\
+             f32 GEMM peak         {:.1} GFLOP/s (1024³)\n\
+             generation, batch 1   {:.0} tokens/s\n\
+             generation, batch 64  {:.0} tokens/s\n\
+             rollout 512×64 tokens {:.2} s\n\
+             training (16×128)     {:.0} tokens/s, {:.0} ms/step\n\
+             training MFU          {:.1}% of the measured GEMM peak\n",
+            self.model,
+            self.params as f64 / 1e6,
+            self.threads,
+            self.gemm_gflops,
+            self.gen_tokens_per_s_b1,
+            self.gen_tokens_per_s_b64,
+            self.rollout_512x64_s,
+            self.train_tokens_per_s,
+            self.train_step_s * 1e3,
+            100.0 * self.train_mfu
+        )
+    }
+}

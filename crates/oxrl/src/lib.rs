@@ -1,0 +1,9 @@
+//! oxrl: the command-line pipeline — typed configs, run folders, SFT, evaluation and benchmarks.
+
+pub mod bench;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod policy;
+pub mod run;
+pub mod sft;

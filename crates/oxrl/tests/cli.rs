@@ -1,0 +1,176 @@
+//! End-to-end tests of the `oxrl` binary and the SFT pipeline.
+
+use anyhow::Result;
+use oxrl::config::RunConfig;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn oxrl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_oxrl"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("oxrl runs");
+    assert!(out.status.success(), "oxrl failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// CI-sized SFT that must learn: 2-digit addition, 250 steps of 32, then `oxrl eval --json`.
+#[test]
+fn sft_learns_addition_and_eval_reports_json() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let run = d.path().join("run");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sft-addition.toml");
+    run_ok(
+        oxrl()
+            .args(["--quiet", "sft", "--config"])
+            .arg(&example)
+            .args([
+                "--set",
+                "task.digits=2",
+                "--set",
+                "task.test_size=100",
+                "--set",
+                "sft.steps=250",
+                "--set",
+                "sft.batch_size=32",
+                "--set",
+                "sft.eval_every=0",
+                "--set",
+                "eval.k=[1]",
+                "--set",
+                "eval.temperature=0.0",
+                "--out",
+            ])
+            .arg(&run),
+    );
+    for f in ["config.toml", "metrics.jsonl", "checkpoints/final/model.safetensors", "checkpoints/final/config.json"] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    // the loss fell
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    let losses: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["loss"].as_f64())
+        .collect();
+    assert_eq!(losses.len(), 250);
+    assert!(losses[240..].iter().sum::<f64>() / 10.0 < 0.1 * losses[0], "{} -> {:?}", losses[0], &losses[240..]);
+    let out =
+        run_ok(oxrl().args(["eval", "--checkpoint"]).arg(&run).args(["--task", "addition", "--k", "1,4", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim())?;
+    for key in ["accuracy", "pass_at_k", "maj_at_k", "mean_length", "mean_entropy"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    let acc = v["accuracy"].as_f64().unwrap();
+    eprintln!("2-digit addition after 250 SFT steps: greedy accuracy {acc}");
+    assert!(acc >= 0.85, "held-out greedy accuracy {acc} < 0.85");
+    let (p1, p4) = (v["pass_at_k"]["1"].as_f64().unwrap(), v["pass_at_k"]["4"].as_f64().unwrap());
+    // temperature-1 samples of a freshly fine-tuned model are noisier than greedy decoding
+    assert!(p4 >= p1 && p4 > 0.7, "pass@1 {p1}, pass@4 {p4}");
+    assert!(v["maj_at_k"]["4"].as_f64().unwrap() > 0.5, "{v}");
+    // the task settings come from the checkpoint: 2-digit prompts, ~ (2+1) column steps
+    assert!(v["mean_length"].as_f64().unwrap() < 35.0);
+    // readable table
+    let table = run_ok(oxrl().args(["eval", "--checkpoint"]).arg(&run).args(["--task", "addition", "--k", "1"]));
+    assert!(table.contains("greedy accuracy"), "{table}");
+    Ok(())
+}
+
+fn small_config(seed: u64) -> RunConfig {
+    let mut c = RunConfig { seed, ..Default::default() };
+    c.model.hidden_size = 32;
+    c.model.intermediate_size = 64;
+    c.model.num_hidden_layers = 2;
+    c.sft.steps = 6;
+    c.sft.batch_size = 8;
+    c.sft.warmup_steps = 2;
+    c.eval.k = vec![1, 2];
+    c.eval.max_problems = 8;
+    c.eval.max_new_tokens = 12;
+    c
+}
+
+fn curve(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for timing in ["step_s", "tokens_per_s", "elapsed_s"] {
+                v.as_object_mut().unwrap().remove(timing);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn same_seed_same_sft_run_different_seed_differs() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let a = oxrl::sft::run_sft(&small_config(1), Some(&d.path().join("a")), true)?;
+    let b = oxrl::sft::run_sft(&small_config(1), Some(&d.path().join("b")), true)?;
+    let c = oxrl::sft::run_sft(&small_config(2), Some(&d.path().join("c")), true)?;
+    assert_eq!(a.losses, b.losses);
+    assert_eq!(curve(&a.run_dir), curve(&b.run_dir));
+    assert_eq!(a.final_eval, b.final_eval);
+    assert_ne!(a.losses, c.losses);
+    let wa = std::fs::read(a.run_dir.join("checkpoints/final/model.safetensors"))?;
+    let wb = std::fs::read(b.run_dir.join("checkpoints/final/model.safetensors"))?;
+    assert!(wa == wb, "same seed must give bit-identical weights");
+    Ok(())
+}
+
+fn expect_failure(args: &[&str], out: &Path, fragments: &[&str]) {
+    let o = oxrl().args(args).arg("--out").arg(out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{args:?} should fail; stderr: {err}");
+    for f in fragments {
+        assert!(err.contains(f), "{args:?}: stderr lacks `{f}`:\n{err}");
+    }
+    assert!(!out.exists(), "{args:?}: a failed run must write nothing, but {} exists", out.display());
+}
+
+#[test]
+fn malformed_configs_and_datasets_fail_cleanly_and_write_nothing() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let out = d.path().join("run");
+    let f = |n: &str| fixture(n).display().to_string();
+    expect_failure(
+        &["sft", "--config", &f("bad-unknown-key.toml")],
+        &out,
+        &["bad-unknown-key.toml", "line 4", "learning_rate"],
+    );
+    expect_failure(&["sft", "--config", &f("bad-value.toml")], &out, &["bad-value.toml", "sft.lr", "must be > 0"]);
+    expect_failure(&["sft", "--config", &f("bad-task.toml")], &out, &["task.digits", "1..=9"]);
+    expect_failure(&["sft", "--config", &f("bad-syntax.toml")], &out, &["bad-syntax.toml", "line 2"]);
+    expect_failure(&["sft", "--config", &f("missing.toml")], &out, &["missing.toml", "cannot read"]);
+    expect_failure(&["sft", "--config", &f("bad-value.toml"), "--set", "sft.lr"], &out, &["expected key=value"]);
+    // a dataset with a malformed line: the file and line are named
+    let cfg = d.path().join("jsonl.toml");
+    std::fs::write(&cfg, format!("name = \"ds\"\n[task]\nname = \"jsonl\"\ntrain = {:?}\n", f("bad-dataset.jsonl")))?;
+    expect_failure(&["sft", "--config", &cfg.display().to_string()], &out, &["bad-dataset.jsonl:3", "invalid JSON"]);
+    // eval on a path that is no checkpoint
+    let o = oxrl().args(["eval", "--checkpoint"]).arg(d.path()).args(["--task", "addition"]).output()?;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither a checkpoint"));
+    let o = oxrl().args(["eval", "--checkpoint"]).arg(d.path()).args(["--task", "nosuch"]).output()?;
+    assert_eq!(o.status.code(), Some(1));
+    Ok(())
+}
+
+#[test]
+fn bench_reports_json() -> Result<()> {
+    let out = run_ok(oxrl().args(["bench", "--quick", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim())?;
+    for key in ["gemm_gflops", "gen_tokens_per_s_b1", "gen_tokens_per_s_b64", "train_tokens_per_s", "train_mfu"] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("missing {key}: {v}"));
+        assert!(x > 0.0 && x.is_finite(), "{key} = {x}");
+    }
+    assert!(v["train_mfu"].as_f64().unwrap() < 1.5, "MFU above the measured peak is a bug: {v}");
+    Ok(())
+}
