@@ -1,8 +1,14 @@
 //! oxrl-core: RL math on plain data and tensors.
 //!
-//! Optimizers and schedules ([`optim`]), evaluation metrics ([`metrics`]) and seeded randomness
-//! ([`seed`]). No model, no file I/O, and no randomness that does not come from a seed.
+//! Advantage estimators ([`advantage`]), policy and value losses with aggregation modes ([`loss`]),
+//! KL regularisers ([`regularizer`]), reward shaping and batch filters ([`shaping`]), optimisers and
+//! schedules ([`optim`]), evaluation metrics ([`metrics`]) and seeded randomness ([`seed`]). No
+//! model, no file I/O, and no randomness that does not come from a seed.
 
+pub mod advantage;
+pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod regularizer;
 pub mod seed;
+pub mod shaping;

@@ -1,0 +1,153 @@
+//! Advantage estimators: from per-token rewards (outcome on the last token plus any per-token
+//! shaping such as a KL penalty) to per-token advantages.
+//!
+//! Scalar (group) estimators use each response's score s_i = Σ_t r_{i,t} (verl's convention) and
+//! broadcast the advantage to every token; token-level estimators (REINFORCE++, GAE) use the token
+//! rewards directly.
+
+pub mod dr_grpo;
+pub mod gae;
+pub mod grpo;
+pub mod lite_ppo;
+pub mod reinforce_pp;
+pub mod rloo;
+
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+pub use dr_grpo::DrGrpo;
+pub use gae::Gae;
+pub use grpo::Grpo;
+pub use lite_ppo::LitePpo;
+pub use reinforce_pp::{ReinforcePlusPlus, ReinforcePlusPlusBaseline};
+pub use rloo::Rloo;
+
+/// What an estimator sees of a rollout batch.
+#[derive(Debug, Clone, Copy)]
+pub struct AdvantageInput<'a> {
+    /// Per response, per valid token: rewards (outcome reward on the last token, plus shaping).
+    pub token_rewards: &'a [Vec<f64>],
+    /// Group (prompt) id of each response.
+    pub groups: &'a [usize],
+    /// Per response, per valid token: value estimates V(s_t) (only for critic-based estimators).
+    pub values: Option<&'a [Vec<f64>]>,
+}
+
+impl AdvantageInput<'_> {
+    /// Scalar score per response: the sum of its token rewards.
+    pub fn scores(&self) -> Vec<f64> {
+        self.token_rewards.iter().map(|r| r.iter().sum()).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advantages {
+    /// Per response, per valid token.
+    pub advantages: Vec<Vec<f64>>,
+    /// Value targets per token (critic-based estimators only).
+    pub returns: Option<Vec<Vec<f64>>>,
+}
+
+pub trait AdvantageEstimator: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Needs several responses per prompt.
+    fn needs_groups(&self) -> bool {
+        true
+    }
+    /// Needs a value head.
+    fn needs_values(&self) -> bool {
+        false
+    }
+    fn compute(&self, input: &AdvantageInput) -> Result<Advantages>;
+}
+
+pub const EPS: f64 = 1e-6;
+
+/// Indices of each group, in order of first appearance.
+pub fn group_indices(groups: &[usize]) -> Vec<Vec<usize>> {
+    let mut map: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &g) in groups.iter().enumerate() {
+        map.entry(g).or_default().push(i);
+    }
+    map.into_values().collect()
+}
+
+pub fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len().max(1) as f64
+}
+
+/// Unbiased (n−1) standard deviation; 0 for fewer than two values.
+pub fn std_unbiased(x: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(x);
+    (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
+}
+
+/// Broadcast one scalar per response to all of its tokens.
+pub fn broadcast(per_response: &[f64], token_rewards: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    per_response.iter().zip(token_rewards).map(|(&a, r)| vec![a; r.len()]).collect()
+}
+
+/// Masked whitening over every valid token of the batch: (x − mean) / sqrt(var + 1e-8), unbiased
+/// variance (verl `masked_whiten`).
+pub fn whiten(x: &mut [Vec<f64>]) {
+    let all: Vec<f64> = x.iter().flatten().copied().collect();
+    if all.is_empty() {
+        return;
+    }
+    let m = mean(&all);
+    let var =
+        if all.len() > 1 { all.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (all.len() - 1) as f64 } else { 0.0 };
+    let inv = 1.0 / (var + 1e-8).sqrt();
+    for row in x.iter_mut() {
+        for v in row.iter_mut() {
+            *v = (*v - m) * inv;
+        }
+    }
+}
+
+pub(crate) fn check(input: &AdvantageInput) -> Result<()> {
+    if input.token_rewards.len() != input.groups.len() {
+        bail!("advantage: {} responses but {} group ids", input.token_rewards.len(), input.groups.len());
+    }
+    if input.token_rewards.iter().any(|r| r.is_empty()) {
+        bail!("advantage: a response has no valid tokens");
+    }
+    Ok(())
+}
+
+/// Estimator by config name.
+pub fn by_name(
+    name: &str,
+    gamma: f64,
+    lambda: f64,
+    lite_ppo_centered_std: bool,
+) -> Result<Box<dyn AdvantageEstimator>> {
+    Ok(match name {
+        "grpo" => Box::new(Grpo),
+        "dr_grpo" => Box::new(DrGrpo),
+        "rloo" => Box::new(Rloo),
+        "reinforce_pp" => Box::new(ReinforcePlusPlus { gamma }),
+        "reinforce_pp_baseline" => Box::new(ReinforcePlusPlusBaseline),
+        "gae" => Box::new(Gae { gamma, lambda }),
+        "lite_ppo" => Box::new(LitePpo { centered_std: lite_ppo_centered_std }),
+        other => bail!(
+            "unknown advantage estimator `{other}` (grpo, dr_grpo, rloo, reinforce_pp, reinforce_pp_baseline, gae, lite_ppo)"
+        ),
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn outcome(rewards: &[f64], lens: &[usize]) -> Vec<Vec<f64>> {
+    rewards
+        .iter()
+        .zip(lens)
+        .map(|(&r, &l)| {
+            let mut v = vec![0.0; l];
+            v[l - 1] = r;
+            v
+        })
+        .collect()
+}

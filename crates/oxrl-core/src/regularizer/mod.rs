@@ -1,0 +1,7 @@
+//! Regularisers added to the policy loss or the reward.
+
+pub mod adaptive_kl;
+pub mod kl;
+
+pub use adaptive_kl::AdaptiveKl;
+pub use kl::{kl_estimate, KlEstimator};
