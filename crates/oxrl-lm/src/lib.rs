@@ -15,6 +15,7 @@ pub mod prompt;
 pub mod sampler;
 pub mod scorer;
 pub mod tokenizer;
+pub mod value_head;
 
 pub use config::ModelConfig;
 pub use model::{KvCache, Transformer};

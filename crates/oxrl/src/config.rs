@@ -22,6 +22,10 @@ pub struct RunConfig {
     pub sft: SftConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub debug: DebugConfig,
 }
 
 fn default_name() -> String {
@@ -37,6 +41,8 @@ impl Default for RunConfig {
             task: Default::default(),
             sft: Default::default(),
             eval: Default::default(),
+            train: Default::default(),
+            debug: Default::default(),
         }
     }
 }
@@ -165,6 +171,141 @@ impl Default for EvalConfig {
     }
 }
 
+/// RL training (`oxrl train`): rollouts, advantages, losses, regularisers and their schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Run `[sft]` first (a warm-up) before RL.
+    pub sft_warmup: bool,
+    pub steps: u64,
+    /// Prompts (groups) per step.
+    pub prompts_per_step: usize,
+    /// Responses sampled per prompt (G).
+    pub group_size: usize,
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    pub min_p: f64,
+    /// 0 = derived from the task.
+    pub max_new_tokens: usize,
+    /// Passes over each rollout batch.
+    pub epochs: usize,
+    /// Optimiser steps per epoch (the batch is split by groups).
+    pub minibatches: usize,
+    pub lr: f64,
+    pub min_lr_ratio: f64,
+    pub warmup_steps: u64,
+    pub schedule: ScheduleKind,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub grad_clip: f64,
+    /// grpo | dr_grpo | rloo | reinforce_pp | reinforce_pp_baseline | gae | lite_ppo
+    pub advantage: String,
+    /// token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm
+    pub loss_agg: oxrl_core::loss::AggMode,
+    /// C of seq-mean-token-sum-norm (0 = the token budget).
+    pub loss_agg_norm: f64,
+    pub clip_low: f64,
+    pub clip_high: f64,
+    /// Dual-clip constant c > 1 (0 = off).
+    pub dual_clip: f64,
+    /// KL to the reference: coefficient (0 = off), estimator, placement.
+    pub kl_coef: f64,
+    pub kl_estimator: oxrl_core::regularizer::KlEstimator,
+    /// "loss" (GRPO style) or "reward" (PPO style, per-token penalty in the rewards).
+    pub kl_in: String,
+    /// Adaptive KL: target KL (0 = fixed coefficient) and horizon.
+    pub kl_target: f64,
+    pub kl_horizon: f64,
+    /// "initial" (a frozen copy of the starting policy) or "none".
+    pub reference: String,
+    pub entropy_coef: f64,
+    pub gamma: f64,
+    pub lambda: f64,
+    /// A value head on the policy trunk (needed by `gae`).
+    pub value_head: bool,
+    pub vf_coef: f64,
+    pub value_clip: f64,
+    /// Lite PPO: divide by the std of group-centred rewards instead of raw rewards.
+    pub lite_ppo_centered_std: bool,
+    /// DAPO dynamic sampling: refill the batch with groups of non-zero reward variance.
+    pub dynamic_sampling: bool,
+    pub dynamic_acc_low: f64,
+    pub dynamic_acc_high: f64,
+    /// Most generation rounds per step when refilling.
+    pub dynamic_max_rounds: usize,
+    /// DAPO soft overlong punishment buffer in tokens (0 = off), before the token budget.
+    pub overlong_buffer: usize,
+    /// Mask responses cut by the token budget out of the loss.
+    pub mask_truncated: bool,
+    /// Held-out evaluation every N steps (0 = only before and after).
+    pub eval_every: u64,
+    /// Full-state checkpoint every N steps (0 = only at the end).
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            sft_warmup: false,
+            steps: 100,
+            prompts_per_step: 32,
+            group_size: 8,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            max_new_tokens: 0,
+            epochs: 1,
+            minibatches: 1,
+            lr: 1e-4,
+            min_lr_ratio: 1.0,
+            warmup_steps: 0,
+            schedule: ScheduleKind::Constant,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            advantage: "grpo".into(),
+            loss_agg: oxrl_core::loss::AggMode::SeqMeanTokenMean,
+            loss_agg_norm: 0.0,
+            clip_low: 0.2,
+            clip_high: 0.2,
+            dual_clip: 0.0,
+            kl_coef: 0.0,
+            kl_estimator: oxrl_core::regularizer::KlEstimator::K3,
+            kl_in: "loss".into(),
+            kl_target: 0.0,
+            kl_horizon: 10000.0,
+            reference: "initial".into(),
+            entropy_coef: 0.0,
+            gamma: 1.0,
+            lambda: 0.95,
+            value_head: false,
+            vf_coef: 0.5,
+            value_clip: 0.5,
+            lite_ppo_centered_std: false,
+            dynamic_sampling: false,
+            dynamic_acc_low: 0.01,
+            dynamic_acc_high: 0.99,
+            dynamic_max_rounds: 4,
+            overlong_buffer: 0,
+            mask_truncated: false,
+            eval_every: 0,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+/// Testing aids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// RL steps (1-based) whose loss is replaced by NaN, to exercise the non-finite-loss guard.
+    pub inject_nan_at: Vec<u64>,
+}
+
 /// Apply `key.path=value` to a TOML table; the value is parsed as TOML, else taken as a string.
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
     let (key, raw) = spec.split_once('=').ok_or_else(|| anyhow!("--set `{spec}`: expected key=value"))?;
@@ -260,8 +401,86 @@ impl RunConfig {
             "eval.temperature",
             "pass@k with k > 1 needs sampling: set eval.temperature > 0".into(),
         )?;
+        self.validate_train()?;
         if self.model.init.is_none() {
             self.model.model_config(100).validate().map_err(|e| anyhow!("section `model`: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig {
+    /// RL settings: invalid combinations are rejected with the key and the reason.
+    fn validate_train(&self) -> Result<()> {
+        let t = &self.train;
+        let err = |key: &str, why: String| -> Result<()> { bail!("key `train.{key}`: {why}") };
+        let est = oxrl_core::advantage::by_name(&t.advantage, t.gamma, t.lambda, t.lite_ppo_centered_std)
+            .map_err(|e| anyhow!("key `train.advantage`: {e}"))?;
+        if t.prompts_per_step == 0 {
+            err("prompts_per_step", "must be > 0".into())?;
+        }
+        if t.group_size == 0 {
+            err("group_size", "must be > 0".into())?;
+        }
+        if est.needs_groups() && t.group_size < 2 {
+            err("group_size", format!("`{}` compares responses within a group: needs group_size >= 2", t.advantage))?;
+        }
+        if est.needs_values() && !t.value_head {
+            err("value_head", format!("`{}` needs a value head: set train.value_head = true", t.advantage))?;
+        }
+        if t.clip_low <= 0.0 || t.clip_low >= 1.0 {
+            err("clip_low", format!("must be in (0, 1) (got {})", t.clip_low))?;
+        }
+        if t.clip_high <= 0.0 {
+            err("clip_high", format!("must be > 0 (got {})", t.clip_high))?;
+        }
+        if t.dual_clip != 0.0 && t.dual_clip <= 1.0 {
+            err("dual_clip", format!("the dual-clip constant c must be > 1, or 0 for off (got {})", t.dual_clip))?;
+        }
+        if !matches!(t.reference.as_str(), "initial" | "none") {
+            err("reference", format!("`{}` is not one of \"initial\", \"none\"", t.reference))?;
+        }
+        if t.kl_coef < 0.0 {
+            err("kl_coef", format!("must be >= 0 (got {})", t.kl_coef))?;
+        }
+        if (t.kl_coef > 0.0 || t.kl_target > 0.0) && t.reference == "none" {
+            err("kl_coef", "a KL term needs a reference model, but train.reference = \"none\"".into())?;
+        }
+        if !matches!(t.kl_in.as_str(), "loss" | "reward") {
+            err("kl_in", format!("`{}` is not one of \"loss\", \"reward\"", t.kl_in))?;
+        }
+        if t.kl_target < 0.0 || t.kl_horizon <= 0.0 {
+            err("kl_target", "kl_target must be >= 0 and kl_horizon > 0".into())?;
+        }
+        if t.epochs == 0 || t.minibatches == 0 {
+            err("epochs", "epochs and minibatches must be > 0".into())?;
+        }
+        if t.minibatches > t.prompts_per_step {
+            err("minibatches", format!("{} minibatches cannot split {} groups", t.minibatches, t.prompts_per_step))?;
+        }
+        if t.lr <= 0.0 || !t.lr.is_finite() {
+            err("lr", format!("must be > 0 (got {})", t.lr))?;
+        }
+        if t.temperature <= 0.0 {
+            err("temperature", "RL rollouts must sample: temperature must be > 0".into())?;
+        }
+        if t.top_p <= 0.0 || t.top_p > 1.0 {
+            err("top_p", format!("must be in (0, 1] (got {})", t.top_p))?;
+        }
+        if !(0.0..=1.0).contains(&t.gamma) || !(0.0..=1.0).contains(&t.lambda) {
+            err("gamma", "gamma and lambda must be in [0, 1]".into())?;
+        }
+        if t.dynamic_sampling && (t.dynamic_acc_low > t.dynamic_acc_high || t.dynamic_max_rounds == 0) {
+            err("dynamic_acc_low", "needs dynamic_acc_low <= dynamic_acc_high and dynamic_max_rounds >= 1".into())?;
+        }
+        if t.dynamic_sampling && t.group_size < 2 {
+            err("dynamic_sampling", "needs group_size >= 2 (it keeps groups with reward variance)".into())?;
+        }
+        if t.max_new_tokens > 0 && t.overlong_buffer >= t.max_new_tokens {
+            err("overlong_buffer", format!("must be < max_new_tokens ({})", t.max_new_tokens))?;
+        }
+        if t.loss_agg_norm < 0.0 {
+            err("loss_agg_norm", "must be >= 0".into())?;
         }
         Ok(())
     }
@@ -323,6 +542,27 @@ mod tests {
         assert!(e.contains("model") && e.contains("num_attention_heads"), "{e}");
         let e = err("name = \"a b\"\n", &[]);
         assert!(e.contains("key `name`"), "{e}");
+        for (sets, key) in [
+            (&["train.kl_coef=0.1", "train.reference=none"][..], "train.kl_coef"),
+            (&["train.clip_low=0"][..], "train.clip_low"),
+            (&["train.clip_high=-0.1"][..], "train.clip_high"),
+            (&["train.dual_clip=0.5"][..], "train.dual_clip"),
+            (&["train.advantage=gae"][..], "train.value_head"),
+            (&["train.group_size=1"][..], "train.group_size"),
+            (&["train.advantage=nope"][..], "train.advantage"),
+            (&["train.kl_in=both"][..], "train.kl_in"),
+            (&["train.temperature=0"][..], "train.temperature"),
+        ] {
+            let e = err("", sets);
+            assert!(e.contains(key), "{sets:?}: {e}");
+        }
+        // valid combinations pass
+        load_str("", &["train.advantage=gae", "train.value_head=true", "train.group_size=1"]).unwrap();
+        load_str(
+            "",
+            &["train.advantage=reinforce_pp", "train.group_size=1", "train.kl_coef=0.05", "train.kl_in=reward"],
+        )
+        .unwrap();
         let e = err("this is not toml", &[]);
         assert!(e.contains("c.toml") && e.contains("line 1"), "{e}");
     }

@@ -29,6 +29,21 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// RL training (with an optional SFT warm-up); without --config, runs examples/quickstart.toml.
+    Train {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted run from its newest checkpoint.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Stop after the checkpoint of this step, as if killed (preemption drills, tests).
+        #[arg(long, hide = true)]
+        stop_after: Option<u64>,
+    },
     /// Evaluate a checkpoint on a task's held-out split.
     Eval {
         /// Checkpoint directory, or a run folder (uses checkpoints/final).
@@ -76,6 +91,22 @@ fn run(cli: Cli) -> Result<()> {
             let o = oxrl::sft::run_sft(&cfg, out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             print!("{}", o.final_eval.table());
+        }
+        Command::Train { config, sets, out, resume, stop_after } => {
+            let cfg = oxrl::train::load_config(config.as_deref(), &sets, resume.as_deref())?;
+            let o = oxrl::train::run_train(&cfg, out.as_deref(), resume.as_deref(), stop_after, cli.quiet)?;
+            println!("run folder: {}", o.run_dir.display());
+            if let Some(after) = &o.after {
+                let pk = |r: &oxrl::eval::EvalReport| {
+                    r.pass_at_k
+                        .iter()
+                        .map(|(k, v)| format!("pass@{k} {:.1}%", 100.0 * v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("before RL: greedy accuracy {:.1}%, {}", 100.0 * o.before.accuracy, pk(&o.before));
+                println!("after RL:  greedy accuracy {:.1}%, {}", 100.0 * after.accuracy, pk(after));
+            }
         }
         Command::Eval { checkpoint, task, k, sets, json, seed } => {
             let dir = resolve_checkpoint(&checkpoint)?;

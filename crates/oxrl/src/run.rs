@@ -38,6 +38,15 @@ impl RunDir {
         Ok(Self { path, metrics: std::io::BufWriter::new(f) })
     }
 
+    /// Reopen an existing run folder to append metrics (resume).
+    pub fn append(path: &Path) -> Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path.join("metrics.jsonl"))
+            .with_context(|| format!("{}: cannot open metrics.jsonl", path.display()))?;
+        Ok(Self { path: path.to_path_buf(), metrics: std::io::BufWriter::new(f) })
+    }
+
     pub fn write_config(&self, toml_text: &str) -> Result<()> {
         oxrl_lm::fsutil::write_atomic(&self.path.join("config.toml"), toml_text.as_bytes())
     }

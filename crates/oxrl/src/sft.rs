@@ -46,7 +46,7 @@ pub fn run_sft(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<SftOu
     run.write_config(&cfg.to_toml()?)?;
     let losses = train_sft(cfg, &mut policy, task.as_ref(), &mut run, &device, quiet)?;
     let final_eval = evaluate(&policy, task.as_ref(), &cfg.eval, cfg.seed)?;
-    run.log(&json!({"step": cfg.sft.steps, "eval": final_eval}))?;
+    run.log(&json!({"phase": "sft", "step": cfg.sft.steps, "eval": final_eval}))?;
     save_checkpoint(&run, "final", &policy, cfg, cfg.sft.steps)?;
     Ok(SftOutcome { run_dir: run.path.clone(), final_eval, losses })
 }
@@ -111,7 +111,7 @@ pub fn train_sft(
         let dt = t0.elapsed().as_secs_f64();
         losses.push(loss_v);
         run.log(&json!({
-            "step": step + 1, "loss": finite_or_null(loss_v), "lr": lr, "grad_norm": finite_or_null(grad_norm),
+            "phase": "sft", "step": step + 1, "loss": finite_or_null(loss_v), "lr": lr, "grad_norm": finite_or_null(grad_norm),
             "skipped": skipped, "response_tokens": ntok, "tokens": tokens,
             "tokens_per_s": tokens as f64 / dt, "step_s": dt, "elapsed_s": start.elapsed().as_secs_f64(),
         }))?;
@@ -121,7 +121,7 @@ pub fn train_sft(
         if s.eval_every > 0 && done % s.eval_every == 0 && done < s.steps {
             let r = evaluate(policy, task, &cfg.eval, cfg.seed)?;
             pb.println(format!("step {done}: greedy accuracy {:.1}%", 100.0 * r.accuracy));
-            run.log(&json!({"step": done, "eval": r}))?;
+            run.log(&json!({"phase": "sft", "step": done, "eval": r}))?;
         }
         if s.checkpoint_every > 0 && done % s.checkpoint_every == 0 && done < s.steps {
             save_checkpoint(run, &format!("step-{done}"), policy, cfg, done)?;

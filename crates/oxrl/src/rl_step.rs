@@ -1,0 +1,373 @@
+//! One RL step, top to bottom:
+//!
+//! ```text
+//! prompts ──sample G each (one batch)──▶ rollouts (tokens, sampler log-probs, entropies)
+//!         ──verifier──────────────────▶ rewards (+ DAPO overlong penalty; dynamic sampling refill)
+//!         ──scorer (no grad)──────────▶ old / reference log-probs, values, sampler↔trainer mismatch
+//!         ──estimator─────────────────▶ token rewards (± KL penalty) → advantages (+ returns)
+//!         ──epochs × minibatches──────▶ PPO clip loss (+ KL loss, entropy bonus, value loss) → AdamW
+//!         ──metrics───────────────────▶ one JSON record
+//! ```
+
+use crate::config::RunConfig;
+use crate::data::DataStream;
+use crate::policy::Policy;
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput};
+use oxrl_core::loss::{aggregate, clipped_value_loss, ppo_clip_loss, PpoClip};
+use oxrl_core::optim::AdamW;
+use oxrl_core::regularizer::{kl_estimate, AdaptiveKl};
+use oxrl_core::shaping::{group_is_informative, overlong_penalty, DynamicFilter};
+use oxrl_lm::sampler::{generate, Completion, Finish, SamplingParams};
+use oxrl_lm::scorer::{score, ScoreOptions};
+use oxrl_lm::value_head::ValueHead;
+use oxrl_lm::Transformer;
+use oxrl_tasks::Task;
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+
+/// What persists between steps (and in checkpoints).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainState {
+    /// RL steps completed.
+    pub step: u64,
+    /// Data cursor: training problems consumed.
+    pub cursor: u64,
+    /// Current KL coefficient (changes with an adaptive controller).
+    pub kl_coef: f64,
+}
+
+pub struct Models<'a> {
+    pub policy: &'a Policy,
+    pub reference: Option<&'a Transformer>,
+    pub value: Option<&'a ValueHead>,
+}
+
+/// One response of the rollout batch.
+struct Sample {
+    group: usize,
+    prompt: Vec<u32>,
+    completion: Completion,
+    reward: f64,
+    correct: bool,
+    format_ok: bool,
+}
+
+/// Sequences per scorer call outside the update (bounds the logits memory).
+const SCORE_CHUNK: usize = 128;
+
+fn pad_rows(rows: &[&[f64]], width: usize, dev: &Device) -> Result<Tensor> {
+    let mut data = vec![0f32; rows.len() * width];
+    for (i, r) in rows.iter().enumerate() {
+        for (j, &v) in r.iter().enumerate().take(width) {
+            data[i * width + j] = v as f32;
+        }
+    }
+    Ok(Tensor::from_vec(data, (rows.len(), width), dev)?)
+}
+
+fn rows_of(t: &Tensor, lens: &[usize]) -> Result<Vec<Vec<f64>>> {
+    let v = t.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    Ok(v.into_iter().zip(lens).map(|(r, &l)| r[..l].to_vec()).collect())
+}
+
+/// Per response, per token.
+type TokenRows = Vec<Vec<f64>>;
+
+/// Per-token (old log-prob, entropy, value) of every sample under `model`, in chunks.
+fn score_all(
+    model: &Transformer,
+    value: Option<&ValueHead>,
+    samples: &[Sample],
+    pad: u32,
+    temperature: f64,
+) -> Result<(TokenRows, TokenRows, Option<TokenRows>)> {
+    let (mut logp, mut ent, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    for chunk in samples.chunks(SCORE_CHUNK) {
+        let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| s.prompt.clone()).collect();
+        let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
+        let lens: Vec<usize> = resp.iter().map(|r| r.len()).collect();
+        let opts = ScoreOptions { grad: false, temperature, hidden: value.is_some(), top_k: 0 };
+        let s = score(model, &prompts, &resp, pad, opts)?;
+        logp.extend(rows_of(&s.logp, &lens)?);
+        ent.extend(rows_of(&s.entropy, &lens)?);
+        if let (Some(v), Some(h)) = (value, &s.hidden) {
+            vals.extend(rows_of(&v.forward(h)?, &lens)?);
+        }
+    }
+    Ok((logp, ent, value.map(|_| vals)))
+}
+
+fn mean(x: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = x.fold((0.0, 0usize), |a, v| (a.0 + v, a.1 + 1));
+    if n == 0 {
+        0.0
+    } else {
+        s / n as f64
+    }
+}
+
+/// Run one RL step: rollout, scoring, advantages, update. Returns the step's metrics record.
+#[allow(clippy::too_many_arguments)]
+pub fn rl_step(
+    cfg: &RunConfig,
+    task: &dyn Task,
+    estimator: &dyn AdvantageEstimator,
+    models: &Models,
+    opt: &mut AdamW,
+    lr: f64,
+    budget: usize,
+    state: &mut TrainState,
+) -> Result<Map<String, Value>> {
+    let t = &cfg.train;
+    let policy = models.policy;
+    let tok = policy.tokenizer.as_ref();
+    let pad = tok.pad_id();
+    let dev = policy.model.device().clone();
+    let step_no = state.step + 1;
+    let t_start = Instant::now();
+
+    // 1. Rollout: B prompts × G samples in one generation batch; with dynamic sampling, refill
+    //    until B groups with reward variance (or the round cap).
+    let params = SamplingParams {
+        temperature: t.temperature,
+        top_k: t.top_k,
+        top_p: t.top_p,
+        min_p: t.min_p,
+        max_new_tokens: budget,
+        stop_tokens: vec![tok.eos_id()],
+    };
+    let filter = DynamicFilter { acc_low: t.dynamic_acc_low, acc_high: t.dynamic_acc_high };
+    let mut data = DataStream::new(task, cfg.seed, state.cursor);
+    let mut samples: Vec<Sample> = Vec::new();
+    let (mut groups_kept, mut groups_drawn, mut zero_var_groups, mut rounds) = (0usize, 0usize, 0usize, 0usize);
+    let (mut drawn_rewards, mut drawn_correct, mut gen_tokens) = (Vec::new(), 0usize, 0usize);
+    while groups_kept < t.prompts_per_step && (rounds == 0 || (t.dynamic_sampling && rounds < t.dynamic_max_rounds)) {
+        let problems = data.next_batch(t.prompts_per_step - groups_kept);
+        let mut prompts = Vec::with_capacity(problems.len() * t.group_size);
+        for p in &problems {
+            let ids = oxrl_lm::prompt::encode_prompt(tok, &p.prompt)?;
+            prompts.extend(std::iter::repeat_n(ids, t.group_size));
+        }
+        let mut rng = oxrl_core::seed::rng(cfg.seed, "rollout", step_no * 1000 + rounds as u64);
+        let outs = generate(&policy.model, &prompts, &params, pad, &mut rng)?;
+        rounds += 1;
+        let mut outs = outs.into_iter();
+        for (p, prompt_group) in problems.iter().zip(prompts.chunks(t.group_size)) {
+            let mut group = Vec::with_capacity(t.group_size);
+            for prompt in prompt_group {
+                let c = outs.next().expect("one completion per prompt");
+                gen_tokens += c.tokens.len();
+                let v = task.verify(p, &oxrl_lm::prompt::decode_response(tok, &c.tokens)?);
+                let mut reward = v.reward as f64;
+                if t.overlong_buffer > 0 {
+                    reward += overlong_penalty(c.tokens.len(), budget, t.overlong_buffer);
+                }
+                drawn_rewards.push(reward);
+                drawn_correct += v.correct as usize;
+                group.push(Sample {
+                    group: 0,
+                    prompt: prompt.clone(),
+                    completion: c,
+                    reward,
+                    correct: v.correct,
+                    format_ok: v.format_ok,
+                });
+            }
+            groups_drawn += 1;
+            let rewards: Vec<f64> = group.iter().map(|s| s.reward).collect();
+            let correct: Vec<bool> = group.iter().map(|s| s.correct).collect();
+            if rewards.iter().all(|&r| (r - rewards[0]).abs() < 1e-12) {
+                zero_var_groups += 1;
+            }
+            if !t.dynamic_sampling || group_is_informative(&rewards, &correct, &filter) {
+                for mut s in group {
+                    s.group = groups_kept;
+                    samples.push(s);
+                }
+                groups_kept += 1;
+            }
+        }
+    }
+    state.cursor = data.cursor;
+    let t_rollout = t_start.elapsed().as_secs_f64();
+
+    let mut m = Map::new();
+    m.insert("phase".into(), json!("rl"));
+    m.insert("step".into(), json!(step_no));
+    m.insert("reward_mean".into(), json!(mean(drawn_rewards.iter().copied())));
+    let rm = mean(drawn_rewards.iter().copied());
+    m.insert("reward_std".into(), json!(mean(drawn_rewards.iter().map(|r| (r - rm) * (r - rm))).sqrt()));
+    m.insert("accuracy".into(), json!(drawn_correct as f64 / drawn_rewards.len().max(1) as f64));
+    m.insert("zero_variance_groups".into(), json!(zero_var_groups as f64 / groups_drawn.max(1) as f64));
+    m.insert("groups_drawn".into(), json!(groups_drawn));
+    m.insert("groups_kept".into(), json!(groups_kept));
+    m.insert("gen_tokens".into(), json!(gen_tokens));
+    m.insert("lr".into(), json!(lr));
+    if samples.is_empty() {
+        // Nothing informative to learn from (dynamic sampling found no group with variance).
+        m.insert("skipped".into(), json!("no informative groups"));
+        state.step = step_no;
+        m.insert("time_rollout_s".into(), json!(t_rollout));
+        return Ok(m);
+    }
+    let lens: Vec<usize> = samples.iter().map(|s| s.completion.tokens.len()).collect();
+    m.insert("response_length".into(), json!(mean(lens.iter().map(|&l| l as f64))));
+    m.insert("format_rate".into(), json!(mean(samples.iter().map(|s| s.format_ok as u8 as f64))));
+    let truncated: Vec<bool> = samples.iter().map(|s| s.completion.finish == Finish::Length).collect();
+    m.insert("truncated".into(), json!(mean(truncated.iter().map(|&x| x as u8 as f64))));
+
+    // 2. Score the rollouts without gradients: old log-probs (the PPO anchor), entropies, values,
+    //    and the reference log-probs when a KL term needs them.
+    let t_score = Instant::now();
+    let (logp_old, entropy, values_old) = score_all(&policy.model, models.value, &samples, pad, t.temperature)?;
+    let need_ref = t.kl_coef > 0.0 || t.kl_target > 0.0;
+    let logp_ref = match (need_ref, models.reference) {
+        (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature)?.0),
+        _ => None,
+    };
+    let diffs: Vec<f64> = samples
+        .iter()
+        .zip(&logp_old)
+        .flat_map(|(s, lo)| s.completion.logp.iter().zip(lo).map(|(&a, &b)| (a as f64 - b).abs()))
+        .collect();
+    m.insert("mismatch_mean".into(), json!(mean(diffs.iter().copied())));
+    m.insert("mismatch_max".into(), json!(diffs.iter().copied().fold(0.0, f64::max)));
+    m.insert("entropy".into(), json!(mean(entropy.iter().flatten().copied())));
+    if let Some(lr_) = &logp_ref {
+        // k3 estimate of KL(π_old || ref), per token
+        let kl: Vec<f64> = logp_old
+            .iter()
+            .zip(lr_)
+            .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (y - x).exp() + (x - y) - 1.0))
+            .collect();
+        m.insert("kl_ref".into(), json!(mean(kl.iter().copied())));
+    }
+    let t_scoring = t_score.elapsed().as_secs_f64();
+
+    // 3. Token rewards (outcome on the last token; PPO-style KL penalty in the reward) and
+    //    advantages.
+    let kl_in_reward = t.kl_in == "reward" && logp_ref.is_some();
+    let token_rewards: Vec<Vec<f64>> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut r = vec![0.0; lens[i]];
+            if kl_in_reward {
+                for (j, v) in r.iter_mut().enumerate() {
+                    *v -= state.kl_coef * (logp_old[i][j] - logp_ref.as_ref().unwrap()[i][j]);
+                }
+            }
+            *r.last_mut().unwrap() += s.reward;
+            r
+        })
+        .collect();
+    let group_ids: Vec<usize> = samples.iter().map(|s| s.group).collect();
+    let adv = estimator.compute(&AdvantageInput {
+        token_rewards: &token_rewards,
+        groups: &group_ids,
+        values: values_old.as_deref(),
+    })?;
+    m.insert("advantage_abs_mean".into(), json!(mean(adv.advantages.iter().flatten().map(|a| a.abs()))));
+
+    // 4. Update: epochs × minibatches of whole groups.
+    let t_update = Instant::now();
+    let clip =
+        PpoClip { eps_low: t.clip_low, eps_high: t.clip_high, dual_clip: (t.dual_clip > 1.0).then_some(t.dual_clip) };
+    let agg_norm = if t.loss_agg_norm > 0.0 { t.loss_agg_norm } else { budget as f64 };
+    let inject_nan = cfg.debug.inject_nan_at.contains(&step_no);
+    let mut sums: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+    let mut add = |k: &'static str, v: f64| {
+        let e = sums.entry(k).or_insert((0.0, 0));
+        e.0 += v;
+        e.1 += 1;
+    };
+    let mut nan_skipped = 0usize;
+    let n_groups = groups_kept;
+    // DAPO overlong filtering: responses cut by the token budget carry no loss.
+    let keep_mask: Vec<Vec<f64>> = (0..samples.len()).map(|i| vec![(!truncated[i]) as u8 as f64; lens[i]]).collect();
+    for _epoch in 0..t.epochs {
+        for mb in 0..t.minibatches {
+            let (g0, g1) = (mb * n_groups / t.minibatches, (mb + 1) * n_groups / t.minibatches);
+            let idx: Vec<usize> = (0..samples.len()).filter(|&i| (g0..g1).contains(&samples[i].group)).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let prompts: Vec<Vec<u32>> = idx.iter().map(|&i| samples[i].prompt.clone()).collect();
+            let resp: Vec<Vec<u32>> = idx.iter().map(|&i| samples[i].completion.tokens.clone()).collect();
+            let width = idx.iter().map(|&i| lens[i]).max().unwrap();
+            let rows = |src: &[Vec<f64>]| -> Result<Tensor> {
+                let r: Vec<&[f64]> = idx.iter().map(|&i| src[i].as_slice()).collect();
+                pad_rows(&r, width, &dev)
+            };
+            let opts =
+                ScoreOptions { grad: true, temperature: t.temperature, hidden: models.value.is_some(), top_k: 0 };
+            let s = score(&policy.model, &prompts, &resp, pad, opts)?;
+            let mut mask = s.mask.clone();
+            if t.mask_truncated {
+                mask = (mask * rows(&keep_mask)?)?;
+            }
+            let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;
+            let pg = aggregate(&pg, &mask, t.loss_agg, agg_norm)?;
+            add("policy_loss", pg.to_scalar::<f32>()? as f64);
+            add("clipfrac", pm.clipfrac);
+            add("clipfrac_lower", pm.clipfrac_lower);
+            add("approx_kl", pm.approx_kl);
+            add("ratio_mean", pm.ratio_mean);
+            let mut loss = pg;
+            if let (Some(lref), false, true) = (&logp_ref, kl_in_reward, state.kl_coef > 0.0) {
+                let kl = aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;
+                add("kl_loss", kl.to_scalar::<f32>()? as f64);
+                loss = (loss + (kl * state.kl_coef)?)?;
+            }
+            if t.entropy_coef != 0.0 {
+                let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;
+                loss = (loss - (ent * t.entropy_coef)?)?;
+            }
+            if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &s.hidden, &adv.returns, &values_old) {
+                let vl = clipped_value_loss(&vh.forward(h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
+                let vl = aggregate(&vl, &s.mask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
+                add("value_loss", vl.to_scalar::<f32>()? as f64);
+                loss = (loss + (vl * t.vf_coef)?)?;
+            }
+            if inject_nan {
+                loss = (loss * f64::NAN)?;
+            }
+            let lv = loss.to_scalar::<f32>()? as f64;
+            if !lv.is_finite() {
+                nan_skipped += 1;
+                continue;
+            }
+            add("loss", lv);
+            let info = opt.step(&loss.backward()?, lr, t.grad_clip)?;
+            if info.skipped {
+                nan_skipped += 1;
+            } else {
+                add("grad_norm", info.grad_norm);
+            }
+        }
+    }
+    for (k, (s, n)) in sums {
+        m.insert(k.into(), json!(s / n.max(1) as f64));
+    }
+    m.insert("nan_skipped".into(), json!(nan_skipped));
+
+    // 5. Adaptive KL controller.
+    if t.kl_target > 0.0 {
+        let kl = m.get("kl_ref").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let mut ctl = AdaptiveKl { value: state.kl_coef, target: t.kl_target, horizon: t.kl_horizon };
+        ctl.update(kl, samples.len() as f64);
+        state.kl_coef = ctl.value;
+    }
+    m.insert("kl_coef".into(), json!(state.kl_coef));
+    state.step = step_no;
+    let total = t_start.elapsed().as_secs_f64();
+    m.insert("time_rollout_s".into(), json!(t_rollout));
+    m.insert("time_scoring_s".into(), json!(t_scoring));
+    m.insert("time_update_s".into(), json!(t_update.elapsed().as_secs_f64()));
+    m.insert("step_s".into(), json!(total));
+    m.insert("gen_tokens_per_s".into(), json!(gen_tokens as f64 / t_rollout));
+    m.insert("tokens_per_s".into(), json!(gen_tokens as f64 / total));
+    Ok(m)
+}

@@ -1,0 +1,200 @@
+//! RL trainer: determinism, exact resume, NaN guard, checkpoint integrity, CLI flow.
+
+use anyhow::Result;
+use oxrl::config::RunConfig;
+use oxrl::train::run_train;
+use std::path::Path;
+use std::process::Command;
+
+fn tiny(seed: u64) -> RunConfig {
+    let mut c = RunConfig { seed, ..Default::default() };
+    c.name = "t".into();
+    c.model.hidden_size = 32;
+    c.model.intermediate_size = 64;
+    c.model.num_hidden_layers = 2;
+    c.task = toml::from_str::<toml::Table>("name = \"addition\"\ndigits = 1\ntest_size = 8")
+        .map(|t| serde::Deserialize::deserialize(toml::Value::Table(t)).unwrap())
+        .unwrap();
+    c.sft.steps = 3;
+    c.sft.batch_size = 8;
+    c.train.sft_warmup = true;
+    c.train.steps = 6;
+    c.train.prompts_per_step = 4;
+    c.train.group_size = 4;
+    c.train.minibatches = 2;
+    c.train.kl_coef = 0.01;
+    c.train.entropy_coef = 0.001;
+    c.train.checkpoint_every = 2;
+    c.train.lr = 1e-3;
+    c.eval.k = vec![1, 2];
+    c.eval.max_new_tokens = 16;
+    c.train.max_new_tokens = 16;
+    c.validate().unwrap();
+    c
+}
+
+const TIMING: [&str; 9] = [
+    "step_s",
+    "tokens_per_s",
+    "elapsed_s",
+    "gen_tokens_per_s",
+    "time_rollout_s",
+    "time_scoring_s",
+    "time_update_s",
+    "wall",
+    "x",
+];
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in TIMING {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn same_seed_same_metrics_and_resume_is_exact() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let a = run_train(&tiny(3), Some(&d.path().join("a")), None, None, true)?;
+    let b = run_train(&tiny(3), Some(&d.path().join("b")), None, None, true)?;
+    let ma = metrics(&a.run_dir);
+    assert_eq!(ma, metrics(&b.run_dir), "same seed must write identical metrics");
+    assert!(ma.iter().any(|v| v["phase"] == "rl" && v["step"] == 6 && v.get("reward_mean").is_some()));
+    assert!(ma.iter().any(|v| v["phase"] == "rl" && v.get("kl_ref").is_some()));
+    let c = run_train(&tiny(4), Some(&d.path().join("c")), None, None, true)?;
+    assert_ne!(ma, metrics(&c.run_dir));
+    for f in ["summary.json", "config.toml", "checkpoints/final/model.safetensors", "plots/reward.png"] {
+        assert!(a.run_dir.join(f).exists(), "{f}");
+    }
+    assert!(std::fs::read_dir(&a.run_dir)?.any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("events.out.tfevents")));
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.run_dir.join("summary.json"))?)?;
+    assert!(summary["before"]["accuracy"].is_number() && summary["after"]["pass_at_k"]["2"].is_number());
+
+    // Killed after step 4 (its checkpoint written), with a torn metrics line, then resumed.
+    let k = d.path().join("k");
+    run_train(&tiny(3), Some(&k), None, Some(4), true)?;
+    assert!(!k.join("summary.json").exists());
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(k.join("metrics.jsonl"))?;
+        f.write_all(b"{\"phase\": \"rl\", \"step\": 5, \"reward_mea")?;
+    }
+    run_train(&tiny(3), None, Some(&k), None, true)?;
+    assert_eq!(ma, metrics(&k), "resumed run must match the uninterrupted one");
+    assert_eq!(
+        std::fs::read(a.run_dir.join("checkpoints/final/model.safetensors"))?,
+        std::fs::read(k.join("checkpoints/final/model.safetensors"))?
+    );
+    Ok(())
+}
+
+#[test]
+fn corrupted_or_truncated_checkpoints_are_refused() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let mut cfg = tiny(1);
+    cfg.train.kl_coef = 0.0;
+    let k = d.path().join("k");
+    run_train(&cfg, Some(&k), None, Some(2), true)?;
+    let ck = k.join("checkpoints/step-2");
+    oxrl::train::verify_checkpoint(&ck)?;
+    let model = ck.join("model.safetensors");
+    let good = std::fs::read(&model)?;
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 0xFF;
+    std::fs::write(&model, &bad)?;
+    let err = format!("{:#}", run_train(&cfg, None, Some(&k), None, true).err().unwrap());
+    assert!(err.contains("corrupted") && err.contains("model.safetensors"), "{err}");
+    std::fs::write(&model, &good[..n / 2])?;
+    let err = format!("{:#}", run_train(&cfg, None, Some(&k), None, true).err().unwrap());
+    assert!(err.contains("corrupted"), "{err}");
+    std::fs::remove_file(ck.join("optimizer.safetensors"))?;
+    std::fs::write(&model, &good)?;
+    let err = format!("{:#}", run_train(&cfg, None, Some(&k), None, true).err().unwrap());
+    assert!(err.contains("optimizer.safetensors is missing"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn nan_loss_skips_the_step_and_the_run_continues() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let mut cfg = tiny(2);
+    cfg.train.checkpoint_every = 1;
+    cfg.debug.inject_nan_at = vec![2];
+    let o = run_train(&cfg, Some(&d.path().join("n")), None, None, true)?;
+    let m = metrics(&o.run_dir);
+    let rl: Vec<&serde_json::Value> =
+        m.iter().filter(|v| v["phase"] == "rl" && v.get("reward_mean").is_some()).collect();
+    assert_eq!(rl.len(), 6);
+    assert_eq!(rl[1]["nan_skipped"], 2, "both minibatches of step 2 skipped: {}", rl[1]);
+    assert!(rl[1].get("grad_norm").is_none());
+    assert_eq!(rl[0]["nan_skipped"], 0);
+    assert!(rl[2]["grad_norm"].as_f64().unwrap().is_finite());
+    // step 2 changed nothing: the weights after step 1 and after step 2 are identical
+    let w1 = std::fs::read(o.run_dir.join("checkpoints/step-1/model.safetensors"))?;
+    let w2 = std::fs::read(o.run_dir.join("checkpoints/step-2/model.safetensors"))?;
+    assert_eq!(w1, w2);
+    let w3 = std::fs::read(o.run_dir.join("checkpoints/step-3/model.safetensors"))?;
+    assert_ne!(w2, w3);
+    assert!(o.after.unwrap().accuracy.is_finite());
+    Ok(())
+}
+
+#[test]
+fn estimators_and_options_run_end_to_end() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    for (i, sets) in [
+        vec!["train.advantage=gae", "train.value_head=true", "train.group_size=2", "train.kl_in=reward"],
+        vec!["train.advantage=rloo", "train.dual_clip=3.0", "train.clip_high=0.28", "train.loss_agg=token-mean"],
+        vec!["train.advantage=dr_grpo", "train.loss_agg=seq-mean-token-sum-norm", "train.kl_estimator=k1+"],
+        vec!["train.advantage=reinforce_pp", "train.kl_in=reward", "train.kl_target=0.01"],
+        vec!["train.advantage=reinforce_pp_baseline", "train.mask_truncated=true", "train.overlong_buffer=4"],
+        vec!["train.advantage=lite_ppo", "train.dynamic_sampling=true", "train.epochs=2"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut table: toml::Table = toml::from_str(&tiny(5).to_toml()?)?;
+        table.get_mut("train").unwrap().as_table_mut().unwrap().insert("steps".into(), toml::Value::Integer(2));
+        for s in sets {
+            oxrl::config::apply_override(&mut table, s)?;
+        }
+        let cfg: RunConfig = serde::Deserialize::deserialize(toml::Value::Table(table))?;
+        cfg.validate()?;
+        let o = run_train(&cfg, Some(&d.path().join(format!("r{i}"))), None, None, true)?;
+        let m = metrics(&o.run_dir);
+        let last = m.iter().rev().find(|v| v.get("reward_mean").is_some()).unwrap();
+        assert_eq!(last["step"], 2, "{sets:?}");
+        if sets.contains(&"train.value_head=true") {
+            assert!(last["value_loss"].as_f64().unwrap().is_finite());
+        }
+        if sets.contains(&"train.dynamic_sampling=true") {
+            assert!(last["groups_drawn"].as_u64().unwrap() >= last["groups_kept"].as_u64().unwrap());
+        }
+        if sets.contains(&"train.kl_target=0.01") {
+            assert_ne!(last["kl_coef"].as_f64().unwrap(), 0.01, "adaptive KL must move the coefficient");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cli_resume_refuses_config_changes() {
+    let o = Command::new(env!("CARGO_BIN_EXE_oxrl"))
+        .args(["train", "--resume", "/nonexistent-run", "--set", "train.lr=1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume continues a run"));
+}
