@@ -1,4 +1,9 @@
 use anyhow::{bail, Context, Result};
+
+/// candle allocates a fresh buffer for every op; mimalloc reuses them far better than glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use oxrl::config::RunConfig;
 use oxrl::policy::{resolve_checkpoint, Policy};
