@@ -79,20 +79,36 @@ pub fn series(records: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
 /// The standard plots of an RL run: reward, accuracy, entropy, KL, length.
 pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let text = std::fs::read_to_string(run_dir.join("metrics.jsonl"))?;
-    let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["phase"].as_str() != Some("sft"))
+        .collect();
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;
-    let plots: [(&str, &str, &[&str]); 5] = [
-        ("reward", "reward", &["reward_mean"]),
-        ("accuracy", "accuracy", &["accuracy", "eval.accuracy", "eval.pass_at_k.1"]),
-        ("entropy", "entropy (nats/token)", &["entropy"]),
-        ("kl", "KL to reference", &["kl_ref", "approx_kl"]),
-        ("length", "response length (tokens)", &["response_length"]),
+    type Plot<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let plots: [Plot; 5] = [
+        ("reward", "reward (rollout batch)", &[("reward_mean", "mean reward")]),
+        (
+            "accuracy",
+            "accuracy",
+            &[
+                ("accuracy", "rollout batch"),
+                ("eval.accuracy", "held-out greedy"),
+                ("eval.pass_at_k.1", "held-out pass@1"),
+            ],
+        ),
+        ("entropy", "entropy (nats/token)", &[("entropy", "rollout entropy")]),
+        ("kl", "KL", &[("kl_ref", "KL to reference (k3)"), ("approx_kl", "approx KL to old policy")]),
+        ("length", "response length (tokens)", &[("response_length", "mean length")]),
     ];
     let mut out = Vec::new();
     for (file, title, keys) in plots {
-        let s: Vec<(String, Vec<(f64, f64)>)> =
-            keys.iter().map(|k| (k.to_string(), series(&records, k))).filter(|s| !s.1.is_empty()).collect();
+        let s: Vec<(String, Vec<(f64, f64)>)> = keys
+            .iter()
+            .map(|(k, label)| (label.to_string(), series(&records, k)))
+            .filter(|s| !s.1.is_empty())
+            .collect();
         if s.is_empty() {
             continue;
         }

@@ -182,19 +182,8 @@ pub fn run_train(
             } else {
                 None
             };
-            value = if t.value_head {
-                Some(ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, &device)?)
-            } else {
-                None
-            };
-            let mut vars = policy.model.params.named_vars();
-            if let Some(v) = &value {
-                vars.extend(v.named_vars());
-            }
-            opt = AdamW::new(
-                vars,
-                AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay },
-            )?;
+            value = value_head(cfg, &policy, None)?;
+            opt = optimizer(cfg, &policy, value.as_ref())?;
             let before = evaluate(&policy, task.as_ref(), &cfg.eval, cfg.seed)?;
             run.log(&json!({"phase": "rl", "step": 0, "eval": before}))?;
             tb.scalars(0, &eval_scalars(&before))?;
@@ -222,21 +211,8 @@ pub fn run_train(
             } else {
                 None
             };
-            value = if t.value_head {
-                let v = ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, &device)?;
-                v.load(&ck.join("value_head.safetensors"))?;
-                Some(v)
-            } else {
-                None
-            };
-            let mut vars = policy.model.params.named_vars();
-            if let Some(v) = &value {
-                vars.extend(v.named_vars());
-            }
-            opt = AdamW::new(
-                vars,
-                AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay },
-            )?;
+            value = value_head(cfg, &policy, Some(&ck.join("value_head.safetensors")))?;
+            opt = optimizer(cfg, &policy, value.as_ref())?;
             opt.load_state_tensors(&candle_core::safetensors::load(ck.join("optimizer.safetensors"), &device)?)?;
             truncate_metrics(&run_dir.join("metrics.jsonl"), step)?;
             run = RunDir::append(run_dir)?;
@@ -300,6 +276,28 @@ pub fn run_train(
     )?;
     crate::plots::plot_run(&run.path)?;
     Ok(TrainOutcome { run_dir: run.path.clone(), before: saved.before, after: Some(after) })
+}
+
+/// The value head when configured: fresh, or loaded from a checkpoint file.
+fn value_head(cfg: &RunConfig, policy: &Policy, load: Option<&Path>) -> Result<Option<ValueHead>> {
+    if !cfg.train.value_head {
+        return Ok(None);
+    }
+    let v = ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, policy.model.device())?;
+    if let Some(p) = load {
+        v.load(p)?;
+    }
+    Ok(Some(v))
+}
+
+/// AdamW over the policy (and value head) parameters.
+fn optimizer(cfg: &RunConfig, policy: &Policy, value: Option<&ValueHead>) -> Result<AdamW> {
+    let t = &cfg.train;
+    let mut vars = policy.model.params.named_vars();
+    if let Some(v) = value {
+        vars.extend(v.named_vars());
+    }
+    AdamW::new(vars, AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay })
 }
 
 fn eval_scalars(r: &EvalReport) -> Vec<(String, f64)> {

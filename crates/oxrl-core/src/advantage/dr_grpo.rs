@@ -3,7 +3,7 @@
 //! A_i = s_i − μ_g (no division by the group std); pair it with the constant-normaliser loss
 //! aggregation `seq-mean-token-sum-norm`. CONFIRMED-CODE (verl norm_adv_by_std_in_grpo=False).
 
-use super::{broadcast, check, group_indices, mean, AdvantageEstimator, AdvantageInput, Advantages};
+use super::{broadcast, check, AdvantageEstimator, AdvantageInput, Advantages};
 use anyhow::Result;
 
 pub struct DrGrpo;
@@ -15,14 +15,7 @@ impl AdvantageEstimator for DrGrpo {
     fn compute(&self, input: &AdvantageInput) -> Result<Advantages> {
         check(input)?;
         let s = input.scores();
-        let mut a = vec![0.0; s.len()];
-        for idx in group_indices(input.groups) {
-            let r: Vec<f64> = idx.iter().map(|&i| s[i]).collect();
-            let mu = if r.len() < 2 { 0.0 } else { mean(&r) };
-            for &i in &idx {
-                a[i] = s[i] - mu;
-            }
-        }
+        let a = super::group_centered(&s, input.groups);
         Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None })
     }
 }

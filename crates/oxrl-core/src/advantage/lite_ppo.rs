@@ -5,7 +5,7 @@
 //! instead, the option the sources leave open). Use with vanilla PPO clipping and `token-mean`
 //! aggregation. CONFIRMED-DOCS (ROLL "LitePPO"; AReaL adv_norm mean_level=group, std_level=batch).
 
-use super::{broadcast, check, group_indices, mean, std_unbiased, AdvantageEstimator, AdvantageInput, Advantages, EPS};
+use super::{broadcast, check, std_unbiased, AdvantageEstimator, AdvantageInput, Advantages, EPS};
 use anyhow::Result;
 
 pub struct LitePpo {
@@ -19,14 +19,7 @@ impl AdvantageEstimator for LitePpo {
     fn compute(&self, input: &AdvantageInput) -> Result<Advantages> {
         check(input)?;
         let s = input.scores();
-        let mut c = vec![0.0; s.len()];
-        for idx in group_indices(input.groups) {
-            let r: Vec<f64> = idx.iter().map(|&i| s[i]).collect();
-            let mu = if r.len() < 2 { 0.0 } else { mean(&r) };
-            for &i in &idx {
-                c[i] = s[i] - mu;
-            }
-        }
+        let c = super::group_centered(&s, input.groups);
         let sigma = std_unbiased(if self.centered_std { &c } else { &s });
         let a: Vec<f64> = c.iter().map(|x| x / (sigma + EPS)).collect();
         Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None })

@@ -85,6 +85,18 @@ pub fn std_unbiased(x: &[f64]) -> f64 {
     (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
 }
 
+/// Group-mean centring: s_i − μ_g (a group of one is left as is, μ = 0).
+pub fn group_centered(scores: &[f64], groups: &[usize]) -> Vec<f64> {
+    let mut c = vec![0.0; scores.len()];
+    for idx in group_indices(groups) {
+        let mu = if idx.len() < 2 { 0.0 } else { idx.iter().map(|&i| scores[i]).sum::<f64>() / idx.len() as f64 };
+        for &i in &idx {
+            c[i] = scores[i] - mu;
+        }
+    }
+    c
+}
+
 /// Broadcast one scalar per response to all of its tokens.
 pub fn broadcast(per_response: &[f64], token_rewards: &[Vec<f64>]) -> Vec<Vec<f64>> {
     per_response.iter().zip(token_rewards).map(|(&a, r)| vec![a; r.len()]).collect()

@@ -6,7 +6,7 @@
 //! REINFORCE++-baseline: (s_i − μ_g) broadcast to the tokens, then the same batch whitening.
 //! CONFIRMED-CODE (verl compute_reinforce_plus_plus[_baseline]_outcome_advantage).
 
-use super::{broadcast, check, group_indices, mean, whiten, AdvantageEstimator, AdvantageInput, Advantages};
+use super::{broadcast, check, whiten, AdvantageEstimator, AdvantageInput, Advantages};
 use anyhow::Result;
 
 pub struct ReinforcePlusPlus {
@@ -49,14 +49,7 @@ impl AdvantageEstimator for ReinforcePlusPlusBaseline {
     fn compute(&self, input: &AdvantageInput) -> Result<Advantages> {
         check(input)?;
         let s = input.scores();
-        let mut c = vec![0.0; s.len()];
-        for idx in group_indices(input.groups) {
-            let r: Vec<f64> = idx.iter().map(|&i| s[i]).collect();
-            let mu = if r.len() < 2 { 0.0 } else { mean(&r) };
-            for &i in &idx {
-                c[i] = s[i] - mu;
-            }
-        }
+        let c = super::group_centered(&s, input.groups);
         let mut a = broadcast(&c, input.token_rewards);
         whiten(&mut a);
         Ok(Advantages { advantages: a, returns: None })
@@ -65,7 +58,7 @@ impl AdvantageEstimator for ReinforcePlusPlusBaseline {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{outcome, std_unbiased};
+    use super::super::{mean, outcome, std_unbiased};
     use super::*;
 
     fn stats(a: &[Vec<f64>]) -> (f64, f64) {
