@@ -332,19 +332,23 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
 impl RunConfig {
     /// Load from an optional file plus overrides, then validate.
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self> {
-        let (origin, text) = match path {
-            Some(p) => (
-                p.display().to_string(),
-                std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?,
-            ),
-            None => ("<defaults>".to_string(), String::new()),
-        };
-        // Parse the file alone first so errors carry its line and column.
-        let base: RunConfig = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+                Self::load_str(&p.display().to_string(), &text, sets)
+            }
+            None => Self::load_str("<defaults>", "", sets),
+        }
+    }
+
+    /// Load from TOML text; `origin` names it in errors (a file path, or a built-in config).
+    pub fn load_str(origin: &str, text: &str, sets: &[String]) -> Result<Self> {
+        // Parse the text alone first so errors carry its line and column.
+        let base: RunConfig = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
         let cfg = if sets.is_empty() {
             base
         } else {
-            let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
             for s in sets {
                 apply_override(&mut table, s)?;
             }

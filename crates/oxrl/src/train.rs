@@ -134,13 +134,7 @@ pub fn load_config(config: Option<&Path>, sets: &[String], resume: Option<&Path>
     }
     match config {
         Some(p) => RunConfig::load(Some(p), sets),
-        None => {
-            let d = std::env::temp_dir().join(format!("oxrl-quickstart-{}.toml", std::process::id()));
-            std::fs::write(&d, QUICKSTART)?;
-            let c = RunConfig::load(Some(&d), sets);
-            let _ = std::fs::remove_file(&d);
-            c
-        }
+        None => RunConfig::load_str("examples/quickstart.toml (built in)", QUICKSTART, sets),
     }
 }
 
