@@ -83,3 +83,17 @@ fn grpo_and_rloo_learn_a_contextual_bandit() -> Result<()> {
     }
     Ok(())
 }
+
+/// CI-sized version of the quickstart: the same SFT warm-up on countdown, then 60 GRPO steps (the
+/// quickstart runs 180); held-out pass@1 must rise clearly.
+#[test]
+fn quickstart_sized_down_raises_pass_at_1() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let sets: Vec<String> = ["train.steps=60", "eval.max_problems=100"].iter().map(|s| s.to_string()).collect();
+    let cfg = oxrl::train::load_config(None, &sets, None)?;
+    let o = oxrl::train::run_train(&cfg, Some(&d.path().join("run")), None, None, true)?;
+    let (before, after) = (o.before.pass_at_k["1"], o.after.as_ref().unwrap().pass_at_k["1"]);
+    eprintln!("CI quickstart: pass@1 {before:.3} -> {after:.3}");
+    assert!(after - before >= 0.05, "pass@1 {before:.3} -> {after:.3}: 60 GRPO steps must raise it clearly");
+    Ok(())
+}
