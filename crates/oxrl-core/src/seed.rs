@@ -36,10 +36,11 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_distinct() {
-        let a: Vec<u32> = (0..8).map(|_| 0).scan(rng(7, "x", 0), |r, _: u32| Some(r.random())).collect();
-        let b: Vec<u32> = (0..8).map(|_| 0).scan(rng(7, "x", 0), |r, _: u32| Some(r.random())).collect();
-        let c: Vec<u32> = (0..8).map(|_| 0).scan(rng(7, "y", 0), |r, _: u32| Some(r.random())).collect();
-        let d: Vec<u32> = (0..8).map(|_| 0).scan(rng(8, "x", 0), |r, _: u32| Some(r.random())).collect();
+        let draw = |seed, stream| -> Vec<u32> {
+            let mut r = rng(seed, stream, 0);
+            (0..8).map(|_| r.random()).collect()
+        };
+        let (a, b, c, d) = (draw(7, "x"), draw(7, "x"), draw(7, "y"), draw(8, "x"));
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -5,11 +5,10 @@
 //! (multiplications first, left to right, then additions and subtractions left to right). The
 //! verifier is an exact match of the final integer. Difficulty knob: the number of operands (2..8).
 
-use crate::{make_test_split, make_train_problem, oxrl_rng::Rng, verify_int_answer, Problem, Task, Verdict};
+use crate::{oxrl_rng::Rng, verify_int_answer, Problem, Splits, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -40,9 +39,7 @@ impl Default for ArithConfig {
 pub struct Arith {
     cfg: ArithConfig,
     ops: Vec<char>,
-    seed: u64,
-    test: Vec<Problem>,
-    test_keys: HashSet<String>,
+    splits: Splits,
 }
 
 /// The numbered steps of evaluating `nums[0] ops[0] nums[1] …` with precedence, and the result.
@@ -85,10 +82,8 @@ impl Arith {
                 other => anyhow::bail!("task.ops: `{other}` is not one of \"+\", \"-\", \"*\""),
             }
         }
-        let mut t = Self { cfg, ops, seed, test: vec![], test_keys: HashSet::new() };
-        let (test, keys) = make_test_split(t.cfg.test_size, |r| t.make(r));
-        t.test = test;
-        t.test_keys = keys;
+        let mut t = Self { cfg, ops, splits: Splits { seed, test: vec![], keys: Default::default() } };
+        t.splits = Splits::new(seed, t.cfg.test_size, |r| t.make(r));
         Ok(t)
     }
 
@@ -115,13 +110,13 @@ impl Task for Arith {
         "arith"
     }
     fn train_problem(&self, index: u64) -> Problem {
-        make_train_problem(self.seed, index, &self.test_keys, |r| self.make(r))
+        self.splits.train(index, |r| self.make(r))
     }
     fn train_size(&self) -> Option<usize> {
         None
     }
     fn test_problems(&self) -> &[Problem] {
-        &self.test
+        &self.splits.test
     }
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         verify_int_answer(completion, &problem.answer)

@@ -7,12 +7,11 @@
 //! every division is exact. Unary minus and numbers not given are rejected.
 
 use crate::rational::Rational;
-use crate::{after_answer_marker, make_test_split, make_train_problem, oxrl_rng::Rng, Problem, Task, Verdict};
+use crate::{after_answer_marker, oxrl_rng::Rng, Problem, Splits, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,9 +35,7 @@ impl Default for CountdownConfig {
 
 pub struct Countdown {
     cfg: CountdownConfig,
-    seed: u64,
-    test: Vec<Problem>,
-    test_keys: HashSet<String>,
+    splits: Splits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,10 +177,8 @@ impl Countdown {
     pub fn new(cfg: CountdownConfig, seed: u64) -> Result<Self> {
         ensure!((2..=8).contains(&cfg.numbers), "task.numbers must be in 2..=8 (got {})", cfg.numbers);
         ensure!(cfg.max_number >= 2, "task.max_number must be >= 2");
-        let mut t = Self { cfg, seed, test: vec![], test_keys: HashSet::new() };
-        let (test, keys) = make_test_split(t.cfg.test_size, |r| t.make(r));
-        t.test = test;
-        t.test_keys = keys;
+        let mut t = Self { cfg, splits: Splits { seed, test: vec![], keys: Default::default() } };
+        t.splits = Splits::new(seed, t.cfg.test_size, |r| t.make(r));
         Ok(t)
     }
 
@@ -235,13 +230,13 @@ impl Task for Countdown {
         "countdown"
     }
     fn train_problem(&self, index: u64) -> Problem {
-        make_train_problem(self.seed, index, &self.test_keys, |r| self.make(r))
+        self.splits.train(index, |r| self.make(r))
     }
     fn train_size(&self) -> Option<usize> {
         None
     }
     fn test_problems(&self) -> &[Problem] {
-        &self.test
+        &self.splits.test
     }
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         let Some(text) = after_answer_marker(completion) else {

@@ -104,41 +104,41 @@ pub fn verify_int_answer(completion: &str, gold: &str) -> Verdict {
 /// run's seed, so runs with different seeds are evaluated on the same problems.
 pub const SPLIT_SEED: u64 = 0x0A5C_5EED;
 
-/// Generate a held-out split of `n` problems with distinct keys from `make(rng) -> (key, problem)`,
-/// and the key set used to keep training problems out of it.
-pub(crate) fn make_test_split(
-    n: usize,
-    mut make: impl FnMut(&mut oxrl_rng::Rng) -> (String, Problem),
-) -> (Vec<Problem>, HashSet<String>) {
-    let mut rng = oxrl_rng::rng(SPLIT_SEED, "test-split", 0);
-    let mut keys = HashSet::new();
-    let mut out = Vec::with_capacity(n);
-    let mut tries = 0;
-    while out.len() < n && tries < n * 100 {
-        tries += 1;
-        let (k, mut p) = make(&mut rng);
-        if keys.insert(k) {
-            p.id = (1u64 << 40) + out.len() as u64;
-            out.push(p);
-        }
-    }
-    (out, keys)
+/// A synthetic task's held-out split (`n` problems with distinct keys, from [`SPLIT_SEED`]) and the
+/// training stream that never produces one of them.
+pub(crate) struct Splits {
+    seed: u64,
+    pub test: Vec<Problem>,
+    keys: HashSet<String>,
 }
 
-/// The `index`-th training problem: drawn from its own seeded stream, redrawn while its key is in
-/// the held-out set.
-pub(crate) fn make_train_problem(
-    seed: u64,
-    index: u64,
-    test_keys: &HashSet<String>,
-    mut make: impl FnMut(&mut oxrl_rng::Rng) -> (String, Problem),
-) -> Problem {
-    let mut rng = oxrl_rng::rng(seed, "train", index);
-    loop {
-        let (k, mut p) = make(&mut rng);
-        if !test_keys.contains(&k) {
-            p.id = index;
-            return p;
+impl Splits {
+    pub fn new(seed: u64, n: usize, mut make: impl FnMut(&mut oxrl_rng::Rng) -> (String, Problem)) -> Self {
+        let mut rng = oxrl_rng::rng(SPLIT_SEED, "test-split", 0);
+        let mut keys = HashSet::new();
+        let mut test = Vec::with_capacity(n);
+        let mut tries = 0;
+        while test.len() < n && tries < n * 100 {
+            tries += 1;
+            let (k, mut p) = make(&mut rng);
+            if keys.insert(k) {
+                p.id = (1u64 << 40) + test.len() as u64;
+                test.push(p);
+            }
+        }
+        Self { seed, test, keys }
+    }
+
+    /// The `index`-th training problem: drawn from its own seeded stream, redrawn while its key is
+    /// held out.
+    pub fn train(&self, index: u64, mut make: impl FnMut(&mut oxrl_rng::Rng) -> (String, Problem)) -> Problem {
+        let mut rng = oxrl_rng::rng(self.seed, "train", index);
+        loop {
+            let (k, mut p) = make(&mut rng);
+            if !self.keys.contains(&k) {
+                p.id = index;
+                return p;
+            }
         }
     }
 }

@@ -6,11 +6,10 @@
 //! is negative. Multiplication writes the shifted partial products and their sum. Difficulty knob:
 //! the number of digits of each operand.
 
-use crate::{make_test_split, make_train_problem, oxrl_rng::Rng, verify_int_answer, Problem, Task, Verdict};
+use crate::{oxrl_rng::Rng, verify_int_answer, Problem, Splits, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,9 +38,7 @@ pub enum Op {
 pub struct MultiDigit {
     op: Op,
     cfg: MultiDigitConfig,
-    seed: u64,
-    test: Vec<Problem>,
-    test_keys: HashSet<String>,
+    splits: Splits,
 }
 
 fn digits_rev(mut n: u64) -> Vec<u64> {
@@ -112,10 +109,8 @@ impl MultiDigit {
         ensure!((1..=9).contains(&cfg.digits), "task.digits must be in 1..=9 (got {})", cfg.digits);
         let lo = cfg.min_digits.unwrap_or(cfg.digits);
         ensure!(lo >= 1 && lo <= cfg.digits, "task.min_digits must be in 1..=digits (got {lo})");
-        let mut t = Self { op, cfg, seed, test: vec![], test_keys: HashSet::new() };
-        let (test, keys) = make_test_split(t.cfg.test_size, |r| t.make(r));
-        t.test = test;
-        t.test_keys = keys;
+        let mut t = Self { op, cfg, splits: Splits { seed, test: vec![], keys: Default::default() } };
+        t.splits = Splits::new(seed, t.cfg.test_size, |r| t.make(r));
         Ok(t)
     }
 
@@ -154,13 +149,13 @@ impl Task for MultiDigit {
         }
     }
     fn train_problem(&self, index: u64) -> Problem {
-        make_train_problem(self.seed, index, &self.test_keys, |r| self.make(r))
+        self.splits.train(index, |r| self.make(r))
     }
     fn train_size(&self) -> Option<usize> {
         None
     }
     fn test_problems(&self) -> &[Problem] {
-        &self.test
+        &self.splits.test
     }
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         verify_int_answer(completion, &problem.answer)
@@ -209,7 +204,7 @@ mod tests {
     #[test]
     fn splits_are_disjoint_and_deterministic() {
         let t = MultiDigit::new(Op::Add, MultiDigitConfig { digits: 2, min_digits: None, test_size: 300 }, 5).unwrap();
-        let test: HashSet<_> = t.test_problems().iter().map(|p| p.prompt.clone()).collect();
+        let test: std::collections::HashSet<_> = t.test_problems().iter().map(|p| p.prompt.clone()).collect();
         assert_eq!(test.len(), 300);
         for i in 0..3000 {
             assert!(!test.contains(&t.train_problem(i).prompt));

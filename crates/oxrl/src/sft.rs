@@ -7,7 +7,6 @@ use crate::eval::{evaluate, EvalReport};
 use crate::policy::Policy;
 use crate::run::RunDir;
 use anyhow::Result;
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use oxrl_core::optim::{AdamW, AdamWConfig, Schedule};
 use oxrl_lm::scorer::{score, ScoreOptions};
@@ -44,7 +43,7 @@ pub fn run_sft(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<SftOu
     }
     let mut run = RunDir::create(out, &cfg.name)?;
     run.write_config(&cfg.to_toml()?)?;
-    let losses = train_sft(cfg, &mut policy, task.as_ref(), &mut run, &device, quiet)?;
+    let losses = train_sft(cfg, &mut policy, task.as_ref(), &mut run, quiet)?;
     let final_eval = evaluate(&policy, task.as_ref(), &cfg.eval, cfg.seed)?;
     run.log(&json!({"phase": "sft", "step": cfg.sft.steps, "eval": final_eval}))?;
     save_checkpoint(&run, "final", &policy, cfg, cfg.sft.steps)?;
@@ -62,7 +61,6 @@ pub fn train_sft(
     policy: &mut Policy,
     task: &dyn oxrl_tasks::Task,
     run: &mut RunDir,
-    _device: &Device,
     quiet: bool,
 ) -> Result<Vec<f64>> {
     let s = &cfg.sft;

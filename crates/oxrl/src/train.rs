@@ -165,7 +165,7 @@ pub fn run_train(
             run.write_config(&cfg.to_toml()?)?;
             tb = crate::tensorboard::EventWriter::create(&run.path)?;
             if t.sft_warmup {
-                train_sft(cfg, &mut policy, task.as_ref(), &mut run, &device, quiet)?;
+                train_sft(cfg, &mut policy, task.as_ref(), &mut run, quiet)?;
                 crate::sft::save_checkpoint(&run, "sft", &policy, cfg, 0)?;
             }
             reference = if need_ref {
