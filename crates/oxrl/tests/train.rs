@@ -33,7 +33,8 @@ fn tiny(seed: u64) -> RunConfig {
     c
 }
 
-const TIMING: [&str; 9] = [
+const TIMING: [&str; 7] =
+    ["step_s", "tokens_per_s", "elapsed_s", "gen_tokens_per_s", "time_rollout_s", "time_scoring_s", "time_update_s"]; 9] = [
     "step_s",
     "tokens_per_s",
     "elapsed_s",
