@@ -34,17 +34,7 @@ fn tiny(seed: u64) -> RunConfig {
 }
 
 const TIMING: [&str; 7] =
-    ["step_s", "tokens_per_s", "elapsed_s", "gen_tokens_per_s", "time_rollout_s", "time_scoring_s", "time_update_s"]; 9] = [
-    "step_s",
-    "tokens_per_s",
-    "elapsed_s",
-    "gen_tokens_per_s",
-    "time_rollout_s",
-    "time_scoring_s",
-    "time_update_s",
-    "wall",
-    "x",
-];
+    ["step_s", "tokens_per_s", "elapsed_s", "gen_tokens_per_s", "time_rollout_s", "time_scoring_s", "time_update_s"];
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
