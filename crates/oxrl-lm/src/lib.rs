@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod fsutil;
+pub mod kernels;
 pub mod model;
 pub mod params;
 pub mod prompt;

@@ -1,15 +1,19 @@
 //! Decoder-only transformer with Qwen2/Llama tensor names: RMSNorm, rotary position embeddings
 //! (rotate-half convention), grouped-query attention, SwiGLU MLP, tied or untied embeddings.
 //!
-//! Every op on the training path is differentiable: candle-nn's fused `rms_norm`,
-//! `softmax_last_dim` and `rope*` drop gradients (see shared notes), so the training path uses
-//! composed forms and only the no-gradient inference path ([`Mode::Infer`]) uses fused kernels.
+//! On CPU (f32/f64) every layer runs on oxrl's fused differentiable kernels
+//! ([`crate::kernels`]: RMSNorm, linear, rotary, attention, SwiGLU — about a dozen autograd nodes
+//! per layer). Elsewhere (CUDA, bf16), or with `fused = false`, it runs on composed candle ops,
+//! which are the reference the kernels are tested against: candle-nn's own fused `rms_norm`,
+//! `softmax_last_dim` and `rope*` drop gradients (see shared notes), so that path uses them only
+//! in [`Mode::Infer`].
 //!
 //! Inputs are batched with explicit per-token positions and an additive attention bias, so
 //! sequences of different lengths (left-padded prompts, right-padded responses) share one forward
 //! pass; a preallocated [`KvCache`] serves incremental decoding.
 
 use crate::config::ModelConfig;
+use crate::kernels::{self, rope::RopeTable};
 use crate::params::ParamStore;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
@@ -50,6 +54,12 @@ pub struct Transformer {
     lm_head: Tensor,
     cos: Tensor,
     sin: Tensor,
+    /// Host rotary tables `[max_pos, head_dim/2]` for the fused kernels.
+    cos_host: Vec<f64>,
+    sin_host: Vec<f64>,
+    /// Use the fused kernels where supported (CPU, f32/f64). On by default; off gives the
+    /// composed reference path (benchmarks compare the two).
+    pub fused: bool,
 }
 
 /// Preallocated key/value cache: per layer `[batch, kv_heads, capacity, head_dim]`; `len` positions
@@ -154,22 +164,25 @@ impl Transformer {
         // Rotary tables [max_pos, hd/2], computed in f64 then cast.
         let hd = cfg.head_dim();
         let n = cfg.max_position_embeddings;
-        let mut cos = Vec::with_capacity(n * hd / 2);
-        let mut sin = Vec::with_capacity(n * hd / 2);
+        let mut cos_host = Vec::with_capacity(n * hd / 2);
+        let mut sin_host = Vec::with_capacity(n * hd / 2);
         for pos in 0..n {
             for i in 0..hd / 2 {
                 let inv = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64);
                 let a = pos as f64 * inv;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
+                cos_host.push(a.cos());
+                sin_host.push(a.sin());
             }
         }
         let dev = params.device.clone();
         let dt = embed.dtype();
-        let cos = Tensor::from_vec(cos, (n, hd / 2), &dev)?.to_dtype(dt)?;
-        let sin = Tensor::from_vec(sin, (n, hd / 2), &dev)?.to_dtype(dt)?;
+        let cos = Tensor::from_vec(cos_host.clone(), (n, hd / 2), &dev)?.to_dtype(dt)?;
+        let sin = Tensor::from_vec(sin_host.clone(), (n, hd / 2), &dev)?.to_dtype(dt)?;
         let norm = p("model.norm.weight")?;
-        Ok(Self { cfg, params, embed, layers, norm, lm_head, cos, sin })
+        // OXRL_KERNELS=composed switches every model of the process to the composed reference ops
+        // (A/B checks of the fused kernels without a rebuild).
+        let fused = std::env::var("OXRL_KERNELS").map(|v| v != "composed").unwrap_or(true);
+        Ok(Self { cfg, params, embed, layers, norm, lm_head, cos, sin, cos_host, sin_host, fused })
     }
 
     pub fn device(&self) -> &Device {
@@ -177,6 +190,11 @@ impl Transformer {
     }
     pub fn dtype(&self) -> DType {
         self.embed.dtype()
+    }
+
+    /// Whether forward passes take the fused-kernel path.
+    pub fn uses_fused_kernels(&self) -> bool {
+        self.fused && kernels::supported(&self.embed)
     }
 
     /// Final hidden states (after the last norm), `[B, T, D]`.
@@ -193,6 +211,9 @@ impl Transformer {
         mut cache: Option<&mut KvCache>,
         mode: Mode,
     ) -> Result<Tensor> {
+        if self.uses_fused_kernels() {
+            return self.forward_hidden_fused(ids, positions, bias, cache, mode);
+        }
         let (b, t) = ids.dims2()?;
         let cfg = &self.cfg;
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
@@ -246,8 +267,65 @@ impl Transformer {
         rms_norm(&x, &self.norm, cfg.rms_norm_eps, mode)
     }
 
+    /// [`Self::forward_hidden`] on the fused kernels: activations stay `[B, T, features]` from
+    /// the projections through rotary and attention to the output projection, no transposes.
+    fn forward_hidden_fused(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        use kernels::{attention::attention, linear::linear, rms_norm::rms_norm, rope::rope, swiglu::swiglu};
+        let (b, t) = ids.dims2()?;
+        let cfg = &self.cfg;
+        let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let offset = cache.as_ref().map(|c| c.len).unwrap_or(0);
+        if let Some(c) = cache.as_ref() {
+            anyhow::ensure!(offset + t <= c.capacity, "KV cache overflow: {} + {t} > capacity {}", offset, c.capacity);
+        }
+        let s = offset + t;
+        let table =
+            RopeTable::gather(&self.cos_host, &self.sin_host, hd / 2, &positions.flatten_all()?.to_vec1::<u32>()?)?;
+        // Inference builds no autograd graph: weights are read through detached handles.
+        let w = |x: &Tensor| if mode == Mode::Infer { x.detach() } else { x.clone() };
+        let wo = |x: &Option<Tensor>| x.as_ref().map(w);
+        let eps = cfg.rms_norm_eps;
+        let mut x = w(&self.embed).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let a = &layer.attn;
+            let hn = rms_norm(&x, &w(&layer.ln1), eps)?;
+            let q = rope(&linear(&hn, &w(&a.q), wo(&a.q_b).as_ref())?, &table)?;
+            let k = rope(&linear(&hn, &w(&a.k), wo(&a.k_b).as_ref())?, &table)?;
+            let v = linear(&hn, &w(&a.v), wo(&a.v_b).as_ref())?;
+            let ctx = match cache.as_deref_mut() {
+                Some(c) => {
+                    let heads = |x: &Tensor| -> Result<Tensor> {
+                        Ok(x.reshape((b, t, kv, hd))?.transpose(1, 2)?.contiguous()?)
+                    };
+                    c.k[li].slice_set(&heads(&k)?, 2, offset)?;
+                    c.v[li].slice_set(&heads(&v)?, 2, offset)?;
+                    attention(&q, &c.k[li].narrow(2, 0, s)?, &c.v[li].narrow(2, 0, s)?, bias, h, kv)?
+                }
+                None => attention(&q, &k, &v, bias, h, kv)?,
+            };
+            x = (x + linear(&ctx, &w(&a.o), wo(&a.o_b).as_ref())?)?;
+            let hn = rms_norm(&x, &w(&layer.ln2), eps)?;
+            let g = swiglu(&linear(&hn, &w(&layer.gate), None)?, &linear(&hn, &w(&layer.up), None)?)?;
+            x = (x + linear(&g, &w(&layer.down), None)?)?;
+        }
+        if let Some(c) = cache {
+            c.len = s;
+        }
+        Ok(rms_norm(&x, &w(&self.norm), eps)?)
+    }
+
     /// Logits `[.., V]` from hidden states `[.., D]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if self.uses_fused_kernels() {
+            return Ok(kernels::linear::linear(hidden, &self.lm_head, None)?);
+        }
         linear(hidden, &self.lm_head, None)
     }
 }

@@ -89,11 +89,16 @@ pub fn score(
     // Log-softmax in at least f32 (f64 models stay f64).
     let dt = if model.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
     let logits = model.logits(&hidden)?.to_dtype(dt)?;
-    let logits = if opts.temperature != 1.0 { (logits / opts.temperature)? } else { logits };
-    let logp_all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let targets = ids_t.narrow(1, p, r)?.contiguous()?;
-    let logp = logp_all.gather(&targets.unsqueeze(2)?, 2)?.squeeze(2)?;
-    let entropy = (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?;
+    let (logp, entropy) = if model.uses_fused_kernels() {
+        let both = crate::kernels::logp_entropy::logp_entropy(&logits, &targets, opts.temperature)?;
+        (both.narrow(2, 0, 1)?.squeeze(2)?, both.narrow(2, 1, 1)?.squeeze(2)?)
+    } else {
+        let scaled = if opts.temperature != 1.0 { (&logits / opts.temperature)? } else { logits.clone() };
+        let logp_all = candle_nn::ops::log_softmax(&scaled, D::Minus1)?;
+        let logp = logp_all.gather(&targets.unsqueeze(2)?, 2)?.squeeze(2)?;
+        (logp, (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?)
+    };
     let mut mask = Vec::with_capacity(b * r);
     for row in &valid {
         mask.extend(row[p..].iter().map(|&v| v as u8 as f32));
@@ -103,7 +108,7 @@ pub fn score(
     let entropy = (entropy * &mask)?;
     let top_k = if opts.top_k > 0 {
         let k = opts.top_k.min(model.cfg.vocab_size);
-        let (vals, idx) = logits.detach().sort_last_dim(false)?;
+        let (vals, idx) = (logits.detach() / opts.temperature)?.sort_last_dim(false)?;
         Some((vals.narrow(D::Minus1, 0, k)?, idx.narrow(D::Minus1, 0, k)?))
     } else {
         None

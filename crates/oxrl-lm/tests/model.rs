@@ -159,38 +159,79 @@ fn scorer_gradient_matches_finite_differences() -> Result<()> {
     cfg.num_attention_heads = 2;
     cfg.num_key_value_heads = Some(1);
     cfg.tie_word_embeddings = false;
-    let m = model(&cfg, 11, DType::F64)?;
-    let prompts = vec![vec![1u32, 5, 6], vec![1, 7]];
-    let responses = vec![vec![8u32, 9, 2], vec![10, 2]];
-    let loss = logp_loss(&m, &prompts, &responses)?;
-    let grads = loss.backward()?;
-    let h = 1e-5;
-    let mut worst = 0f64;
-    let mut checked = 0;
-    for (name, var) in m.params.named_vars() {
-        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-        let g = g.flatten_all()?.to_vec1::<f64>()?;
-        let base = var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
-        // check up to 3 coordinates of every tensor
-        for idx in [0, base.len() / 2, base.len() - 1] {
-            let mut plus = base.clone();
-            plus[idx] += h;
-            var.set(&Tensor::from_vec(plus, var.shape(), &Device::Cpu)?)?;
-            let lp = logp_loss(&m, &prompts, &responses)?.to_scalar::<f64>()?;
-            let mut minus = base.clone();
-            minus[idx] -= h;
-            var.set(&Tensor::from_vec(minus, var.shape(), &Device::Cpu)?)?;
-            let lm = logp_loss(&m, &prompts, &responses)?.to_scalar::<f64>()?;
-            var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu)?)?;
-            let fd = (lp - lm) / (2.0 * h);
-            let rel = (fd - g[idx]).abs() / (fd.abs().max(g[idx].abs()).max(1e-3));
-            worst = worst.max(rel);
-            checked += 1;
-            assert!(rel < 1e-4, "{name}[{idx}]: autograd {} vs finite difference {fd}", g[idx]);
+    // Both the fused-kernel path (the CPU default) and the composed reference path.
+    for fused in [true, false] {
+        let mut m = model(&cfg, 11, DType::F64)?;
+        m.fused = fused;
+        assert_eq!(m.uses_fused_kernels(), fused);
+        let prompts = vec![vec![1u32, 5, 6], vec![1, 7]];
+        let responses = vec![vec![8u32, 9, 2], vec![10, 2]];
+        let loss = logp_loss(&m, &prompts, &responses)?;
+        let grads = loss.backward()?;
+        let h = 1e-5;
+        let mut worst = 0f64;
+        let mut checked = 0;
+        for (name, var) in m.params.named_vars() {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+            let g = g.flatten_all()?.to_vec1::<f64>()?;
+            let base = var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
+            // check up to 3 coordinates of every tensor
+            for idx in [0, base.len() / 2, base.len() - 1] {
+                let mut plus = base.clone();
+                plus[idx] += h;
+                var.set(&Tensor::from_vec(plus, var.shape(), &Device::Cpu)?)?;
+                let lp = logp_loss(&m, &prompts, &responses)?.to_scalar::<f64>()?;
+                let mut minus = base.clone();
+                minus[idx] -= h;
+                var.set(&Tensor::from_vec(minus, var.shape(), &Device::Cpu)?)?;
+                let lm = logp_loss(&m, &prompts, &responses)?.to_scalar::<f64>()?;
+                var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu)?)?;
+                let fd = (lp - lm) / (2.0 * h);
+                let rel = (fd - g[idx]).abs() / (fd.abs().max(g[idx].abs()).max(1e-3));
+                worst = worst.max(rel);
+                checked += 1;
+                assert!(rel < 1e-4, "{name}[{idx}]: autograd {} vs finite difference {fd}", g[idx]);
+            }
+        }
+        assert!(checked > 30);
+        eprintln!("finite-difference check (fused = {fused}): {checked} coordinates, worst relative error {worst:.2e}");
+    }
+    Ok(())
+}
+
+/// The fused kernels and the composed candle ops compute the same model: per-token log-probs,
+/// entropies (at a temperature) and every parameter's gradient, for Qwen2 (q/k/v biases, tied)
+/// and Llama (all biases, untied) shapes with GQA and ragged, padded batches.
+#[test]
+fn fused_kernels_match_composed_model() -> Result<()> {
+    for (model_type, tie) in [("qwen2", true), ("llama", false)] {
+        let mut cfg = small_cfg(100);
+        cfg.model_type = model_type.into();
+        cfg.tie_word_embeddings = tie;
+        cfg.attention_bias = (model_type == "llama").then_some(true);
+        let mut m = model(&cfg, 4, DType::F32)?;
+        let responses = [vec![5, 6, 2], vec![7], vec![8, 9, 10, 2], vec![11, 2]];
+        let run = |m: &Transformer| -> Result<(Tensor, Tensor, candle_core::backprop::GradStore)> {
+            let opts = ScoreOptions { grad: true, temperature: 0.8, ..Default::default() };
+            let s = score(m, &prompts(), &responses, 0, opts)?;
+            let loss = ((&s.logp * 1.5)? + &s.entropy)?.sum_all()?;
+            Ok((s.logp, s.entropy, loss.backward()?))
+        };
+        m.fused = true;
+        let (lf, ef, gf) = run(&m)?;
+        m.fused = false;
+        let (lc, ec, gc) = run(&m)?;
+        let diff =
+            |a: &Tensor, b: &Tensor| -> Result<f32> { Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?) };
+        assert!(diff(&lf, &lc)? < 1e-5, "{model_type}: log-probs differ by {}", diff(&lf, &lc)?);
+        assert!(diff(&ef, &ec)? < 1e-5, "{model_type}: entropies differ by {}", diff(&ef, &ec)?);
+        for (name, var) in m.params.named_vars() {
+            let (a, b) = (gf.get(var.as_tensor()).unwrap(), gc.get(var.as_tensor()).unwrap());
+            let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-3);
+            let d = diff(a, b)?;
+            assert!(d / scale < 1e-4, "{model_type}: gradient of {name} differs by {d} (scale {scale})");
         }
     }
-    assert!(checked > 30);
-    eprintln!("finite-difference check: {checked} coordinates, worst relative error {worst:.2e}");
     Ok(())
 }
 

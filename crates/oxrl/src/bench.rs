@@ -27,6 +27,96 @@ pub struct BenchReport {
     pub train_tokens_per_s: f64,
     pub train_step_s: f64,
     pub train_mfu: f64,
+    /// The same step on the composed candle ops (the fused kernels switched off).
+    pub train_step_composed_s: f64,
+    /// `train_step_composed_s / train_step_s`.
+    pub fused_speedup: f64,
+}
+
+/// The PyTorch eager reference (`bench/torch_reference.py`) measured on this machine.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TorchReport {
+    pub torch_version: String,
+    pub threads: usize,
+    pub params: usize,
+    pub train_step_s: f64,
+    pub train_tokens_per_s: f64,
+    pub gen_tokens_per_s_b1: f64,
+    pub gen_tokens_per_s_b64: f64,
+}
+
+/// oxrl vs PyTorch eager on the notes model: ratios > 1 mean oxrl is faster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub oxrl: BenchReport,
+    pub torch: TorchReport,
+    pub train_speedup: f64,
+    pub gen_b1_speedup: f64,
+    pub gen_b64_speedup: f64,
+    /// PyTorch's training MFU against the same measured GEMM peak.
+    pub torch_train_mfu: f64,
+}
+
+/// The reference script, embedded so `--compare-torch` works from any directory.
+const TORCH_REFERENCE: &str = include_str!("../../../bench/torch_reference.py");
+
+/// Run `python bench/torch_reference.py` with this process's thread count and parse its JSON.
+pub fn run_torch_reference(python: &str, threads: usize, quick: bool) -> Result<TorchReport> {
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("torch_reference.py");
+    std::fs::write(&script, TORCH_REFERENCE)?;
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&script).arg("--threads").arg(threads.to_string());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().map_err(|e| anyhow::anyhow!("--compare-torch: cannot run `{python}`: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "--compare-torch: `{python} torch_reference.py` failed ({}); is torch installed (pip install torch numpy)?\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    serde_json::from_str(line).map_err(|e| anyhow::anyhow!("--compare-torch: unreadable output `{line}`: {e}"))
+}
+
+/// Both benchmarks in one run, oxrl first, then PyTorch, on the same threads.
+pub fn compare_torch(python: &str, quick: bool) -> Result<Comparison> {
+    let oxrl = run_bench("notes", notes_model(), quick)?;
+    let torch = run_torch_reference(python, oxrl.threads, quick)?;
+    let flops = 3.0 * notes_model().forward_flops_per_token(128);
+    Ok(Comparison {
+        train_speedup: torch.train_step_s / oxrl.train_step_s,
+        gen_b1_speedup: oxrl.gen_tokens_per_s_b1 / torch.gen_tokens_per_s_b1,
+        gen_b64_speedup: oxrl.gen_tokens_per_s_b64 / torch.gen_tokens_per_s_b64,
+        torch_train_mfu: flops * torch.train_tokens_per_s / (oxrl.gemm_gflops * 1e9),
+        oxrl,
+        torch,
+    })
+}
+
+impl Comparison {
+    pub fn table(&self) -> String {
+        format!(
+            "{}\nPyTorch {} eager, {} threads\n\
+             training step         {:.0} ms (MFU {:.1}%)   oxrl is {:.2}x\n\
+             generation, batch 1   {:.0} tokens/s   oxrl is {:.2}x\n\
+             generation, batch 64  {:.0} tokens/s   oxrl is {:.2}x\n",
+            self.oxrl.table(),
+            self.torch.torch_version,
+            self.torch.threads,
+            self.torch.train_step_s * 1e3,
+            100.0 * self.torch_train_mfu,
+            self.train_speedup,
+            self.torch.gen_tokens_per_s_b1,
+            self.gen_b1_speedup,
+            self.torch.gen_tokens_per_s_b64,
+            self.gen_b64_speedup,
+        )
+    }
 }
 
 /// The model of shared/notes/candle.md's PyTorch reference: vocab 64, d 256, 4 layers, 4 heads,
@@ -109,15 +199,19 @@ pub fn run_bench(name: &str, cfg: ModelConfig, quick: bool) -> Result<BenchRepor
     let prompts: Vec<Vec<u32>> = (0..b).map(|i| vec![1 + (i as u32 % 3)]).collect();
     let responses: Vec<Vec<u32>> =
         (0..b).map(|i| (0..t - 1).map(|j| 4 + ((i * 13 + j * 5) as u32 % (vocab - 4))).collect()).collect();
+    let mut model = model;
     let mut opt = AdamW::new(model.params.named_vars(), AdamWConfig::default())?;
-    let mut step = || -> Result<()> {
-        let s = score(&model, &prompts, &responses, 0, ScoreOptions { grad: true, ..Default::default() })?;
+    let mut step = |model: &Transformer| -> Result<()> {
+        let s = score(model, &prompts, &responses, 0, ScoreOptions { grad: true, ..Default::default() })?;
         let loss = (s.logp.sum_all()? / -((b * (t - 1)) as f64))?;
         opt.step(&loss.backward()?, 1e-4, 1.0)?;
         Ok(())
     };
-    step()?;
-    let ts = median_of(if quick { 2 } else { 5 }, &mut step)?;
+    step(&model)?;
+    let ts = median_of(if quick { 2 } else { 5 }, || step(&model))?;
+    model.fused = false;
+    step(&model)?;
+    let ts_composed = median_of(if quick { 2 } else { 3 }, || step(&model))?;
     let train_tps = (b * t) as f64 / ts;
     let flops = 3.0 * cfg.forward_flops_per_token(t);
     Ok(BenchReport {
@@ -131,6 +225,8 @@ pub fn run_bench(name: &str, cfg: ModelConfig, quick: bool) -> Result<BenchRepor
         train_tokens_per_s: train_tps,
         train_step_s: ts,
         train_mfu: flops * train_tps / (gemm * 1e9),
+        train_step_composed_s: ts_composed,
+        fused_speedup: ts_composed / ts,
     })
 }
 
@@ -143,7 +239,8 @@ impl BenchReport {
              generation, batch 64  {:.0} tokens/s\n\
              rollout 512×64 tokens {:.2} s\n\
              training (16×128)     {:.0} tokens/s, {:.0} ms/step\n\
-             training MFU          {:.1}% of the measured GEMM peak\n",
+             training MFU          {:.1}% of the measured GEMM peak\n\
+             composed ops (no fused kernels) {:.0} ms/step: fused kernels are {:.2}x faster\n",
             self.model,
             self.params as f64 / 1e6,
             self.threads,
@@ -153,7 +250,9 @@ impl BenchReport {
             self.rollout_512x64_s,
             self.train_tokens_per_s,
             self.train_step_s * 1e3,
-            100.0 * self.train_mfu
+            100.0 * self.train_mfu,
+            self.train_step_composed_s * 1e3,
+            self.fused_speedup
         )
     }
 }

@@ -8,6 +8,7 @@ pub mod plots;
 pub mod policy;
 pub mod rl_step;
 pub mod run;
+pub mod runtime;
 pub mod sft;
 pub mod tensorboard;
 pub mod train;

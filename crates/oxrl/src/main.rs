@@ -17,6 +17,9 @@ struct Cli {
     /// Hide progress bars.
     #[arg(long, global = true)]
     quiet: bool,
+    /// CPU threads for tensor work (default: one per physical core).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +81,10 @@ enum Command {
         /// Fewer repetitions.
         #[arg(long)]
         quick: bool,
+        /// Also run the PyTorch eager reference (bench/torch_reference.py) with this Python on the
+        /// notes model and print the ratios.
+        #[arg(long, value_name = "PYTHON")]
+        compare_torch: Option<String>,
     },
 }
 
@@ -90,6 +97,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    oxrl::runtime::configure(cli.threads)?;
     match cli.command {
         Command::Sft { config, sets, out } => {
             let cfg = RunConfig::load(Some(&config), &sets)?;
@@ -149,7 +157,18 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", report.table());
             }
         }
-        Command::Bench { json, model, quick } => {
+        Command::Bench { json, model, quick, compare_torch: Some(python) } => {
+            if model != "tiny" && model != "notes" {
+                bail!("--compare-torch runs the `notes` model; drop --model `{model}`");
+            }
+            let c = oxrl::bench::compare_torch(&python, quick)?;
+            if json {
+                println!("{}", serde_json::to_string(&c)?);
+            } else {
+                print!("{}", c.table());
+            }
+        }
+        Command::Bench { json, model, quick, compare_torch: None } => {
             let cfg = match model.as_str() {
                 "tiny" => RunConfig::default().model.model_config(100),
                 "notes" => oxrl::bench::notes_model(),

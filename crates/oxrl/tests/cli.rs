@@ -19,7 +19,9 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// CI-sized SFT that must learn: 2-digit addition, 250 steps of 32, then `oxrl eval --json`.
+/// CI-sized SFT that must learn: 2-digit addition, 350 steps of 32, then `oxrl eval --json`.
+/// (At 250 steps some seeds are still mid-transition, 44–98 % greedy; by 350 seeds 0, 1, 3 all
+/// reach 100 %.)
 #[test]
 fn sft_learns_addition_and_eval_reports_json() -> Result<()> {
     let d = tempfile::tempdir()?;
@@ -35,7 +37,7 @@ fn sft_learns_addition_and_eval_reports_json() -> Result<()> {
                 "--set",
                 "task.test_size=100",
                 "--set",
-                "sft.steps=250",
+                "sft.steps=350",
                 "--set",
                 "sft.batch_size=32",
                 "--set",
@@ -58,8 +60,8 @@ fn sft_learns_addition_and_eval_reports_json() -> Result<()> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["loss"].as_f64())
         .collect();
-    assert_eq!(losses.len(), 250);
-    assert!(losses[240..].iter().sum::<f64>() / 10.0 < 0.1 * losses[0], "{} -> {:?}", losses[0], &losses[240..]);
+    assert_eq!(losses.len(), 350);
+    assert!(losses[340..].iter().sum::<f64>() / 10.0 < 0.1 * losses[0], "{} -> {:?}", losses[0], &losses[340..]);
     let out =
         run_ok(oxrl().args(["eval", "--checkpoint"]).arg(&run).args(["--task", "addition", "--k", "1,4", "--json"]));
     let v: serde_json::Value = serde_json::from_str(out.trim())?;
@@ -67,12 +69,13 @@ fn sft_learns_addition_and_eval_reports_json() -> Result<()> {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
     let acc = v["accuracy"].as_f64().unwrap();
-    eprintln!("2-digit addition after 250 SFT steps: greedy accuracy {acc}");
-    assert!(acc >= 0.85, "held-out greedy accuracy {acc} < 0.85");
+    eprintln!("2-digit addition after 350 SFT steps: greedy accuracy {acc}");
+    assert!(acc >= 0.95, "held-out greedy accuracy {acc} < 0.95");
     let (p1, p4) = (v["pass_at_k"]["1"].as_f64().unwrap(), v["pass_at_k"]["4"].as_f64().unwrap());
     // temperature-1 samples of a freshly fine-tuned model are noisier than greedy decoding
-    assert!(p4 >= p1 && p4 > 0.7, "pass@1 {p1}, pass@4 {p4}");
-    assert!(v["maj_at_k"]["4"].as_f64().unwrap() > 0.5, "{v}");
+    // (measured over seeds 0, 1, 3: pass@1 0.86-0.89, pass@4 1.0, maj@4 0.99)
+    assert!(p4 >= p1 && p4 > 0.9, "pass@1 {p1}, pass@4 {p4}");
+    assert!(v["maj_at_k"]["4"].as_f64().unwrap() > 0.8, "{v}");
     // the task settings come from the checkpoint: 2-digit prompts, ~ (2+1) column steps
     assert!(v["mean_length"].as_f64().unwrap() < 35.0);
     // readable table
