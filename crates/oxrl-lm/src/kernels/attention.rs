@@ -87,6 +87,68 @@ fn softmax_rows<T: Elem>(p: &mut [T], bias: &[T], s: usize, scale: T) {
     }
 }
 
+/// Query rows at or below which (decoding) attention runs as plain dot products and AXPYs: a
+/// GEMM call's packing costs more than a 1 × S product.
+const DIRECT_MAX_ROWS: usize = 4;
+
+/// `t` query rows of one head without GEMM: scores by dot products, softmax, then `O = P·V` as
+/// a sum of scaled value rows. `p` receives the probabilities (`t × s`).
+///
+/// # Safety
+/// `q`, `k`, `v` and `o` must address `t` / `s` / `s` / `t` rows of `hd` elements at the given
+/// row strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn direct_rows<T: Elem>(
+    t: usize,
+    s: usize,
+    hd: usize,
+    q: *const T,
+    q_rs: usize,
+    k: *const T,
+    k_rs: usize,
+    v: *const T,
+    v_rs: usize,
+    bias: &[T],
+    scale: T,
+    p: &mut [T],
+    o: *mut T,
+    o_rs: usize,
+) {
+    for i in 0..t {
+        let qi = std::slice::from_raw_parts(q.add(i * q_rs), hd);
+        let pr = &mut p[i * s..(i + 1) * s];
+        for (j, x) in pr.iter_mut().enumerate() {
+            let kj = std::slice::from_raw_parts(k.add(j * k_rs), hd);
+            *x = dot(qi, kj);
+        }
+        softmax_rows(pr, &bias[i * s..(i + 1) * s], s, scale);
+        let oi = std::slice::from_raw_parts_mut(o.add(i * o_rs), hd);
+        oi.iter_mut().for_each(|x| *x = T::zero());
+        for (j, &pj) in pr.iter().enumerate() {
+            let vj = std::slice::from_raw_parts(v.add(j * v_rs), hd);
+            oi.iter_mut().zip(vj).for_each(|(a, &b)| *a += pj * b);
+        }
+    }
+}
+
+/// Dot product with 8 independent partial sums, so it vectorises without reassociation.
+#[inline(always)]
+fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut sum = acc.iter().fold(T::zero(), |s, &x| s + x);
+    for (x, y) in ra.iter().zip(rb) {
+        sum += *x * *y;
+    }
+    sum
+}
+
 #[allow(clippy::too_many_arguments)]
 fn forward<T: Elem>(
     g: &Geometry,
@@ -118,8 +180,30 @@ fn forward<T: Elem>(
                 Some(pp) => unsafe { std::slice::from_raw_parts_mut(pp.0.add((b * g.heads + h) * t * s), t * s) },
                 None => &mut scratch,
             };
+            let (qp, kp, vp, optr) = (qp, kp, vp, optr);
+            if t <= DIRECT_MAX_ROWS {
+                // SAFETY: the views address elements inside Q/K/V; the task owns rows (b, h) of O.
+                unsafe {
+                    direct_rows(
+                        t,
+                        s,
+                        hd,
+                        qp.0.add(qv.at(b, h)),
+                        qv.t,
+                        kp.0.add(kv.at(b, kh)),
+                        kv.t,
+                        vp.0.add(vv.at(b, kh)),
+                        vv.t,
+                        bias_b,
+                        scale,
+                        p,
+                        optr.0.add(ov.at(b, h)),
+                        ov.t,
+                    )
+                };
+                continue;
+            }
             unsafe {
-                let (qp, kp, vp, optr) = (qp, kp, vp, optr);
                 gemm(
                     t,
                     s,

@@ -5,7 +5,7 @@
 //! through a transposed view. Here the backward writes `dX = G·W`, `dW = Gᵀ·X` and `db = Σ G`
 //! directly with GEMM strides, so nothing is transposed or copied.
 
-use super::{contiguous, gemm, par, tensor, with_data, Elem, Mat};
+use super::{contiguous, gemm, par_for, tensor, with_data, Elem, Mat};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 pub struct Linear;
@@ -38,7 +38,7 @@ fn forward<T: Elem>(x: &[T], w: &[T], b: Option<&[T]>, n: usize, i: usize, o: us
                 b.is_some(),
                 Mat::rows(x.as_ptr(), i),
                 Mat::t(w.as_ptr(), i),
-                par(),
+                par_for(n, o, i),
             )
         };
     }
@@ -60,7 +60,7 @@ fn backward<T: Elem>(x: &[T], w: &[T], g: &[T], n: usize, i: usize, o: usize, bi
                 false,
                 Mat::rows(g.as_ptr(), o),
                 Mat::rows(w.as_ptr(), i),
-                par(),
+                par_for(n, i, o),
             );
             gemm(
                 o,
@@ -72,7 +72,7 @@ fn backward<T: Elem>(x: &[T], w: &[T], g: &[T], n: usize, i: usize, o: usize, bi
                 false,
                 Mat::t(g.as_ptr(), o),
                 Mat::rows(x.as_ptr(), i),
-                par(),
+                par_for(o, i, n),
             );
         }
     }

@@ -142,11 +142,22 @@ pub(crate) fn tensor<T: Elem>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &candle_core::Device::Cpu)
 }
 
-/// GEMM threads: all of candle's threads for one large product, none inside a parallel loop.
-pub(crate) fn par() -> Parallelism {
-    let n = candle_core::utils::get_num_threads();
-    if n > 1 {
-        Parallelism::Rayon(n)
+/// Threads for tensor work (candle's count, read once: candle re-derives it from /proc/cpuinfo
+/// on every call unless `RAYON_NUM_THREADS` is set).
+pub fn threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(candle_core::utils::get_num_threads)
+}
+
+/// Multiply-adds below which a GEMM runs on one thread: waking the pool costs more than it saves
+/// (decode-sized products).
+const PAR_MIN_MACS: usize = 1 << 21;
+
+/// GEMM threads for an m×n×k product: all threads for a large one, one for a small one.
+pub(crate) fn par_for(m: usize, n: usize, k: usize) -> Parallelism {
+    let t = threads();
+    if t > 1 && m * n * k >= PAR_MIN_MACS {
+        Parallelism::Rayon(t)
     } else {
         Parallelism::None
     }
