@@ -9,6 +9,7 @@ pub mod advantage;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod registry;
 pub mod regularizer;
 pub mod seed;
 pub mod shaping;

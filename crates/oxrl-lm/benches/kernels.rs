@@ -113,7 +113,7 @@ fn kernels(c: &mut Criterion) {
         c,
         "attention",
         vec![randn(&[B, T, DM]), randn(&[B, T, DM]), randn(&[B, T, DM])],
-        Box::new(move |x| attention::attention(&x[0], &x[1], &x[2], &bias, H, H).unwrap()),
+        Box::new(move |x| attention::attention(&x[0], &x[1], &x[2], &bias, H, H, true).unwrap()),
         Box::new(move |x| {
             let heads = |t: &Tensor| t.reshape((B, T, H, HD)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
             let (q, k, v) = (heads(&x[0]), heads(&x[1]), heads(&x[2]));

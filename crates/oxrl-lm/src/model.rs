@@ -306,9 +306,9 @@ impl Transformer {
                     };
                     c.k[li].slice_set(&heads(&k)?, 2, offset)?;
                     c.v[li].slice_set(&heads(&v)?, 2, offset)?;
-                    attention(&q, &c.k[li].narrow(2, 0, s)?, &c.v[li].narrow(2, 0, s)?, bias, h, kv)?
+                    attention(&q, &c.k[li].narrow(2, 0, s)?, &c.v[li].narrow(2, 0, s)?, bias, h, kv, true)?
                 }
-                None => attention(&q, &k, &v, bias, h, kv)?,
+                None => attention(&q, &k, &v, bias, h, kv, true)?,
             };
             x = (x + linear(&ctx, &w(&a.o), wo(&a.o_b).as_ref())?)?;
             let hn = rms_norm(&x, &w(&layer.ln2), eps)?;

@@ -229,6 +229,10 @@ pub struct TrainConfig {
     pub value_clip: f64,
     /// Lite PPO: divide by the std of group-centred rewards instead of raw rewards.
     pub lite_ppo_centered_std: bool,
+    /// W-REINFORCE (`advantage = "w_reinforce"`): advantage of correct samples (λ).
+    pub w_reinforce_lambda: f64,
+    /// A-GRAE (`advantage = "a_grae"`): positive advantages are scaled by min(1, batch accuracy / α).
+    pub agrae_alpha: f64,
     /// DAPO dynamic sampling: refill the batch with groups of non-zero reward variance.
     pub dynamic_sampling: bool,
     pub dynamic_acc_low: f64,
@@ -243,6 +247,19 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Full-state checkpoint every N steps (0 = only at the end).
     pub checkpoint_every: u64,
+}
+
+impl TrainConfig {
+    /// The estimator knobs of this config.
+    pub fn estimator_params(&self) -> oxrl_core::advantage::EstimatorParams {
+        oxrl_core::advantage::EstimatorParams {
+            gamma: self.gamma,
+            lambda: self.lambda,
+            lite_ppo_centered_std: self.lite_ppo_centered_std,
+            w_reinforce_lambda: self.w_reinforce_lambda,
+            agrae_alpha: self.agrae_alpha,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -286,6 +303,8 @@ impl Default for TrainConfig {
             vf_coef: 0.5,
             value_clip: 0.5,
             lite_ppo_centered_std: false,
+            w_reinforce_lambda: 0.1,
+            agrae_alpha: 1.0,
             dynamic_sampling: false,
             dynamic_acc_low: 0.01,
             dynamic_acc_high: 0.99,
@@ -418,8 +437,26 @@ impl RunConfig {
     fn validate_train(&self) -> Result<()> {
         let t = &self.train;
         let err = |key: &str, why: String| -> Result<()> { bail!("key `train.{key}`: {why}") };
-        let est = oxrl_core::advantage::by_name(&t.advantage, t.gamma, t.lambda, t.lite_ppo_centered_std)
+        let est = oxrl_core::advantage::by_name(&t.advantage, &t.estimator_params())
             .map_err(|e| anyhow!("key `train.advantage`: {e}"))?;
+        if est.needs_binary_rewards() && t.overlong_buffer > 0 {
+            err(
+                "overlong_buffer",
+                format!(
+                    "`{}` reads rewards as binary correct/incorrect; the overlong penalty makes them scalar",
+                    t.advantage
+                ),
+            )?;
+        }
+        if est.needs_binary_rewards() && !self.task.binary_rewards() {
+            err(
+                "advantage",
+                format!("`{}` needs binary rewards; task `{}` gives scalar rewards", t.advantage, self.task.name()),
+            )?;
+        }
+        if t.agrae_alpha <= 0.0 {
+            err("agrae_alpha", format!("must be > 0 (got {})", t.agrae_alpha))?;
+        }
         if t.prompts_per_step == 0 {
             err("prompts_per_step", "must be > 0".into())?;
         }

@@ -71,6 +71,17 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// List what oxrl implements: `oxrl list techniques [--json | --markdown]`.
+    List {
+        /// What to list (`techniques`).
+        what: String,
+        /// A JSON array of {name, config_key, kind, paper, confidence, changes}.
+        #[arg(long)]
+        json: bool,
+        /// The Markdown table of docs/techniques.md.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
     /// Measure GEMM peak, generation and training throughput, and MFU.
     Bench {
         #[arg(long)]
@@ -155,6 +166,22 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("checkpoint {} on task {}", dir.display(), t.name());
                 print!("{}", report.table());
+            }
+        }
+        Command::List { what, json, markdown } => {
+            if what != "techniques" {
+                bail!("`oxrl list {what}`: expected `oxrl list techniques`");
+            }
+            let reg = oxrl_core::registry::TECHNIQUES;
+            if json {
+                println!("{}", serde_json::to_string_pretty(reg)?);
+            } else if markdown {
+                print!("{}", oxrl_core::registry::markdown());
+            } else {
+                let w = reg.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
+                for t in reg {
+                    println!("{:w$}  {:11}  {:9}  {}", t.name, t.kind, t.confidence, t.config_key, w = w);
+                }
             }
         }
         Command::Bench { json, model, quick, compare_torch: Some(python) } => {

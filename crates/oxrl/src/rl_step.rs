@@ -270,6 +270,12 @@ pub fn rl_step(
         values: values_old.as_deref(),
     })?;
     m.insert("advantage_abs_mean".into(), json!(mean(adv.advantages.iter().flatten().map(|a| a.abs()))));
+    // Per-response advantages by sign (response-level estimators broadcast one value per response).
+    let per_resp: Vec<f64> = adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
+    m.insert("advantage_pos_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a > 0.0))));
+    m.insert("advantage_neg_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a < 0.0))));
+    let weight: Vec<f64> = adv.sample_weight.clone().unwrap_or_else(|| vec![1.0; samples.len()]);
+    m.insert("samples_in_loss".into(), json!(mean(weight.iter().map(|&w| (w > 0.0) as u8 as f64))));
 
     // 4. Update: epochs × minibatches of whole groups.
     let t_update = Instant::now();
@@ -285,8 +291,15 @@ pub fn rl_step(
     };
     let mut nan_skipped = 0usize;
     let n_groups = groups_kept;
-    // DAPO overlong filtering: responses cut by the token budget carry no loss.
-    let keep_mask: Vec<Vec<f64>> = (0..samples.len()).map(|i| vec![(!truncated[i]) as u8 as f64; lens[i]]).collect();
+    // Per-response loss weights: the estimator's sample weights (e.g. PSR/NSR drop one side) and
+    // DAPO overlong filtering (responses cut by the token budget carry no loss).
+    let use_keep = t.mask_truncated || adv.sample_weight.is_some();
+    let keep_mask: Vec<Vec<f64>> = (0..samples.len())
+        .map(|i| {
+            let keep = if t.mask_truncated && truncated[i] { 0.0 } else { weight[i] };
+            vec![keep; lens[i]]
+        })
+        .collect();
     for _epoch in 0..t.epochs {
         for mb in 0..t.minibatches {
             let (g0, g1) = (mb * n_groups / t.minibatches, (mb + 1) * n_groups / t.minibatches);
@@ -305,7 +318,7 @@ pub fn rl_step(
                 ScoreOptions { grad: true, temperature: t.temperature, hidden: models.value.is_some(), top_k: 0 };
             let s = score(&policy.model, &prompts, &resp, pad, opts)?;
             let mut mask = s.mask.clone();
-            if t.mask_truncated {
+            if use_keep {
                 mask = (mask * rows(&keep_mask)?)?;
             }
             let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;

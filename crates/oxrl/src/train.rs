@@ -150,7 +150,7 @@ pub fn run_train(
     let device = oxrl_lm::default_device();
     let t = &cfg.train;
     let task = cfg.task.build(cfg.seed)?;
-    let estimator = oxrl_core::advantage::by_name(&t.advantage, t.gamma, t.lambda, t.lite_ppo_centered_std)?;
+    let estimator = oxrl_core::advantage::by_name(&t.advantage, &t.estimator_params())?;
     let budget = if t.max_new_tokens > 0 { t.max_new_tokens } else { max_new_tokens(&cfg.eval, task.as_ref()) };
     let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0) && t.reference == "initial";
 

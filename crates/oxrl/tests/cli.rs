@@ -177,3 +177,25 @@ fn bench_reports_json() -> Result<()> {
     assert!(v["train_mfu"].as_f64().unwrap() < 1.5, "MFU above the measured peak is a bug: {v}");
     Ok(())
 }
+
+/// `oxrl list techniques`: the JSON registry has the documented keys, every technique once, and
+/// docs/techniques.md is exactly the registry's Markdown (regenerate with
+/// `oxrl list techniques --markdown > docs/techniques.md`).
+#[test]
+fn list_techniques_matches_docs() -> Result<()> {
+    let out = run_ok(oxrl().args(["list", "techniques", "--json"]));
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    assert!(v.len() >= 20, "{} techniques", v.len());
+    for t in &v {
+        for key in ["name", "config_key", "kind", "paper", "confidence"] {
+            assert!(t[key].as_str().is_some_and(|s| !s.is_empty()), "missing {key}: {t}");
+        }
+        assert!(matches!(t["confidence"].as_str(), Some("CONFIRMED" | "INFERRED")), "{t}");
+    }
+    let md = run_ok(oxrl().args(["list", "techniques", "--markdown"]));
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/techniques.md"))?;
+    assert_eq!(md, docs, "docs/techniques.md is stale: regenerate it with `oxrl list techniques --markdown`");
+    let bad = oxrl().args(["list", "tricks"]).output()?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("oxrl list techniques"));
+    Ok(())
+}

@@ -16,7 +16,7 @@ impl AdvantageEstimator for DrGrpo {
         check(input)?;
         let s = input.scores();
         let a = super::group_centered(&s, input.groups);
-        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None })
+        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None, sample_weight: None })
     }
 }
 

@@ -54,7 +54,7 @@ impl AdvantageEstimator for Gae {
             rets.push(ret);
         }
         whiten(&mut advs);
-        Ok(Advantages { advantages: advs, returns: Some(rets) })
+        Ok(Advantages { advantages: advs, returns: Some(rets), sample_weight: None })
     }
 }
 

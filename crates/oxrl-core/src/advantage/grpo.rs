@@ -24,7 +24,7 @@ impl AdvantageEstimator for Grpo {
                 a[i] = (s[i] - mu) / (sigma + EPS);
             }
         }
-        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None })
+        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None, sample_weight: None })
     }
 }
 

@@ -22,7 +22,7 @@ impl AdvantageEstimator for LitePpo {
         let c = super::group_centered(&s, input.groups);
         let sigma = std_unbiased(if self.centered_std { &c } else { &s });
         let a: Vec<f64> = c.iter().map(|x| x / (sigma + EPS)).collect();
-        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None })
+        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None, sample_weight: None })
     }
 }
 

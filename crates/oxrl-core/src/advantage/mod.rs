@@ -5,20 +5,24 @@
 //! broadcast the advantage to every token; token-level estimators (REINFORCE++, GAE) use the token
 //! rewards directly.
 
+pub mod a_grae;
 pub mod dr_grpo;
 pub mod gae;
 pub mod grpo;
 pub mod lite_ppo;
+pub mod psr_nsr;
 pub mod reinforce_pp;
 pub mod rloo;
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
+pub use a_grae::AGrae;
 pub use dr_grpo::DrGrpo;
 pub use gae::Gae;
 pub use grpo::Grpo;
 pub use lite_ppo::LitePpo;
+pub use psr_nsr::{SignedMode, SignedReinforce};
 pub use reinforce_pp::{ReinforcePlusPlus, ReinforcePlusPlusBaseline};
 pub use rloo::Rloo;
 
@@ -46,6 +50,9 @@ pub struct Advantages {
     pub advantages: Vec<Vec<f64>>,
     /// Value targets per token (critic-based estimators only).
     pub returns: Option<Vec<Vec<f64>>>,
+    /// Per response: 0 removes it from the loss (its tokens leave the aggregation too), 1 keeps
+    /// it. None keeps every response.
+    pub sample_weight: Option<Vec<f64>>,
 }
 
 pub trait AdvantageEstimator: Send + Sync {
@@ -56,6 +63,10 @@ pub trait AdvantageEstimator: Send + Sync {
     }
     /// Needs a value head.
     fn needs_values(&self) -> bool {
+        false
+    }
+    /// Reads rewards as binary correct / incorrect (0 or 1).
+    fn needs_binary_rewards(&self) -> bool {
         false
     }
     fn compute(&self, input: &AdvantageInput) -> Result<Advantages>;
@@ -131,23 +142,56 @@ pub(crate) fn check(input: &AdvantageInput) -> Result<()> {
 }
 
 /// Estimator by config name.
-pub fn by_name(
-    name: &str,
-    gamma: f64,
-    lambda: f64,
-    lite_ppo_centered_std: bool,
-) -> Result<Box<dyn AdvantageEstimator>> {
+/// Knobs of the estimators, from the `[train]` config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EstimatorParams {
+    /// Discount (REINFORCE++, GAE).
+    pub gamma: f64,
+    /// GAE λ.
+    pub lambda: f64,
+    /// Lite PPO: centred (group-mean) rather than raw batch std.
+    pub lite_ppo_centered_std: bool,
+    /// W-REINFORCE weight of correct samples.
+    pub w_reinforce_lambda: f64,
+    /// A-GRAE positive-suppression threshold α.
+    pub agrae_alpha: f64,
+}
+
+impl Default for EstimatorParams {
+    fn default() -> Self {
+        Self { gamma: 1.0, lambda: 0.95, lite_ppo_centered_std: false, w_reinforce_lambda: 0.1, agrae_alpha: 1.0 }
+    }
+}
+
+/// Estimator names accepted by [`by_name`].
+pub const NAMES: &[&str] = &[
+    "grpo",
+    "dr_grpo",
+    "rloo",
+    "reinforce_pp",
+    "reinforce_pp_baseline",
+    "gae",
+    "lite_ppo",
+    "psr",
+    "nsr",
+    "w_reinforce",
+    "a_grae",
+];
+
+pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstimator>> {
     Ok(match name {
         "grpo" => Box::new(Grpo),
         "dr_grpo" => Box::new(DrGrpo),
         "rloo" => Box::new(Rloo),
-        "reinforce_pp" => Box::new(ReinforcePlusPlus { gamma }),
+        "reinforce_pp" => Box::new(ReinforcePlusPlus { gamma: p.gamma }),
         "reinforce_pp_baseline" => Box::new(ReinforcePlusPlusBaseline),
-        "gae" => Box::new(Gae { gamma, lambda }),
-        "lite_ppo" => Box::new(LitePpo { centered_std: lite_ppo_centered_std }),
-        other => bail!(
-            "unknown advantage estimator `{other}` (grpo, dr_grpo, rloo, reinforce_pp, reinforce_pp_baseline, gae, lite_ppo)"
-        ),
+        "gae" => Box::new(Gae { gamma: p.gamma, lambda: p.lambda }),
+        "lite_ppo" => Box::new(LitePpo { centered_std: p.lite_ppo_centered_std }),
+        "psr" => Box::new(SignedReinforce { mode: SignedMode::Psr }),
+        "nsr" => Box::new(SignedReinforce { mode: SignedMode::Nsr }),
+        "w_reinforce" => Box::new(SignedReinforce { mode: SignedMode::Weighted(p.w_reinforce_lambda) }),
+        "a_grae" => Box::new(AGrae { alpha: p.agrae_alpha }),
+        other => bail!("unknown advantage estimator `{other}` ({})", NAMES.join(", ")),
     })
 }
 

@@ -36,7 +36,7 @@ impl AdvantageEstimator for ReinforcePlusPlus {
             })
             .collect();
         whiten(&mut a);
-        Ok(Advantages { advantages: a, returns: None })
+        Ok(Advantages { advantages: a, returns: None, sample_weight: None })
     }
 }
 
@@ -52,7 +52,7 @@ impl AdvantageEstimator for ReinforcePlusPlusBaseline {
         let c = super::group_centered(&s, input.groups);
         let mut a = broadcast(&c, input.token_rewards);
         whiten(&mut a);
-        Ok(Advantages { advantages: a, returns: None })
+        Ok(Advantages { advantages: a, returns: None, sample_weight: None })
     }
 }
 

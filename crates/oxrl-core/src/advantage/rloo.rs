@@ -24,7 +24,7 @@ impl AdvantageEstimator for Rloo {
                 a[i] = if n < 2 { s[i] } else { s[i] - (total - s[i]) / (n - 1) as f64 };
             }
         }
-        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None })
+        Ok(Advantages { advantages: broadcast(&a, input.token_rewards), returns: None, sample_weight: None })
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Attention {
     pub bias: Tensor,
     /// Keep the softmax probabilities for the backward.
     pub save: bool,
+    /// The mask is causal (query i at absolute position S − T + i sees no later key), so row
+    /// blocks skip the keys after their last row. Rows whose visible keys are all masked (left
+    /// padding) keep the full key range, which makes the result identical to the unblocked one.
+    pub causal: bool,
     probs: Mutex<Option<CpuStorage>>,
 }
 
@@ -60,6 +64,7 @@ impl View {
 }
 
 struct Geometry {
+    causal: bool,
     batch: usize,
     t: usize,
     s: usize,
@@ -85,6 +90,27 @@ fn softmax_rows<T: Elem>(p: &mut [T], bias: &[T], s: usize, scale: T) {
         let inv = sum.recip();
         row.iter_mut().for_each(|x| *x *= inv);
     }
+}
+
+/// Query rows per block of the causal key skipping.
+const BLOCK_ROWS: usize = 32;
+
+/// Row blocks `(r0, r1, keys)` of one batch row: block rows attend to the first `keys` keys.
+/// Without causality every block sees all S keys; with it, a block sees keys up to its last
+/// row's position, unless one of its rows has every visible key masked (then all S, as the
+/// unblocked softmax spreads such a row uniformly over every key).
+fn key_blocks<T: Elem>(t: usize, s: usize, bias_b: &[T], causal: bool) -> Vec<(usize, usize, usize)> {
+    let off = s - t;
+    let masked = T::cast(-1e8);
+    (0..t)
+        .step_by(BLOCK_ROWS)
+        .map(|r0| {
+            let r1 = (r0 + BLOCK_ROWS).min(t);
+            let e = off + r1;
+            let dead_row = (r0..r1).any(|i| bias_b[i * s..i * s + off + i + 1].iter().all(|&x| x <= masked));
+            (r0, r1, if causal && !dead_row { e } else { s })
+        })
+        .collect()
 }
 
 /// Query rows at or below which (decoding) attention runs as plain dot products and AXPYs: a
@@ -173,6 +199,7 @@ fn forward<T: Elem>(
         let (b, kh) = (task / g.kv, task % g.kv);
         let mut scratch = if pptr.is_none() { vec![T::zero(); t * s] } else { vec![] };
         let bias_b = &bias[b * t * s..(b + 1) * t * s];
+        let blocks = key_blocks(t, s, bias_b, g.causal);
         for r in 0..rep {
             let h = kh * rep + r;
             let p: &mut [T] = match pptr {
@@ -203,32 +230,42 @@ fn forward<T: Elem>(
                 };
                 continue;
             }
-            unsafe {
-                gemm(
-                    t,
-                    s,
-                    hd,
-                    p.as_mut_ptr(),
-                    s as isize,
-                    1,
-                    false,
-                    Mat::rows(qp.0.add(qv.at(b, h)), qv.t),
-                    Mat::t(kp.0.add(kv.at(b, kh)), kv.t),
-                    Parallelism::None,
-                );
-                softmax_rows(p, bias_b, s, scale);
-                gemm(
-                    t,
-                    hd,
-                    s,
-                    optr.0.add(ov.at(b, h)),
-                    ov.t as isize,
-                    1,
-                    false,
-                    Mat::rows(p.as_ptr(), s),
-                    Mat::rows(vp.0.add(vv.at(b, kh)), vv.t),
-                    Parallelism::None,
-                );
+            for &(r0, r1, e) in &blocks {
+                let rows = r1 - r0;
+                let pb = &mut p[r0 * s..r1 * s];
+                // SAFETY: the views address elements inside Q/K/V; the task owns rows (b, h) of O.
+                unsafe {
+                    gemm(
+                        rows,
+                        e,
+                        hd,
+                        pb.as_mut_ptr(),
+                        s as isize,
+                        1,
+                        false,
+                        Mat::rows(qp.0.add(qv.at(b, h) + r0 * qv.t), qv.t),
+                        Mat::t(kp.0.add(kv.at(b, kh)), kv.t),
+                        Parallelism::None,
+                    );
+                }
+                for (row, brow) in pb.chunks_mut(s).zip(bias_b[r0 * s..r1 * s].chunks(s)) {
+                    softmax_rows(&mut row[..e], &brow[..e], e, scale);
+                    row[e..].iter_mut().for_each(|x| *x = T::zero());
+                }
+                unsafe {
+                    gemm(
+                        rows,
+                        hd,
+                        e,
+                        optr.0.add(ov.at(b, h) + r0 * ov.t),
+                        ov.t as isize,
+                        1,
+                        false,
+                        Mat::rows(pb.as_ptr(), s),
+                        Mat::rows(vp.0.add(vv.at(b, kh)), vv.t),
+                        Parallelism::None,
+                    );
+                }
             }
         }
     });
@@ -247,6 +284,7 @@ fn backward<T: Elem>(
     vv: View,
     probs: &[T],
     d_out: &[T],
+    bias: &[T],
 ) -> [Vec<T>; 3] {
     let (t, s, hd) = (g.t, g.s, g.hd);
     let rep = g.heads / g.kv;
@@ -261,71 +299,79 @@ fn backward<T: Elem>(
     (0..g.batch * g.kv).into_par_iter().for_each(|task| {
         let (b, kh) = (task / g.kv, task % g.kv);
         let mut ds = vec![T::zero(); t * s];
+        let blocks = key_blocks(t, s, &bias[b * t * s..(b + 1) * t * s], g.causal);
         for r in 0..rep {
             let h = kh * rep + r;
             let p = &probs[(b * g.heads + h) * t * s..(b * g.heads + h + 1) * t * s];
             let (dqp, dkp, dvp, qp, kp, vp, gp) = (dqp, dkp, dvp, qp, kp, vp, gp);
-            // SAFETY: the task owns the (b, kh) slices of dK/dV and the (b, h) slices of dQ.
-            unsafe {
-                let go = Mat::rows(gp.0.add(ov.at(b, h)), ov.t);
-                // dV += Pᵀ·dO
-                gemm(
-                    s,
-                    hd,
-                    t,
-                    dvp.0.add(vv.at(b, kh)),
-                    vv.t as isize,
-                    1,
-                    r > 0,
-                    Mat::t(p.as_ptr(), s),
-                    go,
-                    Parallelism::None,
-                );
-                // dP = dO·Vᵀ
-                gemm(
-                    t,
-                    s,
-                    hd,
-                    ds.as_mut_ptr(),
-                    s as isize,
-                    1,
-                    false,
-                    go,
-                    Mat::t(vp.0.add(vv.at(b, kh)), vv.t),
-                    Parallelism::None,
-                );
-            }
-            for (dsr, pr) in ds.chunks_mut(s).zip(p.chunks(s)) {
-                let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (&x, &y)| a + x * y);
-                dsr.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - dot) * scale);
-            }
-            unsafe {
-                // dQ = dS·K
-                gemm(
-                    t,
-                    hd,
-                    s,
-                    dqp.0.add(qv.at(b, h)),
-                    qv.t as isize,
-                    1,
-                    false,
-                    Mat::rows(ds.as_ptr(), s),
-                    Mat::rows(kp.0.add(kv.at(b, kh)), kv.t),
-                    Parallelism::None,
-                );
-                // dK += dSᵀ·Q
-                gemm(
-                    s,
-                    hd,
-                    t,
-                    dkp.0.add(kv.at(b, kh)),
-                    kv.t as isize,
-                    1,
-                    r > 0,
-                    Mat::t(ds.as_ptr(), s),
-                    Mat::rows(qp.0.add(qv.at(b, h)), qv.t),
-                    Parallelism::None,
-                );
+            for &(r0, r1, e) in &blocks {
+                let rows = r1 - r0;
+                let pb = &p[r0 * s..r1 * s];
+                let dsb = &mut ds[r0 * s..r1 * s];
+                // SAFETY: the task owns the (b, kh) slices of dK/dV and the (b, h) slices of dQ;
+                // dK and dV start at zero and accumulate over heads and row blocks.
+                unsafe {
+                    let go = Mat::rows(gp.0.add(ov.at(b, h) + r0 * ov.t), ov.t);
+                    // dV[..e] += Pᵀ·dO
+                    gemm(
+                        e,
+                        hd,
+                        rows,
+                        dvp.0.add(vv.at(b, kh)),
+                        vv.t as isize,
+                        1,
+                        true,
+                        Mat::t(pb.as_ptr(), s),
+                        go,
+                        Parallelism::None,
+                    );
+                    // dP = dO·Vᵀ
+                    gemm(
+                        rows,
+                        e,
+                        hd,
+                        dsb.as_mut_ptr(),
+                        s as isize,
+                        1,
+                        false,
+                        go,
+                        Mat::t(vp.0.add(vv.at(b, kh)), vv.t),
+                        Parallelism::None,
+                    );
+                }
+                for (dsr, pr) in dsb.chunks_mut(s).zip(pb.chunks(s)) {
+                    let (dsr, pr) = (&mut dsr[..e], &pr[..e]);
+                    let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (&x, &y)| a + x * y);
+                    dsr.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - dot) * scale);
+                }
+                unsafe {
+                    // dQ = dS·K
+                    gemm(
+                        rows,
+                        hd,
+                        e,
+                        dqp.0.add(qv.at(b, h) + r0 * qv.t),
+                        qv.t as isize,
+                        1,
+                        false,
+                        Mat::rows(dsb.as_ptr(), s),
+                        Mat::rows(kp.0.add(kv.at(b, kh)), kv.t),
+                        Parallelism::None,
+                    );
+                    // dK[..e] += dSᵀ·Q
+                    gemm(
+                        e,
+                        hd,
+                        rows,
+                        dkp.0.add(kv.at(b, kh)),
+                        kv.t as isize,
+                        1,
+                        true,
+                        Mat::t(dsb.as_ptr(), s),
+                        Mat::rows(qp.0.add(qv.at(b, h) + r0 * qv.t), qv.t),
+                        Parallelism::None,
+                    );
+                }
             }
         }
     });
@@ -349,7 +395,7 @@ impl Attention {
         if self.bias.dims() != [batch, 1, t, s] {
             candle_core::bail!("fused-attention: mask {:?}, expected [{batch}, 1, {t}, {s}]", self.bias.dims());
         }
-        let g = Geometry { batch, t, s, heads: h, kv: kvh, hd, scale: 1.0 / (hd as f64).sqrt() };
+        let g = Geometry { causal: self.causal, batch, t, s, heads: h, kv: kvh, hd, scale: 1.0 / (hd as f64).sqrt() };
         Ok((g, qv, kv, vv))
     }
 
@@ -416,10 +462,14 @@ impl CustomOp3 for Attention {
                 candle_core::bail!("fused-attention: backward without saved probabilities (built with save = false)")
             };
             let probs = T::slice(probs)?;
-            let [dq, dk, dv] = with_data::<T, _>(&q, "attention", |qs| {
-                with_data::<T, _>(&k, "attention", |ks| {
-                    with_data::<T, _>(&v, "attention", |vs| {
-                        with_data::<T, _>(d_out, "attention", |gs| Ok(backward(&g, qs, qv, ks, kv, vs, vv, probs, gs)))
+            let [dq, dk, dv] = with_data::<T, _>(&a.bias, "attention mask", |bias| {
+                with_data::<T, _>(&q, "attention", |qs| {
+                    with_data::<T, _>(&k, "attention", |ks| {
+                        with_data::<T, _>(&v, "attention", |vs| {
+                            with_data::<T, _>(d_out, "attention", |gs| {
+                                Ok(backward(&g, qs, qv, ks, kv, vs, vv, probs, gs, bias))
+                            })
+                        })
                     })
                 })
             })?;
@@ -436,10 +486,22 @@ impl CustomOp3 for Attention {
 /// Attention of `q` (`[B, T, heads·hd]` or `[B, heads, T, hd]`) over `k`, `v` (same forms with
 /// the K/V heads and S tokens) under the additive mask `bias` (`[B, 1, T, S]`); returns
 /// `[B, T, heads·hd]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, heads: usize, kv_heads: usize) -> Result<Tensor> {
+///
+/// `causal`: the caller guarantees the mask hides every key after each query's own position
+/// (true for [`crate::model::attention_bias`]); the kernel then skips those keys' work.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    heads: usize,
+    kv_heads: usize,
+    causal: bool,
+) -> Result<Tensor> {
     let head_dim = q.dims().last().copied().unwrap_or(0) / if q.rank() == 3 { heads.max(1) } else { 1 };
     let save = q.track_op() || k.track_op() || v.track_op();
-    let op = Attention { heads, kv_heads, head_dim, bias: bias.contiguous()?, save, probs: Mutex::new(None) };
+    let op = Attention { heads, kv_heads, head_dim, bias: bias.contiguous()?, save, causal, probs: Mutex::new(None) };
     q.apply_op3(k, v, op)
 }
 
@@ -494,7 +556,7 @@ mod tests {
         let v = randn(&[B, T, KV * HD], 3, DType::F32);
         check_against_composed(
             &[q, k, v],
-            |x| attention(&x[0], &x[1], &x[2], &bias, H, KV).unwrap(),
+            |x| attention(&x[0], &x[1], &x[2], &bias, H, KV, true).unwrap(),
             |x| composed(&x[0], &x[1], &x[2], &bias),
             1e-5,
         );
@@ -509,7 +571,32 @@ mod tests {
         let q = randn(&[B, T, H * HD], 4, DType::F64);
         let k = randn(&[B, T, KV * HD], 5, DType::F64);
         let v = randn(&[B, T, KV * HD], 6, DType::F64);
-        check_finite_differences(&[q, k, v], |x| attention(&x[0], &x[1], &x[2], &bias, H, KV).unwrap(), &[0, 1, 2]);
+        check_finite_differences(
+            &[q, k, v],
+            |x| attention(&x[0], &x[1], &x[2], &bias, H, KV, true).unwrap(),
+            &[0, 1, 2],
+        );
+    }
+
+    /// Long rows (several 32-row blocks) with heavy left padding: the causal block skipping,
+    /// including rows whose visible keys are all padding, gives the composed result exactly
+    /// (every row, every gradient), as does the unblocked path.
+    #[test]
+    fn causal_blocks_match_composed() {
+        let t = 70;
+        let valid: Vec<Vec<bool>> = [0usize, 40, 3].iter().map(|&pad| (0..t).map(|i| i >= pad).collect()).collect();
+        let bias = attention_bias(&valid, t, &Device::Cpu, DType::F32).unwrap();
+        let q = randn(&[B, t, H * HD], 21, DType::F32);
+        let k = randn(&[B, t, KV * HD], 22, DType::F32);
+        let v = randn(&[B, t, KV * HD], 23, DType::F32);
+        for causal in [true, false] {
+            check_against_composed(
+                &[q.clone(), k.clone(), v.clone()],
+                |x| attention(&x[0], &x[1], &x[2], &bias, H, KV, causal).unwrap(),
+                |x| composed(&x[0], &x[1], &x[2], &bias),
+                1e-5,
+            );
+        }
     }
 
     /// Keys and values read in place from a `[B, KV, capacity, hd]` cache (a strided view), with
@@ -520,7 +607,7 @@ mod tests {
         let q = randn(&[B, T, H * HD], 7, DType::F32);
         let k = randn(&[B, T, KV * HD], 8, DType::F32);
         let v = randn(&[B, T, KV * HD], 9, DType::F32);
-        let full = attention(&q, &k, &v, &bias, H, KV).unwrap();
+        let full = attention(&q, &k, &v, &bias, H, KV, true).unwrap();
         let cache = |x: &Tensor| {
             let c = Tensor::zeros((B, KV, 16, HD), DType::F32, &Device::Cpu).unwrap();
             c.slice_set(&x.reshape((B, T, KV, HD)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap(), 2, 0)
@@ -529,7 +616,7 @@ mod tests {
         };
         let q_last = q.narrow(1, T - 2, 2).unwrap();
         let bias_last = bias.narrow(2, T - 2, 2).unwrap();
-        let part = attention(&q_last, &cache(&k), &cache(&v), &bias_last, H, KV).unwrap();
+        let part = attention(&q_last, &cache(&k), &cache(&v), &bias_last, H, KV, true).unwrap();
         let d = max_abs_diff(&part, &full.narrow(1, T - 2, 2).unwrap());
         assert!(d < 1e-6, "cache view differs: {d:e}");
     }
