@@ -229,6 +229,13 @@ pub struct TrainConfig {
     pub value_clip: f64,
     /// Lite PPO: divide by the std of group-centred rewards instead of raw rewards.
     pub lite_ppo_centered_std: bool,
+    /// Policy objective: "ppo" (the clipped surrogate on the estimator's advantages) or "pacs"
+    /// (PACS: supervised BCE of the implicit reward against the binary outcome; advantages unused).
+    pub objective: String,
+    /// PACS: scale β of the implicit reward ψ.
+    pub pacs_beta: f64,
+    /// PACS: "sum" (β·Σ log-ratio) or "mean-logp" (β·mean log-prob).
+    pub pacs_score: oxrl_core::loss::PacsScore,
     /// W-REINFORCE (`advantage = "w_reinforce"`): advantage of correct samples (λ).
     pub w_reinforce_lambda: f64,
     /// A-GRAE (`advantage = "a_grae"`): positive advantages are scaled by min(1, batch accuracy / α).
@@ -303,6 +310,9 @@ impl Default for TrainConfig {
             vf_coef: 0.5,
             value_clip: 0.5,
             lite_ppo_centered_std: false,
+            objective: "ppo".into(),
+            pacs_beta: 1.0,
+            pacs_score: oxrl_core::loss::PacsScore::Sum,
             w_reinforce_lambda: 0.1,
             agrae_alpha: 1.0,
             dynamic_sampling: false,
@@ -453,6 +463,21 @@ impl RunConfig {
                 "advantage",
                 format!("`{}` needs binary rewards; task `{}` gives scalar rewards", t.advantage, self.task.name()),
             )?;
+        }
+        match t.objective.as_str() {
+            "ppo" => {}
+            "pacs" => {
+                if t.group_size < 2 {
+                    err("group_size", "PACS centres the implicit reward within a group: needs group_size >= 2".into())?;
+                }
+                if t.overlong_buffer > 0 || !self.task.binary_rewards() {
+                    err("objective", "PACS fits binary outcomes; the overlong penalty makes rewards scalar".into())?;
+                }
+                if t.pacs_beta <= 0.0 {
+                    err("pacs_beta", format!("must be > 0 (got {})", t.pacs_beta))?;
+                }
+            }
+            other => err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\""))?,
         }
         if t.agrae_alpha <= 0.0 {
             err("agrae_alpha", format!("must be > 0 (got {})", t.agrae_alpha))?;

@@ -10,5 +10,6 @@ pub mod rl_step;
 pub mod run;
 pub mod runtime;
 pub mod sft;
+pub mod sweep;
 pub mod tensorboard;
 pub mod train;

@@ -71,6 +71,24 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Train a grid of config values × seeds and compare them (table + overlay plots).
+    Sweep {
+        /// Base config (default: the built-in quickstart).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a base config key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// A grid axis: --vary train.advantage=grpo,rloo,nsr (repeatable).
+        #[arg(long = "vary", value_name = "KEY=V1,V2,…", required = true)]
+        vary: Vec<String>,
+        /// Seeds per point (0..N).
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Sweep folder (default runs/sweep-<config name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List what oxrl implements: `oxrl list techniques [--json | --markdown]`.
     List {
         /// What to list (`techniques`).
@@ -167,6 +185,27 @@ fn run(cli: Cli) -> Result<()> {
                 println!("checkpoint {} on task {}", dir.display(), t.name());
                 print!("{}", report.table());
             }
+        }
+        Command::Sweep { config, sets, vary, seeds, out } => {
+            let axes = vary.iter().map(|v| oxrl::sweep::parse_vary(v)).collect::<Result<Vec<_>>>()?;
+            let out = match out {
+                Some(o) => o,
+                None => {
+                    let base = oxrl::train::load_config(config.as_deref(), &sets, None)?;
+                    PathBuf::from("runs").join(format!("sweep-{}", base.name))
+                }
+            };
+            let opts = oxrl::sweep::SweepOptions {
+                config: config.as_deref(),
+                sets: &sets,
+                axes: &axes,
+                seeds,
+                out: &out,
+                quiet: cli.quiet,
+            };
+            let report = oxrl::sweep::run_sweep(&opts)?;
+            print!("{}", report.markdown());
+            println!("\nsweep folder: {} (summary.md, summary.json, plots/)", out.display());
         }
         Command::List { what, json, markdown } => {
             if what != "techniques" {

@@ -5,7 +5,7 @@
 //!         ──verifier──────────────────▶ rewards (+ DAPO overlong penalty; dynamic sampling refill)
 //!         ──scorer (no grad)──────────▶ old / reference log-probs, values, sampler↔trainer mismatch
 //!         ──estimator─────────────────▶ token rewards (± KL penalty) → advantages (+ returns)
-//!         ──epochs × minibatches──────▶ PPO clip loss (+ KL loss, entropy bonus, value loss) → AdamW
+//!         ──epochs × minibatches──────▶ PPO clip loss or PACS (+ KL loss, entropy bonus, value loss) → AdamW
 //!         ──metrics───────────────────▶ one JSON record
 //! ```
 
@@ -15,7 +15,7 @@ use crate::policy::Policy;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput};
-use oxrl_core::loss::{aggregate, clipped_value_loss, ppo_clip_loss, PpoClip};
+use oxrl_core::loss::{aggregate, clipped_value_loss, pacs_loss, ppo_clip_loss, Pacs, PpoClip};
 use oxrl_core::optim::AdamW;
 use oxrl_core::regularizer::{kl_estimate, AdaptiveKl};
 use oxrl_core::shaping::{group_is_informative, overlong_penalty, DynamicFilter};
@@ -321,13 +321,23 @@ pub fn rl_step(
             if use_keep {
                 mask = (mask * rows(&keep_mask)?)?;
             }
-            let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;
-            let pg = aggregate(&pg, &mask, t.loss_agg, agg_norm)?;
+            let pg = if t.objective == "pacs" {
+                // PACS: BCE of the group-centred implicit reward against the outcome.
+                let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].correct as u8 as f64).collect();
+                let groups: Vec<usize> = idx.iter().map(|&i| samples[i].group).collect();
+                let cfg_p = Pacs { beta: t.pacs_beta, score: t.pacs_score, ..Default::default() };
+                let (l, critic) = pacs_loss(&s.logp, &rows(&logp_old)?, &mask, &rewards, &groups, cfg_p)?;
+                add("pacs_critic", critic);
+                l
+            } else {
+                let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;
+                add("clipfrac", pm.clipfrac);
+                add("clipfrac_lower", pm.clipfrac_lower);
+                add("approx_kl", pm.approx_kl);
+                add("ratio_mean", pm.ratio_mean);
+                aggregate(&pg, &mask, t.loss_agg, agg_norm)?
+            };
             add("policy_loss", pg.to_scalar::<f32>()? as f64);
-            add("clipfrac", pm.clipfrac);
-            add("clipfrac_lower", pm.clipfrac_lower);
-            add("approx_kl", pm.approx_kl);
-            add("ratio_mean", pm.ratio_mean);
             let mut loss = pg;
             if let (Some(lref), false, true) = (&logp_ref, kl_in_reward, state.kl_coef > 0.0) {
                 let kl = aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;

@@ -194,8 +194,71 @@ fn list_techniques_matches_docs() -> Result<()> {
     }
     let md = run_ok(oxrl().args(["list", "techniques", "--markdown"]));
     let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/techniques.md"))?;
-    assert_eq!(md, docs, "docs/techniques.md is stale: regenerate it with `oxrl list techniques --markdown`");
+    assert!(
+        md == docs,
+        "docs/techniques.md is stale: regenerate it with `oxrl list techniques --markdown > docs/techniques.md`"
+    );
     let bad = oxrl().args(["list", "tricks"]).output()?;
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("oxrl list techniques"));
+    Ok(())
+}
+
+/// `oxrl sweep` over 3 techniques × 2 seeds (tiny model, a few steps): the table, the JSON with
+/// per-seed runs whose means match, and the overlay plots; a re-run reuses the finished runs.
+#[test]
+fn sweep_three_techniques_two_seeds() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let out = d.path().join("sweep");
+    let cfg = d.path().join("sweep.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"sweep-test\"\n[task]\nname = \"addition\"\ndigits = 1\ntest_size = 8\n\
+         [model]\nhidden_size = 32\nintermediate_size = 48\nnum_hidden_layers = 1\n\
+         [train]\nsteps = 3\nprompts_per_step = 4\ngroup_size = 4\n\
+         [eval]\nk = [1, 2]\nmax_problems = 8\n",
+    )?;
+    let args = |o: &Path| {
+        let mut c = oxrl();
+        c.args(["--quiet", "sweep", "--config"]).arg(&cfg);
+        c.args(["--vary", "train.advantage=grpo,rloo,nsr", "--seeds", "2", "--out"]).arg(o);
+        c
+    };
+    let stdout = run_ok(&mut args(&out));
+    assert!(stdout.contains("| train.advantage | pass@1 % | pass@2 % |"), "{stdout}");
+    let md = std::fs::read_to_string(out.join("summary.md"))?;
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| grpo") || l.starts_with("| rloo") || l.starts_with("| nsr")).count(),
+        3
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    for p in points {
+        let runs = p["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        let accs: Vec<f64> = runs.iter().map(|r| r["after"]["accuracy"].as_f64().unwrap()).collect();
+        assert!((p["accuracy"]["mean"].as_f64().unwrap() - (accs[0] + accs[1]) / 2.0).abs() < 1e-12);
+        assert!(p["wall_s"]["mean"].as_f64().unwrap() > 0.0);
+        for r in runs {
+            assert!(Path::new(r["run_dir"].as_str().unwrap()).join("metrics.jsonl").exists());
+        }
+    }
+    for f in ["reward", "entropy", "length"] {
+        let png = std::fs::read(out.join("plots").join(format!("{f}.png")))?;
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{f}.png");
+    }
+    // re-running keeps the finished runs (same per-run wall times)
+    run_ok(&mut args(&out));
+    let v2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
+    assert_eq!(v["points"][0]["runs"][0]["wall_s"], v2["points"][0]["runs"][0]["wall_s"]);
+    // a bad axis value is refused before anything trains
+    let bad = oxrl()
+        .args(["sweep", "--config"])
+        .arg(&cfg)
+        .args(["--vary", "train.advantage=grpo,nope", "--out"])
+        .arg(d.path().join("bad"))
+        .output()?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("nope"));
+    assert!(!d.path().join("bad").exists());
     Ok(())
 }

@@ -25,7 +25,7 @@ fn grpo_and_rloo_learn_a_contextual_bandit() -> Result<()> {
 }
 
 /// CI-sized version of the quickstart: the same SFT warm-up on countdown, then 60 GRPO steps (the
-/// quickstart runs 180); held-out pass@1 must rise clearly.
+/// quickstart runs 300); held-out pass@1 must rise clearly.
 #[test]
 fn quickstart_sized_down_raises_pass_at_1() -> Result<()> {
     let d = tempfile::tempdir()?;

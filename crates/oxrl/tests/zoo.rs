@@ -54,3 +54,21 @@ fn a_grae_shrinks_positive_advantages_while_accuracy_is_low() -> Result<()> {
     assert!(r1 > r0 + 0.2, "A-GRAE must still learn: {r0:.3} -> {r1:.3}");
     Ok(())
 }
+
+/// PACS (2025): at the first inner step the implicit reward is 0, so the policy loss is the
+/// class-balanced log 2 and the critic σ(ψ̂) is ½; training on the BCE objective learns the bandit.
+#[test]
+fn pacs_starts_at_log2_and_learns() -> Result<()> {
+    let mut cfg = bandit_config("grpo");
+    cfg.train.objective = "pacs".into();
+    cfg.train.minibatches = 1;
+    let run = run_bandit(&cfg, 100, 3e-3)?;
+    let first = run[0]["policy_loss"].as_f64().unwrap();
+    assert!((first - std::f64::consts::LN_2).abs() < 1e-4, "first PACS loss {first} != ln 2");
+    assert!((run[0]["pacs_critic"].as_f64().unwrap() - 0.5).abs() < 1e-6);
+    assert!(run[0].get("clipfrac").is_none(), "PACS replaces the PPO surrogate");
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..3), mean_of(&run, "reward_mean", 95..100));
+    eprintln!("PACS reward {r0:.3} -> {r1:.3}");
+    assert!(r1 > r0 + 0.2, "PACS must learn the bandit: {r0:.3} -> {r1:.3}");
+    Ok(())
+}
