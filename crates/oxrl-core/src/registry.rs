@@ -185,6 +185,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "difficulty curriculum on GRPO advantages; positives scaled by min(1, acc/α)",
     ),
     t("PACS", "train.objective = \"pacs\", train.pacs_beta, train.pacs_score", "loss", "Implicit Actor Critic Coupling via a Supervised Learning Framework for RLVR (2025)", "CONFIRMED", "replaces the PPO surrogate by class-balanced BCE of the RLOO-centred implicit reward β·Σ log-ratio against the outcome"),
+    t("SELF", "train.self_filter = true", "data", "The Reasoning Boundary Paradox: How Reinforcement Learning Constrains Language Models (2025)", "CONFIRMED", "trains only on prompts whose greedy answer is wrong; skips a step when all are right"),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

@@ -240,6 +240,9 @@ pub struct TrainConfig {
     pub w_reinforce_lambda: f64,
     /// A-GRAE (`advantage = "a_grae"`): positive advantages are scaled by min(1, batch accuracy / α).
     pub agrae_alpha: f64,
+    /// SELF: decode every drawn prompt greedily first and train only on prompts whose greedy
+    /// answer is wrong; a step where every greedy answer is right is skipped.
+    pub self_filter: bool,
     /// DAPO dynamic sampling: refill the batch with groups of non-zero reward variance.
     pub dynamic_sampling: bool,
     pub dynamic_acc_low: f64,
@@ -315,6 +318,7 @@ impl Default for TrainConfig {
             pacs_score: oxrl_core::loss::PacsScore::Sum,
             w_reinforce_lambda: 0.1,
             agrae_alpha: 1.0,
+            self_filter: false,
             dynamic_sampling: false,
             dynamic_acc_low: 0.01,
             dynamic_acc_high: 0.99,

@@ -1,7 +1,7 @@
 //! One RL step, top to bottom:
 //!
 //! ```text
-//! prompts ──sample G each (one batch)──▶ rollouts (tokens, sampler log-probs, entropies)
+//! prompts ──(SELF: keep greedy failures)─▶ ──sample G each (one batch)──▶ rollouts (tokens, log-probs, entropies)
 //!         ──verifier──────────────────▶ rewards (+ DAPO overlong penalty; dynamic sampling refill)
 //!         ──scorer (no grad)──────────▶ old / reference log-probs, values, sampler↔trainer mismatch
 //!         ──estimator─────────────────▶ token rewards (± KL penalty) → advantages (+ returns)
@@ -108,6 +108,40 @@ fn mean(x: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// SELF — "The Reasoning Boundary Paradox: How Reinforcement Learning Constrains Language Models"
+/// (2025): one greedy decode per drawn prompt; only the prompts answered wrongly stay in the batch.
+/// CONFIRMED-CODE (mail-research/SELF-llm-interference RayMaxPPOTrainer.fit).
+pub fn self_filter(
+    policy: &Policy,
+    task: &dyn Task,
+    problems: Vec<oxrl_tasks::Problem>,
+    budget: usize,
+) -> Result<Vec<oxrl_tasks::Problem>> {
+    if problems.is_empty() {
+        return Ok(problems);
+    }
+    let tok = policy.tokenizer.as_ref();
+    let prompts =
+        problems.iter().map(|p| oxrl_lm::prompt::encode_prompt(tok, &p.prompt)).collect::<Result<Vec<_>>>()?;
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        max_new_tokens: budget,
+        stop_tokens: vec![tok.eos_id()],
+    };
+    let mut rng = oxrl_core::seed::rng(0, "self-greedy", 0); // greedy decoding draws nothing
+    let outs = generate(&policy.model, &prompts, &greedy, tok.pad_id(), &mut rng)?;
+    let mut keep = Vec::with_capacity(problems.len());
+    for (p, c) in problems.into_iter().zip(outs) {
+        if !task.verify(&p, &oxrl_lm::prompt::decode_response(tok, &c.tokens)?).correct {
+            keep.push(p);
+        }
+    }
+    Ok(keep)
+}
+
 /// Run one RL step: rollout, scoring, advantages, update. Returns the step's metrics record.
 #[allow(clippy::too_many_arguments)]
 pub fn rl_step(
@@ -143,8 +177,16 @@ pub fn rl_step(
     let mut samples: Vec<Sample> = Vec::new();
     let (mut groups_kept, mut groups_drawn, mut zero_var_groups, mut rounds) = (0usize, 0usize, 0usize, 0usize);
     let (mut drawn_rewards, mut drawn_correct, mut gen_tokens) = (Vec::new(), 0usize, 0usize);
+    let (mut self_dropped, mut self_drawn) = (0usize, 0usize);
     while groups_kept < t.prompts_per_step && (rounds == 0 || (t.dynamic_sampling && rounds < t.dynamic_max_rounds)) {
-        let problems = data.next_batch(t.prompts_per_step - groups_kept);
+        let mut problems = data.next_batch(t.prompts_per_step - groups_kept);
+        if t.self_filter {
+            // SELF: keep only the prompts the policy gets wrong when decoding greedily.
+            let drawn = problems.len();
+            problems = self_filter(policy, task, problems, budget)?;
+            self_dropped += drawn - problems.len();
+            self_drawn += drawn;
+        }
         let mut prompts = Vec::with_capacity(problems.len() * t.group_size);
         for p in &problems {
             let ids = oxrl_lm::prompt::encode_prompt(tok, &p.prompt)?;
@@ -205,9 +247,18 @@ pub fn rl_step(
     m.insert("groups_kept".into(), json!(groups_kept));
     m.insert("gen_tokens".into(), json!(gen_tokens));
     m.insert("lr".into(), json!(lr));
+    if t.self_filter {
+        m.insert("self_filtered".into(), json!(self_dropped as f64 / self_drawn.max(1) as f64));
+    }
     if samples.is_empty() {
-        // Nothing informative to learn from (dynamic sampling found no group with variance).
-        m.insert("skipped".into(), json!("no informative groups"));
+        // Nothing to learn from: dynamic sampling found no group with variance, or SELF found
+        // every greedy answer correct.
+        let why = if t.self_filter && self_dropped == self_drawn {
+            "every greedy answer was correct (SELF)"
+        } else {
+            "no informative groups"
+        };
+        m.insert("skipped".into(), json!(why));
         state.step = step_no;
         m.insert("time_rollout_s".into(), json!(t_rollout));
         return Ok(m);

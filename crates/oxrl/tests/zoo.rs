@@ -72,3 +72,31 @@ fn pacs_starts_at_log2_and_learns() -> Result<()> {
     assert!(r1 > r0 + 0.2, "PACS must learn the bandit: {r0:.3} -> {r1:.3}");
     Ok(())
 }
+
+/// SELF (2025): prompts the policy already answers correctly when decoding greedily are never
+/// trained on, and a step in which every greedy answer is correct is skipped.
+#[test]
+fn self_trains_only_on_greedy_failures() -> Result<()> {
+    let mut cfg = bandit_config("grpo");
+    cfg.train.self_filter = true;
+    let run = run_bandit(&cfg, 60, 3e-3)?;
+    let filtered: Vec<f64> = run.iter().map(|m| m["self_filtered"].as_f64().unwrap()).collect();
+    let skipped = run.iter().filter(|m| m.get("skipped").is_some()).count();
+    eprintln!("SELF filtered fraction per step: {filtered:?}; skipped steps: {skipped}");
+    // a fresh model answers (almost) nothing greedily: (almost) everything is kept at first
+    assert!(filtered[0] < 0.2, "{}", filtered[0]);
+    // once the policy has learned, solved prompts leave the batch, until whole steps are skipped
+    let late = filtered[filtered.len() - 10..].iter().sum::<f64>() / 10.0;
+    assert!(late > 0.5 && skipped >= 1, "late filtered fraction {late:.2}, {skipped} skipped steps");
+    for m in &run {
+        let f = m["self_filtered"].as_f64().unwrap();
+        if f == 1.0 {
+            assert_eq!(m["skipped"].as_str(), Some("every greedy answer was correct (SELF)"));
+        } else {
+            // the groups trained on are exactly the kept prompts
+            let kept = m["groups_kept"].as_u64().unwrap() as f64;
+            assert!((kept - (1.0 - f) * 12.0).abs() < 1e-9, "kept {kept} vs filtered {f}");
+        }
+    }
+    Ok(())
+}
