@@ -186,6 +186,7 @@ pub const TECHNIQUES: &[Technique] = &[
     ),
     t("PACS", "train.objective = \"pacs\", train.pacs_beta, train.pacs_score", "loss", "Implicit Actor Critic Coupling via a Supervised Learning Framework for RLVR (2025)", "CONFIRMED", "replaces the PPO surrogate by class-balanced BCE of the RLOO-centred implicit reward β·Σ log-ratio against the outcome"),
     t("SELF", "train.self_filter = true", "data", "The Reasoning Boundary Paradox: How Reinforcement Learning Constrains Language Models (2025)", "CONFIRMED", "trains only on prompts whose greedy answer is wrong; skips a step when all are right"),
+    t("CalibRL", "train.calibrl_coef (with train.advantage = \"dr_grpo\")", "loss", "CalibRL: distribution-aware advantage weighting and expert-anchored LeakyReLU loss (2026)", "CONFIRMED", "adds |A|·LeakyReLU(−(2c−1)(logp − e)) against the reference solution's log-probs e"),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

@@ -240,6 +240,10 @@ pub struct TrainConfig {
     pub w_reinforce_lambda: f64,
     /// A-GRAE (`advantage = "a_grae"`): positive advantages are scaled by min(1, batch accuracy / α).
     pub agrae_alpha: f64,
+    /// CalibRL: coefficient of the expert-anchored LeakyReLU guided term (0 = off; paper 0.1);
+    /// the expert response is the task's reference solution. The paper pairs it with
+    /// `advantage = "dr_grpo"`.
+    pub calibrl_coef: f64,
     /// SELF: decode every drawn prompt greedily first and train only on prompts whose greedy
     /// answer is wrong; a step where every greedy answer is right is skipped.
     pub self_filter: bool,
@@ -318,6 +322,7 @@ impl Default for TrainConfig {
             pacs_score: oxrl_core::loss::PacsScore::Sum,
             w_reinforce_lambda: 0.1,
             agrae_alpha: 1.0,
+            calibrl_coef: 0.0,
             self_filter: false,
             dynamic_sampling: false,
             dynamic_acc_low: 0.01,
@@ -482,6 +487,9 @@ impl RunConfig {
                 }
             }
             other => err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\""))?,
+        }
+        if t.calibrl_coef < 0.0 {
+            err("calibrl_coef", format!("must be >= 0 (got {})", t.calibrl_coef))?;
         }
         if t.agrae_alpha <= 0.0 {
             err("agrae_alpha", format!("must be > 0 (got {})", t.agrae_alpha))?;

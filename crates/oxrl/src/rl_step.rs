@@ -15,7 +15,7 @@ use crate::policy::Policy;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput};
-use oxrl_core::loss::{aggregate, clipped_value_loss, pacs_loss, ppo_clip_loss, Pacs, PpoClip};
+use oxrl_core::loss::{aggregate, calibrl_guided, clipped_value_loss, pacs_loss, ppo_clip_loss, Pacs, PpoClip};
 use oxrl_core::optim::AdamW;
 use oxrl_core::regularizer::{kl_estimate, AdaptiveKl};
 use oxrl_core::shaping::{group_is_informative, overlong_penalty, DynamicFilter};
@@ -52,6 +52,8 @@ struct Sample {
     reward: f64,
     correct: bool,
     format_ok: bool,
+    /// The task's reference solution (CalibRL's expert response).
+    solution: String,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -215,6 +217,7 @@ pub fn rl_step(
                     reward,
                     correct: v.correct,
                     format_ok: v.format_ok,
+                    solution: p.solution.clone(),
                 });
             }
             groups_drawn += 1;
@@ -295,6 +298,33 @@ pub fn rl_step(
             .collect();
         m.insert("kl_ref".into(), json!(mean(kl.iter().copied())));
     }
+    // CalibRL: the expert (reference solution) response of every group, scored by the rollout
+    // policy — its per-position log-probs are the baseline of the guided term.
+    let expert_logp: Option<Vec<Vec<f64>>> = if t.calibrl_coef > 0.0 {
+        let mut firsts: Vec<usize> = Vec::new();
+        for (i, sm) in samples.iter().enumerate() {
+            if firsts.last().map(|&j| samples[j].group) != Some(sm.group) {
+                firsts.push(i);
+            }
+        }
+        let mut per_group = vec![Vec::new(); groups_kept];
+        for chunk in firsts.chunks(SCORE_CHUNK) {
+            let prompts: Vec<Vec<u32>> = chunk.iter().map(|&i| samples[i].prompt.clone()).collect();
+            let experts = chunk
+                .iter()
+                .map(|&i| oxrl_lm::prompt::encode_response(tok, &samples[i].solution))
+                .collect::<Result<Vec<_>>>()?;
+            let lens_e: Vec<usize> = experts.iter().map(|e| e.len()).collect();
+            let opts = ScoreOptions { grad: false, temperature: t.temperature, hidden: false, top_k: 0 };
+            let sc = score(&policy.model, &prompts, &experts, pad, opts)?;
+            for (&i, row) in chunk.iter().zip(rows_of(&sc.logp, &lens_e)?) {
+                per_group[samples[i].group] = row;
+            }
+        }
+        Some(per_group)
+    } else {
+        None
+    };
     let t_scoring = t_score.elapsed().as_secs_f64();
 
     // 3. Token rewards (outcome on the last token; PPO-style KL penalty in the reward) and
@@ -394,6 +424,24 @@ pub fn rl_step(
                 let kl = aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;
                 add("kl_loss", kl.to_scalar::<f32>()? as f64);
                 loss = (loss + (kl * state.kl_coef)?)?;
+            }
+            if let Some(expert) = &expert_logp {
+                // CalibRL guided term, token-mean over positions the expert response covers.
+                let (mut e_rows, mut e_mask) = (Vec::with_capacity(idx.len()), Vec::with_capacity(idx.len()));
+                for &i in &idx {
+                    let ex = &expert[samples[i].group];
+                    e_rows.push((0..lens[i]).map(|j| ex.get(j).copied().unwrap_or(0.0)).collect::<Vec<f64>>());
+                    e_mask.push((0..lens[i]).map(|j| (j < ex.len()) as u8 as f64).collect::<Vec<f64>>());
+                }
+                let er: Vec<&[f64]> = e_rows.iter().map(|r| r.as_slice()).collect();
+                let em: Vec<&[f64]> = e_mask.iter().map(|r| r.as_slice()).collect();
+                let correct: Vec<bool> = idx.iter().map(|&i| samples[i].reward > 0.1).collect();
+                let adv_abs: Vec<f64> = idx.iter().map(|&i| per_resp[i].abs()).collect();
+                let g = calibrl_guided(&s.logp, &pad_rows(&er, width, &dev)?, &correct, &adv_abs, 0.5)?;
+                let gmask = (&mask * pad_rows(&em, width, &dev)?)?;
+                let gl = aggregate(&g, &gmask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
+                add("calibrl_loss", gl.to_scalar::<f32>()? as f64);
+                loss = (loss + (gl * t.calibrl_coef)?)?;
             }
             if t.entropy_coef != 0.0 {
                 let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;
