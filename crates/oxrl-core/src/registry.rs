@@ -187,6 +187,8 @@ pub const TECHNIQUES: &[Technique] = &[
     t("PACS", "train.objective = \"pacs\", train.pacs_beta, train.pacs_score", "loss", "Implicit Actor Critic Coupling via a Supervised Learning Framework for RLVR (2025)", "CONFIRMED", "replaces the PPO surrogate by class-balanced BCE of the RLOO-centred implicit reward β·Σ log-ratio against the outcome"),
     t("SELF", "train.self_filter = true", "data", "The Reasoning Boundary Paradox: How Reinforcement Learning Constrains Language Models (2025)", "CONFIRMED", "trains only on prompts whose greedy answer is wrong; skips a step when all are right"),
     t("CalibRL", "train.calibrl_coef (with train.advantage = \"dr_grpo\")", "loss", "CalibRL: distribution-aware advantage weighting and expert-anchored LeakyReLU loss (2026)", "CONFIRMED", "adds |A|·LeakyReLU(−(2c−1)(logp − e)) against the reference solution's log-probs e"),
+    t("GUI-Libra negative scaling", "train.advantage = \"gui_libra\", train.libra_tau, train.libra_min_scale", "advantage", "GUI-Libra (2026)", "INFERRED", "negative GRPO advantages × clip(group success/τ, s_min, 1); positives untouched"),
+    t("KL-regularised RL as Bayesian inference", "train.kl_coef (oracle)", "regularizer", "RL with KL penalties is better viewed as Bayesian inference (2022)", "CONFIRMED", "closed-form target π₀·exp(r/β)/Z that the KL-penalised objective is tested against"),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

@@ -240,6 +240,9 @@ pub struct TrainConfig {
     pub w_reinforce_lambda: f64,
     /// A-GRAE (`advantage = "a_grae"`): positive advantages are scaled by min(1, batch accuracy / α).
     pub agrae_alpha: f64,
+    /// GUI-Libra (`advantage = "gui_libra"`): negative advantages × clip(p_g/τ, s_min, 1).
+    pub libra_tau: f64,
+    pub libra_min_scale: f64,
     /// CalibRL: coefficient of the expert-anchored LeakyReLU guided term (0 = off; paper 0.1);
     /// the expert response is the task's reference solution. The paper pairs it with
     /// `advantage = "dr_grpo"`.
@@ -272,6 +275,8 @@ impl TrainConfig {
             lite_ppo_centered_std: self.lite_ppo_centered_std,
             w_reinforce_lambda: self.w_reinforce_lambda,
             agrae_alpha: self.agrae_alpha,
+            libra_tau: self.libra_tau,
+            libra_min_scale: self.libra_min_scale,
         }
     }
 }
@@ -322,6 +327,8 @@ impl Default for TrainConfig {
             pacs_score: oxrl_core::loss::PacsScore::Sum,
             w_reinforce_lambda: 0.1,
             agrae_alpha: 1.0,
+            libra_tau: 1.0,
+            libra_min_scale: 0.0,
             calibrl_coef: 0.0,
             self_filter: false,
             dynamic_sampling: false,
@@ -487,6 +494,9 @@ impl RunConfig {
                 }
             }
             other => err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\""))?,
+        }
+        if t.libra_tau <= 0.0 || !(0.0..=1.0).contains(&t.libra_min_scale) {
+            err("libra_tau", "libra_tau must be > 0 and libra_min_scale in [0, 1]".into())?;
         }
         if t.calibrl_coef < 0.0 {
             err("calibrl_coef", format!("must be >= 0 (got {})", t.calibrl_coef))?;

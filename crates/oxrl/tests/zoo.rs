@@ -123,3 +123,18 @@ fn calibrl_guides_against_the_expert_baseline() -> Result<()> {
     assert!(r_g > mean_of(&guided, "reward_mean", 0..3) + 0.2, "CalibRL must still learn");
     Ok(())
 }
+
+/// GUI-Libra negative scaling (2026, INFERRED): on identical first rollouts at low success,
+/// negative advantages shrink by the group success rate while positives stay GRPO's.
+#[test]
+fn gui_libra_trusts_negatives_less_when_groups_rarely_succeed() -> Result<()> {
+    let grpo = run_bandit(&bandit_config("grpo"), 1, 3e-3)?;
+    let libra = run_bandit(&bandit_config("gui_libra"), 1, 3e-3)?;
+    assert_eq!(grpo[0]["reward_mean"], libra[0]["reward_mean"]);
+    let (pg, pl) = (grpo[0]["advantage_pos_mean"].as_f64().unwrap(), libra[0]["advantage_pos_mean"].as_f64().unwrap());
+    let (ng, nl) = (grpo[0]["advantage_neg_mean"].as_f64().unwrap(), libra[0]["advantage_neg_mean"].as_f64().unwrap());
+    eprintln!("positives {pg:.3} vs {pl:.3}; negatives {ng:.3} vs {nl:.3}");
+    assert!((pg - pl).abs() < 1e-12, "positives untouched");
+    assert!(nl > 0.5 * ng && nl < 0.0, "negatives shrink with success rate (< 20 % here): {ng:.4} -> {nl:.4}");
+    Ok(())
+}

@@ -9,6 +9,7 @@ pub mod a_grae;
 pub mod dr_grpo;
 pub mod gae;
 pub mod grpo;
+pub mod gui_libra;
 pub mod lite_ppo;
 pub mod psr_nsr;
 pub mod reinforce_pp;
@@ -21,6 +22,7 @@ pub use a_grae::AGrae;
 pub use dr_grpo::DrGrpo;
 pub use gae::Gae;
 pub use grpo::Grpo;
+pub use gui_libra::GuiLibra;
 pub use lite_ppo::LitePpo;
 pub use psr_nsr::{SignedMode, SignedReinforce};
 pub use reinforce_pp::{ReinforcePlusPlus, ReinforcePlusPlusBaseline};
@@ -155,11 +157,22 @@ pub struct EstimatorParams {
     pub w_reinforce_lambda: f64,
     /// A-GRAE positive-suppression threshold α.
     pub agrae_alpha: f64,
+    /// GUI-Libra negative scale clip(p_g/τ, s_min, 1): τ and s_min.
+    pub libra_tau: f64,
+    pub libra_min_scale: f64,
 }
 
 impl Default for EstimatorParams {
     fn default() -> Self {
-        Self { gamma: 1.0, lambda: 0.95, lite_ppo_centered_std: false, w_reinforce_lambda: 0.1, agrae_alpha: 1.0 }
+        Self {
+            gamma: 1.0,
+            lambda: 0.95,
+            lite_ppo_centered_std: false,
+            w_reinforce_lambda: 0.1,
+            agrae_alpha: 1.0,
+            libra_tau: 1.0,
+            libra_min_scale: 0.0,
+        }
     }
 }
 
@@ -191,6 +204,7 @@ pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstim
         "nsr" => Box::new(SignedReinforce { mode: SignedMode::Nsr }),
         "w_reinforce" => Box::new(SignedReinforce { mode: SignedMode::Weighted(p.w_reinforce_lambda) }),
         "a_grae" => Box::new(AGrae { alpha: p.agrae_alpha }),
+        "gui_libra" => Box::new(GuiLibra { tau: p.libra_tau, min_scale: p.libra_min_scale }),
         other => bail!("unknown advantage estimator `{other}` ({})", NAMES.join(", ")),
     })
 }

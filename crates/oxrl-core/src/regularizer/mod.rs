@@ -2,6 +2,7 @@
 
 pub mod adaptive_kl;
 pub mod kl;
+pub mod kl_bayes;
 
 pub use adaptive_kl::AdaptiveKl;
 pub use kl::{kl_estimate, KlEstimator};
