@@ -87,6 +87,22 @@ impl KvCache {
         self.k.first().map(|t| t.dim(0).unwrap_or(0)).unwrap_or(0)
     }
 
+    /// Where `t` new positions go (0 without a cache); errors when they do not fit.
+    fn offset_for(cache: Option<&KvCache>, t: usize) -> Result<usize> {
+        match cache {
+            None => Ok(0),
+            Some(c) => {
+                anyhow::ensure!(
+                    c.len + t <= c.capacity,
+                    "KV cache overflow: {} + {t} > capacity {}",
+                    c.len,
+                    c.capacity
+                );
+                Ok(c.len)
+            }
+        }
+    }
+
     /// Keep only the given batch rows (in that order), e.g. to drop finished sequences.
     pub fn keep_rows(&mut self, rows: &Tensor) -> Result<()> {
         for t in self.k.iter_mut().chain(self.v.iter_mut()) {
@@ -218,10 +234,7 @@ impl Transformer {
         let cfg = &self.cfg;
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         let rep = h / kv;
-        let offset = cache.as_ref().map(|c| c.len).unwrap_or(0);
-        if let Some(c) = cache.as_ref() {
-            anyhow::ensure!(offset + t <= c.capacity, "KV cache overflow: {} + {t} > capacity {}", offset, c.capacity);
-        }
+        let offset = KvCache::offset_for(cache.as_deref(), t)?;
         let s = offset + t;
         let pos = positions.flatten_all()?;
         let cos = self.cos.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
@@ -281,10 +294,7 @@ impl Transformer {
         let (b, t) = ids.dims2()?;
         let cfg = &self.cfg;
         let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
-        let offset = cache.as_ref().map(|c| c.len).unwrap_or(0);
-        if let Some(c) = cache.as_ref() {
-            anyhow::ensure!(offset + t <= c.capacity, "KV cache overflow: {} + {t} > capacity {}", offset, c.capacity);
-        }
+        let offset = KvCache::offset_for(cache.as_deref(), t)?;
         let s = offset + t;
         let table =
             RopeTable::gather(&self.cos_host, &self.sin_host, hd / 2, &positions.flatten_all()?.to_vec1::<u32>()?)?;

@@ -10,7 +10,7 @@
 //! Groups with μ_g ∈ {0, 1} have A = 0 and stay 0; negative advantages are never scaled by step 2.
 //! Defaults α = 1 (math), ε = 1e-6. CONFIRMED-CODE (Yu7-code/A-GRAE compute_grpo_outcome_advantage).
 
-use super::{check, group_indices, grpo::Grpo, mean, AdvantageEstimator, AdvantageInput, Advantages, EPS};
+use super::{check, group_indices, grpo_then, mean, AdvantageEstimator, AdvantageInput, Advantages, EPS};
 use anyhow::Result;
 
 pub struct AGrae {
@@ -26,27 +26,25 @@ impl AdvantageEstimator for AGrae {
     }
     fn compute(&self, input: &AdvantageInput) -> Result<Advantages> {
         check(input)?;
-        let mut out = Grpo.compute(input)?;
         let s = input.scores();
-        let groups = group_indices(input.groups);
-        let mu_g: Vec<f64> = groups.iter().map(|idx| mean(&idx.iter().map(|&i| s[i]).collect::<Vec<_>>())).collect();
-        let mu_bar = mean(&mu_g);
+        let mu_bar = mean(
+            &group_indices(input.groups)
+                .iter()
+                .map(|idx| mean(&idx.iter().map(|&i| s[i]).collect::<Vec<_>>()))
+                .collect::<Vec<_>>(),
+        );
         let pos_scale = (mu_bar / self.alpha).min(1.0);
-        for (idx, &mu) in groups.iter().zip(&mu_g) {
+        grpo_then(input, |idx, mu, adv| {
             let root = mu.max(0.0).sqrt();
             for &i in idx {
-                for a in out.advantages[i].iter_mut() {
+                for a in adv[i].iter_mut() {
                     let hard = 0.5 * *a / (root + EPS);
                     let easy = 0.5 * *a / (1.0 - root + EPS);
-                    let mut v = (1.0 - mu_bar) * easy + mu_bar * hard;
-                    if v > 0.0 {
-                        v *= pos_scale;
-                    }
-                    *a = v;
+                    let v = (1.0 - mu_bar) * easy + mu_bar * hard;
+                    *a = if v > 0.0 { v * pos_scale } else { v };
                 }
             }
-        }
-        Ok(out)
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 //! KL term (`train.kl_coef`, the "KL trust region") and GUI-specific action-aware SFT.
 //! INFERRED from the abstract and summaries; the authors' RL code was not inspected.
 
-use super::{check, group_indices, grpo::Grpo, AdvantageEstimator, AdvantageInput, Advantages};
+use super::{check, grpo_then, AdvantageEstimator, AdvantageInput, Advantages};
 use anyhow::Result;
 
 pub struct GuiLibra {
@@ -31,16 +31,13 @@ impl AdvantageEstimator for GuiLibra {
     }
     fn compute(&self, input: &AdvantageInput) -> Result<Advantages> {
         check(input)?;
-        let mut out = Grpo.compute(input)?;
         let s = input.scores();
-        for idx in group_indices(input.groups) {
-            let p = idx.iter().filter(|&&i| s[i] >= 0.5).count() as f64 / idx.len() as f64;
-            let k = self.scale(p);
-            for &i in &idx {
-                out.advantages[i].iter_mut().filter(|a| **a < 0.0).for_each(|a| *a *= k);
+        grpo_then(input, |idx, _, adv| {
+            let k = self.scale(idx.iter().filter(|&&i| s[i] >= 0.5).count() as f64 / idx.len() as f64);
+            for &i in idx {
+                adv[i].iter_mut().filter(|a| **a < 0.0).for_each(|a| *a *= k);
             }
-        }
-        Ok(out)
+        })
     }
 }
 
@@ -80,6 +77,7 @@ mod tests {
     }
 
     fn run_grpo(r: &[f64]) -> Vec<f64> {
+        use super::super::Grpo;
         let tr = outcome(r, &vec![2; r.len()]);
         let g = vec![0; r.len()];
         Grpo.compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None })

@@ -110,6 +110,18 @@ pub fn group_centered(scores: &[f64], groups: &[usize]) -> Vec<f64> {
     c
 }
 
+/// GRPO advantages, then `f(group members, group mean score, advantages)` on every group — the
+/// shape of the estimators that rescale GRPO per group (A-GRAE, GUI-Libra).
+pub fn grpo_then(input: &AdvantageInput, mut f: impl FnMut(&[usize], f64, &mut [Vec<f64>])) -> Result<Advantages> {
+    let mut out = Grpo.compute(input)?;
+    let s = input.scores();
+    for idx in group_indices(input.groups) {
+        let mu = mean(&idx.iter().map(|&i| s[i]).collect::<Vec<_>>());
+        f(&idx, mu, &mut out.advantages);
+    }
+    Ok(out)
+}
+
 /// Broadcast one scalar per response to all of its tokens.
 pub fn broadcast(per_response: &[f64], token_rewards: &[Vec<f64>]) -> Vec<Vec<f64>> {
     per_response.iter().zip(token_rewards).map(|(&a, r)| vec![a; r.len()]).collect()
