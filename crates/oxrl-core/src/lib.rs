@@ -6,6 +6,7 @@
 //! model, no file I/O, and no randomness that does not come from a seed.
 
 pub mod advantage;
+pub mod diagnostics;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod diagnose;
 pub mod eval;
 pub mod plots;
 pub mod policy;

@@ -89,6 +89,18 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Path-Not-Taken update statistics between two checkpoints (or run folders) of one model.
+    Diagnose {
+        /// The starting checkpoint (e.g. the SFT checkpoint).
+        a: PathBuf,
+        /// The trained checkpoint.
+        b: PathBuf,
+        /// Principal directions per matrix.
+        #[arg(long, default_value_t = 16)]
+        k: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// List what oxrl implements: `oxrl list techniques [--json | --markdown]`.
     List {
         /// What to list (`techniques`).
@@ -206,6 +218,14 @@ fn run(cli: Cli) -> Result<()> {
             let report = oxrl::sweep::run_sweep(&opts)?;
             print!("{}", report.markdown());
             println!("\nsweep folder: {} (summary.md, summary.json, plots/)", out.display());
+        }
+        Command::Diagnose { a, b, k, json } => {
+            let r = oxrl::diagnose::diagnose(&a, &b, k)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", r.table());
+            }
         }
         Command::List { what, json, markdown } => {
             if what != "techniques" {

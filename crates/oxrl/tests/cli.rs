@@ -262,3 +262,51 @@ fn sweep_three_techniques_two_seeds() -> Result<()> {
     assert!(!d.path().join("bad").exists());
     Ok(())
 }
+
+/// `oxrl diagnose A B`: a checkpoint against itself is unchanged (sparsity 1, drift and rotation
+/// 0); 10 against 30 SFT steps from the same initialisation has moved, every statistic in range.
+#[test]
+fn diagnose_compares_checkpoints() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let cfg = d.path().join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"diag\"\n[task]\nname = \"addition\"\ndigits = 1\ntest_size = 8\n\
+         [model]\nhidden_size = 32\nintermediate_size = 48\nnum_hidden_layers = 1\n\
+         [sft]\nbatch_size = 16\neval_every = 0\n[eval]\nk = [1]\nmax_problems = 8\n",
+    )?;
+    let sft = |steps: u32, name: &str| -> std::path::PathBuf {
+        let out = d.path().join(name);
+        run_ok(
+            oxrl()
+                .args(["--quiet", "sft", "--config"])
+                .arg(&cfg)
+                .args(["--set", &format!("sft.steps={steps}"), "--out"])
+                .arg(&out),
+        );
+        out
+    };
+    let (a, b) = (sft(10, "a"), sft(30, "b"));
+    let same: serde_json::Value =
+        serde_json::from_str(&run_ok(oxrl().arg("diagnose").arg(&a).arg(&a).args(["--k", "4", "--json"])))?;
+    assert_eq!(same["k"], 4);
+    assert_eq!(same["mean"]["sparsity_exact"], 1.0);
+    assert!(same["mean"]["spectral_drift"].as_f64().unwrap() < 1e-9);
+    assert!(same["mean"]["rotation"].as_f64().unwrap() < 1e-6);
+    let moved: serde_json::Value =
+        serde_json::from_str(&run_ok(oxrl().arg("diagnose").arg(&a).arg(&b).args(["--k", "4", "--json"])))?;
+    let mats = moved["matrices"].as_array().unwrap();
+    assert!(mats.len() >= 7, "{} matrices", mats.len()); // q k v o gate up down (+ embed)
+    assert!(moved["mean"]["sparsity_exact"].as_f64().unwrap() < 0.5, "training changed the weights: {}", moved["mean"]);
+    assert!(moved["mean"]["spectral_drift"].as_f64().unwrap() > 0.0);
+    for m in mats {
+        for key in ["sparsity_exact", "sparsity_rel", "rotation", "principal_energy"] {
+            let v = m[key].as_f64().unwrap();
+            assert!((0.0..=1.0 + 1e-9).contains(&v), "{key} = {v} in {m}");
+        }
+        assert!(m["spectral_drift"].as_f64().unwrap() >= 0.0);
+    }
+    let table = run_ok(oxrl().arg("diagnose").arg(&a).arg(&b));
+    assert!(table.contains("rotation") && table.contains("mean"), "{table}");
+    Ok(())
+}

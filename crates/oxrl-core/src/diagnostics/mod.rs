@@ -1,0 +1,3 @@
+//! Diagnostics computed on models or updates rather than used in training.
+
+pub mod path_not_taken;
