@@ -189,6 +189,7 @@ pub const TECHNIQUES: &[Technique] = &[
     t("CalibRL", "train.calibrl_coef (with train.advantage = \"dr_grpo\")", "loss", "CalibRL: distribution-aware advantage weighting and expert-anchored LeakyReLU loss (2026)", "CONFIRMED", "adds |A|·LeakyReLU(−(2c−1)(logp − e)) against the reference solution's log-probs e"),
     t("GUI-Libra negative scaling", "train.advantage = \"gui_libra\", train.libra_tau, train.libra_min_scale", "advantage", "GUI-Libra (2026)", "INFERRED", "negative GRPO advantages × clip(group success/τ, s_min, 1); positives untouched"),
     t("KL-regularised RL as Bayesian inference", "train.kl_coef (oracle)", "regularizer", "RL with KL penalties is better viewed as Bayesian inference (2022)", "CONFIRMED", "closed-form target π₀·exp(r/β)/Z that the KL-penalised objective is tested against"),
+    t("SELF negative interference", "train.interference_every, train.interference_probes", "diagnostic", "The Reasoning Boundary Paradox: How Reinforcement Learning Constrains Language Models (2025)", "INFERRED", "held-out solution likelihoods before/after each update: fraction fallen, mean fall, rich-get-richer correlation"),
     t("Path Not Taken diagnostics", "oxrl diagnose A B [--k K]", "diagnostic", "The Path Not Taken: RLVR Provably Learns Off the Principals (2025)", "INFERRED", "update sparsity, top-k spectral drift, principal-subspace rotation and principal energy between two checkpoints"),
 ];
 

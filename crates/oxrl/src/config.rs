@@ -250,6 +250,11 @@ pub struct TrainConfig {
     /// SELF: decode every drawn prompt greedily first and train only on prompts whose greedy
     /// answer is wrong; a step where every greedy answer is right is skipped.
     pub self_filter: bool,
+    /// SELF's negative-interference measurement every N steps (0 = off): held-out solution
+    /// likelihoods before vs after the update (`interference_*`, `winner_take_all` metrics).
+    pub interference_every: u64,
+    /// Held-out problems probed by the interference measurement.
+    pub interference_probes: usize,
     /// DAPO dynamic sampling: refill the batch with groups of non-zero reward variance.
     pub dynamic_sampling: bool,
     pub dynamic_acc_low: f64,
@@ -331,6 +336,8 @@ impl Default for TrainConfig {
             libra_min_scale: 0.0,
             calibrl_coef: 0.0,
             self_filter: false,
+            interference_every: 0,
+            interference_probes: 32,
             dynamic_sampling: false,
             dynamic_acc_low: 0.01,
             dynamic_acc_high: 0.99,

@@ -358,7 +358,13 @@ pub fn rl_step(
     let weight: Vec<f64> = adv.sample_weight.clone().unwrap_or_else(|| vec![1.0; samples.len()]);
     m.insert("samples_in_loss".into(), json!(mean(weight.iter().map(|&w| (w > 0.0) as u8 as f64))));
 
-    // 4. Update: epochs × minibatches of whole groups.
+    // 4. Update: epochs × minibatches of whole groups (SELF interference probes around it).
+    let probes: Vec<oxrl_tasks::Problem> = if t.interference_every > 0 && step_no.is_multiple_of(t.interference_every) {
+        task.test_problems().iter().take(t.interference_probes).cloned().collect()
+    } else {
+        vec![]
+    };
+    let probe_before = crate::interference::solution_loglik(policy, &probes)?;
     let t_update = Instant::now();
     let clip =
         PpoClip { eps_low: t.clip_low, eps_high: t.clip_high, dual_clip: (t.dual_clip > 1.0).then_some(t.dual_clip) };
@@ -474,6 +480,10 @@ pub fn rl_step(
         m.insert(k.into(), json!(s / n.max(1) as f64));
     }
     m.insert("nan_skipped".into(), json!(nan_skipped));
+    if !probes.is_empty() {
+        let after = crate::interference::solution_loglik(policy, &probes)?;
+        m.extend(crate::interference::interference_metrics(&probe_before, &after));
+    }
 
     // 5. Adaptive KL controller.
     if t.kl_target > 0.0 {

@@ -138,3 +138,25 @@ fn gui_libra_trusts_negatives_less_when_groups_rarely_succeed() -> Result<()> {
     assert!(nl > 0.5 * ng && nl < 0.0, "negatives shrink with success rate (< 20 % here): {ng:.4} -> {nl:.4}");
     Ok(())
 }
+
+/// SELF's negative-interference measurement: held-out solution likelihoods around each update.
+/// Training on the probes' own distribution mostly raises them (little interference), and every
+/// statistic stays in range.
+#[test]
+fn interference_is_measured_around_updates() -> Result<()> {
+    let mut cfg = bandit_config("grpo");
+    cfg.train.interference_every = 1;
+    let run = run_bandit(&cfg, 20, 3e-3)?;
+    for m in &run {
+        let f = m["interference_frac"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f));
+        assert!(m["interference_mean_drop"].as_f64().unwrap() >= 0.0);
+        assert!((-1.0..=1.0).contains(&m["winner_take_all"].as_f64().unwrap()));
+    }
+    let frac = mean_of(&run, "interference_frac", 0..20);
+    eprintln!("mean fraction of probes whose solution likelihood fell: {frac:.2}");
+    assert!(frac < 0.5, "training on the probes' distribution should mostly raise them ({frac:.2})");
+    let off = run_bandit(&bandit_config("grpo"), 1, 3e-3)?;
+    assert!(off[0].get("interference_frac").is_none());
+    Ok(())
+}
