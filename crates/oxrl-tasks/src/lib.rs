@@ -176,13 +176,6 @@ impl TaskConfig {
         }
     }
 
-    /// Whether the task's rewards are binary (1 correct, 0 not): true for every built-in task
-    /// (the math-answer verifier of `jsonl` included). Techniques that read rewards as
-    /// correct/incorrect (PSR/NSR, A-GRAE, PACS) require it.
-    pub fn binary_rewards(&self) -> bool {
-        true
-    }
-
     /// Default configuration for a task name (used by `oxrl eval --task NAME`).
     pub fn from_name(name: &str) -> Result<Self> {
         Ok(match name {

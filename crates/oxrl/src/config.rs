@@ -481,19 +481,13 @@ impl RunConfig {
                 ),
             )?;
         }
-        if est.needs_binary_rewards() && !self.task.binary_rewards() {
-            err(
-                "advantage",
-                format!("`{}` needs binary rewards; task `{}` gives scalar rewards", t.advantage, self.task.name()),
-            )?;
-        }
         match t.objective.as_str() {
             "ppo" => {}
             "pacs" => {
                 if t.group_size < 2 {
                     err("group_size", "PACS centres the implicit reward within a group: needs group_size >= 2".into())?;
                 }
-                if t.overlong_buffer > 0 || !self.task.binary_rewards() {
+                if t.overlong_buffer > 0 {
                     err("objective", "PACS fits binary outcomes; the overlong penalty makes rewards scalar".into())?;
                 }
                 if t.pacs_beta <= 0.0 {
@@ -647,12 +641,26 @@ mod tests {
             (&["train.advantage=nope"][..], "train.advantage"),
             (&["train.kl_in=both"][..], "train.kl_in"),
             (&["train.temperature=0"][..], "train.temperature"),
+            // zoo techniques: binary-reward readers refuse the overlong penalty, bad knobs
+            (&["train.advantage=psr", "train.overlong_buffer=8"][..], "train.overlong_buffer"),
+            (&["train.advantage=a_grae", "train.overlong_buffer=8"][..], "train.overlong_buffer"),
+            (&["train.objective=pacs", "train.overlong_buffer=8"][..], "train.objective"),
+            (&["train.objective=pacs", "train.advantage=reinforce_pp", "train.group_size=1"][..], "train.group_size"),
+            (&["train.objective=pacs", "train.pacs_beta=0"][..], "train.pacs_beta"),
+            (&["train.objective=dpo"][..], "train.objective"),
+            (&["train.agrae_alpha=0"][..], "train.agrae_alpha"),
+            (&["train.libra_tau=0"][..], "train.libra_tau"),
+            (&["train.libra_min_scale=2"][..], "train.libra_tau"),
+            (&["train.calibrl_coef=-0.1"][..], "train.calibrl_coef"),
         ] {
             let e = err("", sets);
             assert!(e.contains(key), "{sets:?}: {e}");
         }
         // valid combinations pass
         load_str("", &["train.advantage=gae", "train.value_head=true", "train.group_size=1"]).unwrap();
+        load_str("", &["train.advantage=w_reinforce", "train.objective=pacs", "train.calibrl_coef=0.1"]).unwrap();
+        // the overlong penalty stays allowed for estimators that take scalar rewards
+        load_str("", &["train.advantage=grpo", "train.overlong_buffer=8"]).unwrap();
         load_str(
             "",
             &["train.advantage=reinforce_pp", "train.group_size=1", "train.kl_coef=0.05", "train.kl_in=reward"],

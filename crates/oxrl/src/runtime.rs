@@ -37,8 +37,3 @@ pub fn configure(threads: Option<usize>) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// The number of threads tensor work runs on.
-pub fn threads() -> usize {
-    candle_core::utils::get_num_threads()
-}

@@ -92,6 +92,16 @@ fn softmax_rows<T: Elem>(p: &mut [T], bias: &[T], s: usize, scale: T) {
     }
 }
 
+/// `dst (m×n, row stride dst_rs) = [dst +] a·b` on the calling thread (inside a parallel task).
+///
+/// # Safety
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn mm<T: Elem>(m: usize, n: usize, k: usize, dst: *mut T, dst_rs: usize, acc: bool, a: Mat<T>, b: Mat<T>) {
+    gemm(m, n, k, dst, dst_rs as isize, 1, acc, a, b, Parallelism::None)
+}
+
 /// Query rows per block of the causal key skipping.
 const BLOCK_ROWS: usize = 32;
 
@@ -208,26 +218,13 @@ fn forward<T: Elem>(
                 None => &mut scratch,
             };
             let (qp, kp, vp, optr) = (qp, kp, vp, optr);
+            // SAFETY: offsets of the (b, h) / (b, kh) views inside Q, K, V and O.
+            let (q, k, v, o) = unsafe {
+                (qp.0.add(qv.at(b, h)), kp.0.add(kv.at(b, kh)), vp.0.add(vv.at(b, kh)), optr.0.add(ov.at(b, h)))
+            };
             if t <= DIRECT_MAX_ROWS {
                 // SAFETY: the views address elements inside Q/K/V; the task owns rows (b, h) of O.
-                unsafe {
-                    direct_rows(
-                        t,
-                        s,
-                        hd,
-                        qp.0.add(qv.at(b, h)),
-                        qv.t,
-                        kp.0.add(kv.at(b, kh)),
-                        kv.t,
-                        vp.0.add(vv.at(b, kh)),
-                        vv.t,
-                        bias_b,
-                        scale,
-                        p,
-                        optr.0.add(ov.at(b, h)),
-                        ov.t,
-                    )
-                };
+                unsafe { direct_rows(t, s, hd, q, qv.t, k, kv.t, v, vv.t, bias_b, scale, p, o, ov.t) };
                 continue;
             }
             for &(r0, r1, e) in &blocks {
@@ -235,36 +232,14 @@ fn forward<T: Elem>(
                 let pb = &mut p[r0 * s..r1 * s];
                 // SAFETY: the views address elements inside Q/K/V; the task owns rows (b, h) of O.
                 unsafe {
-                    gemm(
-                        rows,
-                        e,
-                        hd,
-                        pb.as_mut_ptr(),
-                        s as isize,
-                        1,
-                        false,
-                        Mat::rows(qp.0.add(qv.at(b, h) + r0 * qv.t), qv.t),
-                        Mat::t(kp.0.add(kv.at(b, kh)), kv.t),
-                        Parallelism::None,
-                    );
+                    mm(rows, e, hd, pb.as_mut_ptr(), s, false, Mat::rows(q.add(r0 * qv.t), qv.t), Mat::t(k, kv.t));
                 }
                 for (row, brow) in pb.chunks_mut(s).zip(bias_b[r0 * s..r1 * s].chunks(s)) {
                     softmax_rows(&mut row[..e], &brow[..e], e, scale);
                     row[e..].iter_mut().for_each(|x| *x = T::zero());
                 }
                 unsafe {
-                    gemm(
-                        rows,
-                        hd,
-                        e,
-                        optr.0.add(ov.at(b, h) + r0 * ov.t),
-                        ov.t as isize,
-                        1,
-                        false,
-                        Mat::rows(pb.as_ptr(), s),
-                        Mat::rows(vp.0.add(vv.at(b, kh)), vv.t),
-                        Parallelism::None,
-                    );
+                    mm(rows, hd, e, o.add(r0 * ov.t), ov.t, false, Mat::rows(pb.as_ptr(), s), Mat::rows(v, vv.t));
                 }
             }
         }
@@ -304,6 +279,11 @@ fn backward<T: Elem>(
             let h = kh * rep + r;
             let p = &probs[(b * g.heads + h) * t * s..(b * g.heads + h + 1) * t * s];
             let (dqp, dkp, dvp, qp, kp, vp, gp) = (dqp, dkp, dvp, qp, kp, vp, gp);
+            // SAFETY: offsets of the (b, h) / (b, kh) views inside the inputs and gradients.
+            let (q, k, v, dout) = unsafe {
+                (qp.0.add(qv.at(b, h)), kp.0.add(kv.at(b, kh)), vp.0.add(vv.at(b, kh)), gp.0.add(ov.at(b, h)))
+            };
+            let (gq, gk, gv) = unsafe { (dqp.0.add(qv.at(b, h)), dkp.0.add(kv.at(b, kh)), dvp.0.add(vv.at(b, kh))) };
             for &(r0, r1, e) in &blocks {
                 let rows = r1 - r0;
                 let pb = &p[r0 * s..r1 * s];
@@ -311,33 +291,11 @@ fn backward<T: Elem>(
                 // SAFETY: the task owns the (b, kh) slices of dK/dV and the (b, h) slices of dQ;
                 // dK and dV start at zero and accumulate over heads and row blocks.
                 unsafe {
-                    let go = Mat::rows(gp.0.add(ov.at(b, h) + r0 * ov.t), ov.t);
+                    let go = Mat::rows(dout.add(r0 * ov.t), ov.t);
                     // dV[..e] += Pᵀ·dO
-                    gemm(
-                        e,
-                        hd,
-                        rows,
-                        dvp.0.add(vv.at(b, kh)),
-                        vv.t as isize,
-                        1,
-                        true,
-                        Mat::t(pb.as_ptr(), s),
-                        go,
-                        Parallelism::None,
-                    );
+                    mm(e, hd, rows, gv, vv.t, true, Mat::t(pb.as_ptr(), s), go);
                     // dP = dO·Vᵀ
-                    gemm(
-                        rows,
-                        e,
-                        hd,
-                        dsb.as_mut_ptr(),
-                        s as isize,
-                        1,
-                        false,
-                        go,
-                        Mat::t(vp.0.add(vv.at(b, kh)), vv.t),
-                        Parallelism::None,
-                    );
+                    mm(rows, e, hd, dsb.as_mut_ptr(), s, false, go, Mat::t(v, vv.t));
                 }
                 for (dsr, pr) in dsb.chunks_mut(s).zip(pb.chunks(s)) {
                     let (dsr, pr) = (&mut dsr[..e], &pr[..e]);
@@ -346,31 +304,9 @@ fn backward<T: Elem>(
                 }
                 unsafe {
                     // dQ = dS·K
-                    gemm(
-                        rows,
-                        hd,
-                        e,
-                        dqp.0.add(qv.at(b, h) + r0 * qv.t),
-                        qv.t as isize,
-                        1,
-                        false,
-                        Mat::rows(dsb.as_ptr(), s),
-                        Mat::rows(kp.0.add(kv.at(b, kh)), kv.t),
-                        Parallelism::None,
-                    );
+                    mm(rows, hd, e, gq.add(r0 * qv.t), qv.t, false, Mat::rows(dsb.as_ptr(), s), Mat::rows(k, kv.t));
                     // dK[..e] += dSᵀ·Q
-                    gemm(
-                        e,
-                        hd,
-                        rows,
-                        dkp.0.add(kv.at(b, kh)),
-                        kv.t as isize,
-                        1,
-                        true,
-                        Mat::t(dsb.as_ptr(), s),
-                        Mat::rows(qp.0.add(qv.at(b, h) + r0 * qv.t), qv.t),
-                        Parallelism::None,
-                    );
+                    mm(e, hd, rows, gk, kv.t, true, Mat::t(dsb.as_ptr(), s), Mat::rows(q.add(r0 * qv.t), qv.t));
                 }
             }
         }

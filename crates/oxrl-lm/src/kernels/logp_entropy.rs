@@ -44,16 +44,17 @@ fn forward<T: Elem>(z: &[T], targets: &[u32], v: usize, temp: f64) -> Vec<T> {
     out
 }
 
-fn backward<T: Elem>(z: &[T], targets: &[u32], g: &[T], v: usize, temp: f64) -> Vec<T> {
+/// The backward reuses the forward's output: lse = z_t/τ − logp and H come from `y` (`[.., 2]`),
+/// so each row costs one exp pass (the probabilities) instead of recomputing the statistics.
+fn backward<T: Elem>(z: &[T], targets: &[u32], y: &[T], g: &[T], v: usize, temp: f64) -> Vec<T> {
     let inv_t = T::cast(1.0 / temp);
     let mut dz = vec![T::zero(); z.len()];
     dz.par_chunks_mut(v * ROWS)
         .zip(z.par_chunks(v * ROWS))
-        .zip(targets.par_chunks(ROWS).zip(g.par_chunks(2 * ROWS)))
-        .for_each(|((dz, z), (t, g))| {
-            for (((dz, z), &t), g) in dz.chunks_mut(v).zip(z.chunks(v)).zip(t).zip(g.chunks(2)) {
-                let (lse, mean_z) = row_stats(z, inv_t);
-                let h = lse - mean_z;
+        .zip(targets.par_chunks(ROWS).zip(y.par_chunks(2 * ROWS).zip(g.par_chunks(2 * ROWS))))
+        .for_each(|((dz, z), (t, (y, g)))| {
+            for ((((dz, z), &t), y), g) in dz.chunks_mut(v).zip(z.chunks(v)).zip(t).zip(y.chunks(2)).zip(g.chunks(2)) {
+                let (lse, h) = (z[t as usize] * inv_t - y[0], y[1]);
                 let (a, b) = (g[0], g[1]);
                 for (d, &zj) in dz.iter_mut().zip(z) {
                     let lp = zj * inv_t - lse;
@@ -95,18 +96,20 @@ impl CustomOp2 for LogpEntropy {
         shape.push(2);
         Ok((out, Shape::from(shape)))
     }
-    fn bwd(&self, z: &Tensor, t: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Elem>(z: &Tensor, t: &[u32], g: &Tensor, temp: f64) -> Result<Tensor> {
+    fn bwd(&self, z: &Tensor, t: &Tensor, y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        fn run<T: Elem>(z: &Tensor, t: &[u32], y: &Tensor, g: &Tensor, temp: f64) -> Result<Tensor> {
             let v = z.dims().last().copied().unwrap_or(0);
             let dz = with_data::<T, _>(z, "logp-entropy", |zs| {
-                with_data::<T, _>(g, "logp-entropy", |gs| Ok(backward(zs, t, gs, v, temp)))
+                with_data::<T, _>(y, "logp-entropy", |ys| {
+                    with_data::<T, _>(g, "logp-entropy", |gs| Ok(backward(zs, t, ys, gs, v, temp)))
+                })
             })?;
             tensor(dz, z.dims())
         }
         let t = t.flatten_all()?.to_vec1::<u32>()?;
         let dz = match z.dtype() {
-            DType::F32 => run::<f32>(z, &t, g, self.temperature)?,
-            _ => run::<f64>(z, &t, g, self.temperature)?,
+            DType::F32 => run::<f32>(z, &t, y, g, self.temperature)?,
+            _ => run::<f64>(z, &t, y, g, self.temperature)?,
         };
         Ok((Some(dz), None))
     }
