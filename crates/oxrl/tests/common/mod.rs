@@ -25,6 +25,12 @@ fn problem(i: u64) -> Problem {
     }
 }
 
+impl FirstDigit {
+    pub fn new() -> Self {
+        Self { test: (0..3).map(problem).collect() }
+    }
+}
+
 impl Task for FirstDigit {
     fn name(&self) -> &str {
         "first-digit"
@@ -63,14 +69,18 @@ pub fn bandit_config(advantage: &str) -> RunConfig {
 
 /// Run `steps` RL steps of `cfg` on the bandit at learning rate `lr`; the metrics of every step.
 pub fn run_bandit(cfg: &RunConfig, steps: u64, lr: f64) -> Result<Vec<Map<String, Value>>> {
+    run_task(&FirstDigit::new(), cfg, steps, lr)
+}
+
+/// Run `steps` RL steps of `cfg` on `task` (2-token budget).
+pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result<Vec<Map<String, Value>>> {
     cfg.validate()?;
-    let task = FirstDigit { test: (0..3).map(problem).collect() };
     let policy = Policy::from_config(cfg, &candle_core::Device::Cpu)?;
     let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
     let mut opt = AdamW::new(policy.model.params.named_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
     let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0 };
     let models = Models { policy: &policy, reference: None, value: None };
-    (0..steps).map(|_| rl_step(cfg, &task, est.as_ref(), &models, &mut opt, lr, 2, &mut state)).collect()
+    (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, 2, &mut state)).collect()
 }
 
 /// Mean of a metric over a range of steps.
