@@ -6,10 +6,13 @@
 //! - [`params`] / [`checkpoint`]: seeded initialisation and atomic safetensors checkpoints.
 //! - [`sampler`]: batched KV-cache generation; [`scorer`]: teacher-forced log-probs and entropies.
 
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod fsutil;
+pub mod hf;
 pub mod kernels;
+pub mod lora;
 pub mod model;
 pub mod params;
 pub mod prompt;

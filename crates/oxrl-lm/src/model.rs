@@ -14,9 +14,12 @@
 
 use crate::config::ModelConfig;
 use crate::kernels::{self, rope::RopeTable};
+use crate::lora::{Adapter, LoraStore, MODULES};
 use crate::params::ParamStore;
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var, D};
+use std::sync::{Arc, Mutex};
 
 /// Training (composed, differentiable ops) or inference (fused kernels, no gradients).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,7 @@ pub enum Mode {
     Infer,
 }
 
+#[derive(Clone)]
 struct Attention {
     q: Tensor,
     q_b: Option<Tensor>,
@@ -34,8 +38,12 @@ struct Attention {
     v_b: Option<Tensor>,
     o: Tensor,
     o_b: Option<Tensor>,
+    /// Qwen3's per-head RMSNorm weights on queries and keys (`[head_dim]`).
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
 }
 
+#[derive(Clone)]
 struct Layer {
     ln1: Tensor,
     attn: Attention,
@@ -43,11 +51,37 @@ struct Layer {
     gate: Tensor,
     up: Tensor,
     down: Tensor,
+    /// Sliding-window span of this layer's attention, if any.
+    window: Option<usize>,
+    /// LoRA adapters by projection, in [`MODULES`] order (q, k, v, o, gate, up, down).
+    lora: [Option<Adapter>; 7],
 }
+
+impl Layer {
+    /// Every tensor of the layer that is a trainable variable (base weights in full fine-tuning,
+    /// adapter matrices under LoRA).
+    fn variables(&self) -> Vec<Tensor> {
+        let a = &self.attn;
+        let mut all = vec![&self.ln1, &a.q, &a.k, &a.v, &a.o, &self.ln2, &self.gate, &self.up, &self.down];
+        all.extend([&a.q_b, &a.k_b, &a.v_b, &a.o_b, &a.q_norm, &a.k_norm].into_iter().flatten());
+        for ad in self.lora.iter().flatten() {
+            all.push(&ad.a);
+            all.push(&ad.b);
+        }
+        all.into_iter().filter(|t| t.is_variable()).cloned().collect()
+    }
+}
+
+/// Gradients of layer parameters computed inside checkpointed layers' backward passes, merged
+/// into the main gradient store by [`Transformer::backward`].
+type SideGrads = Arc<Mutex<Vec<(Tensor, Tensor)>>>;
 
 pub struct Transformer {
     pub cfg: ModelConfig,
+    /// The base weights. Under LoRA they are frozen: the forward reads detached copies of them.
     pub params: ParamStore,
+    /// LoRA adapters, when attached ([`Self::with_lora`]).
+    pub lora: Option<Arc<LoraStore>>,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -60,13 +94,19 @@ pub struct Transformer {
     /// Use the fused kernels where supported (CPU, f32/f64). On by default; off gives the
     /// composed reference path (benchmarks compare the two).
     pub fused: bool,
+    /// Gradient checkpointing: in [`Mode::Train`] each layer keeps only its input and recomputes
+    /// its activations in the backward pass.
+    pub checkpointing: bool,
+    side_grads: SideGrads,
 }
 
 /// Preallocated key/value cache: per layer `[batch, kv_heads, capacity, head_dim]`; `len` positions
-/// are filled. New keys are written in place, never concatenated.
+/// are filled. New keys are written in place, never concatenated. The rotary position of every
+/// cached key is kept for sliding-window layers.
 pub struct KvCache {
     k: Vec<Tensor>,
     v: Vec<Tensor>,
+    key_pos: Vec<Vec<u32>>,
     pub len: usize,
     pub capacity: usize,
 }
@@ -80,7 +120,7 @@ impl KvCache {
             k.push(Tensor::zeros(shape, dtype, device)?);
             v.push(Tensor::zeros(shape, dtype, device)?);
         }
-        Ok(Self { k, v, len: 0, capacity })
+        Ok(Self { k, v, key_pos: vec![Vec::with_capacity(capacity); batch], len: 0, capacity })
     }
 
     pub fn batch(&self) -> usize {
@@ -108,6 +148,8 @@ impl KvCache {
         for t in self.k.iter_mut().chain(self.v.iter_mut()) {
             *t = t.index_select(rows, 0)?;
         }
+        let idx = rows.to_vec1::<u32>()?;
+        self.key_pos = idx.iter().map(|&i| self.key_pos[i as usize].clone()).collect();
         Ok(())
     }
 }
@@ -147,6 +189,194 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(Tensor::cat(&[a, b], D::Minus1)?)
 }
 
+/// Rotary angles of one forward pass, in the form its path uses.
+#[derive(Clone)]
+enum Rotary {
+    Fused(Arc<RopeTable>),
+    /// cos/sin `[B, 1, T, hd/2]`.
+    Composed(Tensor, Tensor),
+}
+
+/// Everything a layer needs besides its weights, shared by all layers of one forward pass.
+#[derive(Clone)]
+struct Pass {
+    cfg: Arc<ModelConfig>,
+    b: usize,
+    t: usize,
+    offset: usize,
+    rot: Rotary,
+    bias: Tensor,
+    /// `bias` plus the sliding-window mask, for layers with a window (by span).
+    window_bias: Vec<(usize, Tensor)>,
+    mode: Mode,
+    fused: bool,
+    /// LoRA dropout: probability and the key of this pass's masks (same key on recomputation).
+    dropout: Option<(f64, u64)>,
+}
+
+impl Pass {
+    fn lin(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        // Inference builds no autograd graph: weights are read through detached handles.
+        let (w, b) = match self.mode {
+            Mode::Infer => (w.detach(), b.map(|b| b.detach())),
+            Mode::Train => (w.clone(), b.cloned()),
+        };
+        if self.fused {
+            Ok(kernels::linear::linear(x, &w, b.as_ref())?)
+        } else {
+            linear(x, &w, b.as_ref())
+        }
+    }
+
+    fn norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps;
+        if self.fused {
+            let w = if self.mode == Mode::Infer { w.detach() } else { w.clone() };
+            Ok(kernels::rms_norm::rms_norm(x, &w, eps)?)
+        } else {
+            rms_norm(x, w, eps, self.mode)
+        }
+    }
+
+    /// A projection with its LoRA adapter: `x·Wᵀ + b + (α/r)·drop(x)·Aᵀ·Bᵀ`.
+    fn proj(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, ad: Option<&Adapter>, key: u64) -> Result<Tensor> {
+        let y = self.lin(x, w, b)?;
+        let Some(ad) = ad else { return Ok(y) };
+        let xd = match (self.mode, self.dropout) {
+            (Mode::Train, Some((p, k))) if p > 0.0 => {
+                crate::lora::dropout(x, p, oxrl_core::seed::derive(k, "lora", key))?
+            }
+            _ => x.clone(),
+        };
+        let low = self.lin(&xd, &ad.a, None)?;
+        Ok((y + (self.lin(&low, &ad.b, None)? * ad.scale)?)?)
+    }
+
+    fn bias_for(&self, window: Option<usize>) -> &Tensor {
+        window.and_then(|w| self.window_bias.iter().find(|(s, _)| *s == w)).map(|(_, t)| t).unwrap_or(&self.bias)
+    }
+
+    /// One decoder layer. `li` is the layer index, `cache` its key/value slots.
+    fn layer(&self, li: usize, layer: &Layer, x: &Tensor, cache: Option<(&mut Tensor, &mut Tensor)>) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t) = (self.b, self.t);
+        let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let s = self.offset + t;
+        let a = &layer.attn;
+        let key = |m: usize| (li * MODULES.len() + m) as u64;
+        let hn = self.norm(x, &layer.ln1)?;
+        let mut q = self.proj(&hn, &a.q, a.q_b.as_ref(), layer.lora[0].as_ref(), key(0))?;
+        let mut k = self.proj(&hn, &a.k, a.k_b.as_ref(), layer.lora[1].as_ref(), key(1))?;
+        let v = self.proj(&hn, &a.v, a.v_b.as_ref(), layer.lora[2].as_ref(), key(2))?;
+        if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
+            q = self.norm(&q.reshape((b, t, h, hd))?, qn)?.reshape((b, t, h * hd))?;
+            k = self.norm(&k.reshape((b, t, kv, hd))?, kn)?.reshape((b, t, kv * hd))?;
+        }
+        let bias = self.bias_for(layer.window);
+        let ctx = match &self.rot {
+            Rotary::Fused(table) => {
+                use kernels::{attention::attention, rope::rope};
+                let q = rope(&q, table)?;
+                let k = rope(&k, table)?;
+                match cache {
+                    Some((ck, cv)) => {
+                        let heads = |x: &Tensor| -> Result<Tensor> {
+                            Ok(x.reshape((b, t, kv, hd))?.transpose(1, 2)?.contiguous()?)
+                        };
+                        ck.slice_set(&heads(&k)?, 2, self.offset)?;
+                        cv.slice_set(&heads(&v)?, 2, self.offset)?;
+                        attention(&q, &ck.narrow(2, 0, s)?, &cv.narrow(2, 0, s)?, bias, h, kv, true)?
+                    }
+                    None => attention(&q, &k, &v, bias, h, kv, true)?,
+                }
+            }
+            Rotary::Composed(cos, sin) => {
+                let rep = h / kv;
+                let scale = 1.0 / (hd as f64).sqrt();
+                let q = rope(&q.reshape((b, t, h, hd))?.transpose(1, 2)?, cos, sin)?; // [b, h, t, hd]
+                let k = rope(&k.reshape((b, t, kv, hd))?.transpose(1, 2)?, cos, sin)?;
+                let v = v.reshape((b, t, kv, hd))?.transpose(1, 2)?;
+                let (k, v) = match cache {
+                    Some((ck, cv)) => {
+                        ck.slice_set(&k, 2, self.offset)?;
+                        cv.slice_set(&v.contiguous()?, 2, self.offset)?;
+                        (ck.narrow(2, 0, s)?, cv.narrow(2, 0, s)?)
+                    }
+                    None => (k, v.contiguous()?),
+                };
+                // Grouped-query attention without repeating K/V: fold the `rep` query heads that
+                // share a K/V head into the row dimension.
+                let qg = q.reshape((b, kv, rep * t, hd))?;
+                let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
+                let scores = scores.broadcast_add(bias)?;
+                let probs = match self.mode {
+                    Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+                    Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+                };
+                let ctx = probs.reshape((b, kv, rep * t, s))?.matmul(&v)?;
+                ctx.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?
+            }
+        };
+        let x = (x + self.proj(&ctx, &a.o, a.o_b.as_ref(), layer.lora[3].as_ref(), key(3))?)?;
+        let hn = self.norm(&x, &layer.ln2)?;
+        let g = self.proj(&hn, &layer.gate, None, layer.lora[4].as_ref(), key(4))?;
+        let u = self.proj(&hn, &layer.up, None, layer.lora[5].as_ref(), key(5))?;
+        let act = if self.fused { kernels::swiglu::swiglu(&g, &u)? } else { (candle_nn::ops::silu(&g)? * u)? };
+        Ok((x + self.proj(&act, &layer.down, None, layer.lora[6].as_ref(), key(6))?)?)
+    }
+}
+
+/// Gradient checkpointing of one layer: the forward keeps no activations; the backward
+/// recomputes the layer with a graph, backpropagates through it, returns the input gradient and
+/// leaves the parameter gradients in `side`.
+struct Checkpointed {
+    pass: Pass,
+    li: usize,
+    layer: Layer,
+    side: SideGrads,
+}
+
+impl candle_core::CustomOp1 for Checkpointed {
+    fn name(&self) -> &'static str {
+        "checkpointed-layer"
+    }
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as C;
+        let err = |e: anyhow::Error| candle_core::Error::Msg(format!("checkpointed layer: {e:#}"));
+        let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("non-contiguous input".into()))?;
+        let x = match s {
+            C::F32(v) => Tensor::from_slice(&v[a..b], l.shape(), &Device::Cpu)?,
+            C::F64(v) => Tensor::from_slice(&v[a..b], l.shape(), &Device::Cpu)?,
+            _ => candle_core::bail!("checkpointed layer: f32 or f64 only on CPU"),
+        };
+        let mut pass = self.pass.clone();
+        pass.mode = Mode::Infer;
+        let y = pass.layer(self.li, &self.layer, &x, None).map_err(err)?.flatten_all()?;
+        let out = match s {
+            C::F32(_) => C::F32(y.to_vec1()?),
+            _ => C::F64(y.to_vec1()?),
+        };
+        Ok((out, l.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let err = |e: anyhow::Error| candle_core::Error::Msg(format!("checkpointed layer: {e:#}"));
+        let xv = Var::from_tensor(&x.detach())?;
+        let y = self.pass.layer(self.li, &self.layer, xv.as_tensor(), None).map_err(err)?;
+        let grads = (y * g.detach())?.sum_all()?.backward()?;
+        let mut side = self.side.lock().expect("side gradients lock");
+        for v in self.layer.variables() {
+            if let Some(gv) = grads.get(&v) {
+                side.push((v, gv.clone()));
+            }
+        }
+        Ok(grads.get(xv.as_tensor()).cloned())
+    }
+}
+
 impl Transformer {
     pub fn new(cfg: ModelConfig, params: ParamStore) -> Result<Self> {
         cfg.validate()?;
@@ -168,11 +398,15 @@ impl Transformer {
                     v_b: opt(format!("{l}.self_attn.v_proj.bias"))?,
                     o: p(&format!("{l}.self_attn.o_proj.weight"))?,
                     o_b: opt(format!("{l}.self_attn.o_proj.bias"))?,
+                    q_norm: opt(format!("{l}.self_attn.q_norm.weight"))?,
+                    k_norm: opt(format!("{l}.self_attn.k_norm.weight"))?,
                 },
                 ln2: p(&format!("{l}.post_attention_layernorm.weight"))?,
                 gate: p(&format!("{l}.mlp.gate_proj.weight"))?,
                 up: p(&format!("{l}.mlp.up_proj.weight"))?,
                 down: p(&format!("{l}.mlp.down_proj.weight"))?,
+                window: cfg.window_for_layer(i),
+                lora: Default::default(),
             });
         }
         let embed = p("model.embed_tokens.weight")?;
@@ -180,12 +414,12 @@ impl Transformer {
         // Rotary tables [max_pos, hd/2], computed in f64 then cast.
         let hd = cfg.head_dim();
         let n = cfg.max_position_embeddings;
+        let inv = cfg.rope_inv_freq()?;
         let mut cos_host = Vec::with_capacity(n * hd / 2);
         let mut sin_host = Vec::with_capacity(n * hd / 2);
         for pos in 0..n {
-            for i in 0..hd / 2 {
-                let inv = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64);
-                let a = pos as f64 * inv;
+            for f in &inv {
+                let a = pos as f64 * f;
                 cos_host.push(a.cos());
                 sin_host.push(a.sin());
             }
@@ -198,7 +432,86 @@ impl Transformer {
         // OXRL_KERNELS=composed switches every model of the process to the composed reference ops
         // (A/B checks of the fused kernels without a rebuild).
         let fused = std::env::var("OXRL_KERNELS").map(|v| v != "composed").unwrap_or(true);
-        Ok(Self { cfg, params, embed, layers, norm, lm_head, cos, sin, cos_host, sin_host, fused })
+        Ok(Self {
+            cfg,
+            params,
+            lora: None,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            cos_host,
+            sin_host,
+            fused,
+            checkpointing: false,
+            side_grads: Default::default(),
+        })
+    }
+
+    /// Attach LoRA adapters: the base weights are frozen (read detached, so no gradient is ever
+    /// computed for them) and the adapters become the trainable parameters.
+    pub fn with_lora(mut self, store: LoraStore) -> Result<Self> {
+        let store = Arc::new(store);
+        let det = |t: &mut Tensor| *t = t.detach();
+        det(&mut self.embed);
+        det(&mut self.lm_head);
+        det(&mut self.norm);
+        for (li, l) in self.layers.iter_mut().enumerate() {
+            for t in [&mut l.ln1, &mut l.ln2, &mut l.gate, &mut l.up, &mut l.down] {
+                det(t);
+            }
+            let a = &mut l.attn;
+            for t in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
+                det(t);
+            }
+            for t in
+                [&mut a.q_b, &mut a.k_b, &mut a.v_b, &mut a.o_b, &mut a.q_norm, &mut a.k_norm].into_iter().flatten()
+            {
+                det(t);
+            }
+            for (m, slot) in l.lora.iter_mut().enumerate() {
+                *slot = store.adapter(li, MODULES[m])?;
+            }
+        }
+        self.lora = Some(store);
+        Ok(self)
+    }
+
+    /// The model without its adapters, sharing the base weights (no copy): the KL reference of a
+    /// LoRA run.
+    pub fn base_view(&self) -> Result<Self> {
+        let mut m = Self::new(self.cfg.clone(), self.params.clone())?;
+        m.fused = self.fused;
+        if self.lora.is_some() {
+            // Keep the base frozen in the view too.
+            m = m.with_lora(LoraStore::empty(&self.cfg))?;
+            m.lora = None;
+        }
+        Ok(m)
+    }
+
+    /// The parameters an optimiser trains: the adapters under LoRA, else every base weight.
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        match &self.lora {
+            Some(l) => l.named_vars(),
+            None => self.params.named_vars(),
+        }
+    }
+
+    /// Backpropagate `loss`, including the parameter gradients of checkpointed layers.
+    pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        let side = std::mem::take(&mut *self.side_grads.lock().expect("side gradients lock"));
+        for (v, g) in side {
+            let g = match grads.remove(&v) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            grads.insert(&v, g);
+        }
+        Ok(grads)
     }
 
     pub fn device(&self) -> &Device {
@@ -227,108 +540,93 @@ impl Transformer {
         mut cache: Option<&mut KvCache>,
         mode: Mode,
     ) -> Result<Tensor> {
-        if self.uses_fused_kernels() {
-            return self.forward_hidden_fused(ids, positions, bias, cache, mode);
-        }
         let (b, t) = ids.dims2()?;
         let cfg = &self.cfg;
-        let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
-        let rep = h / kv;
+        let hd = cfg.head_dim();
         let offset = KvCache::offset_for(cache.as_deref(), t)?;
         let s = offset + t;
-        let pos = positions.flatten_all()?;
-        let cos = self.cos.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
-        let sin = self.sin.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
-        for (li, layer) in self.layers.iter().enumerate() {
-            let a = &layer.attn;
-            let hn = rms_norm(&x, &layer.ln1, cfg.rms_norm_eps, mode)?;
-            let q = linear(&hn, &a.q, a.q_b.as_ref())?.reshape((b, t, h, hd))?.transpose(1, 2)?;
-            let k = linear(&hn, &a.k, a.k_b.as_ref())?.reshape((b, t, kv, hd))?.transpose(1, 2)?;
-            let v = linear(&hn, &a.v, a.v_b.as_ref())?.reshape((b, t, kv, hd))?.transpose(1, 2)?;
-            let q = rope(&q, &cos, &sin)?; // [b, h, t, hd] contiguous
-            let k = rope(&k, &cos, &sin)?;
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => {
-                    c.k[li].slice_set(&k, 2, offset)?;
-                    c.v[li].slice_set(&v.contiguous()?, 2, offset)?;
-                    (c.k[li].narrow(2, 0, s)?, c.v[li].narrow(2, 0, s)?)
+        let fused = self.uses_fused_kernels();
+        let pos_host = positions.to_vec2::<u32>()?;
+        let rot = if fused {
+            let flat: Vec<u32> = pos_host.concat();
+            Rotary::Fused(RopeTable::gather(&self.cos_host, &self.sin_host, hd / 2, &flat)?)
+        } else {
+            let pos = positions.flatten_all()?;
+            Rotary::Composed(
+                self.cos.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?,
+                self.sin.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?,
+            )
+        };
+        // Key positions (cached ones and this pass's), for sliding-window layers.
+        let key_pos: Vec<Vec<u32>> = match cache.as_deref_mut() {
+            Some(c) => {
+                if c.key_pos.len() != b {
+                    c.key_pos = vec![Vec::new(); b];
                 }
-                None => (k, v.contiguous()?),
-            };
-            // Grouped-query attention without repeating K/V: fold the `rep` query heads that share
-            // a K/V head into the row dimension.
-            let qg = q.reshape((b, kv, rep * t, hd))?;
-            let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
-            let scores = scores.broadcast_add(bias)?;
-            let probs = match mode {
-                Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
-                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
-            };
-            let ctx = probs.reshape((b, kv, rep * t, s))?.matmul(&v)?;
-            let ctx = ctx.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
-            x = (x + linear(&ctx, &a.o, a.o_b.as_ref())?)?;
-            let hn = rms_norm(&x, &layer.ln2, cfg.rms_norm_eps, mode)?;
-            let g = candle_nn::ops::silu(&linear(&hn, &layer.gate, None)?)?;
-            let u = linear(&hn, &layer.up, None)?;
-            x = (x + linear(&(g * u)?, &layer.down, None)?)?;
+                for (row, p) in c.key_pos.iter_mut().zip(&pos_host) {
+                    row.truncate(offset);
+                    row.extend_from_slice(p);
+                }
+                c.key_pos.clone()
+            }
+            None => pos_host.clone(),
+        };
+        let mut window_bias = Vec::new();
+        for w in self.layers.iter().filter_map(|l| l.window) {
+            if window_bias.iter().any(|(s, _)| *s == w) {
+                continue;
+            }
+            let mut data = vec![0f32; b * t * s];
+            for bi in 0..b {
+                for qi in 0..t {
+                    for kj in 0..s {
+                        if pos_host[bi][qi] as i64 - key_pos[bi][kj] as i64 >= w as i64 {
+                            data[(bi * t + qi) * s + kj] = -1e9;
+                        }
+                    }
+                }
+            }
+            let extra = Tensor::from_vec(data, (b, 1, t, s), bias.device())?.to_dtype(bias.dtype())?;
+            window_bias.push((w, (bias + extra)?));
         }
-        if let Some(c) = cache {
-            c.len = s;
-        }
-        rms_norm(&x, &self.norm, cfg.rms_norm_eps, mode)
-    }
-
-    /// [`Self::forward_hidden`] on the fused kernels: activations stay `[B, T, features]` from
-    /// the projections through rotary and attention to the output projection, no transposes.
-    fn forward_hidden_fused(
-        &self,
-        ids: &Tensor,
-        positions: &Tensor,
-        bias: &Tensor,
-        mut cache: Option<&mut KvCache>,
-        mode: Mode,
-    ) -> Result<Tensor> {
-        use kernels::{attention::attention, linear::linear, rms_norm::rms_norm, rope::rope, swiglu::swiglu};
-        let (b, t) = ids.dims2()?;
-        let cfg = &self.cfg;
-        let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
-        let offset = KvCache::offset_for(cache.as_deref(), t)?;
-        let s = offset + t;
-        let table =
-            RopeTable::gather(&self.cos_host, &self.sin_host, hd / 2, &positions.flatten_all()?.to_vec1::<u32>()?)?;
-        // Inference builds no autograd graph: weights are read through detached handles.
+        let dropout = match (&self.lora, mode) {
+            (Some(l), Mode::Train) if l.config.dropout > 0.0 => Some((l.config.dropout, l.next_dropout_key())),
+            _ => None,
+        };
+        let pass = Pass {
+            cfg: Arc::new(cfg.clone()),
+            b,
+            t,
+            offset,
+            rot,
+            bias: bias.clone(),
+            window_bias,
+            mode,
+            fused,
+            dropout,
+        };
         let w = |x: &Tensor| if mode == Mode::Infer { x.detach() } else { x.clone() };
-        let wo = |x: &Option<Tensor>| x.as_ref().map(w);
-        let eps = cfg.rms_norm_eps;
         let mut x = w(&self.embed).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
+        let checkpoint = self.checkpointing && mode == Mode::Train && cache.is_none() && kernels::supported(&x);
         for (li, layer) in self.layers.iter().enumerate() {
-            let a = &layer.attn;
-            let hn = rms_norm(&x, &w(&layer.ln1), eps)?;
-            let q = rope(&linear(&hn, &w(&a.q), wo(&a.q_b).as_ref())?, &table)?;
-            let k = rope(&linear(&hn, &w(&a.k), wo(&a.k_b).as_ref())?, &table)?;
-            let v = linear(&hn, &w(&a.v), wo(&a.v_b).as_ref())?;
-            let ctx = match cache.as_deref_mut() {
-                Some(c) => {
-                    let heads = |x: &Tensor| -> Result<Tensor> {
-                        Ok(x.reshape((b, t, kv, hd))?.transpose(1, 2)?.contiguous()?)
-                    };
-                    c.k[li].slice_set(&heads(&k)?, 2, offset)?;
-                    c.v[li].slice_set(&heads(&v)?, 2, offset)?;
-                    attention(&q, &c.k[li].narrow(2, 0, s)?, &c.v[li].narrow(2, 0, s)?, bias, h, kv, true)?
-                }
-                None => attention(&q, &k, &v, bias, h, kv, true)?,
+            x = if checkpoint {
+                // The op must be tracked for its backward to run even when nothing before it
+                // is trainable (frozen embeddings under LoRA).
+                let input = if x.track_op() { x } else { Var::from_tensor(&x)?.as_tensor().clone() };
+                let op = Checkpointed { pass: pass.clone(), li, layer: layer.clone(), side: self.side_grads.clone() };
+                input.apply_op1(op)?
+            } else {
+                let slot = cache.as_deref_mut().map(|c| {
+                    let (k, v) = (&mut c.k[li], &mut c.v[li]);
+                    (k, v)
+                });
+                pass.layer(li, layer, &x, slot)?
             };
-            x = (x + linear(&ctx, &w(&a.o), wo(&a.o_b).as_ref())?)?;
-            let hn = rms_norm(&x, &w(&layer.ln2), eps)?;
-            let g = swiglu(&linear(&hn, &w(&layer.gate), None)?, &linear(&hn, &w(&layer.up), None)?)?;
-            x = (x + linear(&g, &w(&layer.down), None)?)?;
         }
         if let Some(c) = cache {
             c.len = s;
         }
-        Ok(rms_norm(&x, &w(&self.norm), eps)?)
+        pass.norm(&x, &self.norm)
     }
 
     /// Logits `[.., V]` from hidden states `[.., D]`.

@@ -31,6 +31,10 @@ pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv * hd]));
             out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv * hd]));
         }
+        if cfg.qk_norm() {
+            out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
+            out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
+        }
         out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, h * hd]));
         if cfg.o_bias() {
             out.push((format!("{p}.self_attn.o_proj.bias"), vec![d]));
@@ -91,21 +95,55 @@ impl ParamStore {
             }
         }
         if !missing.is_empty() {
-            bail!("missing tensors: {}", missing.join(", "));
+            bail!("missing tensors ({} of {}): {}", missing.len(), param_shapes(cfg).len(), missing.join(", "));
+        }
+        // Tensors the architecture does not use mean the checkpoint is not what the config says
+        // (e.g. Qwen3 q/k norms under a Qwen2 config). Cached rotary tables and a tied head that
+        // some exporters write anyway are harmless.
+        let mut unexpected: Vec<String> = tensors
+            .into_keys()
+            .filter(|n| !n.ends_with("rotary_emb.inv_freq") && !(cfg.tie_word_embeddings && n == "lm_head.weight"))
+            .collect();
+        if !unexpected.is_empty() {
+            unexpected.sort();
+            bail!(
+                "tensors the `{}` architecture does not use: {} (is config.json's model_type right?)",
+                cfg.model_type,
+                unexpected.join(", ")
+            );
         }
         Ok(Self { vars, device: device.clone() })
     }
 
+    /// Load one safetensors file.
     pub fn load(cfg: &ModelConfig, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("{}: cannot read safetensors", path.display()))?;
         Self::from_tensors(cfg, tensors, dtype, device).with_context(|| format!("{}", path.display()))
     }
 
-    /// Save all parameters to a safetensors file, atomically.
+    /// Load the weights of a Hugging Face model directory (single-file or sharded).
+    pub fn load_dir(cfg: &ModelConfig, dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let tensors = crate::hf::read_weights(dir)?;
+        Self::from_tensors(cfg, tensors, dtype, device).with_context(|| format!("{}", dir.display()))
+    }
+
+    /// Save all parameters to one safetensors file (in their dtype), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let map: HashMap<String, Tensor> = self.vars.iter().map(|(k, v)| (k.clone(), v.as_detached_tensor())).collect();
         crate::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
+    }
+
+    /// Save as a Hugging Face weights set in `dtype`, sharded above `max_shard_bytes` (0 = one file).
+    pub fn save_dir(&self, dir: &Path, dtype: DType, max_shard_bytes: usize) -> Result<()> {
+        let map: BTreeMap<String, Tensor> =
+            self.vars.iter().map(|(k, v)| (k.clone(), v.as_detached_tensor())).collect();
+        crate::hf::write_weights(dir, &map, dtype, max_shard_bytes)
+    }
+
+    /// The dtype of the parameters.
+    pub fn dtype(&self) -> Result<DType> {
+        Ok(self.vars.values().next().context("empty parameter store")?.dtype())
     }
 
     pub fn get(&self, name: &str) -> Result<&Var> {

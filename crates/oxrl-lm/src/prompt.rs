@@ -1,10 +1,17 @@
 //! Turning task text into token ids: `[BOS] prompt [SEP]` for prompts and `response [EOS]` for
-//! demonstrations, with whichever of BOS/SEP the tokenizer has.
+//! demonstrations, with whichever of BOS/SEP the tokenizer has. With chat formatting on, the
+//! prompt is the chat template's rendering of a user turn (plus the generation prompt), and the
+//! response ends with the template's end-of-turn token (the tokenizer's end-of-sequence).
 
 use crate::tokenizer::Tokenizer;
 use anyhow::Result;
 
 pub fn encode_prompt(tok: &dyn Tokenizer, text: &str) -> Result<Vec<u32>> {
+    if let Some(chat) = tok.chat() {
+        let ids = tok.encode(&chat.prompt(text)?)?;
+        anyhow::ensure!(!ids.is_empty(), "prompt {text:?} encodes to no tokens");
+        return Ok(ids);
+    }
     let mut ids = Vec::with_capacity(text.len() + 2);
     ids.extend(tok.bos_id());
     ids.extend(tok.encode(text)?);
@@ -19,9 +26,10 @@ pub fn encode_response(tok: &dyn Tokenizer, text: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// Decode generated ids to text, stopping at the first end-of-sequence token.
+/// Decode generated ids to text, stopping at the first stop token.
 pub fn decode_response(tok: &dyn Tokenizer, ids: &[u32]) -> Result<String> {
-    let end = ids.iter().position(|&t| t == tok.eos_id()).unwrap_or(ids.len());
+    let stops = tok.stop_ids();
+    let end = ids.iter().position(|t| stops.contains(t)).unwrap_or(ids.len());
     tok.decode(&ids[..end])
 }
 

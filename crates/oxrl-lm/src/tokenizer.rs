@@ -20,6 +20,47 @@ pub trait Tokenizer: Send + Sync {
     fn to_hf_json(&self) -> Result<String>;
     /// Short name stored in checkpoints ("char" or "hf").
     fn kind(&self) -> &'static str;
+    /// Every id that ends a generation (the end-of-sequence id and any others the model's
+    /// config lists, e.g. `<|eot_id|>`).
+    fn stop_ids(&self) -> Vec<u32> {
+        vec![self.eos_id()]
+    }
+    /// The chat template prompts are rendered through, when chat formatting is on.
+    fn chat(&self) -> Option<&crate::chat::ChatTemplate> {
+        None
+    }
+    /// The tokenizer's chat template whether or not chat formatting is on.
+    fn chat_template(&self) -> Option<&crate::chat::ChatTemplate> {
+        None
+    }
+    /// Turn chat formatting of prompts on (with an optional system message) or off.
+    fn set_chat(&mut self, on: bool, system: Option<String>) -> Result<()> {
+        let _ = system;
+        if on {
+            bail!("the {} tokenizer has no chat template (tokenizer_config.json `chat_template`)", self.kind());
+        }
+        Ok(())
+    }
+    /// `tokenizer_config.json` to write beside `tokenizer.json`.
+    fn tokenizer_config(&self) -> Result<serde_json::Value> {
+        let name = |id: Option<u32>| -> Result<serde_json::Value> {
+            Ok(match id {
+                Some(i) => json!(self.decode_special(i)?),
+                None => serde_json::Value::Null,
+            })
+        };
+        Ok(json!({
+            "bos_token": name(self.bos_id())?,
+            "eos_token": name(Some(self.eos_id()))?,
+            "pad_token": name(Some(self.pad_id()))?,
+            "add_bos_token": false,
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": 131072,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        }))
+    }
+    /// The text of a token, special tokens included.
+    fn decode_special(&self, id: u32) -> Result<String>;
 }
 
 /// Character-level tokenizer: `<pad>`=0, `<bos>`=1, `<eos>`=2, `<sep>`=3, then `\n` and the 95
@@ -109,14 +150,25 @@ impl Tokenizer for CharTokenizer {
     fn kind(&self) -> &'static str {
         "char"
     }
+    fn decode_special(&self, id: u32) -> Result<String> {
+        match id {
+            0..=3 => Ok(CHAR_SPECIALS[id as usize].to_string()),
+            _ => self.decode(&[id]),
+        }
+    }
 }
 
-/// A Hugging Face tokenizer loaded from `tokenizer.json`.
+/// A Hugging Face tokenizer loaded from `tokenizer.json`, with the special tokens and chat
+/// template of `tokenizer_config.json` when the directory has one.
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
     bos: Option<u32>,
     eos: u32,
     pad: u32,
+    stops: Vec<u32>,
+    config: Option<serde_json::Value>,
+    template: Option<crate::chat::ChatTemplate>,
+    chat_on: bool,
 }
 
 const EOS_NAMES: [&str; 6] = ["<|endoftext|>", "<|im_end|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
@@ -135,7 +187,47 @@ impl HfTokenizer {
         })?;
         let bos = bos.or_else(|| find(&BOS_NAMES));
         let pad = pad.or_else(|| find(&PAD_NAMES)).unwrap_or(eos);
-        Ok(Self { inner, bos, eos, pad })
+        Ok(Self { inner, bos, eos, pad, stops: vec![eos], config: None, template: None, chat_on: false })
+    }
+
+    /// Load a model directory's tokenizer: `tokenizer.json`, then `tokenizer_config.json`'s
+    /// special tokens and chat template. `config_eos` are the end-of-sequence ids of
+    /// `config.json` / `generation_config.json`: all of them stop generation; the
+    /// tokenizer config's `eos_token` (else the first of them) is the one appended to
+    /// demonstrations.
+    pub fn from_dir(dir: &Path, config_eos: &[u32]) -> Result<Self> {
+        let tj = dir.join("tokenizer.json");
+        if !tj.exists() {
+            bail!("{}: missing tokenizer.json", dir.display());
+        }
+        let cpath = dir.join("tokenizer_config.json");
+        let config: Option<serde_json::Value> = match std::fs::read_to_string(&cpath) {
+            Ok(text) => {
+                Some(serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", cpath.display()))?)
+            }
+            Err(_) => None,
+        };
+        let inner = tokenizers::Tokenizer::from_file(&tj)
+            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", tj.display()))?;
+        let id_of = |key: &str| -> Result<Option<u32>> {
+            let Some(name) = config.as_ref().and_then(|c| crate::chat::special_token(c.get(key))) else {
+                return Ok(None);
+            };
+            inner
+                .token_to_id(&name)
+                .map(Some)
+                .with_context(|| format!("{}: `{key}` = {name:?} is not in tokenizer.json", cpath.display()))
+        };
+        let eos = id_of("eos_token")?.or(config_eos.first().copied());
+        let mut t = Self::from_file(&tj, eos, id_of("bos_token")?, id_of("pad_token")?)?;
+        for &e in config_eos {
+            if !t.stops.contains(&e) {
+                t.stops.push(e);
+            }
+        }
+        t.template = crate::chat::ChatTemplate::from_dir(dir, config.as_ref())?;
+        t.config = config;
+        Ok(t)
     }
 }
 
@@ -167,19 +259,53 @@ impl Tokenizer for HfTokenizer {
     fn kind(&self) -> &'static str {
         "hf"
     }
+    fn stop_ids(&self) -> Vec<u32> {
+        self.stops.clone()
+    }
+    fn chat(&self) -> Option<&crate::chat::ChatTemplate> {
+        self.template.as_ref().filter(|_| self.chat_on)
+    }
+    fn chat_template(&self) -> Option<&crate::chat::ChatTemplate> {
+        self.template.as_ref()
+    }
+    fn set_chat(&mut self, on: bool, system: Option<String>) -> Result<()> {
+        match &mut self.template {
+            Some(t) => {
+                t.system = system;
+                self.chat_on = on;
+                Ok(())
+            }
+            None if on => bail!("this tokenizer has no chat template (tokenizer_config.json `chat_template`)"),
+            None => Ok(()),
+        }
+    }
+    fn tokenizer_config(&self) -> Result<serde_json::Value> {
+        match &self.config {
+            Some(c) => Ok(c.clone()),
+            None => {
+                let name = |id: Option<u32>| {
+                    id.and_then(|i| self.inner.id_to_token(i)).map(|s| json!(s)).unwrap_or(serde_json::Value::Null)
+                };
+                Ok(json!({
+                    "bos_token": name(self.bos), "eos_token": name(Some(self.eos)), "pad_token": name(Some(self.pad)),
+                    "add_bos_token": false, "clean_up_tokenization_spaces": false,
+                    "tokenizer_class": "PreTrainedTokenizerFast",
+                }))
+            }
+        }
+    }
+    fn decode_special(&self, id: u32) -> Result<String> {
+        self.inner.id_to_token(id).with_context(|| format!("token id {id} is not in the vocabulary"))
+    }
 }
 
 /// Load the tokenizer stored in a checkpoint or model directory: the built-in char tokenizer when
-/// `kind` is "char", else `tokenizer.json`.
-pub fn load_from_dir(dir: &Path, kind: &str, eos: Option<u32>) -> Result<Box<dyn Tokenizer>> {
+/// `kind` is "char", else `tokenizer.json` (+ `tokenizer_config.json`).
+pub fn load_from_dir(dir: &Path, kind: &str, eos: &[u32]) -> Result<Box<dyn Tokenizer>> {
     if kind == "char" {
         return Ok(Box::new(CharTokenizer::new()));
     }
-    let p = dir.join("tokenizer.json");
-    if !p.exists() {
-        bail!("{}: missing tokenizer.json", dir.display());
-    }
-    Ok(Box::new(HfTokenizer::from_file(&p, eos, None, None)?))
+    Ok(Box::new(HfTokenizer::from_dir(dir, eos)?))
 }
 
 #[cfg(test)]

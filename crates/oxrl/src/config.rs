@@ -47,12 +47,27 @@ impl Default for RunConfig {
     }
 }
 
-/// The policy model: the built-in tiny transformer (sizes overridable) or a checkpoint to start from.
+/// The policy model: the built-in tiny transformer (sizes overridable), or a Hugging Face model
+/// directory / oxrl checkpoint to start from (`path`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSection {
-    /// Start from this checkpoint directory instead of a fresh model.
-    pub init: Option<PathBuf>,
+    /// Start from this model directory (Hugging Face layout or an oxrl checkpoint) instead of a
+    /// fresh built-in model. `init` is accepted as an older spelling.
+    #[serde(alias = "init")]
+    pub path: Option<PathBuf>,
+    /// Compute dtype: "auto" (f32 on CPU, bf16 on GPU), "f32", "bf16", "f16".
+    pub dtype: String,
+    /// Render prompts through the tokenizer's chat template (user turn + generation prompt).
+    pub chat: bool,
+    /// System message for chat-formatted prompts.
+    pub system_prompt: Option<String>,
+    /// Train LoRA adapters instead of the full model (the base stays frozen).
+    pub lora: Option<oxrl_lm::lora::LoraConfig>,
+    /// Recompute each layer's activations in the backward pass instead of keeping them.
+    pub gradient_checkpointing: bool,
+    /// Dtype of saved checkpoints: "auto" (the compute dtype), "f32", "bf16", "f16".
+    pub save_dtype: String,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -67,7 +82,13 @@ impl Default for ModelSection {
     fn default() -> Self {
         let t = oxrl_lm::ModelConfig::tiny(100);
         Self {
-            init: None,
+            path: None,
+            dtype: "auto".into(),
+            chat: false,
+            system_prompt: None,
+            lora: None,
+            gradient_checkpointing: false,
+            save_dtype: "auto".into(),
             hidden_size: t.hidden_size,
             intermediate_size: t.intermediate_size,
             num_hidden_layers: t.num_hidden_layers,
@@ -81,6 +102,23 @@ impl Default for ModelSection {
 }
 
 impl ModelSection {
+    /// The compute dtype on `device`.
+    pub fn compute_dtype(&self, device: &candle_core::Device) -> Result<candle_core::DType> {
+        match self.dtype.as_str() {
+            "auto" => Ok(oxrl_lm::checkpoint::default_dtype(device)),
+            d => oxrl_lm::hf::parse_dtype(d),
+        }
+    }
+
+    /// How checkpoints of this model are written.
+    pub fn save_options(&self, merge_lora: bool) -> Result<oxrl_lm::checkpoint::SaveOptions> {
+        let dtype = match self.save_dtype.as_str() {
+            "auto" => None,
+            d => Some(oxrl_lm::hf::parse_dtype(d)?),
+        };
+        Ok(oxrl_lm::checkpoint::SaveOptions { dtype, max_shard_bytes: 4 << 30, merge_lora })
+    }
+
     pub fn model_config(&self, vocab_size: usize) -> oxrl_lm::ModelConfig {
         let mut c = oxrl_lm::ModelConfig::tiny(vocab_size);
         c.hidden_size = self.hidden_size;
@@ -458,8 +496,18 @@ impl RunConfig {
             "pass@k with k > 1 needs sampling: set eval.temperature > 0".into(),
         )?;
         self.validate_train()?;
-        if self.model.init.is_none() {
-            self.model.model_config(100).validate().map_err(|e| anyhow!("section `model`: {e}"))?;
+        let m = &self.model;
+        if m.path.is_none() {
+            m.model_config(100).validate().map_err(|e| anyhow!("section `model`: {e}"))?;
+            check(!m.chat, "model.chat", "the built-in char tokenizer has no chat template".into())?;
+        }
+        for (key, v) in [("model.dtype", &m.dtype), ("model.save_dtype", &m.save_dtype)] {
+            if v != "auto" {
+                oxrl_lm::hf::parse_dtype(v).map_err(|e| anyhow!("key `{key}`: {e}"))?;
+            }
+        }
+        if let Some(l) = &m.lora {
+            l.validate().map_err(|e| anyhow!("section `model.lora`: {e}"))?;
         }
         Ok(())
     }

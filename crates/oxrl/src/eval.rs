@@ -71,7 +71,7 @@ pub fn evaluate(policy: &Policy, task: &dyn Task, cfg: &EvalConfig, seed: u64) -
     let prompts: Vec<Vec<u32>> =
         problems.iter().map(|p| oxrl_lm::prompt::encode_prompt(tok, &p.prompt)).collect::<Result<_>>()?;
     let budget = max_new_tokens(cfg, task);
-    let stop = vec![tok.eos_id()];
+    let stop = tok.stop_ids();
     let mut rng = oxrl_core::seed::rng(seed, "eval", 0);
     let greedy =
         generate_chunked(policy, &prompts, &SamplingParams::greedy(budget, stop.clone()), cfg.batch_size, &mut rng)?;

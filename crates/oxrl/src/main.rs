@@ -71,6 +71,37 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Generate a completion from a model directory (Hugging Face layout) or oxrl checkpoint.
+    Generate {
+        /// Model directory, checkpoint, or run folder (uses checkpoints/final).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Render the prompt through the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        /// System message (with --chat).
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Compute dtype: auto, f32, bf16, f16.
+        #[arg(long, default_value = "auto")]
+        dtype: String,
+        /// Print {"text", "token_ids", "finish_reason", "prompt_tokens"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a grid of config values × seeds and compare them (table + overlay plots).
     Sweep {
         /// Base config (default: the built-in quickstart).
@@ -196,6 +227,35 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("checkpoint {} on task {}", dir.display(), t.name());
                 print!("{}", report.table());
+            }
+        }
+        Command::Generate {
+            model,
+            prompt,
+            chat,
+            system,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            seed,
+            dtype,
+            json,
+        } => {
+            let dir = resolve_checkpoint(&model)?;
+            let device = oxrl_lm::default_device();
+            let dtype = match dtype.as_str() {
+                "auto" => oxrl_lm::checkpoint::default_dtype(&device),
+                d => oxrl_lm::hf::parse_dtype(d).context("--dtype")?,
+            };
+            let mut policy = Policy::load_with(&dir, &device, dtype, seed)?;
+            let opts =
+                oxrl::generate::GenerateOptions { chat, system, max_new_tokens, temperature, top_p, top_k, seed };
+            let g = oxrl::generate::generate_text(&mut policy, &prompt, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string(&g)?);
+            } else {
+                println!("{}", g.text);
             }
         }
         Command::Sweep { config, sets, vary, seeds, out } => {

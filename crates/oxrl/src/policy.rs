@@ -4,6 +4,7 @@
 use crate::config::RunConfig;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
+use oxrl_lm::lora::LoraStore;
 use oxrl_lm::{CharTokenizer, ParamStore, Tokenizer, Transformer};
 use std::path::Path;
 
@@ -13,22 +14,62 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The run's starting policy: the model directory of `model.path` (with chat formatting and
+    /// LoRA adapters as configured) or a fresh built-in model.
     pub fn from_config(cfg: &RunConfig, device: &Device) -> Result<Self> {
-        match &cfg.model.init {
-            Some(dir) => Self::load(dir, device),
+        let m = &cfg.model;
+        let dtype = m.compute_dtype(device)?;
+        let mut p = match &m.path {
+            Some(dir) => {
+                let mut p = Self::load_with(dir, device, dtype, cfg.seed)?;
+                if m.chat || p.tokenizer.chat().is_some() {
+                    p.tokenizer
+                        .set_chat(m.chat, m.system_prompt.clone())
+                        .with_context(|| format!("key `model.chat` with {}", dir.display()))?;
+                }
+                p
+            }
             None => {
                 let tokenizer: Box<dyn Tokenizer> = Box::new(CharTokenizer::new());
-                let mcfg = cfg.model.model_config(tokenizer.vocab_size());
-                let params = ParamStore::init(&mcfg, cfg.seed, DType::F32, device)?;
-                Ok(Self { model: Transformer::new(mcfg, params)?, tokenizer })
+                let mcfg = m.model_config(tokenizer.vocab_size());
+                let params = ParamStore::init(&mcfg, cfg.seed, dtype, device)?;
+                Self { model: Transformer::new(mcfg, params)?, tokenizer }
             }
+        };
+        if let Some(lc) = &m.lora {
+            anyhow::ensure!(
+                p.model.lora.is_none(),
+                "key `model.lora`: {} already carries LoRA adapters (training them further: drop `model.lora`)",
+                m.path.as_deref().unwrap_or(Path::new("")).display()
+            );
+            let mut store = LoraStore::init(&p.model.cfg, lc, cfg.seed, dtype, device)?;
+            store.base_model = m.path.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+            p.model = p.model.with_lora(store)?;
         }
+        p.model.checkpointing = m.gradient_checkpointing;
+        Ok(p)
     }
 
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let l =
-            oxrl_lm::checkpoint::load(dir, device).with_context(|| format!("loading checkpoint {}", dir.display()))?;
+        Self::load_with(dir, device, oxrl_lm::checkpoint::default_dtype(device), 0)
+    }
+
+    pub fn load_with(dir: &Path, device: &Device, dtype: DType, seed: u64) -> Result<Self> {
+        let opts = oxrl_lm::checkpoint::LoadOptions { dtype: Some(dtype), seed };
+        let l = oxrl_lm::checkpoint::load_with(dir, device, &opts)
+            .with_context(|| format!("loading model {}", dir.display()))?;
         Ok(Self { model: l.model, tokenizer: l.tokenizer })
+    }
+
+    /// The frozen KL reference: the base without adapters under LoRA (shares the weights), else
+    /// a deep copy of the current parameters.
+    pub fn reference(&self) -> Result<Transformer> {
+        if self.model.lora.is_some() {
+            return self.model.base_view();
+        }
+        let mut r = Transformer::new(self.model.cfg.clone(), self.model.params.deep_clone()?)?;
+        r.fused = self.model.fused;
+        Ok(r)
     }
 
     /// Encode (prompt, response) text pairs, checking they fit the model's context.
@@ -47,7 +88,7 @@ impl Policy {
 
 /// Resolve a checkpoint argument: a checkpoint directory, or a run folder (its final checkpoint).
 pub fn resolve_checkpoint(path: &Path) -> Result<std::path::PathBuf> {
-    if path.join("config.json").exists() {
+    if path.join("config.json").exists() || path.join("adapter_config.json").exists() {
         return Ok(path.to_path_buf());
     }
     let fin = path.join("checkpoints").join("final");

@@ -131,7 +131,7 @@ pub fn self_filter(
         top_p: 1.0,
         min_p: 0.0,
         max_new_tokens: budget,
-        stop_tokens: vec![tok.eos_id()],
+        stop_tokens: tok.stop_ids(),
     };
     let mut rng = oxrl_core::seed::rng(0, "self-greedy", 0); // greedy decoding draws nothing
     let outs = generate(&policy.model, &prompts, &greedy, tok.pad_id(), &mut rng)?;
@@ -162,6 +162,9 @@ pub fn rl_step(
     let pad = tok.pad_id();
     let dev = policy.model.device().clone();
     let step_no = state.step + 1;
+    if let Some(l) = &models.policy.model.lora {
+        l.set_dropout_step(step_no);
+    }
     let t_start = Instant::now();
 
     // 1. Rollout: B prompts × G samples in one generation batch; with dynamic sampling, refill
@@ -172,7 +175,7 @@ pub fn rl_step(
         top_p: t.top_p,
         min_p: t.min_p,
         max_new_tokens: budget,
-        stop_tokens: vec![tok.eos_id()],
+        stop_tokens: tok.stop_ids(),
     };
     let filter = DynamicFilter { acc_low: t.dynamic_acc_low, acc_high: t.dynamic_acc_high };
     let mut data = DataStream::new(task, cfg.seed, state.cursor);
@@ -468,7 +471,7 @@ pub fn rl_step(
                 continue;
             }
             add("loss", lv);
-            let info = opt.step(&loss.backward()?, lr, t.grad_clip)?;
+            let info = opt.step(&policy.model.backward(&loss)?, lr, t.grad_clip)?;
             if info.skipped {
                 nan_skipped += 1;
             } else {

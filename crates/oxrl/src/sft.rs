@@ -52,7 +52,9 @@ pub fn run_sft(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<SftOu
 
 pub fn save_checkpoint(run: &RunDir, label: &str, policy: &Policy, cfg: &RunConfig, step: u64) -> Result<()> {
     let meta = json!({"task": cfg.task, "step": step, "seed": cfg.seed, "run": cfg.name});
-    oxrl_lm::checkpoint::save(&run.checkpoint_dir(label), &policy.model, policy.tokenizer.as_ref(), meta, |_| Ok(()))
+    let opts = cfg.model.save_options(true)?;
+    let dir = run.checkpoint_dir(label);
+    oxrl_lm::checkpoint::save_with(&dir, &policy.model, policy.tokenizer.as_ref(), meta, &opts, |_| Ok(()))
 }
 
 /// The SFT loop; returns the per-step losses.
@@ -65,7 +67,7 @@ pub fn train_sft(
 ) -> Result<Vec<f64>> {
     let s = &cfg.sft;
     let mut opt = AdamW::new(
-        policy.model.params.named_vars(),
+        policy.model.trainable_vars(),
         AdamWConfig { beta1: s.beta1, beta2: s.beta2, eps: s.eps, weight_decay: s.weight_decay },
     )?;
     let sched = Schedule {
@@ -99,7 +101,7 @@ pub fn train_sft(
         let loss_v = loss.to_scalar::<f32>()? as f64;
         let lr = sched.lr_at(step);
         let (grad_norm, skipped) = if loss_v.is_finite() {
-            let info = opt.step(&loss.backward()?, lr, s.grad_clip)?;
+            let info = opt.step(&policy.model.backward(&loss)?, lr, s.grad_clip)?;
             (info.grad_norm, info.skipped)
         } else {
             (f64::NAN, true)

@@ -81,7 +81,10 @@ fn save_train_checkpoint(
 ) -> Result<()> {
     let meta = json!({"task": cfg.task, "step": saved.state.step, "seed": cfg.seed, "run": cfg.name});
     let label = format!("step-{}", saved.state.step);
-    oxrl_lm::checkpoint::save(&run.checkpoint_dir(&label), &policy.model, policy.tokenizer.as_ref(), meta, |tmp| {
+    // Resumable checkpoints of a LoRA run hold only the adapters (the base is the model path).
+    let opts = cfg.model.save_options(false)?;
+    let dir = run.checkpoint_dir(&label);
+    oxrl_lm::checkpoint::save_with(&dir, &policy.model, policy.tokenizer.as_ref(), meta, &opts, |tmp| {
         let st = opt.state_tensors()?;
         candle_core::safetensors::save(&st, tmp.join("optimizer.safetensors"))?;
         if let Some(v) = value {
@@ -169,9 +172,12 @@ pub fn run_train(
                 crate::sft::save_checkpoint(&run, "sft", &policy, cfg, 0)?;
             }
             reference = if need_ref {
-                // The frozen reference: the starting policy (after any warm-up), saved for resumes.
-                let r = Transformer::new(policy.model.cfg.clone(), policy.model.params.deep_clone()?)?;
-                r.params.save(&run.path.join("reference.safetensors"))?;
+                // The frozen reference: the starting policy (after any warm-up), saved for
+                // resumes — except under LoRA, where it is the base itself (no copy).
+                let r = policy.reference()?;
+                if policy.model.lora.is_none() {
+                    r.params.save(&run.path.join("reference.safetensors"))?;
+                }
                 Some(r)
             } else {
                 None
@@ -190,15 +196,18 @@ pub fn run_train(
         Some(run_dir) => {
             let (step, ck) = latest_checkpoint(run_dir)?;
             verify_checkpoint(&ck)?;
-            policy = Policy::load(&ck, &device)?;
+            policy = Policy::load_with(&ck, &device, cfg.model.compute_dtype(&device)?, cfg.seed)?;
+            policy.model.checkpointing = cfg.model.gradient_checkpointing;
             saved = serde_json::from_str(&std::fs::read_to_string(ck.join("state.json"))?)
                 .with_context(|| format!("{}: state.json is corrupted", ck.display()))?;
             anyhow::ensure!(saved.state.step == step, "{}: state.json is for step {}", ck.display(), saved.state.step);
-            reference = if need_ref {
+            reference = if need_ref && policy.model.lora.is_some() {
+                Some(policy.model.base_view()?)
+            } else if need_ref {
                 let p = ParamStore::load(
                     &policy.model.cfg,
                     &run_dir.join("reference.safetensors"),
-                    candle_core::DType::F32,
+                    policy.model.dtype(),
                     &device,
                 )?;
                 Some(Transformer::new(policy.model.cfg.clone(), p)?)
@@ -287,7 +296,7 @@ fn value_head(cfg: &RunConfig, policy: &Policy, load: Option<&Path>) -> Result<O
 /// AdamW over the policy (and value head) parameters.
 fn optimizer(cfg: &RunConfig, policy: &Policy, value: Option<&ValueHead>) -> Result<AdamW> {
     let t = &cfg.train;
-    let mut vars = policy.model.params.named_vars();
+    let mut vars = policy.model.trainable_vars();
     if let Some(v) = value {
         vars.extend(v.named_vars());
     }

@@ -45,9 +45,11 @@ fn forward<T: Elem>(x: &[T], w: &[T], b: Option<&[T]>, n: usize, i: usize, o: us
     y
 }
 
-fn backward<T: Elem>(x: &[T], w: &[T], g: &[T], n: usize, i: usize, o: usize, bias: bool) -> [Vec<T>; 3] {
+/// dx, dW (empty unless `need_w`) and db (empty unless `bias`).
+fn backward<T: Elem>(x: &[T], w: &[T], g: &[T], dims: (usize, usize, usize), bias: bool, need_w: bool) -> [Vec<T>; 3] {
+    let (n, i, o) = dims;
     let mut dx = vec![T::zero(); n * i];
-    let mut dw = vec![T::zero(); o * i];
+    let mut dw = if need_w { vec![T::zero(); o * i] } else { vec![] };
     if n > 0 {
         unsafe {
             gemm(
@@ -62,6 +64,10 @@ fn backward<T: Elem>(x: &[T], w: &[T], g: &[T], n: usize, i: usize, o: usize, bi
                 Mat::rows(w.as_ptr(), i),
                 par_for(n, i, o),
             );
+        }
+    }
+    if n > 0 && need_w {
+        unsafe {
             gemm(
                 o,
                 i,
@@ -113,17 +119,26 @@ fn fwd(
     Ok((y, shape))
 }
 
-fn bwd(x: &Tensor, w: &Tensor, g: &Tensor, bias: bool) -> Result<[Tensor; 3]> {
-    fn run<T: Elem>(x: &Tensor, w: &Tensor, g: &Tensor, bias: bool) -> Result<[Tensor; 3]> {
+/// Gradients of `x·Wᵀ (+ b)`. The weight gradient is skipped (None) when `w` is not tracked by
+/// autograd — a frozen base weight under LoRA — which saves a GEMM and a weight-sized buffer.
+fn bwd(x: &Tensor, w: &Tensor, g: &Tensor, bias: bool) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+    fn run<T: Elem>(
+        x: &Tensor,
+        w: &Tensor,
+        g: &Tensor,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
         let (o, i) = w.dims2()?;
         let n = x.elem_count() / i.max(1);
+        let need_w = w.track_op();
         let [dx, dw, db] = with_data::<T, _>(x, "linear", |xs| {
             with_data::<T, _>(w, "linear", |ws| {
-                with_data::<T, _>(g, "linear", |gs| Ok(backward(xs, ws, gs, n, i, o, bias)))
+                with_data::<T, _>(g, "linear", |gs| Ok(backward(xs, ws, gs, (n, i, o), bias, need_w)))
             })
         })?;
-        let db = if bias { tensor(db, &[o])? } else { Tensor::zeros(0, x.dtype(), x.device())? };
-        Ok([tensor(dx, x.dims())?, tensor(dw, w.dims())?, db])
+        let dw = if need_w { Some(tensor(dw, w.dims())?) } else { None };
+        let db = if bias { Some(tensor(db, &[o])?) } else { None };
+        Ok((tensor(dx, x.dims())?, dw, db))
     }
     match x.dtype() {
         DType::F32 => run::<f32>(x, w, g, bias),
@@ -139,8 +154,8 @@ impl CustomOp2 for Linear {
         fwd(sx, lx, sw, lw, None)
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, _] = bwd(x, w, g, false)?;
-        Ok((Some(dx), Some(dw)))
+        let (dx, dw, _) = bwd(x, w, g, false)?;
+        Ok((Some(dx), dw))
     }
 }
 
@@ -167,8 +182,8 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, db] = bwd(x, w, g, true)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let (dx, dw, db) = bwd(x, w, g, true)?;
+        Ok((Some(dx), dw, db))
     }
 }
 
