@@ -169,8 +169,14 @@ impl ModelConfig {
         self.model_type == "qwen3"
     }
 
-    /// The sliding-window span of layer `layer`, if that layer uses one.
+    /// The sliding-window span of layer `layer`, if that layer uses one: `layer_types[layer]` =
+    /// "sliding_attention" (transformers ≥ 4.53), else Qwen2's `use_sliding_window` from
+    /// `max_window_layers` on.
     pub fn window_for_layer(&self, layer: usize) -> Option<usize> {
+        if let Some(types) = self.extra.get("layer_types").and_then(|v| v.as_array()) {
+            let sliding = types.get(layer).and_then(|t| t.as_str()) == Some("sliding_attention");
+            return if sliding { self.sliding_window } else { None };
+        }
         let on = match self.model_type.as_str() {
             "qwen2" | "qwen3" => self.use_sliding_window.unwrap_or(false),
             _ => false,
@@ -180,6 +186,20 @@ impl ModelConfig {
         }
         let from = self.max_window_layers.unwrap_or(0);
         (layer >= from).then_some(self.sliding_window?)
+    }
+
+    /// Fold transformers ≥ 5's `rope_parameters` (`rope_theta`, `rope_type`, scaling fields) into
+    /// `rope_theta` / `rope_scaling`.
+    pub fn normalize(&mut self) {
+        if let Some(p) = self.extra.get("rope_parameters").and_then(|v| v.as_object()).cloned() {
+            if let Some(t) = p.get("rope_theta").and_then(|v| v.as_f64()) {
+                self.rope_theta = t;
+            }
+            let kind = p.get("rope_type").and_then(|v| v.as_str()).unwrap_or("default");
+            if kind != "default" && self.rope_scaling.as_ref().is_none_or(|v| v.is_null()) {
+                self.rope_scaling = Some(serde_json::Value::Object(p));
+            }
+        }
     }
 
     /// The parsed `rope_scaling` (None for absent, null, or type "default").
@@ -333,8 +353,9 @@ impl ModelConfig {
 
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: Self =
+        let mut cfg: Self =
             serde_json::from_str(&text).with_context(|| format!("{}: invalid model config", path.display()))?;
+        cfg.normalize();
         cfg.validate().with_context(|| format!("{}: invalid model config", path.display()))?;
         Ok(cfg)
     }
