@@ -76,6 +76,9 @@ impl Layer {
 /// into the main gradient store by [`Transformer::backward`].
 type SideGrads = Arc<Mutex<Vec<(Tensor, Tensor)>>>;
 
+/// Layers recomputed by checkpointed backward passes (process-wide; tests read it).
+pub static RECOMPUTED_LAYERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 pub struct Transformer {
     pub cfg: ModelConfig,
     /// The base weights. Under LoRA they are frozen: the forward reads detached copies of them.
@@ -353,9 +356,9 @@ impl candle_core::CustomOp1 for Checkpointed {
             C::F64(v) => Tensor::from_slice(&v[a..b], l.shape(), &Device::Cpu)?,
             _ => candle_core::bail!("checkpointed layer: f32 or f64 only on CPU"),
         };
-        let mut pass = self.pass.clone();
-        pass.mode = Mode::Infer;
-        let y = pass.layer(self.li, &self.layer, &x, None).map_err(err)?.flatten_all()?;
+        // The same ops as the recomputation (so dropout masks and rounding agree); the graph
+        // they build is dropped with `y`.
+        let y = self.pass.layer(self.li, &self.layer, &x, None).map_err(err)?.flatten_all()?;
         let out = match s {
             C::F32(_) => C::F32(y.to_vec1()?),
             _ => C::F64(y.to_vec1()?),
@@ -364,6 +367,7 @@ impl candle_core::CustomOp1 for Checkpointed {
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let err = |e: anyhow::Error| candle_core::Error::Msg(format!("checkpointed layer: {e:#}"));
+        RECOMPUTED_LAYERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let xv = Var::from_tensor(&x.detach())?;
         let y = self.pass.layer(self.li, &self.layer, xv.as_tensor(), None).map_err(err)?;
         let grads = (y * g.detach())?.sum_all()?.backward()?;
