@@ -113,6 +113,22 @@ impl AdamW {
         Ok(total.sqrt())
     }
 
+    /// Add the gradients of this optimiser's parameters in `g` to `acc` (gradient accumulation
+    /// over micro-batches; other tensors' gradients are dropped, not kept alive).
+    pub fn accumulate(&self, acc: &mut Option<GradStore>, g: &GradStore) -> Result<()> {
+        let store = acc.get_or_insert_with(GradStore::default);
+        for (_, p) in &self.params {
+            if let Some(x) = g.get(p.as_tensor()) {
+                let sum = match store.remove(p.as_tensor()) {
+                    Some(prev) => (prev + x)?,
+                    None => x.clone(),
+                };
+                store.insert(p.as_tensor(), sum);
+            }
+        }
+        Ok(())
+    }
+
     /// Switch the fused CPU update off (tests compare it with the tensor-op path).
     #[doc(hidden)]
     pub fn set_fused(&mut self, on: bool) {

@@ -1,5 +1,5 @@
-//! Turning task text into token ids: `[BOS] prompt [SEP]` for prompts and `response [EOS]` for
-//! demonstrations, with whichever of BOS/SEP the tokenizer has. With chat formatting on, the
+//! Turning task text into token ids: `[BOS] prompt [SEP]` for prompts (Hugging Face tokenizers:
+//! their own special tokens) and `response [EOS]` for demonstrations. With chat formatting on, the
 //! prompt is the chat template's rendering of a user turn (plus the generation prompt), and the
 //! response ends with the template's end-of-turn token (the tokenizer's end-of-sequence).
 
@@ -12,11 +12,26 @@ pub fn encode_prompt(tok: &dyn Tokenizer, text: &str) -> Result<Vec<u32>> {
         anyhow::ensure!(!ids.is_empty(), "prompt {text:?} encodes to no tokens");
         return Ok(ids);
     }
-    let mut ids = Vec::with_capacity(text.len() + 2);
-    ids.extend(tok.bos_id());
-    ids.extend(tok.encode(text)?);
-    ids.extend(tok.sep_id());
+    let ids = tok.encode_prompt_text(text)?;
     anyhow::ensure!(!ids.is_empty(), "prompt {text:?} encodes to no tokens");
+    Ok(ids)
+}
+
+/// A chat conversation (ending with a user turn) through the chat template with the generation
+/// prompt; the configured system message is put first when the conversation has none.
+pub fn encode_messages(tok: &dyn Tokenizer, messages: &[crate::chat::ChatMessage]) -> Result<Vec<u32>> {
+    let t = tok.chat().or(tok.chat_template()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the data has chat messages but the tokenizer has no chat template (tokenizer_config.json `chat_template`)"
+        )
+    })?;
+    let mut msgs = Vec::with_capacity(messages.len() + 1);
+    if let (Some(s), false) = (&t.system, messages.first().is_some_and(|m| m.role == "system")) {
+        msgs.push(crate::chat::ChatMessage::new("system", s));
+    }
+    msgs.extend_from_slice(messages);
+    let ids = tok.encode(&t.render(&msgs, true)?)?;
+    anyhow::ensure!(!ids.is_empty(), "the conversation encodes to no tokens");
     Ok(ids)
 }
 

@@ -61,6 +61,16 @@ pub trait Tokenizer: Send + Sync {
     }
     /// The text of a token, special tokens included.
     fn decode_special(&self, id: u32) -> Result<String>;
+    /// A plain (non-chat) prompt: `[BOS] text [SEP]` with whichever of BOS/SEP the tokenizer
+    /// has. Hugging Face tokenizers add their own special tokens instead (their post-processor,
+    /// as `add_special_tokens=True` does in `transformers`).
+    fn encode_prompt_text(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(text.len() + 2);
+        ids.extend(self.bos_id());
+        ids.extend(self.encode(text)?);
+        ids.extend(self.sep_id());
+        Ok(ids)
+    }
 }
 
 /// Character-level tokenizer: `<pad>`=0, `<bos>`=1, `<eos>`=2, `<sep>`=3, then `\n` and the 95
@@ -296,6 +306,9 @@ impl Tokenizer for HfTokenizer {
     }
     fn decode_special(&self, id: u32) -> Result<String> {
         self.inner.id_to_token(id).with_context(|| format!("token id {id} is not in the vocabulary"))
+    }
+    fn encode_prompt_text(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.inner.encode(text, true).map_err(|e| anyhow!("tokenizer: {e}"))?.get_ids().to_vec())
     }
 }
 

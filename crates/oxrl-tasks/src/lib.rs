@@ -155,6 +155,8 @@ pub enum TaskConfig {
     Multiplication(multidigit::MultiDigitConfig),
     Countdown(countdown::CountdownConfig),
     Arith(arith::ArithConfig),
+    /// User data (JSONL or Parquet); `name = "dataset"` is accepted too.
+    #[serde(alias = "dataset")]
     Jsonl(jsonl::JsonlConfig),
 }
 

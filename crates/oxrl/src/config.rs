@@ -140,6 +140,8 @@ pub struct SftConfig {
     pub steps: u64,
     /// Problems (sequences) per optimiser step.
     pub batch_size: usize,
+    /// Gradient accumulation: the batch's forward/backward runs in this many chunks.
+    pub micro_batches: usize,
     pub lr: f64,
     pub min_lr_ratio: f64,
     pub warmup_steps: u64,
@@ -161,6 +163,7 @@ impl Default for SftConfig {
         Self {
             steps: 1000,
             batch_size: 64,
+            micro_batches: 1,
             lr: 2e-3,
             min_lr_ratio: 0.1,
             warmup_steps: 50,
@@ -230,6 +233,9 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Optimiser steps per epoch (the batch is split by groups).
     pub minibatches: usize,
+    /// Gradient accumulation: each minibatch's forward/backward runs in this many chunks of
+    /// whole groups (bounding activation memory); the optimiser steps once per minibatch.
+    pub micro_batches: usize,
     pub lr: f64,
     pub min_lr_ratio: f64,
     pub warmup_steps: u64,
@@ -338,6 +344,7 @@ impl Default for TrainConfig {
             max_new_tokens: 0,
             epochs: 1,
             minibatches: 1,
+            micro_batches: 1,
             lr: 1e-4,
             min_lr_ratio: 1.0,
             warmup_steps: 0,
@@ -479,6 +486,7 @@ impl RunConfig {
         check((0.0..1.0).contains(&s.beta1), "sft.beta1", format!("must be in [0, 1) (got {})", s.beta1))?;
         check((0.0..1.0).contains(&s.beta2), "sft.beta2", format!("must be in [0, 1) (got {})", s.beta2))?;
         check(s.eps > 0.0, "sft.eps", format!("must be > 0 (got {})", s.eps))?;
+        check(s.micro_batches > 0, "sft.micro_batches", "must be > 0 (1 = no gradient accumulation)".into())?;
         check(s.grad_clip >= 0.0, "sft.grad_clip", format!("must be >= 0 (got {})", s.grad_clip))?;
         let e = &self.eval;
         check(
@@ -591,6 +599,9 @@ impl RunConfig {
         }
         if t.epochs == 0 || t.minibatches == 0 {
             err("epochs", "epochs and minibatches must be > 0".into())?;
+        }
+        if t.micro_batches == 0 {
+            err("micro_batches", "must be > 0 (1 = no gradient accumulation)".into())?;
         }
         if t.minibatches > t.prompts_per_step {
             err("minibatches", format!("{} minibatches cannot split {} groups", t.minibatches, t.prompts_per_step))?;

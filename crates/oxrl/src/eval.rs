@@ -68,8 +68,7 @@ pub fn evaluate(policy: &Policy, task: &dyn Task, cfg: &EvalConfig, seed: u64) -
     }
     anyhow::ensure!(!problems.is_empty(), "task `{}` has no held-out problems", task.name());
     let tok = policy.tokenizer.as_ref();
-    let prompts: Vec<Vec<u32>> =
-        problems.iter().map(|p| oxrl_lm::prompt::encode_prompt(tok, &p.prompt)).collect::<Result<_>>()?;
+    let prompts: Vec<Vec<u32>> = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<_>>()?;
     let budget = max_new_tokens(cfg, task);
     let stop = tok.stop_ids();
     let mut rng = oxrl_core::seed::rng(seed, "eval", 0);

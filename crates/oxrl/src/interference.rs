@@ -21,7 +21,7 @@ pub fn solution_loglik(policy: &Policy, probes: &[Problem]) -> Result<Vec<f64>> 
         return Ok(vec![]);
     }
     let tok = policy.tokenizer.as_ref();
-    let prompts = probes.iter().map(|p| oxrl_lm::prompt::encode_prompt(tok, &p.prompt)).collect::<Result<Vec<_>>>()?;
+    let prompts = probes.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<Vec<_>>>()?;
     let sols = probes.iter().map(|p| oxrl_lm::prompt::encode_response(tok, &p.solution)).collect::<Result<Vec<_>>>()?;
     let s = score(&policy.model, &prompts, &sols, tok.pad_id(), ScoreOptions::default())?;
     let sum = s.logp.sum(1)?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;

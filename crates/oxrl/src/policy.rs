@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use oxrl_lm::lora::LoraStore;
 use oxrl_lm::{CharTokenizer, ParamStore, Tokenizer, Transformer};
+use oxrl_tasks::Problem;
 use std::path::Path;
 
 pub struct Policy {
@@ -72,10 +73,10 @@ impl Policy {
         Ok(r)
     }
 
-    /// Encode (prompt, response) text pairs, checking they fit the model's context.
-    pub fn encode_pair(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, Vec<u32>)> {
-        let p = oxrl_lm::prompt::encode_prompt(self.tokenizer.as_ref(), prompt)?;
-        let r = oxrl_lm::prompt::encode_response(self.tokenizer.as_ref(), response)?;
+    /// Encode a problem's prompt and demonstration, checking they fit the model's context.
+    pub fn encode_pair(&self, problem: &Problem) -> Result<(Vec<u32>, Vec<u32>)> {
+        let p = prompt_ids(self.tokenizer.as_ref(), problem)?;
+        let r = oxrl_lm::prompt::encode_response(self.tokenizer.as_ref(), &problem.solution)?;
         anyhow::ensure!(
             p.len() + r.len() <= self.model.cfg.max_position_embeddings,
             "prompt + response of {} tokens exceed the model's max_position_embeddings {}",
@@ -83,6 +84,19 @@ impl Policy {
             self.model.cfg.max_position_embeddings
         );
         Ok((p, r))
+    }
+}
+
+/// A problem's prompt ids: its chat messages (dataset `messages_field`) through the chat
+/// template, else its prompt text (through the template when chat formatting is on).
+pub fn prompt_ids(tok: &dyn Tokenizer, problem: &Problem) -> Result<Vec<u32>> {
+    match problem.meta.get("messages") {
+        Some(m) => {
+            let msgs: Vec<oxrl_lm::chat::ChatMessage> = serde_json::from_value(m.clone())
+                .with_context(|| format!("problem {}: `messages` is not a list of {{role, content}}", problem.id))?;
+            oxrl_lm::prompt::encode_messages(tok, &msgs)
+        }
+        None => oxrl_lm::prompt::encode_prompt(tok, &problem.prompt),
     }
 }
 

@@ -123,8 +123,7 @@ pub fn self_filter(
         return Ok(problems);
     }
     let tok = policy.tokenizer.as_ref();
-    let prompts =
-        problems.iter().map(|p| oxrl_lm::prompt::encode_prompt(tok, &p.prompt)).collect::<Result<Vec<_>>>()?;
+    let prompts = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<Vec<_>>>()?;
     let greedy = SamplingParams {
         temperature: 0.0,
         top_k: 0,
@@ -194,7 +193,7 @@ pub fn rl_step(
         }
         let mut prompts = Vec::with_capacity(problems.len() * t.group_size);
         for p in &problems {
-            let ids = oxrl_lm::prompt::encode_prompt(tok, &p.prompt)?;
+            let ids = crate::policy::prompt_ids(tok, p)?;
             prompts.extend(std::iter::repeat_n(ids, t.group_size));
         }
         let mut rng = oxrl_core::seed::rng(cfg.seed, "rollout", step_no * 1000 + rounds as u64);
@@ -393,85 +392,126 @@ pub fn rl_step(
     for _epoch in 0..t.epochs {
         for mb in 0..t.minibatches {
             let (g0, g1) = (mb * n_groups / t.minibatches, (mb + 1) * n_groups / t.minibatches);
-            let idx: Vec<usize> = (0..samples.len()).filter(|&i| (g0..g1).contains(&samples[i].group)).collect();
-            if idx.is_empty() {
+            let mb_idx: Vec<usize> = (0..samples.len()).filter(|&i| (g0..g1).contains(&samples[i].group)).collect();
+            if mb_idx.is_empty() {
                 continue;
             }
-            let prompts: Vec<Vec<u32>> = idx.iter().map(|&i| samples[i].prompt.clone()).collect();
-            let resp: Vec<Vec<u32>> = idx.iter().map(|&i| samples[i].completion.tokens.clone()).collect();
-            let width = idx.iter().map(|&i| lens[i]).max().unwrap();
-            let rows = |src: &[Vec<f64>]| -> Result<Tensor> {
-                let r: Vec<&[f64]> = idx.iter().map(|&i| src[i].as_slice()).collect();
-                pad_rows(&r, width, &dev)
+            // Gradient accumulation: the minibatch's groups in `micro_batches` chunks, each
+            // chunk's loss weighted by its share of the minibatch's loss units (tokens for
+            // token-mean, sequences for the sequence means, 1 for the fixed-norm sum), so the
+            // accumulated gradient equals the whole minibatch's.
+            let units = |ix: &[usize]| -> f64 {
+                ix.iter()
+                    .map(|&i| {
+                        let tokens = keep_mask[i].first().copied().unwrap_or(0.0) * lens[i] as f64;
+                        match (t.objective.as_str(), t.loss_agg) {
+                            ("pacs", _) => 1.0, // PACS averages over every response
+                            ("ppo", oxrl_core::loss::AggMode::TokenMean) => tokens,
+                            _ => (tokens > 0.0) as u8 as f64,
+                        }
+                    })
+                    .sum()
             };
-            let opts =
-                ScoreOptions { grad: true, temperature: t.temperature, hidden: models.value.is_some(), top_k: 0 };
-            let s = score(&policy.model, &prompts, &resp, pad, opts)?;
-            let mut mask = s.mask.clone();
-            if use_keep {
-                mask = (mask * rows(&keep_mask)?)?;
-            }
-            let pg = if t.objective == "pacs" {
-                // PACS: BCE of the group-centred implicit reward against the outcome.
-                let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].correct as u8 as f64).collect();
-                let groups: Vec<usize> = idx.iter().map(|&i| samples[i].group).collect();
-                let cfg_p = Pacs { beta: t.pacs_beta, score: t.pacs_score, ..Default::default() };
-                let (l, critic) = pacs_loss(&s.logp, &rows(&logp_old)?, &mask, &rewards, &groups, cfg_p)?;
-                add("pacs_critic", critic);
-                l
-            } else {
-                let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;
-                add("clipfrac", pm.clipfrac);
-                add("clipfrac_lower", pm.clipfrac_lower);
-                add("approx_kl", pm.approx_kl);
-                add("ratio_mean", pm.ratio_mean);
-                aggregate(&pg, &mask, t.loss_agg, agg_norm)?
-            };
-            add("policy_loss", pg.to_scalar::<f32>()? as f64);
-            let mut loss = pg;
-            if let (Some(lref), false, true) = (&logp_ref, kl_in_reward, state.kl_coef > 0.0) {
-                let kl = aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;
-                add("kl_loss", kl.to_scalar::<f32>()? as f64);
-                loss = (loss + (kl * state.kl_coef)?)?;
-            }
-            if let Some(expert) = &expert_logp {
-                // CalibRL guided term, token-mean over positions the expert response covers.
-                let (mut e_rows, mut e_mask) = (Vec::with_capacity(idx.len()), Vec::with_capacity(idx.len()));
-                for &i in &idx {
-                    let ex = &expert[samples[i].group];
-                    e_rows.push((0..lens[i]).map(|j| ex.get(j).copied().unwrap_or(0.0)).collect::<Vec<f64>>());
-                    e_mask.push((0..lens[i]).map(|j| (j < ex.len()) as u8 as f64).collect::<Vec<f64>>());
+            let mb_units = units(&mb_idx).max(1e-12);
+            let n_micro = t.micro_batches.min(g1 - g0).max(1);
+            let mut acc = None;
+            let mut bad = false;
+            for mc in 0..n_micro {
+                let (c0, c1) = (g0 + mc * (g1 - g0) / n_micro, g0 + (mc + 1) * (g1 - g0) / n_micro);
+                let idx: Vec<usize> =
+                    mb_idx.iter().copied().filter(|&i| (c0..c1).contains(&samples[i].group)).collect();
+                if idx.is_empty() {
+                    continue;
                 }
-                let er: Vec<&[f64]> = e_rows.iter().map(|r| r.as_slice()).collect();
-                let em: Vec<&[f64]> = e_mask.iter().map(|r| r.as_slice()).collect();
-                let correct: Vec<bool> = idx.iter().map(|&i| samples[i].reward > 0.1).collect();
-                let adv_abs: Vec<f64> = idx.iter().map(|&i| per_resp[i].abs()).collect();
-                let g = calibrl_guided(&s.logp, &pad_rows(&er, width, &dev)?, &correct, &adv_abs, 0.5)?;
-                let gmask = (&mask * pad_rows(&em, width, &dev)?)?;
-                let gl = aggregate(&g, &gmask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
-                add("calibrl_loss", gl.to_scalar::<f32>()? as f64);
-                loss = (loss + (gl * t.calibrl_coef)?)?;
+                let frac = if t.objective == "ppo" && t.loss_agg == oxrl_core::loss::AggMode::SeqMeanTokenSumNorm {
+                    1.0
+                } else {
+                    units(&idx) / mb_units
+                };
+                let prompts: Vec<Vec<u32>> = idx.iter().map(|&i| samples[i].prompt.clone()).collect();
+                let resp: Vec<Vec<u32>> = idx.iter().map(|&i| samples[i].completion.tokens.clone()).collect();
+                let width = idx.iter().map(|&i| lens[i]).max().unwrap();
+                let rows = |src: &[Vec<f64>]| -> Result<Tensor> {
+                    let r: Vec<&[f64]> = idx.iter().map(|&i| src[i].as_slice()).collect();
+                    pad_rows(&r, width, &dev)
+                };
+                let opts =
+                    ScoreOptions { grad: true, temperature: t.temperature, hidden: models.value.is_some(), top_k: 0 };
+                let s = score(&policy.model, &prompts, &resp, pad, opts)?;
+                let mut mask = s.mask.clone();
+                if use_keep {
+                    mask = (mask * rows(&keep_mask)?)?;
+                }
+                let pg = if t.objective == "pacs" {
+                    // PACS: BCE of the group-centred implicit reward against the outcome.
+                    let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].correct as u8 as f64).collect();
+                    let groups: Vec<usize> = idx.iter().map(|&i| samples[i].group).collect();
+                    let cfg_p = Pacs { beta: t.pacs_beta, score: t.pacs_score, ..Default::default() };
+                    let (l, critic) = pacs_loss(&s.logp, &rows(&logp_old)?, &mask, &rewards, &groups, cfg_p)?;
+                    add("pacs_critic", critic);
+                    l
+                } else {
+                    let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;
+                    add("clipfrac", pm.clipfrac);
+                    add("clipfrac_lower", pm.clipfrac_lower);
+                    add("approx_kl", pm.approx_kl);
+                    add("ratio_mean", pm.ratio_mean);
+                    aggregate(&pg, &mask, t.loss_agg, agg_norm)?
+                };
+                add("policy_loss", pg.to_scalar::<f32>()? as f64);
+                let mut loss = pg;
+                if let (Some(lref), false, true) = (&logp_ref, kl_in_reward, state.kl_coef > 0.0) {
+                    let kl =
+                        aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;
+                    add("kl_loss", kl.to_scalar::<f32>()? as f64);
+                    loss = (loss + (kl * state.kl_coef)?)?;
+                }
+                if let Some(expert) = &expert_logp {
+                    // CalibRL guided term, token-mean over positions the expert response covers.
+                    let (mut e_rows, mut e_mask) = (Vec::with_capacity(idx.len()), Vec::with_capacity(idx.len()));
+                    for &i in &idx {
+                        let ex = &expert[samples[i].group];
+                        e_rows.push((0..lens[i]).map(|j| ex.get(j).copied().unwrap_or(0.0)).collect::<Vec<f64>>());
+                        e_mask.push((0..lens[i]).map(|j| (j < ex.len()) as u8 as f64).collect::<Vec<f64>>());
+                    }
+                    let er: Vec<&[f64]> = e_rows.iter().map(|r| r.as_slice()).collect();
+                    let em: Vec<&[f64]> = e_mask.iter().map(|r| r.as_slice()).collect();
+                    let correct: Vec<bool> = idx.iter().map(|&i| samples[i].reward > 0.1).collect();
+                    let adv_abs: Vec<f64> = idx.iter().map(|&i| per_resp[i].abs()).collect();
+                    let g = calibrl_guided(&s.logp, &pad_rows(&er, width, &dev)?, &correct, &adv_abs, 0.5)?;
+                    let gmask = (&mask * pad_rows(&em, width, &dev)?)?;
+                    let gl = aggregate(&g, &gmask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
+                    add("calibrl_loss", gl.to_scalar::<f32>()? as f64);
+                    loss = (loss + (gl * t.calibrl_coef)?)?;
+                }
+                if t.entropy_coef != 0.0 {
+                    let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;
+                    loss = (loss - (ent * t.entropy_coef)?)?;
+                }
+                if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &s.hidden, &adv.returns, &values_old)
+                {
+                    let vl = clipped_value_loss(&vh.forward(h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
+                    let vl = aggregate(&vl, &s.mask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
+                    add("value_loss", vl.to_scalar::<f32>()? as f64);
+                    loss = (loss + (vl * t.vf_coef)?)?;
+                }
+                if inject_nan {
+                    loss = (loss * f64::NAN)?;
+                }
+                let lv = loss.to_scalar::<f32>()? as f64;
+                if !lv.is_finite() {
+                    bad = true;
+                    break;
+                }
+                add("loss", lv);
+                opt.accumulate(&mut acc, &policy.model.backward(&(loss * frac)?)?)?;
             }
-            if t.entropy_coef != 0.0 {
-                let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;
-                loss = (loss - (ent * t.entropy_coef)?)?;
-            }
-            if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &s.hidden, &adv.returns, &values_old) {
-                let vl = clipped_value_loss(&vh.forward(h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
-                let vl = aggregate(&vl, &s.mask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
-                add("value_loss", vl.to_scalar::<f32>()? as f64);
-                loss = (loss + (vl * t.vf_coef)?)?;
-            }
-            if inject_nan {
-                loss = (loss * f64::NAN)?;
-            }
-            let lv = loss.to_scalar::<f32>()? as f64;
-            if !lv.is_finite() {
+            if bad {
                 nan_skipped += 1;
                 continue;
             }
-            add("loss", lv);
-            let info = opt.step(&policy.model.backward(&loss)?, lr, t.grad_clip)?;
+            let Some(grads) = acc else { continue };
+            let info = opt.step(&grads, lr, t.grad_clip)?;
             if info.skipped {
                 nan_skipped += 1;
             } else {

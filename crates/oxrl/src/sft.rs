@@ -39,7 +39,7 @@ pub fn run_sft(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<SftOu
     let mut policy = Policy::from_config(cfg, &device)?;
     // Fail early on demonstrations the tokenizer or context cannot hold.
     for p in task.test_problems().iter().take(8).chain(std::iter::once(&task.train_problem(0))) {
-        policy.encode_pair(&p.prompt, &p.solution)?;
+        policy.encode_pair(p)?;
     }
     let mut run = RunDir::create(out, &cfg.name)?;
     run.write_config(&cfg.to_toml()?)?;
@@ -90,21 +90,38 @@ pub fn train_sft(
         let mut prompts = Vec::with_capacity(problems.len());
         let mut responses = Vec::with_capacity(problems.len());
         for p in &problems {
-            let (a, b) = policy.encode_pair(&p.prompt, &p.solution)?;
+            let (a, b) = policy.encode_pair(p)?;
             prompts.push(a);
             responses.push(b);
         }
-        let scored =
-            score(&policy.model, &prompts, &responses, pad, ScoreOptions { grad: true, ..Default::default() })?;
-        let ntok = scored.mask.sum_all()?.to_scalar::<f32>()? as f64;
-        let loss = (scored.logp.sum_all()? / (-ntok.max(1.0)))?;
-        let loss_v = loss.to_scalar::<f32>()? as f64;
+        // Token-mean NLL over the batch, accumulated over `micro_batches` chunks (each chunk's
+        // sum divided by the whole batch's token count, so the gradient is the batch's).
+        let ntok = responses.iter().map(|r| r.len()).sum::<usize>() as f64;
+        let n_micro = s.micro_batches.clamp(1, prompts.len().max(1));
+        let mut acc = None;
+        let mut loss_v = 0.0;
+        for c in 0..n_micro {
+            let (a, b) = (c * prompts.len() / n_micro, (c + 1) * prompts.len() / n_micro);
+            if a == b {
+                continue;
+            }
+            let opts = ScoreOptions { grad: true, ..Default::default() };
+            let scored = score(&policy.model, &prompts[a..b], &responses[a..b], pad, opts)?;
+            let loss = (scored.logp.sum_all()? / (-ntok.max(1.0)))?;
+            let lv = loss.to_scalar::<f32>()? as f64;
+            loss_v += lv;
+            if !lv.is_finite() {
+                break;
+            }
+            opt.accumulate(&mut acc, &policy.model.backward(&loss)?)?;
+        }
         let lr = sched.lr_at(step);
-        let (grad_norm, skipped) = if loss_v.is_finite() {
-            let info = opt.step(&policy.model.backward(&loss)?, lr, s.grad_clip)?;
-            (info.grad_norm, info.skipped)
-        } else {
-            (f64::NAN, true)
+        let (grad_norm, skipped) = match acc {
+            Some(grads) if loss_v.is_finite() => {
+                let info = opt.step(&grads, lr, s.grad_clip)?;
+                (info.grad_norm, info.skipped)
+            }
+            _ => (f64::NAN, true),
         };
         let tokens: usize = prompts.iter().chain(&responses).map(|x| x.len()).sum();
         tokens_total += tokens;

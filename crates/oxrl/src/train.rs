@@ -162,7 +162,7 @@ pub fn run_train(
         None => {
             policy = Policy::from_config(cfg, &device)?;
             for p in task.test_problems().iter().take(8).chain(std::iter::once(&task.train_problem(0))) {
-                policy.encode_pair(&p.prompt, &p.solution)?;
+                policy.encode_pair(p)?;
             }
             run = RunDir::create(out, &cfg.name)?;
             run.write_config(&cfg.to_toml()?)?;

@@ -77,7 +77,7 @@ pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result
     cfg.validate()?;
     let policy = Policy::from_config(cfg, &candle_core::Device::Cpu)?;
     let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
-    let mut opt = AdamW::new(policy.model.params.named_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
+    let mut opt = AdamW::new(policy.model.trainable_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
     let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0 };
     let models = Models { policy: &policy, reference: None, value: None };
     (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, 2, &mut state)).collect()
