@@ -76,6 +76,19 @@ impl LoraConfig {
         Ok(())
     }
 
+    /// Adapter parameters for a model: r·(in + out) per adapted projection and layer.
+    pub fn num_params(&self, model: &ModelConfig) -> Result<usize> {
+        let per_layer: usize = self
+            .modules()?
+            .iter()
+            .map(|m| {
+                let (i, o) = proj_dims(model, m);
+                self.rank * (i + o)
+            })
+            .sum();
+        Ok(per_layer * model.num_hidden_layers)
+    }
+
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank as f64
     }
