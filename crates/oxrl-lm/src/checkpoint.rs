@@ -78,9 +78,12 @@ pub fn save_with(
         }
         cfg.bos_token_id = tokenizer.bos_id().map(TokenIds::One);
         cfg.torch_dtype = crate::hf::torch_name(dtype).into();
+        if cfg.extra.contains_key("dtype") {
+            cfg.extra.insert("dtype".into(), serde_json::json!(cfg.torch_dtype));
+        }
         match (&model.lora, opts.merge_lora) {
             (Some(l), true) => {
-                l.merge_into(&model.cfg, &model.params)?.save_dir(tmp, dtype, opts.max_shard_bytes)?;
+                l.save_merged(&model.params, tmp, dtype, opts.max_shard_bytes)?;
                 let ad = tmp.join("adapter");
                 std::fs::create_dir_all(&ad)?;
                 l.save_peft(&ad, &l.base_model)?;
@@ -123,18 +126,12 @@ pub struct Loaded {
 }
 
 /// How to load a model directory.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LoadOptions {
     /// Compute dtype (None = f32 on CPU, bf16 on CUDA).
     pub dtype: Option<DType>,
     /// Seed of LoRA dropout masks for loaded adapters.
     pub seed: u64,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self { dtype: None, seed: 0 }
-    }
 }
 
 /// The default compute dtype of a device: f32 on CPU, bf16 on GPU.

@@ -190,7 +190,11 @@ impl ModelConfig {
 
     /// Fold transformers ≥ 5's `rope_parameters` (`rope_theta`, `rope_type`, scaling fields) into
     /// `rope_theta` / `rope_scaling`.
+    /// Also takes transformers ≥ 5's `dtype` as `torch_dtype`.
     pub fn normalize(&mut self) {
+        if let Some(d) = self.extra.get("dtype").and_then(|v| v.as_str()) {
+            self.torch_dtype = d.to_string();
+        }
         if let Some(p) = self.extra.get("rope_parameters").and_then(|v| v.as_object()).cloned() {
             if let Some(t) = p.get("rope_theta").and_then(|v| v.as_f64()) {
                 self.rope_theta = t;

@@ -67,41 +67,47 @@ pub fn read_weights(dir: &Path) -> Result<HashMap<String, Tensor>> {
 
 /// Write tensors as `model.safetensors`, or as `model-0000k-of-0000n.safetensors` shards plus
 /// `model.safetensors.index.json` when they exceed `max_shard_bytes` (0 = never shard), in
-/// `dtype`. Files are written to temporary names and renamed.
+/// `dtype`. `tensors` lists names and element counts; `get` produces each tensor when its shard
+/// is written, so only one shard's converted tensors are in memory at a time (a merged LoRA
+/// model is merged tensor by tensor). Files are written to temporary names and renamed.
 pub fn write_weights(
     dir: &Path,
-    tensors: &BTreeMap<String, Tensor>,
+    tensors: &[(String, usize)],
+    get: impl Fn(&str) -> Result<Tensor>,
     dtype: DType,
     max_shard_bytes: usize,
 ) -> Result<()> {
-    let mut shards: Vec<Vec<(&String, Tensor)>> = vec![vec![]];
-    let mut size = 0usize;
-    let mut total = 0usize;
-    for (name, t) in tensors {
-        let t = t.to_dtype(dtype)?.to_device(&Device::Cpu)?;
-        let bytes = t.elem_count() * dtype.size_in_bytes();
+    let mut plan: Vec<Vec<&str>> = vec![vec![]];
+    let (mut size, mut total) = (0usize, 0usize);
+    for (name, n) in tensors {
+        let bytes = n * dtype.size_in_bytes();
         if max_shard_bytes > 0 && size > 0 && size + bytes > max_shard_bytes {
-            shards.push(vec![]);
+            plan.push(vec![]);
             size = 0;
         }
         size += bytes;
         total += bytes;
-        shards.last_mut().unwrap().push((name, t));
+        plan.last_mut().unwrap().push(name);
     }
-    let save = |path: &Path, items: &[(&String, Tensor)]| -> Result<()> {
-        let map: HashMap<String, Tensor> = items.iter().map(|(n, t)| ((*n).clone(), t.clone())).collect();
+    let save = |path: &Path, names: &[&str]| -> Result<()> {
+        let mut map = HashMap::with_capacity(names.len());
+        for n in names {
+            // Detached: a tensor computed from variables (a merged LoRA weight) must not keep
+            // its inputs alive through the autograd graph while the shard is assembled.
+            map.insert(n.to_string(), get(n)?.detach().to_dtype(dtype)?.to_device(&Device::Cpu)?);
+        }
         crate::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
     };
-    if shards.len() == 1 {
-        return save(&dir.join("model.safetensors"), &shards[0]);
+    if plan.len() == 1 {
+        return save(&dir.join("model.safetensors"), &plan[0]);
     }
-    let n = shards.len();
+    let n = plan.len();
     let mut weight_map = serde_json::Map::new();
-    for (k, items) in shards.iter().enumerate() {
+    for (k, names) in plan.iter().enumerate() {
         let file = format!("model-{:05}-of-{:05}.safetensors", k + 1, n);
-        save(&dir.join(&file), items)?;
-        for (name, _) in items {
-            weight_map.insert((*name).clone(), serde_json::Value::String(file.clone()));
+        save(&dir.join(&file), names)?;
+        for name in names {
+            weight_map.insert(name.to_string(), serde_json::Value::String(file.clone()));
         }
     }
     let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});

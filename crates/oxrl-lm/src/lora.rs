@@ -64,7 +64,7 @@ impl LoraConfig {
         if self.rank == 0 {
             bail!("`rank` must be > 0");
         }
-        if !(self.alpha > 0.0) {
+        if self.alpha.is_nan() || self.alpha <= 0.0 {
             bail!("`alpha` must be > 0");
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -207,22 +207,37 @@ impl LoraStore {
         self.dropout_calls.store(step << 20, Ordering::Relaxed);
     }
 
-    /// Base weights with the adapters merged in: `W + (α/r)·B·A` for every adapted projection.
-    pub fn merge_into(&self, cfg: &ModelConfig, base: &ParamStore) -> Result<ParamStore> {
-        let mut tensors: HashMap<String, Tensor> =
-            base.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect();
-        for li in 0..cfg.num_hidden_layers {
-            for m in MODULES {
+    /// One base weight with its adapter merged in (`W + (α/r)·B·A`), or the weight itself.
+    pub fn merged_tensor(&self, base: &ParamStore, name: &str) -> Result<Tensor> {
+        let w = base.tensor(name)?.detach();
+        let Some(rest) = name.strip_prefix("model.layers.") else { return Ok(w) };
+        let Some((li, tail)) = rest.split_once('.') else { return Ok(w) };
+        let Ok(li) = li.parse::<usize>() else { return Ok(w) };
+        for m in MODULES {
+            if tail == format!("{}.{m}.weight", group(m)) {
                 if let Some(ad) = self.adapter(li, m)? {
-                    let name = format!("model.layers.{li}.{}.{m}.weight", group(m));
-                    let w = tensors.get(&name).with_context(|| format!("base has no `{name}`"))?;
-                    let delta = (ad.b.matmul(&ad.a)? * ad.scale)?.to_dtype(w.dtype())?;
-                    let merged = (w + delta)?;
-                    tensors.insert(name, merged);
+                    let delta = (ad.b.detach().matmul(&ad.a.detach())? * ad.scale)?.to_dtype(w.dtype())?;
+                    return Ok((w + delta)?);
                 }
             }
         }
+        Ok(w)
+    }
+
+    /// Base weights with the adapters merged in: `W + (α/r)·B·A` for every adapted projection.
+    pub fn merge_into(&self, cfg: &ModelConfig, base: &ParamStore) -> Result<ParamStore> {
+        let mut tensors = HashMap::new();
+        for (name, _) in base.named_vars() {
+            let t = self.merged_tensor(base, &name)?;
+            tensors.insert(name, t);
+        }
         ParamStore::from_tensors(cfg, tensors, base.dtype()?, &base.device)
+    }
+
+    /// Save the merged model's weights (merged tensor by tensor while writing; no full copy).
+    pub fn save_merged(&self, base: &ParamStore, dir: &Path, dtype: DType, max_shard_bytes: usize) -> Result<()> {
+        let list: Vec<(String, usize)> = base.named_vars().into_iter().map(|(k, v)| (k, v.elem_count())).collect();
+        crate::hf::write_weights(dir, &list, |n| self.merged_tensor(base, n), dtype, max_shard_bytes)
     }
 
     /// Write `adapter_config.json` and `adapter_model.safetensors` (PEFT layout) into `dir`.

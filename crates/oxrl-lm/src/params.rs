@@ -102,7 +102,7 @@ impl ParamStore {
         // some exporters write anyway are harmless.
         let mut unexpected: Vec<String> = tensors
             .into_keys()
-            .filter(|n| !n.ends_with("rotary_emb.inv_freq") && !(cfg.tie_word_embeddings && n == "lm_head.weight"))
+            .filter(|n| !(n.ends_with("rotary_emb.inv_freq") || cfg.tie_word_embeddings && n == "lm_head.weight"))
             .collect();
         if !unexpected.is_empty() {
             unexpected.sort();
@@ -136,9 +136,8 @@ impl ParamStore {
 
     /// Save as a Hugging Face weights set in `dtype`, sharded above `max_shard_bytes` (0 = one file).
     pub fn save_dir(&self, dir: &Path, dtype: DType, max_shard_bytes: usize) -> Result<()> {
-        let map: BTreeMap<String, Tensor> =
-            self.vars.iter().map(|(k, v)| (k.clone(), v.as_detached_tensor())).collect();
-        crate::hf::write_weights(dir, &map, dtype, max_shard_bytes)
+        let list: Vec<(String, usize)> = self.vars.iter().map(|(k, v)| (k.clone(), v.elem_count())).collect();
+        crate::hf::write_weights(dir, &list, |n| self.tensor(n).map(|t| t.detach()), dtype, max_shard_bytes)
     }
 
     /// The dtype of the parameters.

@@ -282,7 +282,7 @@ fn sliding_window_attention_sees_only_the_window() -> Result<()> {
     wc.max_window_layers = Some(0);
     let windowed = Transformer::new(wc, p)?;
     let seq: Vec<u32> = (0..11).map(|i| 10 + 7 * i % 90).collect();
-    let lw = logits(&windowed, &[seq.clone()], Mode::Train)?;
+    let lw = logits(&windowed, std::slice::from_ref(&seq), Mode::Train)?;
     // With one layer, position i under the window equals a full model on the last w tokens
     // (rotary attention depends only on relative positions).
     for i in 0..seq.len() {
@@ -293,7 +293,7 @@ fn sliding_window_attention_sees_only_the_window() -> Result<()> {
         assert!(worst < 1e-4, "position {i}: {worst}");
     }
     // Before the window fills, windowed == full.
-    let lf = logits(&full, &[seq.clone()], Mode::Train)?;
+    let lf = logits(&full, std::slice::from_ref(&seq), Mode::Train)?;
     assert_eq!(lw[0][..w].to_vec(), lf[0][..w].to_vec());
     assert_ne!(lw[0][w + 2], lf[0][w + 2]);
     // The KV-cache decoder applies the same window as the full forward.

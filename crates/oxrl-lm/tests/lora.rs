@@ -3,7 +3,7 @@
 //! checkpointed layers giving the same gradients as stored activations.
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use oxrl_lm::lora::{LoraConfig, LoraStore};
 use oxrl_lm::model::{attention_bias, positions, Mode};
 use oxrl_lm::scorer::{score, ScoreOptions};
@@ -117,7 +117,10 @@ fn merged_weights_reproduce_the_adapter_model() -> Result<()> {
         let plain = base(&c, DType::F32)?;
         let adapted = logits(&m, &rows(), Mode::Infer)?;
         assert!(max_diff(&adapted, &logits(&plain, &rows(), Mode::Infer)?)? > 1e-2, "{mt}: adapters changed nothing");
-        let merged = m.lora.as_ref().unwrap().merge_into(&c, &m.params)?;
+        let store = m.lora.as_ref().unwrap();
+        let q = store.merged_tensor(&m.params, "model.layers.1.self_attn.q_proj.weight")?;
+        assert!(!q.track_op(), "a merged weight must not keep the adapters' graph (and its temporaries) alive");
+        let merged = store.merge_into(&c, &m.params)?;
         let mm = Transformer::new(c.clone(), merged)?;
         let d = max_diff(&adapted, &logits(&mm, &rows(), Mode::Infer)?)?;
         assert!(d < 1e-4, "{mt}: merged differs by {d}");
@@ -230,7 +233,7 @@ fn gradient_checkpointing_gives_the_same_gradients() -> Result<()> {
         let (ga, gb) = (a.backward(&la)?, b.backward(&lb)?);
         let after = oxrl_lm::model::RECOMPUTED_LAYERS.load(std::sync::atomic::Ordering::Relaxed);
         assert!(after - before >= c.num_hidden_layers, "the checkpointed model recomputed no layer");
-        let (va, vb): (Vec<(String, Var)>, Vec<(String, Var)>) = (a.trainable_vars(), b.trainable_vars());
+        let (va, vb) = (a.trainable_vars(), b.trainable_vars());
         assert!(!va.is_empty());
         for ((n, x), (_, y)) in va.iter().zip(&vb) {
             let gx = ga.get(x.as_tensor()).unwrap_or_else(|| panic!("{n}: no gradient without checkpointing"));

@@ -66,7 +66,7 @@ pub struct ModelSection {
     pub lora: Option<oxrl_lm::lora::LoraConfig>,
     /// Recompute each layer's activations in the backward pass instead of keeping them.
     pub gradient_checkpointing: bool,
-    /// Dtype of saved checkpoints: "auto" (the compute dtype), "f32", "bf16", "f16".
+    /// Dtype of saved checkpoints: "auto" (the dtype the model came in), "f32", "bf16", "f16".
     pub save_dtype: String,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -110,13 +110,19 @@ impl ModelSection {
         }
     }
 
-    /// How checkpoints of this model are written.
-    pub fn save_options(&self, merge_lora: bool) -> Result<oxrl_lm::checkpoint::SaveOptions> {
+    /// How checkpoints of a model with config `model` are written: in `save_dtype`, where "auto" is
+    /// the dtype the model came in (`torch_dtype` of its config.json: bf16 for most Hugging Face
+    /// checkpoints, f32 for the built-in model); sharded at 2 GiB.
+    pub fn save_options(
+        &self,
+        model: &oxrl_lm::ModelConfig,
+        merge_lora: bool,
+    ) -> Result<oxrl_lm::checkpoint::SaveOptions> {
         let dtype = match self.save_dtype.as_str() {
-            "auto" => None,
+            "auto" => oxrl_lm::hf::parse_dtype(&model.torch_dtype).ok(),
             d => Some(oxrl_lm::hf::parse_dtype(d)?),
         };
-        Ok(oxrl_lm::checkpoint::SaveOptions { dtype, max_shard_bytes: 4 << 30, merge_lora })
+        Ok(oxrl_lm::checkpoint::SaveOptions { dtype, max_shard_bytes: 2 << 30, merge_lora })
     }
 
     pub fn model_config(&self, vocab_size: usize) -> oxrl_lm::ModelConfig {
@@ -711,6 +717,15 @@ mod tests {
             (&["train.libra_tau=0"][..], "train.libra_tau"),
             (&["train.libra_min_scale=2"][..], "train.libra_tau"),
             (&["train.calibrl_coef=-0.1"][..], "train.calibrl_coef"),
+            // real models
+            (&["train.micro_batches=0"][..], "train.micro_batches"),
+            (&["sft.micro_batches=0"][..], "sft.micro_batches"),
+            (&["model.dtype=f8"][..], "model.dtype"),
+            (&["model.save_dtype=int4"][..], "model.save_dtype"),
+            (&["model.chat=true"][..], "model.chat"),
+            (&["model.lora.rank=0"][..], "model.lora"),
+            (&["model.lora.target_modules=[\"qkv\"]"][..], "model.lora"),
+            (&["model.lora.dropout=1.5"][..], "model.lora"),
         ] {
             let e = err("", sets);
             assert!(e.contains(key), "{sets:?}: {e}");

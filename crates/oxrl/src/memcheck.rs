@@ -65,6 +65,12 @@ pub struct MemReport {
     pub tokens_per_step: f64,
 }
 
+/// Reset the peak-RSS counter (Linux `clear_refs` 5), so a later [`peak_rss_mib`] measures only
+/// what follows. Best effort: elsewhere the peak keeps counting from process start.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Peak resident memory of this process in MiB (Linux; 0 elsewhere).
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -115,6 +121,7 @@ max_new_tokens = 4
         data = data.display(),
     );
     let cfg = RunConfig::load_str("lora-memory.toml", &text, &[])?;
+    reset_peak_rss();
     let out = crate::train::run_train(&cfg, Some(&work.join("run")), None, None, quiet)?;
     let metrics = std::fs::read_to_string(out.run_dir.join("metrics.jsonl"))?;
     let rows: Vec<serde_json::Value> = metrics

@@ -52,7 +52,7 @@ pub fn run_sft(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<SftOu
 
 pub fn save_checkpoint(run: &RunDir, label: &str, policy: &Policy, cfg: &RunConfig, step: u64) -> Result<()> {
     let meta = json!({"task": cfg.task, "step": step, "seed": cfg.seed, "run": cfg.name});
-    let opts = cfg.model.save_options(true)?;
+    let opts = cfg.model.save_options(&policy.model.cfg, true)?;
     let dir = run.checkpoint_dir(label);
     oxrl_lm::checkpoint::save_with(&dir, &policy.model, policy.tokenizer.as_ref(), meta, &opts, |_| Ok(()))
 }

@@ -82,7 +82,7 @@ fn save_train_checkpoint(
     let meta = json!({"task": cfg.task, "step": saved.state.step, "seed": cfg.seed, "run": cfg.name});
     let label = format!("step-{}", saved.state.step);
     // Resumable checkpoints of a LoRA run hold only the adapters (the base is the model path).
-    let opts = cfg.model.save_options(false)?;
+    let opts = cfg.model.save_options(&policy.model.cfg, false)?;
     let dir = run.checkpoint_dir(&label);
     oxrl_lm::checkpoint::save_with(&dir, &policy.model, policy.tokenizer.as_ref(), meta, &opts, |tmp| {
         let st = opt.state_tensors()?;

@@ -246,3 +246,34 @@ fn micro_batches_accumulate_to_the_whole_minibatch_update() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_hf_lora_example_runs_on_a_hf_directory() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let base = qwen2_model(d.path())?;
+    let sets: Vec<String> = [
+        format!("model.path={}", base.display()),
+        format!("task.train={}", repo("oxrl-tasks/tests/fixtures/chat.parquet").display()),
+        "sft.steps=2".into(),
+        "train.steps=1".into(),
+        "train.prompts_per_step=1".into(),
+        "train.group_size=2".into(),
+        "train.micro_batches=1".into(),
+        "train.max_new_tokens=4".into(),
+        "eval.max_problems=1".into(),
+        "eval.max_new_tokens=4".into(),
+    ]
+    .into();
+    let cfg = RunConfig::load(Some(&repo("../examples/hf-lora.toml")), &sets)?;
+    assert!(cfg.model.lora.is_some() && cfg.model.chat);
+    let out = run_train(&cfg, Some(&d.path().join("run")), None, None, true)?;
+    let fin = out.run_dir.join("checkpoints/final");
+    let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fin.join("config.json"))?)?;
+    assert_eq!(c["torch_dtype"], "bfloat16", "save_dtype = bf16");
+    let tc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fin.join("tokenizer_config.json"))?)?;
+    assert!(tc["chat_template"].is_string());
+    // The merged bf16 checkpoint loads back and generates through its template.
+    let l = oxrl_lm::checkpoint::load(&fin, &candle_core::Device::Cpu)?;
+    assert!(l.tokenizer.chat().is_some() && l.manifest.system_prompt.is_some());
+    Ok(())
+}
