@@ -70,6 +70,13 @@ enum Command {
         json: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Render prompts through the model's chat template (checkpoints trained with
+        /// `model.chat` already do).
+        #[arg(long)]
+        chat: bool,
+        /// System message for --chat.
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
     },
     /// Generate a completion from a model directory (Hugging Face layout) or oxrl checkpoint.
     Generate {
@@ -193,24 +200,39 @@ fn run(cli: Cli) -> Result<()> {
                 println!("after RL:  greedy accuracy {:.1}%, {}", 100.0 * after.accuracy, pk(after));
             }
         }
-        Command::Eval { checkpoint, task, k, sets, json, seed } => {
+        Command::Eval { checkpoint, task, k, sets, json, seed, chat, system } => {
             let dir = resolve_checkpoint(&checkpoint)?;
             let device = oxrl_lm::default_device();
-            let policy = Policy::load(&dir, &device)?;
+            let mut policy = Policy::load(&dir, &device)?;
+            if chat {
+                policy.tokenizer.set_chat(true, system).context("--chat")?;
+            }
             // The checkpoint's own task settings when it was trained on this task.
             let manifest: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.join("oxrl.json")).unwrap_or_else(|_| "{}".into()))
                     .context("reading oxrl.json")?;
+            let is_dataset = matches!(task.as_str(), "jsonl" | "dataset");
             let task_cfg = match TaskConfig::deserialize(&manifest["meta"]["task"]) {
-                Ok(t) if t.name() == task => t,
-                _ => TaskConfig::from_name(&task)?,
+                Ok(t) if t.name() == task || (is_dataset && t.name() == "jsonl") => Some(t),
+                // A dataset has no defaults: its file comes from --set task.train=FILE.
+                _ if is_dataset => None,
+                _ => Some(TaskConfig::from_name(&task)?),
             };
-            let mut cfg = RunConfig { task: task_cfg, ..Default::default() };
+            if task_cfg.is_none() && !sets.iter().any(|s| s.starts_with("task.train=")) {
+                bail!("--task {task} needs the data file: --set task.train=FILE (JSONL or Parquet)");
+            }
+            let mut cfg = RunConfig { task: task_cfg.clone().unwrap_or_default(), ..Default::default() };
             if let Some(k) = k {
                 cfg.eval.k = k;
             }
             if !sets.is_empty() {
                 let mut table: toml::Table = toml::from_str(&cfg.to_toml()?)?;
+                if task_cfg.is_none() {
+                    table.insert(
+                        "task".into(),
+                        toml::Value::Table(toml::Table::from_iter([("name".to_string(), "jsonl".into())])),
+                    );
+                }
                 for s in &sets {
                     if !(s.starts_with("task.") || s.starts_with("eval.")) {
                         bail!("--set `{s}`: eval accepts only task.* and eval.* keys");

@@ -185,6 +185,22 @@ fn lora_post_training_of_a_hf_checkpoint_saves_merged_and_adapter_and_resumes_ex
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-4, "adapter-only and merged checkpoints differ by {worst}");
 
+    // `oxrl eval` on the run with a dataset task (the data file given with --set).
+    let o = oxrl()
+        .args(["--quiet", "eval", "--checkpoint"])
+        .arg(&run)
+        .args(["--task", "dataset", "--k", "1", "--json"])
+        .arg("--set")
+        .arg(format!("task.train={}", repo("oxrl-tasks/tests/fixtures/chat.parquet").display()))
+        .args(["--set", "task.messages_field=messages", "--set", "eval.max_new_tokens=8"])
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert!(e["accuracy"].is_number() && e["num_problems"].as_u64() > Some(0), "{e}");
+    // The run's checkpoint remembers its data; a plain HF directory needs the file named.
+    let o = oxrl().args(["eval", "--checkpoint"]).arg(&base).args(["--task", "dataset"]).output()?;
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("task.train="));
+
     // Killed after step 2 and resumed from the adapter-only checkpoint: identical metrics.
     let k = d.path().join("killed");
     run_train(&cfg, Some(&k), None, Some(2), true)?;
