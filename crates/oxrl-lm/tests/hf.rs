@@ -166,6 +166,10 @@ fn sharded_bf16_checkpoints_round_trip() -> Result<()> {
         let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("config.json"))?)?;
         assert_eq!(cfg_json["torch_dtype"], "bfloat16");
         assert_eq!(cfg_json["model_type"], model_type);
+        // transformers reads `head_dim: null` as a real value and fails; unset keys are omitted.
+        for (k, v) in cfg_json.as_object().unwrap() {
+            assert!(!v.is_null() || k == "pad_token_id", "{model_type}: config.json has `{k}: null`");
+        }
         let tc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("tokenizer_config.json"))?)?;
         assert!(tc["chat_template"].as_str().unwrap().contains("im_start"));
         // Stored as bf16 on disk.
