@@ -300,6 +300,19 @@ pub struct TrainConfig {
     /// SELF: decode every drawn prompt greedily first and train only on prompts whose greedy
     /// answer is wrong; a step where every greedy answer is right is skipped.
     pub self_filter: bool,
+    /// DPH-RL: mass-covering divergence to a rehearsal set sampled once from the initial policy:
+    /// "none" | "fkl" (forward KL, k3) | "fkl_k1" | "js" | "alpha".
+    pub dph_divergence: String,
+    /// η, the divergence term's coefficient.
+    pub dph_coef: f64,
+    /// α of the α-divergence, in (0, 1).
+    pub dph_alpha: f64,
+    /// Training prompts probed with the initial policy to build the rehearsal set.
+    pub dph_probe_prompts: usize,
+    /// Samples per probed prompt.
+    pub dph_probe_samples: usize,
+    /// Rehearsal responses per optimiser step.
+    pub dph_batch: usize,
     /// SELF's negative-interference measurement every N steps (0 = off): held-out solution
     /// likelihoods before vs after the update (`interference_*`, `winner_take_all` metrics).
     pub interference_every: u64,
@@ -387,6 +400,12 @@ impl Default for TrainConfig {
             libra_min_scale: 0.0,
             calibrl_coef: 0.0,
             self_filter: false,
+            dph_divergence: "none".into(),
+            dph_coef: 0.05,
+            dph_alpha: 0.2,
+            dph_probe_prompts: 64,
+            dph_probe_samples: 4,
+            dph_batch: 16,
             interference_every: 0,
             interference_probes: 32,
             dynamic_sampling: false,
@@ -561,6 +580,11 @@ impl RunConfig {
         if t.libra_tau <= 0.0 || !(0.0..=1.0).contains(&t.libra_min_scale) {
             err("libra_tau", "libra_tau must be > 0 and libra_min_scale in [0, 1]".into())?;
         }
+        oxrl_core::regularizer::dph::Divergence::parse(&t.dph_divergence, t.dph_alpha)
+            .map_err(|e| anyhow!("key `train.dph_divergence`: {e}"))?;
+        if t.dph_coef < 0.0 || t.dph_probe_prompts == 0 || t.dph_probe_samples == 0 || t.dph_batch == 0 {
+            err("dph_coef", "dph_coef must be >= 0 and dph_probe_prompts, dph_probe_samples, dph_batch > 0".into())?;
+        }
         if t.calibrl_coef < 0.0 {
             err("calibrl_coef", format!("must be >= 0 (got {})", t.calibrl_coef))?;
         }
@@ -717,6 +741,9 @@ mod tests {
             (&["train.libra_tau=0"][..], "train.libra_tau"),
             (&["train.libra_min_scale=2"][..], "train.libra_tau"),
             (&["train.calibrl_coef=-0.1"][..], "train.calibrl_coef"),
+            (&["train.dph_divergence=rkl"][..], "train.dph_divergence"),
+            (&["train.dph_divergence=alpha", "train.dph_alpha=1.5"][..], "train.dph_divergence"),
+            (&["train.dph_divergence=js", "train.dph_coef=-1"][..], "train.dph_coef"),
             // real models
             (&["train.micro_batches=0"][..], "train.micro_batches"),
             (&["sft.micro_batches=0"][..], "sft.micro_batches"),

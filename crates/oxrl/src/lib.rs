@@ -10,6 +10,7 @@ pub mod interference;
 pub mod memcheck;
 pub mod plots;
 pub mod policy;
+pub mod rehearsal;
 pub mod rl_step;
 pub mod run;
 pub mod runtime;

@@ -17,6 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput};
 use oxrl_core::loss::{aggregate, calibrl_guided, clipped_value_loss, pacs_loss, ppo_clip_loss, Pacs, PpoClip};
 use oxrl_core::optim::AdamW;
+use oxrl_core::regularizer::dph::dph_divergence;
 use oxrl_core::regularizer::{kl_estimate, AdaptiveKl};
 use oxrl_core::shaping::{group_is_informative, overlong_penalty, DynamicFilter};
 use oxrl_lm::sampler::{generate, Completion, Finish, SamplingParams};
@@ -42,6 +43,8 @@ pub struct Models<'a> {
     pub policy: &'a Policy,
     pub reference: Option<&'a Transformer>,
     pub value: Option<&'a ValueHead>,
+    /// DPH-RL's rehearsal set (sampled once from the initial policy).
+    pub rehearsal: Option<&'a crate::rehearsal::Rehearsal>,
 }
 
 /// One response of the rollout batch.
@@ -389,7 +392,9 @@ pub fn rl_step(
             vec![keep; lens[i]]
         })
         .collect();
-    for _epoch in 0..t.epochs {
+    let dph_div = oxrl_core::regularizer::dph::Divergence::parse(&t.dph_divergence, t.dph_alpha)?
+        .filter(|_| t.dph_coef > 0.0 && models.rehearsal.is_some());
+    for epoch in 0..t.epochs {
         for mb in 0..t.minibatches {
             let (g0, g1) = (mb * n_groups / t.minibatches, (mb + 1) * n_groups / t.minibatches);
             let mb_idx: Vec<usize> = (0..samples.len()).filter(|&i| (g0..g1).contains(&samples[i].group)).collect();
@@ -505,6 +510,26 @@ pub fn rl_step(
                 }
                 add("loss", lv);
                 opt.accumulate(&mut acc, &policy.model.backward(&(loss * frac)?)?)?;
+            }
+            // DPH-RL: η·agg(f(u)) on a rehearsal batch from π₀, u = π_θ/π₀ on π₀'s samples.
+            if let (Some(reh), Some(div), false) = (models.rehearsal, dph_div, bad) {
+                let items = reh.batch(cfg.seed, step_no, epoch * t.minibatches + mb, t.dph_batch);
+                let ps: Vec<Vec<u32>> = items.iter().map(|x| x.prompt.clone()).collect();
+                let rs: Vec<Vec<u32>> = items.iter().map(|x| x.response.clone()).collect();
+                let width = rs.iter().map(|r| r.len()).max().unwrap_or(0);
+                let lp0: Vec<&[f64]> = items.iter().map(|x| x.logp0.as_slice()).collect();
+                let sr = score(&policy.model, &ps, &rs, pad, ScoreOptions { grad: true, ..Default::default() })?;
+                let f = dph_divergence(&sr.logp, &pad_rows(&lp0, width, &dev)?, div)?;
+                let l = aggregate(&f, &sr.mask, t.loss_agg, agg_norm)?;
+                let lv = l.to_scalar::<f32>()? as f64;
+                if lv.is_finite() {
+                    add("dph_loss", lv);
+                    let ntok = sr.mask.sum_all()?.to_scalar::<f32>()? as f64;
+                    add("rehearsal_logp", (&sr.logp * &sr.mask)?.sum_all()?.to_scalar::<f32>()? as f64 / ntok.max(1.0));
+                    opt.accumulate(&mut acc, &policy.model.backward(&(l * t.dph_coef)?)?)?;
+                } else {
+                    bad = true;
+                }
             }
             if bad {
                 nan_skipped += 1;

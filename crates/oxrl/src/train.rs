@@ -157,7 +157,8 @@ pub fn run_train(
     let budget = if t.max_new_tokens > 0 { t.max_new_tokens } else { max_new_tokens(&cfg.eval, task.as_ref()) };
     let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0) && t.reference == "initial";
 
-    let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb);
+    let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal);
+    let dph_on = t.dph_divergence != "none" && t.dph_coef > 0.0;
     match resume {
         None => {
             policy = Policy::from_config(cfg, &device)?;
@@ -178,6 +179,14 @@ pub fn run_train(
                 if policy.model.lora.is_none() {
                     r.params.save(&run.path.join("reference.safetensors"))?;
                 }
+                Some(r)
+            } else {
+                None
+            };
+            rehearsal = if dph_on {
+                // DPH-RL's rehearsal set: sampled once from the starting policy, kept for resumes.
+                let r = crate::rehearsal::Rehearsal::build(&policy, task.as_ref(), cfg, budget)?;
+                r.save(&run.path.join("rehearsal.json"))?;
                 Some(r)
             } else {
                 None
@@ -214,6 +223,8 @@ pub fn run_train(
             } else {
                 None
             };
+            rehearsal =
+                if dph_on { Some(crate::rehearsal::Rehearsal::load(&run_dir.join("rehearsal.json"))?) } else { None };
             value = value_head(cfg, &policy, Some(&ck.join("value_head.safetensors")))?;
             opt = optimizer(cfg, &policy, value.as_ref())?;
             opt.load_state_tensors(&candle_core::safetensors::load(ck.join("optimizer.safetensors"), &device)?)?;
@@ -235,7 +246,12 @@ pub fn run_train(
     pb.set_position(saved.state.step);
     while saved.state.step < t.steps {
         let lr = sched.lr_at(saved.state.step);
-        let models = Models { policy: &policy, reference: reference.as_ref(), value: value.as_ref() };
+        let models = Models {
+            policy: &policy,
+            reference: reference.as_ref(),
+            value: value.as_ref(),
+            rehearsal: rehearsal.as_ref(),
+        };
         let rec = rl_step(cfg, task.as_ref(), estimator.as_ref(), &models, &mut opt, lr, budget, &mut saved.state)?;
         let step = saved.state.step;
         let scalars: Vec<(String, f64)> = rec.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();

@@ -189,3 +189,25 @@ fn cli_resume_refuses_config_changes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--resume continues a run"));
 }
+
+#[test]
+fn dph_rehearsal_set_is_saved_and_a_resumed_run_is_exact() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let mut c = tiny(5);
+    c.train.dph_divergence = "js".into();
+    c.train.dph_coef = 0.1;
+    c.train.dph_probe_prompts = 6;
+    c.train.dph_probe_samples = 2;
+    c.train.dph_batch = 4;
+    c.validate()?;
+    let a = run_train(&c, Some(&d.path().join("a")), None, None, true)?;
+    let reh = oxrl::rehearsal::Rehearsal::load(&a.run_dir.join("rehearsal.json"))?;
+    assert!(!reh.items.is_empty() && reh.probe_prompts == 6);
+    let m = metrics(&a.run_dir);
+    assert!(m.iter().filter(|v| v["phase"] == "rl").any(|v| v["dph_loss"].is_number()));
+    let k = d.path().join("k");
+    run_train(&c, Some(&k), None, Some(2), true)?;
+    run_train(&c, None, Some(&k), None, true)?;
+    assert_eq!(m, metrics(&k), "a resumed DPH-RL run must match the uninterrupted one");
+    Ok(())
+}

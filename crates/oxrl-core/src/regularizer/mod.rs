@@ -1,6 +1,7 @@
 //! Regularisers added to the policy loss or the reward.
 
 pub mod adaptive_kl;
+pub mod dph;
 pub mod kl;
 pub mod kl_bayes;
 

@@ -79,7 +79,12 @@ pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result
     let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
     let mut opt = AdamW::new(policy.model.trainable_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
     let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0 };
-    let models = Models { policy: &policy, reference: None, value: None };
+    let rehearsal = if cfg.train.dph_divergence != "none" {
+        Some(oxrl::rehearsal::Rehearsal::build(&policy, task, cfg, 2)?)
+    } else {
+        None
+    };
+    let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref() };
     (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, 2, &mut state)).collect()
 }
 
