@@ -2,6 +2,22 @@
 
 use std::collections::HashMap;
 
+/// Pearson correlation; 0 when either side is constant or there are fewer than two points.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
+    if vx <= 0.0 || vy <= 0.0 {
+        0.0
+    } else {
+        cov / (vx * vy).sqrt()
+    }
+}
+
 /// Unbiased pass@k estimator (Chen et al., "Evaluating Large Language Models Trained on Code",
 /// 2021): with n samples of which c are correct, pass@k = 1 − C(n−c, k) / C(n, k), computed as a
 /// numerically stable product. Requires k ≤ n.

@@ -313,6 +313,14 @@ pub struct TrainConfig {
     pub dph_probe_samples: usize,
     /// Rehearsal responses per optimiser step.
     pub dph_batch: usize,
+    /// VERL: λ of the effective-rank advantage shaping (0 = off).
+    pub verl_coef: f64,
+    /// VERL: temperature τ of the exploration weight σ(−ERA/τ).
+    pub verl_tau: f64,
+    /// VERL: prefix stride (tokens) of the effective-rank trajectory.
+    pub verl_stride: usize,
+    /// Log the hidden-state effective rank of the responses every N steps (0 = never).
+    pub effective_rank_every: u64,
     /// SELF's negative-interference measurement every N steps (0 = off): held-out solution
     /// likelihoods before vs after the update (`interference_*`, `winner_take_all` metrics).
     pub interference_every: u64,
@@ -406,6 +414,10 @@ impl Default for TrainConfig {
             dph_probe_prompts: 64,
             dph_probe_samples: 4,
             dph_batch: 16,
+            verl_coef: 0.0,
+            verl_tau: 0.05,
+            verl_stride: 4,
+            effective_rank_every: 1,
             interference_every: 0,
             interference_probes: 32,
             dynamic_sampling: false,
@@ -585,6 +597,9 @@ impl RunConfig {
         if t.dph_coef < 0.0 || t.dph_probe_prompts == 0 || t.dph_probe_samples == 0 || t.dph_batch == 0 {
             err("dph_coef", "dph_coef must be >= 0 and dph_probe_prompts, dph_probe_samples, dph_batch > 0".into())?;
         }
+        if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
+            err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
+        }
         if t.calibrl_coef < 0.0 {
             err("calibrl_coef", format!("must be >= 0 (got {})", t.calibrl_coef))?;
         }
@@ -742,6 +757,8 @@ mod tests {
             (&["train.libra_min_scale=2"][..], "train.libra_tau"),
             (&["train.calibrl_coef=-0.1"][..], "train.calibrl_coef"),
             (&["train.dph_divergence=rkl"][..], "train.dph_divergence"),
+            (&["train.verl_coef=-1"][..], "train.verl_coef"),
+            (&["train.verl_coef=0.1", "train.verl_tau=0"][..], "train.verl_coef"),
             (&["train.dph_divergence=alpha", "train.dph_alpha=1.5"][..], "train.dph_divergence"),
             (&["train.dph_divergence=js", "train.dph_coef=-1"][..], "train.dph_coef"),
             // real models

@@ -40,24 +40,8 @@ pub fn interference_metrics(before: &[f64], after: &[f64]) -> Map<String, Value>
         "interference_mean_drop".into(),
         json!(if drops.is_empty() { 0.0 } else { drops.iter().sum::<f64>() / drops.len() as f64 }),
     );
-    m.insert("winner_take_all".into(), json!(pearson(&base, &gain)));
+    m.insert("winner_take_all".into(), json!(oxrl_core::metrics::pearson(&base, &gain)));
     m
-}
-
-/// Pearson correlation; 0 when either side is constant.
-fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len() as f64;
-    if x.len() < 2 {
-        return 0.0;
-    }
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
-    if vx <= 0.0 || vy <= 0.0 {
-        0.0
-    } else {
-        cov / (vx * vy).sqrt()
-    }
 }
 
 #[cfg(test)]
@@ -78,6 +62,6 @@ mod tests {
         let m = interference_metrics(&[-0.5, -1.0, -3.0], &[-0.2, -0.8, -2.95]);
         assert!(m["winner_take_all"].as_f64().unwrap() > 0.9);
         assert_eq!(m["interference_frac"], json!(0.0));
-        assert_eq!(pearson(&[1.0, 1.0], &[0.0, 2.0]), 0.0);
+        assert_eq!(oxrl_core::metrics::pearson(&[1.0, 1.0], &[0.0, 2.0]), 0.0);
     }
 }

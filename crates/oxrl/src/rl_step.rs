@@ -80,28 +80,50 @@ fn rows_of(t: &Tensor, lens: &[usize]) -> Result<Vec<Vec<f64>>> {
 /// Per response, per token.
 type TokenRows = Vec<Vec<f64>>;
 
-/// Per-token (old log-prob, entropy, value) of every sample under `model`, in chunks.
+/// Effective-rank statistics of one response's hidden states: (ER, ERV, ERA).
+type ErStats = (f64, f64, f64);
+
+/// Per-token (old log-prob, entropy, value) of every sample under `model`, in chunks; with
+/// `er_stride`, also each response's hidden-state effective rank and its velocity/acceleration
+/// over prefixes at that stride (0 = the final ER only).
 fn score_all(
     model: &Transformer,
     value: Option<&ValueHead>,
     samples: &[Sample],
     pad: u32,
     temperature: f64,
-) -> Result<(TokenRows, TokenRows, Option<TokenRows>)> {
-    let (mut logp, mut ent, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    er_stride: Option<usize>,
+) -> Result<(TokenRows, TokenRows, Option<TokenRows>, Option<Vec<ErStats>>)> {
+    use oxrl_core::diagnostics::effective_rank as erk;
+    let (mut logp, mut ent, mut vals, mut ers) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for chunk in samples.chunks(SCORE_CHUNK) {
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| s.prompt.clone()).collect();
         let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
         let lens: Vec<usize> = resp.iter().map(|r| r.len()).collect();
-        let opts = ScoreOptions { grad: false, temperature, hidden: value.is_some(), top_k: 0 };
+        let hidden = value.is_some() || er_stride.is_some();
+        let opts = ScoreOptions { grad: false, temperature, hidden, top_k: 0 };
         let s = score(model, &prompts, &resp, pad, opts)?;
         logp.extend(rows_of(&s.logp, &lens)?);
         ent.extend(rows_of(&s.entropy, &lens)?);
         if let (Some(v), Some(h)) = (value, &s.hidden) {
             vals.extend(rows_of(&v.forward(h)?, &lens)?);
         }
+        if let (Some(stride), Some(h)) = (er_stride, &s.hidden) {
+            let d = h.dim(2)?;
+            let hv = h.to_dtype(DType::F64)?.to_vec3::<f64>()?;
+            for (rows, &n) in hv.iter().zip(&lens) {
+                let flat: Vec<f64> = rows[..n].concat();
+                ers.push(if stride == 0 {
+                    (erk::effective_rank(&flat, n, d), 0.0, 0.0)
+                } else {
+                    let traj = erk::er_trajectory(&flat, n, d, stride);
+                    let (v, a) = erk::velocity_acceleration(&traj);
+                    (traj.last().copied().unwrap_or(0.0), v, a)
+                });
+            }
+        }
     }
-    Ok((logp, ent, value.map(|_| vals)))
+    Ok((logp, ent, value.map(|_| vals), er_stride.map(|_| ers)))
 }
 
 fn mean(x: impl Iterator<Item = f64>) -> f64 {
@@ -280,10 +302,25 @@ pub fn rl_step(
     // 2. Score the rollouts without gradients: old log-probs (the PPO anchor), entropies, values,
     //    and the reference log-probs when a KL term needs them.
     let t_score = Instant::now();
-    let (logp_old, entropy, values_old) = score_all(&policy.model, models.value, &samples, pad, t.temperature)?;
+    let er_stride = if t.verl_coef > 0.0 {
+        Some(t.verl_stride)
+    } else if t.effective_rank_every > 0 && step_no.is_multiple_of(t.effective_rank_every) {
+        Some(0)
+    } else {
+        None
+    };
+    let (logp_old, entropy, values_old, er_stats) =
+        score_all(&policy.model, models.value, &samples, pad, t.temperature, er_stride)?;
+    if let Some(e) = &er_stats {
+        m.insert("effective_rank".into(), json!(mean(e.iter().map(|x| x.0))));
+        if t.verl_coef > 0.0 {
+            m.insert("erv".into(), json!(mean(e.iter().map(|x| x.1))));
+            m.insert("era".into(), json!(mean(e.iter().map(|x| x.2))));
+        }
+    }
     let need_ref = t.kl_coef > 0.0 || t.kl_target > 0.0;
     let logp_ref = match (need_ref, models.reference) {
-        (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature)?.0),
+        (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature, None)?.0),
         _ => None,
     };
     let diffs: Vec<f64> = samples
@@ -357,6 +394,19 @@ pub fn rl_step(
     })?;
     m.insert("advantage_abs_mean".into(), json!(mean(adv.advantages.iter().flatten().map(|a| a.abs()))));
     // Per-response advantages by sign (response-level estimators broadcast one value per response).
+    let mut adv = adv;
+    if let (true, Some(e)) = (t.verl_coef > 0.0, &er_stats) {
+        // VERL: effective-rank shaping on top of the estimator's advantages.
+        let mean_adv: Vec<f64> = adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
+        let (er, erv): (Vec<f64>, Vec<f64>) = e.iter().map(|x| (x.0, x.1)).unzip();
+        let era = mean(e.iter().map(|x| x.2));
+        let (bonus, w_e) = oxrl_core::advantage::verl::verl_bonus(&mean_adv, &er, &erv, era, t.verl_coef, t.verl_tau);
+        oxrl_core::advantage::verl::apply(&mut adv.advantages, &bonus);
+        m.insert("verl_bonus_abs_mean".into(), json!(mean(bonus.iter().map(|b| b.abs()))));
+        m.insert("verl_explore_weight".into(), json!(w_e));
+        let corr = oxrl_core::metrics::pearson(&bonus, &er);
+        m.insert("verl_bonus_er_corr".into(), json!(if corr.is_finite() { corr } else { 0.0 }));
+    }
     let per_resp: Vec<f64> = adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
     m.insert("advantage_pos_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a > 0.0))));
     m.insert("advantage_neg_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a < 0.0))));

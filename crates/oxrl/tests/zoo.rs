@@ -229,3 +229,44 @@ fn dph_rl_preserves_the_initial_policys_mass() -> Result<()> {
     }
     Ok(())
 }
+
+/// VERL (2025): the effective-rank bonus is added on top of GRPO's advantages — following ER's
+/// z-score while the exploration weight dominates, never flipping an advantage's sign — and the
+/// hidden-state effective rank is logged every step; λ = 0 is GRPO.
+#[test]
+fn verl_shapes_advantages_by_effective_rank() -> Result<()> {
+    let mut base = bandit_config("grpo");
+    base.train.max_new_tokens = 6;
+    let grpo = run_bandit(&base, 3, 3e-3)?;
+    assert!(grpo.iter().all(|m| m["effective_rank"].as_f64().is_some_and(|e| e >= 1.0)), "ER is logged every step");
+    let mut zero = base.clone();
+    zero.train.verl_coef = 0.0;
+    let z = run_bandit(&zero, 3, 3e-3)?;
+    for (a, b) in grpo.iter().zip(&z) {
+        assert_eq!(a["grad_norm"], b["grad_norm"]);
+    }
+    let mut v = base.clone();
+    v.train.verl_coef = 0.5;
+    v.train.verl_stride = 2;
+    let run = run_bandit(&v, 20, 3e-3)?;
+    // The bonus follows the hidden-state spread: positively correlated with ER whenever the
+    // exploration weight is at least one half (all steps here: the 6-token responses are too
+    // short for an acceleration, ERA = 0 ⇒ w = ½).
+    let considered: Vec<f64> = run
+        .iter()
+        .filter(|m| {
+            m["verl_explore_weight"].as_f64().unwrap() >= 0.5 && m["verl_bonus_abs_mean"].as_f64().unwrap() > 0.0
+        })
+        .map(|m| m["verl_bonus_er_corr"].as_f64().unwrap())
+        .collect();
+    assert!(considered.len() >= 15, "{considered:?}");
+    let positive = considered.iter().filter(|&&c| c > 0.0).count();
+    assert!(positive * 4 >= considered.len() * 3, "bonus–ER correlation mostly positive: {considered:?}");
+    // The shaped advantages change the update relative to GRPO's on the same first rollouts.
+    // (Whether the effective rank then stays above GRPO's is not consistent on this 6-token
+    // bandit — λ = 0.5: 1.47 vs 1.43 over steps 10-20, λ = 2: 1.39 vs 1.43 — so it is reported,
+    // not asserted.)
+    assert_eq!(run[0]["reward_mean"], grpo[0]["reward_mean"]);
+    assert_ne!(run[0]["grad_norm"], grpo[0]["grad_norm"]);
+    Ok(())
+}

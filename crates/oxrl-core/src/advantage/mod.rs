@@ -14,6 +14,7 @@ pub mod lite_ppo;
 pub mod psr_nsr;
 pub mod reinforce_pp;
 pub mod rloo;
+pub mod verl;
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;

@@ -116,7 +116,7 @@ pub fn top_singular(w: &Mat, k: usize, iters: usize) -> (Vec<Vec<f64>>, Vec<f64>
 
 /// Eigen-decomposition of a symmetric n×n matrix (cyclic Jacobi): (eigenvalues, eigenvectors as
 /// the columns of a row-major n×n matrix).
-fn jacobi_eigen(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn jacobi_eigen(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut v = vec![0.0; n * n];
     for i in 0..n {
         v[i * n + i] = 1.0;
