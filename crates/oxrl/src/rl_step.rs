@@ -83,6 +83,9 @@ type TokenRows = Vec<Vec<f64>>;
 /// Effective-rank statistics of one response's hidden states: (ER, ERV, ERA).
 type ErStats = (f64, f64, f64);
 
+/// What [`score_all`] returns: old log-probs, entropies, values, effective-rank statistics.
+type ScoredRows = (TokenRows, TokenRows, Option<TokenRows>, Option<Vec<ErStats>>);
+
 /// Per-token (old log-prob, entropy, value) of every sample under `model`, in chunks; with
 /// `er_stride`, also each response's hidden-state effective rank and its velocity/acceleration
 /// over prefixes at that stride (0 = the final ER only).
@@ -93,7 +96,7 @@ fn score_all(
     pad: u32,
     temperature: f64,
     er_stride: Option<usize>,
-) -> Result<(TokenRows, TokenRows, Option<TokenRows>, Option<Vec<ErStats>>)> {
+) -> Result<ScoredRows> {
     use oxrl_core::diagnostics::effective_rank as erk;
     let (mut logp, mut ent, mut vals, mut ers) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for chunk in samples.chunks(SCORE_CHUNK) {
