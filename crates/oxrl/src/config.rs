@@ -321,6 +321,12 @@ pub struct TrainConfig {
     pub verl_stride: usize,
     /// Log the hidden-state effective rank of the responses every N steps (0 = never).
     pub effective_rank_every: u64,
+    /// PIPO: η of the update-verification loss scale 1 + η·tanh(Δ/s) (0 = off).
+    pub pipo_coef: f64,
+    /// PIPO: sliding-window length W of the reward baseline.
+    pub pipo_window: usize,
+    /// PIPO: reward-difference scale s.
+    pub pipo_scale: f64,
     /// SELF's negative-interference measurement every N steps (0 = off): held-out solution
     /// likelihoods before vs after the update (`interference_*`, `winner_take_all` metrics).
     pub interference_every: u64,
@@ -418,6 +424,9 @@ impl Default for TrainConfig {
             verl_tau: 0.05,
             verl_stride: 4,
             effective_rank_every: 1,
+            pipo_coef: 0.0,
+            pipo_window: 5,
+            pipo_scale: 0.1,
             interference_every: 0,
             interference_probes: 32,
             dynamic_sampling: false,
@@ -600,6 +609,9 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if t.pipo_coef < 0.0 || t.pipo_window == 0 || t.pipo_scale <= 0.0 {
+            err("pipo_coef", "pipo_coef must be >= 0, pipo_window > 0 and pipo_scale > 0".into())?;
+        }
         if t.calibrl_coef < 0.0 {
             err("calibrl_coef", format!("must be >= 0 (got {})", t.calibrl_coef))?;
         }
@@ -758,6 +770,7 @@ mod tests {
             (&["train.calibrl_coef=-0.1"][..], "train.calibrl_coef"),
             (&["train.dph_divergence=rkl"][..], "train.dph_divergence"),
             (&["train.verl_coef=-1"][..], "train.verl_coef"),
+            (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),
             (&["train.verl_coef=0.1", "train.verl_tau=0"][..], "train.verl_coef"),
             (&["train.dph_divergence=alpha", "train.dph_alpha=1.5"][..], "train.dph_divergence"),
             (&["train.dph_divergence=js", "train.dph_coef=-1"][..], "train.dph_coef"),

@@ -37,6 +37,9 @@ pub struct TrainState {
     pub cursor: u64,
     /// Current KL coefficient (changes with an adaptive controller).
     pub kl_coef: f64,
+    /// PIPO: the last batch mean rewards (its sliding-window baseline).
+    #[serde(default)]
+    pub reward_history: Vec<f64>,
 }
 
 pub struct Models<'a> {
@@ -273,6 +276,17 @@ pub fn rl_step(
     m.insert("step".into(), json!(step_no));
     m.insert("reward_mean".into(), json!(mean(drawn_rewards.iter().copied())));
     let rm = mean(drawn_rewards.iter().copied());
+    // PIPO: verify the previous update by this batch's mean reward against the window baseline.
+    let pipo = if t.pipo_coef > 0.0 {
+        let (delta, scale) =
+            oxrl_core::loss::pipo::pipo_scale(&state.reward_history, rm, t.pipo_window, t.pipo_coef, t.pipo_scale);
+        oxrl_core::loss::pipo::push_history(&mut state.reward_history, rm, t.pipo_window);
+        m.insert("pipo_delta".into(), json!(delta));
+        m.insert("pipo_scale".into(), json!(scale));
+        scale
+    } else {
+        1.0
+    };
     m.insert("reward_std".into(), json!(mean(drawn_rewards.iter().map(|r| (r - rm) * (r - rm))).sqrt()));
     m.insert("accuracy".into(), json!(drawn_correct as f64 / drawn_rewards.len().max(1) as f64));
     m.insert("zero_variance_groups".into(), json!(zero_var_groups as f64 / groups_drawn.max(1) as f64));
@@ -517,7 +531,7 @@ pub fn rl_step(
                     aggregate(&pg, &mask, t.loss_agg, agg_norm)?
                 };
                 add("policy_loss", pg.to_scalar::<f32>()? as f64);
-                let mut loss = pg;
+                let mut loss = if pipo != 1.0 { (pg * pipo)? } else { pg };
                 if let (Some(lref), false, true) = (&logp_ref, kl_in_reward, state.kl_coef > 0.0) {
                     let kl =
                         aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;

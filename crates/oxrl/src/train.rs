@@ -197,7 +197,7 @@ pub fn run_train(
             run.log(&json!({"phase": "rl", "step": 0, "eval": before}))?;
             tb.scalars(0, &eval_scalars(&before))?;
             saved = SavedState {
-                state: TrainState { step: 0, cursor: 0, kl_coef: t.kl_coef },
+                state: TrainState { step: 0, cursor: 0, kl_coef: t.kl_coef, reward_history: vec![] },
                 before,
                 rng: json!({"seed": cfg.seed, "stream": "rollout", "step": 0}),
             };

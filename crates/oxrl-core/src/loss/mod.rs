@@ -3,6 +3,7 @@
 pub mod aggregation;
 pub mod calibrl;
 pub mod pacs;
+pub mod pipo;
 pub mod ppo_clip;
 pub mod value_loss;
 

@@ -78,7 +78,7 @@ pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result
     let policy = Policy::from_config(cfg, &candle_core::Device::Cpu)?;
     let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
     let mut opt = AdamW::new(policy.model.trainable_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
-    let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0 };
+    let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0, reward_history: vec![] };
     let rehearsal = if cfg.train.dph_divergence != "none" {
         Some(oxrl::rehearsal::Rehearsal::build(&policy, task, cfg, 2)?)
     } else {
