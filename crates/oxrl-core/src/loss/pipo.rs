@@ -43,7 +43,7 @@ mod tests {
         assert!((d - 0.2).abs() < 1e-12 && up > 1.0);
         assert!((up - (1.0 + 0.5 * 2f64.tanh())).abs() < 1e-12);
         let (d, down) = pipo_scale(&[0.2, 0.4], 0.1, 2, 0.5, 0.1);
-        assert!(d < 0.0 && down < 1.0 && down >= 0.0);
+        assert!(d < 0.0 && (0.0..1.0).contains(&down));
         // Window 1 is the one-step difference; only the last W values count.
         assert!((pipo_scale(&[9.0, 0.3], 0.5, 1, 1.0, 0.1).0 - 0.2).abs() < 1e-12);
         // Never negative, even for a large η.
