@@ -27,6 +27,10 @@ pub struct JsonlConfig {
     /// Field holding a chat conversation (a list of `{role, content}`) instead of a prompt.
     #[serde(default)]
     pub messages_field: Option<String>,
+    /// Field naming each row's task in multi-task data (kept as `meta.task`; TMN-Reweight
+    /// normalises rewards per task).
+    #[serde(default)]
+    pub task_field: Option<String>,
     /// Field holding a worked solution for SFT; without it the demonstration is `answer: <answer>`.
     #[serde(default)]
     pub solution_field: Option<String>,
@@ -136,6 +140,15 @@ pub fn read_problems(path: &Path, cfg: &JsonlConfig) -> Result<Vec<Problem>> {
             Some(f) => field(f, true)?.unwrap(),
             None => demo.unwrap_or_else(|| format!("answer: {answer}")),
         };
+        if let Some(tf) = &cfg.task_field {
+            let name = field(tf, true)?.unwrap();
+            match &mut meta {
+                serde_json::Value::Object(o) => {
+                    o.insert("task".into(), serde_json::Value::String(name));
+                }
+                _ => meta = serde_json::json!({"task": name}),
+            }
+        }
         out.push(Problem { id: out.len() as u64, prompt, answer, solution, meta });
     }
     if out.is_empty() {
@@ -294,6 +307,16 @@ mod tests {
         let c: JsonlConfig = serde_json::from_value(serde_json::json!({"train": f, "messages_field": "messages"}))?;
         let e = read_problems(&c.train, &c).unwrap_err().to_string();
         assert!(e.contains("chat.jsonl:2") && e.contains("`messages[0]` needs string `role` and `content`"), "{e}");
+        // A task field goes to meta.task, beside the messages.
+        std::fs::write(
+            &f,
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"answer\": 1, \"kind\": \"qa\"}\n",
+        )?;
+        let c: JsonlConfig = serde_json::from_value(
+            serde_json::json!({"train": f, "messages_field": "messages", "task_field": "kind"}),
+        )?;
+        let p = &read_problems(&c.train, &c)?[0];
+        assert_eq!((p.meta["task"].as_str(), p.meta["messages"][0]["content"].as_str()), (Some("qa"), Some("hi")));
         Ok(())
     }
 }

@@ -321,6 +321,9 @@ pub struct TrainConfig {
     pub verl_stride: usize,
     /// Log the hidden-state effective rank of the responses every N steps (0 = never).
     pub effective_rank_every: u64,
+    /// TMN-Reweight (`advantage = "tmn"`): floor of the difficulty-adaptive group weight in
+    /// [0, 1] (1 = no reweighting).
+    pub tmn_min_weight: f64,
     /// PIPO: η of the update-verification loss scale 1 + η·tanh(Δ/s) (0 = off).
     pub pipo_coef: f64,
     /// PIPO: sliding-window length W of the reward baseline.
@@ -359,6 +362,7 @@ impl TrainConfig {
             agrae_alpha: self.agrae_alpha,
             libra_tau: self.libra_tau,
             libra_min_scale: self.libra_min_scale,
+            tmn_min_weight: self.tmn_min_weight,
         }
     }
 }
@@ -424,6 +428,7 @@ impl Default for TrainConfig {
             verl_tau: 0.05,
             verl_stride: 4,
             effective_rank_every: 1,
+            tmn_min_weight: 0.25,
             pipo_coef: 0.0,
             pipo_window: 5,
             pipo_scale: 0.1,
@@ -609,6 +614,9 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if !(0.0..=1.0).contains(&t.tmn_min_weight) {
+            err("tmn_min_weight", format!("must be in [0, 1] (got {})", t.tmn_min_weight))?;
+        }
         if t.pipo_coef < 0.0 || t.pipo_window == 0 || t.pipo_scale <= 0.0 {
             err("pipo_coef", "pipo_coef must be >= 0, pipo_window > 0 and pipo_scale > 0".into())?;
         }
@@ -771,6 +779,7 @@ mod tests {
             (&["train.dph_divergence=rkl"][..], "train.dph_divergence"),
             (&["train.verl_coef=-1"][..], "train.verl_coef"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),
+            (&["train.advantage=tmn", "train.tmn_min_weight=2"][..], "train.tmn_min_weight"),
             (&["train.verl_coef=0.1", "train.verl_tau=0"][..], "train.verl_coef"),
             (&["train.dph_divergence=alpha", "train.dph_alpha=1.5"][..], "train.dph_divergence"),
             (&["train.dph_divergence=js", "train.dph_coef=-1"][..], "train.dph_coef"),

@@ -60,6 +60,8 @@ struct Sample {
     format_ok: bool,
     /// The task's reference solution (CalibRL's expert response).
     solution: String,
+    /// The problem's task name in multi-task data (`meta.task`).
+    task: Option<String>,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -251,6 +253,7 @@ pub fn rl_step(
                     correct: v.correct,
                     format_ok: v.format_ok,
                     solution: p.solution.clone(),
+                    task: p.meta.get("task").and_then(|v| v.as_str()).map(String::from),
                 });
             }
             groups_drawn += 1;
@@ -404,11 +407,37 @@ pub fn rl_step(
         })
         .collect();
     let group_ids: Vec<usize> = samples.iter().map(|s| s.group).collect();
+    // Task ids (multi-task data: the problem's `meta.task`), numbered in order of appearance.
+    let mut task_names: Vec<&str> = Vec::new();
+    let task_ids: Vec<usize> = samples
+        .iter()
+        .map(|s| {
+            let name = s.task.as_deref().unwrap_or("");
+            task_names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                task_names.push(name);
+                task_names.len() - 1
+            })
+        })
+        .collect();
     let adv = estimator.compute(&AdvantageInput {
         token_rewards: &token_rewards,
         groups: &group_ids,
         values: values_old.as_deref(),
+        tasks: Some(&task_ids),
     })?;
+    m.insert("tasks_in_batch".into(), json!(task_names.len()));
+    if task_names.len() > 1 {
+        for (k, name) in task_names.iter().enumerate() {
+            let per: Vec<f64> = adv
+                .advantages
+                .iter()
+                .zip(&task_ids)
+                .filter(|(_, &t)| t == k)
+                .map(|(a, _)| a.iter().map(|x| x.abs()).sum::<f64>() / a.len().max(1) as f64)
+                .collect();
+            m.insert(format!("advantage_abs_mean/{name}"), json!(mean(per.into_iter())));
+        }
+    }
     m.insert("advantage_abs_mean".into(), json!(mean(adv.advantages.iter().flatten().map(|a| a.abs()))));
     // Per-response advantages by sign (response-level estimators broadcast one value per response).
     let mut adv = adv;

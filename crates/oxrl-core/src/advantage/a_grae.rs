@@ -55,7 +55,8 @@ mod tests {
 
     fn run(r: &[f64], groups: &[usize], alpha: f64) -> Vec<f64> {
         let tr = outcome(r, &vec![2; r.len()]);
-        let out = AGrae { alpha }.compute(&AdvantageInput { token_rewards: &tr, groups, values: None }).unwrap();
+        let out =
+            AGrae { alpha }.compute(&AdvantageInput { token_rewards: &tr, groups, values: None, tasks: None }).unwrap();
         out.advantages.iter().map(|a| a[0]).collect()
     }
 

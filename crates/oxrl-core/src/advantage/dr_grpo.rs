@@ -30,7 +30,7 @@ mod tests {
         let r = [1.0, 0.0, 0.0, 1.0, 1.0];
         let tr = outcome(&r, &[2; 5]);
         let g = [0; 5];
-        let inp = AdvantageInput { token_rewards: &tr, groups: &g, values: None };
+        let inp = AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None };
         let a = DrGrpo.compute(&inp).unwrap().advantages;
         let p = 0.6;
         assert!((a[0][0] - (1.0 - p)).abs() < 1e-12 && (a[1][0] + p).abs() < 1e-12);

@@ -83,6 +83,6 @@ mod tests {
             assert!((x - y).abs() < 1e-12);
         }
         let tr = vec![vec![0.0, 1.0]];
-        assert!(g.compute(&AdvantageInput { token_rewards: &tr, groups: &[0], values: None }).is_err());
+        assert!(g.compute(&AdvantageInput { token_rewards: &tr, groups: &[0], values: None, tasks: None }).is_err());
     }
 }

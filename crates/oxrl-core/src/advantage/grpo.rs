@@ -35,7 +35,7 @@ mod tests {
 
     fn adv(r: &[f64], groups: &[usize]) -> Vec<f64> {
         let tr = outcome(r, &vec![3; r.len()]);
-        let out = Grpo.compute(&AdvantageInput { token_rewards: &tr, groups, values: None }).unwrap();
+        let out = Grpo.compute(&AdvantageInput { token_rewards: &tr, groups, values: None, tasks: None }).unwrap();
         out.advantages.iter().map(|a| a[0]).collect()
     }
 
@@ -66,7 +66,8 @@ mod tests {
         assert!((adv(&[0.7], &[4])[0] - 0.7 / (1.0 + EPS)).abs() < 1e-12);
         // broadcast to every token
         let tr = outcome(&[1.0, 0.0], &[2, 5]);
-        let out = Grpo.compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 0], values: None }).unwrap();
+        let out =
+            Grpo.compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 0], values: None, tasks: None }).unwrap();
         assert_eq!(out.advantages[1].len(), 5);
         assert!(out.advantages[1].iter().all(|&x| x == out.advantages[1][0]));
     }

@@ -50,7 +50,7 @@ mod tests {
         let tr = outcome(r, &vec![2; r.len()]);
         let g = vec![0; r.len()];
         let out = GuiLibra { tau, min_scale }
-            .compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None })
+            .compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None })
             .unwrap();
         out.advantages.iter().map(|a| a[0]).collect()
     }
@@ -80,7 +80,7 @@ mod tests {
         use super::super::Grpo;
         let tr = outcome(r, &vec![2; r.len()]);
         let g = vec![0; r.len()];
-        Grpo.compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None })
+        Grpo.compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None })
             .unwrap()
             .advantages
             .iter()

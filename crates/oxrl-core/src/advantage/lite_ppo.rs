@@ -38,7 +38,7 @@ mod tests {
         let g = [0, 0, 1, 1, 2, 2];
         let tr = outcome(&r, &[2; 6]);
         let a: Vec<f64> = LitePpo { centered_std: false }
-            .compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None })
+            .compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None })
             .unwrap()
             .advantages
             .iter()
@@ -52,7 +52,7 @@ mod tests {
         let r = [3.0, 1.0, 0.0, 2.0, 5.0, 5.0, 9.0];
         let g = [0, 0, 1, 1, 2, 2, 2];
         let tr = outcome(&r, &[1; 7]);
-        let inp = AdvantageInput { token_rewards: &tr, groups: &g, values: None };
+        let inp = AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None };
         let a = LitePpo { centered_std: false }.compute(&inp).unwrap().advantages;
         let d = super::super::DrGrpo.compute(&inp).unwrap().advantages;
         let ratios: Vec<f64> = a.iter().zip(&d).filter(|(_, y)| y[0].abs() > 1e-9).map(|(x, y)| x[0] / y[0]).collect();
@@ -60,7 +60,7 @@ mod tests {
         // all equal rewards: zero everywhere
         let tr = outcome(&[2.0; 4], &[1; 4]);
         let z = LitePpo { centered_std: false }
-            .compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 0, 1, 1], values: None })
+            .compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 0, 1, 1], values: None, tasks: None })
             .unwrap();
         assert!(z.advantages.iter().all(|x| x[0] == 0.0));
     }

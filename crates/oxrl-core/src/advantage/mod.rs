@@ -14,6 +14,7 @@ pub mod lite_ppo;
 pub mod psr_nsr;
 pub mod reinforce_pp;
 pub mod rloo;
+pub mod tmn;
 pub mod verl;
 
 use anyhow::{bail, Result};
@@ -28,6 +29,7 @@ pub use lite_ppo::LitePpo;
 pub use psr_nsr::{SignedMode, SignedReinforce};
 pub use reinforce_pp::{ReinforcePlusPlus, ReinforcePlusPlusBaseline};
 pub use rloo::Rloo;
+pub use tmn::TmnReweight;
 
 /// What an estimator sees of a rollout batch.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +40,8 @@ pub struct AdvantageInput<'a> {
     pub groups: &'a [usize],
     /// Per response, per valid token: value estimates V(s_t) (only for critic-based estimators).
     pub values: Option<&'a [Vec<f64>]>,
+    /// Task id of each response in multi-task batches (TMN-Reweight); None = one task.
+    pub tasks: Option<&'a [usize]>,
 }
 
 impl AdvantageInput<'_> {
@@ -173,6 +177,8 @@ pub struct EstimatorParams {
     /// GUI-Libra negative scale clip(p_g/τ, s_min, 1): τ and s_min.
     pub libra_tau: f64,
     pub libra_min_scale: f64,
+    /// TMN-Reweight: floor of the difficulty-adaptive group weight (1 = no reweighting).
+    pub tmn_min_weight: f64,
 }
 
 impl Default for EstimatorParams {
@@ -185,6 +191,7 @@ impl Default for EstimatorParams {
             agrae_alpha: 1.0,
             libra_tau: 1.0,
             libra_min_scale: 0.0,
+            tmn_min_weight: 0.25,
         }
     }
 }
@@ -202,6 +209,8 @@ pub const NAMES: &[&str] = &[
     "nsr",
     "w_reinforce",
     "a_grae",
+    "gui_libra",
+    "tmn",
 ];
 
 pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstimator>> {
@@ -218,6 +227,7 @@ pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstim
         "w_reinforce" => Box::new(SignedReinforce { mode: SignedMode::Weighted(p.w_reinforce_lambda) }),
         "a_grae" => Box::new(AGrae { alpha: p.agrae_alpha }),
         "gui_libra" => Box::new(GuiLibra { tau: p.libra_tau, min_scale: p.libra_min_scale }),
+        "tmn" => Box::new(TmnReweight { weighting: p.tmn_min_weight < 1.0, min_weight: p.tmn_min_weight }),
         other => bail!("unknown advantage estimator `{other}` ({})", NAMES.join(", ")),
     })
 }

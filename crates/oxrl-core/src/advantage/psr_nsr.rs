@@ -66,8 +66,9 @@ mod tests {
     fn run(mode: SignedMode, r: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let tr = outcome(r, &vec![2; r.len()]);
         let g = vec![0; r.len()];
-        let out =
-            SignedReinforce { mode }.compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None }).unwrap();
+        let out = SignedReinforce { mode }
+            .compute(&AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None })
+            .unwrap();
         (out.advantages.iter().map(|a| a[0]).collect(), out.sample_weight.unwrap())
     }
 

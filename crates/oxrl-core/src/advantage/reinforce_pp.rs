@@ -71,7 +71,7 @@ mod tests {
         let mut tr = outcome(&[1.0, 0.0, 1.0], &[3, 5, 2]);
         tr[1][2] = -0.1; // a per-token KL penalty
         let a = ReinforcePlusPlus { gamma: 1.0 }
-            .compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 1, 2], values: None })
+            .compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 1, 2], values: None, tasks: None })
             .unwrap()
             .advantages;
         let (m, s) = stats(&a);
@@ -82,7 +82,7 @@ mod tests {
         // gamma < 1 discounts: earlier tokens of a rewarded response get less
         let tr = outcome(&[1.0, 0.0], &[4, 4]);
         let a = ReinforcePlusPlus { gamma: 0.5 }
-            .compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 1], values: None })
+            .compute(&AdvantageInput { token_rewards: &tr, groups: &[0, 1], values: None, tasks: None })
             .unwrap()
             .advantages;
         assert!(a[0][0] < a[0][3]);
@@ -91,6 +91,7 @@ mod tests {
                 token_rewards: &outcome(&[1.0, 0.0, 0.0, 1.0], &[2, 3, 2, 4]),
                 groups: &[0, 0, 1, 1],
                 values: None,
+                tasks: None,
             })
             .unwrap()
             .advantages;

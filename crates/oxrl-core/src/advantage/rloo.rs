@@ -37,7 +37,7 @@ mod tests {
     fn oracles() {
         let tr = outcome(&[1.0, 0.0, 0.0, 0.0], &[1; 4]);
         let g = [0; 4];
-        let inp = AdvantageInput { token_rewards: &tr, groups: &g, values: None };
+        let inp = AdvantageInput { token_rewards: &tr, groups: &g, values: None, tasks: None };
         let a: Vec<f64> = Rloo.compute(&inp).unwrap().advantages.iter().map(|x| x[0]).collect();
         for (x, y) in a.iter().zip([1.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0]) {
             assert!((x - y).abs() < 1e-12);
