@@ -324,6 +324,9 @@ pub struct TrainConfig {
     /// TMN-Reweight (`advantage = "tmn"`): floor of the difficulty-adaptive group weight in
     /// [0, 1] (1 = no reweighting).
     pub tmn_min_weight: f64,
+    /// ArenaRL (`advantage = "arena"`): the pairwise judge — "task" (the task's verifier) or a
+    /// model directory / checkpoint used as an LM judge.
+    pub arena_judge: String,
     /// PIPO: η of the update-verification loss scale 1 + η·tanh(Δ/s) (0 = off).
     pub pipo_coef: f64,
     /// PIPO: sliding-window length W of the reward baseline.
@@ -429,6 +432,7 @@ impl Default for TrainConfig {
             verl_stride: 4,
             effective_rank_every: 1,
             tmn_min_weight: 0.25,
+            arena_judge: "task".into(),
             pipo_coef: 0.0,
             pipo_window: 5,
             pipo_scale: 0.1,
@@ -617,6 +621,13 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&t.tmn_min_weight) {
             err("tmn_min_weight", format!("must be in [0, 1] (got {})", t.tmn_min_weight))?;
         }
+        if t.advantage == "arena" && t.arena_judge != "task" && !Path::new(&t.arena_judge).join("config.json").exists()
+        {
+            err(
+                "arena_judge",
+                format!("`{}` is neither \"task\" nor a model directory with config.json", t.arena_judge),
+            )?;
+        }
         if t.pipo_coef < 0.0 || t.pipo_window == 0 || t.pipo_scale <= 0.0 {
             err("pipo_coef", "pipo_coef must be >= 0, pipo_window > 0 and pipo_scale > 0".into())?;
         }
@@ -780,6 +791,7 @@ mod tests {
             (&["train.verl_coef=-1"][..], "train.verl_coef"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),
             (&["train.advantage=tmn", "train.tmn_min_weight=2"][..], "train.tmn_min_weight"),
+            (&["train.advantage=arena", "train.arena_judge=/nonexistent"][..], "train.arena_judge"),
             (&["train.verl_coef=0.1", "train.verl_tau=0"][..], "train.verl_coef"),
             (&["train.dph_divergence=alpha", "train.dph_alpha=1.5"][..], "train.dph_divergence"),
             (&["train.dph_divergence=js", "train.dph_coef=-1"][..], "train.dph_coef"),

@@ -7,6 +7,7 @@ pub mod diagnose;
 pub mod eval;
 pub mod generate;
 pub mod interference;
+pub mod judge;
 pub mod memcheck;
 pub mod plots;
 pub mod policy;

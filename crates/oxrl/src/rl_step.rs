@@ -48,6 +48,8 @@ pub struct Models<'a> {
     pub value: Option<&'a ValueHead>,
     /// DPH-RL's rehearsal set (sampled once from the initial policy).
     pub rehearsal: Option<&'a crate::rehearsal::Rehearsal>,
+    /// ArenaRL's pairwise judge (None: the task's verifier as judge).
+    pub judge: Option<&'a dyn crate::judge::Judge>,
 }
 
 /// One response of the rollout batch.
@@ -176,6 +178,59 @@ pub fn self_filter(
     Ok(keep)
 }
 
+/// ArenaRL: each group's responses ranked by a seeded single-elimination tournament under the
+/// judge (anchor = the prompt's greedy decode), as rank scores (N − k)/(N − 1) that replace the
+/// rewards for the (GRPO) estimator.
+fn arena_scores(
+    policy: &Policy,
+    task: &dyn Task,
+    judge: Option<&dyn crate::judge::Judge>,
+    samples: &[Sample],
+    problems: &[oxrl_tasks::Problem],
+    params: &SamplingParams,
+    m: &mut Map<String, Value>,
+) -> Result<Vec<f64>> {
+    use oxrl_core::advantage::arena::{rank_scores, tournament};
+    let tok = policy.tokenizer.as_ref();
+    let task_judge = crate::judge::TaskJudge { task };
+    let judge: &dyn crate::judge::Judge = judge.unwrap_or(&task_judge);
+    let prompts = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<Vec<_>>>()?;
+    let greedy = SamplingParams { temperature: 0.0, ..params.clone() };
+    let mut rng = oxrl_core::seed::rng(0, "arena-anchor", 0); // greedy decoding draws nothing
+    let anchors = generate(&policy.model, &prompts, &greedy, tok.pad_id(), &mut rng)?;
+    let anchors: Vec<String> =
+        anchors.iter().map(|c| oxrl_lm::prompt::decode_response(tok, &c.tokens)).collect::<Result<_>>()?;
+    let texts: Vec<String> =
+        samples.iter().map(|s| oxrl_lm::prompt::decode_response(tok, &s.completion.tokens)).collect::<Result<_>>()?;
+    let mut scores = vec![0.0; samples.len()];
+    let (mut calls, mut winner_correct, mut with_correct) = (0usize, 0usize, 0usize);
+    for (g, p) in problems.iter().enumerate() {
+        let idx: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].group == g).collect();
+        let failure = std::cell::RefCell::new(None);
+        let ask = |a: &str, b: &str| {
+            judge.compare(p, a, b).unwrap_or_else(|e| {
+                failure.borrow_mut().get_or_insert(e);
+                0.5
+            })
+        };
+        let tour =
+            tournament(idx.len(), |i| ask(&texts[idx[i]], &anchors[g]), |a, b| ask(&texts[idx[a]], &texts[idx[b]]));
+        if let Some(e) = failure.into_inner() {
+            return Err(e.context("ArenaRL judge"));
+        }
+        calls += tour.judge_calls;
+        winner_correct += samples[idx[tour.ranking[0]]].correct as usize;
+        with_correct += idx.iter().any(|&i| samples[i].correct) as usize;
+        for (k, s) in rank_scores(&tour.ranking).into_iter().enumerate() {
+            scores[idx[k]] = s;
+        }
+    }
+    m.insert("arena_judge_calls".into(), json!(calls as f64 / problems.len().max(1) as f64));
+    m.insert("arena_winner_correct".into(), json!(winner_correct as f64 / problems.len().max(1) as f64));
+    m.insert("arena_groups_with_correct".into(), json!(with_correct as f64 / problems.len().max(1) as f64));
+    Ok(scores)
+}
+
 /// Run one RL step: rollout, scoring, advantages, update. Returns the step's metrics record.
 #[allow(clippy::too_many_arguments)]
 pub fn rl_step(
@@ -215,6 +270,7 @@ pub fn rl_step(
     let (mut groups_kept, mut groups_drawn, mut zero_var_groups, mut rounds) = (0usize, 0usize, 0usize, 0usize);
     let (mut drawn_rewards, mut drawn_correct, mut gen_tokens) = (Vec::new(), 0usize, 0usize);
     let (mut self_dropped, mut self_drawn) = (0usize, 0usize);
+    let mut group_problems: Vec<oxrl_tasks::Problem> = Vec::new();
     while groups_kept < t.prompts_per_step && (rounds == 0 || (t.dynamic_sampling && rounds < t.dynamic_max_rounds)) {
         let mut problems = data.next_batch(t.prompts_per_step - groups_kept);
         if t.self_filter {
@@ -267,6 +323,7 @@ pub fn rl_step(
                     s.group = groups_kept;
                     samples.push(s);
                 }
+                group_problems.push(p.clone());
                 groups_kept += 1;
             }
         }
@@ -391,6 +448,11 @@ pub fn rl_step(
 
     // 3. Token rewards (outcome on the last token; PPO-style KL penalty in the reward) and
     //    advantages.
+    let arena = if t.advantage == "arena" {
+        Some(arena_scores(policy, task, models.judge, &samples, &group_problems, &params, &mut m)?)
+    } else {
+        None
+    };
     let kl_in_reward = t.kl_in == "reward" && logp_ref.is_some();
     let token_rewards: Vec<Vec<f64>> = samples
         .iter()
@@ -402,7 +464,7 @@ pub fn rl_step(
                     *v -= state.kl_coef * (logp_old[i][j] - logp_ref.as_ref().unwrap()[i][j]);
                 }
             }
-            *r.last_mut().unwrap() += s.reward;
+            *r.last_mut().unwrap() += arena.as_ref().map_or(s.reward, |a| a[i]);
             r
         })
         .collect();

@@ -241,6 +241,12 @@ pub fn run_train(
         total_steps: t.steps,
         min_lr_ratio: t.min_lr_ratio,
     };
+    // ArenaRL's judge: the task's verifier, or an LM judge loaded once from a checkpoint.
+    let lm_judge = if t.advantage == "arena" && t.arena_judge != "task" {
+        Some(crate::judge::LmJudge::load(Path::new(&t.arena_judge)).context("key `train.arena_judge`")?)
+    } else {
+        None
+    };
     let pb = progress_bar(t.steps, quiet);
     pb.set_prefix("rl");
     pb.set_position(saved.state.step);
@@ -251,6 +257,7 @@ pub fn run_train(
             reference: reference.as_ref(),
             value: value.as_ref(),
             rehearsal: rehearsal.as_ref(),
+            judge: lm_judge.as_ref().map(|j| j as &dyn crate::judge::Judge),
         };
         let rec = rl_step(cfg, task.as_ref(), estimator.as_ref(), &models, &mut opt, lr, budget, &mut saved.state)?;
         let step = saved.state.step;

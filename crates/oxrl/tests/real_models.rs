@@ -293,3 +293,38 @@ fn the_hf_lora_example_runs_on_a_hf_directory() -> Result<()> {
     assert!(l.tokenizer.chat().is_some() && l.manifest.system_prompt.is_some());
     Ok(())
 }
+
+#[test]
+fn an_lm_judge_from_a_checkpoint_is_order_consistent_and_drives_arena_rl() -> Result<()> {
+    use oxrl::judge::Judge;
+    let d = tempfile::tempdir()?;
+    let judge_dir = qwen2_model(d.path())?;
+    let j = oxrl::judge::LmJudge::load(&judge_dir)?;
+    let p = oxrl_tasks::Problem {
+        id: 0,
+        prompt: "What is 2+2?".into(),
+        answer: "4".into(),
+        solution: "answer: 4".into(),
+        meta: serde_json::Value::Null,
+    };
+    let (ab, ba) = (j.compare(&p, "answer: 4", "answer: 5")?, j.compare(&p, "answer: 5", "answer: 4")?);
+    assert!((0.0..=1.0).contains(&ab) && (ab + ba - 1.0).abs() < 1e-9, "{ab} + {ba}");
+    assert!((ab - 0.5).abs() > 1e-6, "a random judge model still prefers one side: {ab}");
+    // ArenaRL with the LM judge through the trainer (built-in policy, judge from the directory).
+    let mut cfg = RunConfig::load_str(
+        "arena.toml",
+        "[task]\nname = \"addition\"\ndigits = 1\ntest_size = 4\n[train]\nadvantage = \"arena\"\nsteps = 2\nprompts_per_step = 2\ngroup_size = 3\nmax_new_tokens = 6\n[eval]\nk = [1]\nmax_new_tokens = 6\n",
+        &[],
+    )?;
+    cfg.model.hidden_size = 32;
+    cfg.model.intermediate_size = 64;
+    cfg.model.num_hidden_layers = 1;
+    cfg.train.arena_judge = judge_dir.display().to_string();
+    cfg.validate()?;
+    let out = run_train(&cfg, Some(&d.path().join("arena")), None, None, true)?;
+    let m = metrics(&out.run_dir);
+    let steps: Vec<&serde_json::Value> = m.iter().filter(|v| v.get("arena_judge_calls").is_some()).collect();
+    assert_eq!(steps.len(), 2);
+    assert!(steps.iter().all(|v| v["arena_judge_calls"].as_f64().unwrap() <= 6.0));
+    Ok(())
+}

@@ -370,3 +370,21 @@ fn tmn_reweight_aligns_reward_scales_across_tasks() -> Result<()> {
     assert!(r1 > r0 + 0.2, "TMN must learn both tasks: {r0:.3} -> {r1:.3}");
     Ok(())
 }
+
+/// ArenaRL (2026): groups ranked by a tournament under the task's judge in ≤ 2G judge calls; the
+/// winner is a correct response whenever the group has one; training on rank scores learns.
+#[test]
+fn arena_rl_ranks_groups_by_tournament_and_learns() -> Result<()> {
+    let c = bandit_config("arena");
+    let g = c.train.group_size as f64;
+    let run = run_bandit(&c, 100, 3e-3)?;
+    for m in &run {
+        assert!(m["arena_judge_calls"].as_f64().unwrap() <= 2.0 * g, "{m:?}");
+        // A group with any correct response crowns a correct one (the task judge is exact).
+        assert_eq!(m["arena_winner_correct"], m["arena_groups_with_correct"]);
+    }
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..3), mean_of(&run, "reward_mean", 95..100));
+    eprintln!("ArenaRL reward {r0:.3} -> {r1:.3}");
+    assert!(r1 > r0 + 0.2, "ArenaRL must learn the bandit: {r0:.3} -> {r1:.3}");
+    Ok(())
+}

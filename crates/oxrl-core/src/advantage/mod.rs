@@ -6,6 +6,7 @@
 //! rewards directly.
 
 pub mod a_grae;
+pub mod arena;
 pub mod dr_grpo;
 pub mod gae;
 pub mod grpo;
@@ -211,6 +212,7 @@ pub const NAMES: &[&str] = &[
     "a_grae",
     "gui_libra",
     "tmn",
+    "arena",
 ];
 
 pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstimator>> {
@@ -227,6 +229,8 @@ pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstim
         "w_reinforce" => Box::new(SignedReinforce { mode: SignedMode::Weighted(p.w_reinforce_lambda) }),
         "a_grae" => Box::new(AGrae { alpha: p.agrae_alpha }),
         "gui_libra" => Box::new(GuiLibra { tau: p.libra_tau, min_scale: p.libra_min_scale }),
+        // ArenaRL: the rollout step replaces rewards by tournament rank scores; GRPO normalises.
+        "arena" => Box::new(Grpo),
         "tmn" => Box::new(TmnReweight { weighting: p.tmn_min_weight < 1.0, min_weight: p.tmn_min_weight }),
         other => bail!("unknown advantage estimator `{other}` ({})", NAMES.join(", ")),
     })

@@ -84,7 +84,7 @@ pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result
     } else {
         None
     };
-    let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref() };
+    let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref(), judge: None };
     (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, 2, &mut state)).collect()
 }
 
