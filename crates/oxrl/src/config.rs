@@ -327,6 +327,15 @@ pub struct TrainConfig {
     /// ArenaRL (`advantage = "arena"`): the pairwise judge — "task" (the task's verifier) or a
     /// model directory / checkpoint used as an LM judge.
     pub arena_judge: String,
+    /// DCPO (`advantage = "dcpo"`): minimum group reward spread δ, and the spread at which half
+    /// the group is selected on each side.
+    pub dcpo_min_spread: f64,
+    pub dcpo_full_spread: f64,
+    /// Hierarchical gated reward (ChatShopBuddy's HRM) over the levels format → correctness →
+    /// brevity (1 − length/budget): a level counts only when the ones below pass.
+    pub hierarchical_reward: bool,
+    /// Weights of the HRM levels (format, correctness, brevity).
+    pub hrm_weights: Vec<f64>,
     /// PIPO: η of the update-verification loss scale 1 + η·tanh(Δ/s) (0 = off).
     pub pipo_coef: f64,
     /// PIPO: sliding-window length W of the reward baseline.
@@ -366,6 +375,8 @@ impl TrainConfig {
             libra_tau: self.libra_tau,
             libra_min_scale: self.libra_min_scale,
             tmn_min_weight: self.tmn_min_weight,
+            dcpo_min_spread: self.dcpo_min_spread,
+            dcpo_full_spread: self.dcpo_full_spread,
         }
     }
 }
@@ -433,6 +444,10 @@ impl Default for TrainConfig {
             effective_rank_every: 1,
             tmn_min_weight: 0.25,
             arena_judge: "task".into(),
+            dcpo_min_spread: 0.1,
+            dcpo_full_spread: 1.0,
+            hierarchical_reward: false,
+            hrm_weights: vec![0.1, 1.0, 0.2],
             pipo_coef: 0.0,
             pipo_window: 5,
             pipo_scale: 0.1,
@@ -583,6 +598,18 @@ impl RunConfig {
         let err = |key: &str, why: String| -> Result<()> { bail!("key `train.{key}`: {why}") };
         let est = oxrl_core::advantage::by_name(&t.advantage, &t.estimator_params())
             .map_err(|e| anyhow!("key `train.advantage`: {e}"))?;
+        if est.needs_binary_rewards() && t.hierarchical_reward {
+            err(
+                "hierarchical_reward",
+                format!("`{}` reads rewards as binary correct/incorrect; the gated reward is scalar", t.advantage),
+            )?;
+        }
+        if t.hierarchical_reward && (t.hrm_weights.len() != 3 || t.hrm_weights.iter().any(|w| *w < 0.0)) {
+            err("hrm_weights", "three non-negative weights: format, correctness, brevity".into())?;
+        }
+        if t.dcpo_min_spread < 0.0 || t.dcpo_full_spread <= 0.0 {
+            err("dcpo_min_spread", "dcpo_min_spread must be >= 0 and dcpo_full_spread > 0".into())?;
+        }
         if est.needs_binary_rewards() && t.overlong_buffer > 0 {
             err(
                 "overlong_buffer",
@@ -792,6 +819,9 @@ mod tests {
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),
             (&["train.advantage=tmn", "train.tmn_min_weight=2"][..], "train.tmn_min_weight"),
             (&["train.advantage=arena", "train.arena_judge=/nonexistent"][..], "train.arena_judge"),
+            (&["train.advantage=psr", "train.hierarchical_reward=true"][..], "train.hierarchical_reward"),
+            (&["train.hierarchical_reward=true", "train.hrm_weights=[1.0]"][..], "train.hrm_weights"),
+            (&["train.advantage=dcpo", "train.dcpo_full_spread=0"][..], "train.dcpo_min_spread"),
             (&["train.verl_coef=0.1", "train.verl_tau=0"][..], "train.verl_coef"),
             (&["train.dph_divergence=alpha", "train.dph_alpha=1.5"][..], "train.dph_divergence"),
             (&["train.dph_divergence=js", "train.dph_coef=-1"][..], "train.dph_coef"),

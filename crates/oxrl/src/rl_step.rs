@@ -296,6 +296,12 @@ pub fn rl_step(
                 gen_tokens += c.tokens.len();
                 let v = task.verify(p, &oxrl_lm::prompt::decode_response(tok, &c.tokens)?);
                 let mut reward = v.reward as f64;
+                if t.hierarchical_reward {
+                    let brevity = 1.0 - c.tokens.len() as f64 / budget.max(1) as f64;
+                    let levels = [v.format_ok as u8 as f64, v.correct as u8 as f64, brevity];
+                    reward =
+                        oxrl_core::shaping::hierarchical::hierarchical_reward(&levels, &t.hrm_weights, &[1.0, 1.0])?;
+                }
                 if t.overlong_buffer > 0 {
                     reward += overlong_penalty(c.tokens.len(), budget, t.overlong_buffer);
                 }

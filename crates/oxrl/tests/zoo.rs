@@ -388,3 +388,24 @@ fn arena_rl_ranks_groups_by_tournament_and_learns() -> Result<()> {
     assert!(r1 > r0 + 0.2, "ArenaRL must learn the bandit: {r0:.3} -> {r1:.3}");
     Ok(())
 }
+
+/// DCPO + hierarchical gated reward (ChatShopBuddy, 2026): only each group's contrastive subset
+/// carries loss (none from groups with a small reward spread); with the gated reward a correct
+/// answer always outranks a wrong one, and shorter correct answers earn more; it still learns.
+#[test]
+fn dcpo_trains_on_contrastive_subsets_with_gated_rewards() -> Result<()> {
+    let mut c = bandit_config("dcpo");
+    c.train.hierarchical_reward = true;
+    c.train.max_new_tokens = 4;
+    let run = run_bandit(&c, 80, 3e-3)?;
+    for m in &run {
+        let in_loss = m["samples_in_loss"].as_f64().unwrap();
+        assert!(in_loss <= 1.0 - m["zero_variance_groups"].as_f64().unwrap() + 1e-9, "{m:?}");
+    }
+    assert!(run.iter().any(|m| m["samples_in_loss"].as_f64().unwrap() > 0.0));
+    assert!(run.iter().all(|m| m["samples_in_loss"].as_f64().unwrap() < 1.0));
+    let (a0, a1) = (mean_of(&run, "accuracy", 0..3), mean_of(&run, "accuracy", 75..80));
+    eprintln!("DCPO + HRM accuracy {a0:.3} -> {a1:.3}");
+    assert!(a1 > a0 + 0.2, "DCPO must learn: {a0:.3} -> {a1:.3}");
+    Ok(())
+}

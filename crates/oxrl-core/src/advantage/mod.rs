@@ -7,6 +7,7 @@
 
 pub mod a_grae;
 pub mod arena;
+pub mod dcpo;
 pub mod dr_grpo;
 pub mod gae;
 pub mod grpo;
@@ -180,6 +181,9 @@ pub struct EstimatorParams {
     pub libra_min_scale: f64,
     /// TMN-Reweight: floor of the difficulty-adaptive group weight (1 = no reweighting).
     pub tmn_min_weight: f64,
+    /// DCPO: minimum group reward spread δ, and the spread that selects half the group per side.
+    pub dcpo_min_spread: f64,
+    pub dcpo_full_spread: f64,
 }
 
 impl Default for EstimatorParams {
@@ -193,6 +197,8 @@ impl Default for EstimatorParams {
             libra_tau: 1.0,
             libra_min_scale: 0.0,
             tmn_min_weight: 0.25,
+            dcpo_min_spread: 0.1,
+            dcpo_full_spread: 1.0,
         }
     }
 }
@@ -213,6 +219,7 @@ pub const NAMES: &[&str] = &[
     "gui_libra",
     "tmn",
     "arena",
+    "dcpo",
 ];
 
 pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstimator>> {
@@ -231,6 +238,7 @@ pub fn by_name(name: &str, p: &EstimatorParams) -> Result<Box<dyn AdvantageEstim
         "gui_libra" => Box::new(GuiLibra { tau: p.libra_tau, min_scale: p.libra_min_scale }),
         // ArenaRL: the rollout step replaces rewards by tournament rank scores; GRPO normalises.
         "arena" => Box::new(Grpo),
+        "dcpo" => Box::new(dcpo::Dcpo { min_spread: p.dcpo_min_spread, full_spread: p.dcpo_full_spread }),
         "tmn" => Box::new(TmnReweight { weighting: p.tmn_min_weight < 1.0, min_weight: p.tmn_min_weight }),
         other => bail!("unknown advantage estimator `{other}` ({})", NAMES.join(", ")),
     })

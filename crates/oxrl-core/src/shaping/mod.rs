@@ -1,6 +1,7 @@
 //! Reward shaping and batch filtering around the verifier rewards.
 
 pub mod dynamic_sampling;
+pub mod hierarchical;
 pub mod overlong;
 
 pub use dynamic_sampling::{group_is_informative, DynamicFilter};
