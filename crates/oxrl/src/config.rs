@@ -365,6 +365,18 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// The estimator knobs of this config.
+    /// The rollout sampler's settings for a token budget and stop ids.
+    pub fn sampling_params(&self, budget: usize, stop_tokens: Vec<u32>) -> oxrl_lm::sampler::SamplingParams {
+        oxrl_lm::sampler::SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            max_new_tokens: budget,
+            stop_tokens,
+        }
+    }
+
     pub fn estimator_params(&self) -> oxrl_core::advantage::EstimatorParams {
         oxrl_core::advantage::EstimatorParams {
             gamma: self.gamma,

@@ -12,7 +12,7 @@
 use crate::config::RunConfig;
 use crate::policy::Policy;
 use anyhow::{Context, Result};
-use oxrl_lm::sampler::{generate, SamplingParams};
+use oxrl_lm::sampler::generate;
 use oxrl_lm::scorer::{score, ScoreOptions};
 use oxrl_tasks::Task;
 use rand::seq::SliceRandom;
@@ -51,14 +51,7 @@ impl Rehearsal {
                 prompts.push(ids.clone());
             }
         }
-        let params = SamplingParams {
-            temperature: t.temperature,
-            top_k: t.top_k,
-            top_p: t.top_p,
-            min_p: t.min_p,
-            max_new_tokens: budget,
-            stop_tokens: tok.stop_ids(),
-        };
+        let params = t.sampling_params(budget, tok.stop_ids());
         let mut rng = oxrl_core::seed::rng(cfg.seed, "dph-rehearsal", 0);
         let outs = generate(&policy.model, &prompts, &params, tok.pad_id(), &mut rng)?;
         let mut correct = vec![false; outs.len()];

@@ -256,14 +256,7 @@ pub fn rl_step(
 
     // 1. Rollout: B prompts × G samples in one generation batch; with dynamic sampling, refill
     //    until B groups with reward variance (or the round cap).
-    let params = SamplingParams {
-        temperature: t.temperature,
-        top_k: t.top_k,
-        top_p: t.top_p,
-        min_p: t.min_p,
-        max_new_tokens: budget,
-        stop_tokens: tok.stop_ids(),
-    };
+    let params = t.sampling_params(budget, tok.stop_ids());
     let filter = DynamicFilter { acc_low: t.dynamic_acc_low, acc_high: t.dynamic_acc_high };
     let mut data = DataStream::new(task, cfg.seed, state.cursor);
     let mut samples: Vec<Sample> = Vec::new();

@@ -6,7 +6,7 @@
 mod common;
 
 use anyhow::Result;
-use common::{bandit_config, run_bandit};
+use common::{bandit_config, metrics, run_bandit};
 use oxrl::config::RunConfig;
 use oxrl::train::run_train;
 use std::path::{Path, PathBuf};
@@ -85,23 +85,6 @@ max_new_tokens = 10
     let path = model.parent().unwrap().join(format!("{name}.toml"));
     std::fs::write(&path, text)?;
     RunConfig::load(Some(&path), &[])
-}
-
-const TIMING: [&str; 7] =
-    ["step_s", "tokens_per_s", "elapsed_s", "gen_tokens_per_s", "time_rollout_s", "time_scoring_s", "time_update_s"];
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in TIMING {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v
-        })
-        .collect()
 }
 
 fn weight(dir: &Path, name: &str) -> Result<Vec<f32>> {

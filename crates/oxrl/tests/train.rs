@@ -1,9 +1,11 @@
 //! RL trainer: determinism, exact resume, NaN guard, checkpoint integrity, CLI flow.
 
+mod common;
+
 use anyhow::Result;
+use common::metrics;
 use oxrl::config::RunConfig;
 use oxrl::train::run_train;
-use std::path::Path;
 use std::process::Command;
 
 fn tiny(seed: u64) -> RunConfig {
@@ -31,23 +33,6 @@ fn tiny(seed: u64) -> RunConfig {
     c.train.max_new_tokens = 16;
     c.validate().unwrap();
     c
-}
-
-const TIMING: [&str; 7] =
-    ["step_s", "tokens_per_s", "elapsed_s", "gen_tokens_per_s", "time_rollout_s", "time_scoring_s", "time_update_s"];
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in TIMING {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v
-        })
-        .collect()
 }
 
 #[test]

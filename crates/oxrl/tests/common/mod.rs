@@ -2,6 +2,9 @@
 //! AdamW): reward 1 when the completion starts with the digit the prompt asks for; a fresh model
 //! picks it ~1 % of the time. Shared by the RL learning checks and the technique runs.
 
+// Shared by several test binaries; each uses a different part.
+#![allow(dead_code)]
+
 use anyhow::Result;
 use oxrl::config::RunConfig;
 use oxrl::policy::Policy;
@@ -93,4 +96,24 @@ pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result
 pub fn mean_of(m: &[Map<String, Value>], key: &str, range: std::ops::Range<usize>) -> f64 {
     let v: Vec<f64> = m[range].iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect();
     v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Wall-clock metrics, which differ between otherwise identical runs.
+const TIMING: [&str; 7] =
+    ["step_s", "tokens_per_s", "elapsed_s", "gen_tokens_per_s", "time_rollout_s", "time_scoring_s", "time_update_s"];
+
+/// A run folder's metrics.jsonl without the wall-clock keys (for exact-replay comparisons).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn metrics(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in TIMING {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
 }
