@@ -321,6 +321,9 @@ pub struct TrainConfig {
     pub verl_stride: usize,
     /// Log the hidden-state effective rank of the responses every N steps (0 = never).
     pub effective_rank_every: u64,
+    /// Responses (evenly spaced over the batch) the effective-rank metric is computed on
+    /// (0 = all; one eigen-decomposition each).
+    pub effective_rank_samples: usize,
     /// TMN-Reweight (`advantage = "tmn"`): floor of the difficulty-adaptive group weight in
     /// [0, 1] (1 = no reweighting).
     pub tmn_min_weight: f64,
@@ -453,7 +456,8 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
-            effective_rank_every: 1,
+            effective_rank_every: 10,
+            effective_rank_samples: 32,
             tmn_min_weight: 0.25,
             arena_judge: "task".into(),
             dcpo_min_spread: 0.1,

@@ -94,8 +94,9 @@ type ErStats = (f64, f64, f64);
 type ScoredRows = (TokenRows, TokenRows, Option<TokenRows>, Option<Vec<ErStats>>);
 
 /// Per-token (old log-prob, entropy, value) of every sample under `model`, in chunks; with
-/// `er_stride`, also each response's hidden-state effective rank and its velocity/acceleration
-/// over prefixes at that stride (0 = the final ER only).
+/// `er_stride`, also the hidden-state effective rank and its velocity/acceleration over prefixes
+/// at that stride (0 = the final ER only) of every response (`er_every` = 1) or of every
+/// `er_every`-th one (the metric's subsample; the others are left out of the returned list).
 fn score_all(
     model: &Transformer,
     value: Option<&ValueHead>,
@@ -103,10 +104,12 @@ fn score_all(
     pad: u32,
     temperature: f64,
     er_stride: Option<usize>,
+    er_every: usize,
 ) -> Result<ScoredRows> {
     use oxrl_core::diagnostics::effective_rank as erk;
     let (mut logp, mut ent, mut vals, mut ers) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for chunk in samples.chunks(SCORE_CHUNK) {
+    for (c, chunk) in samples.chunks(SCORE_CHUNK).enumerate() {
+        let done = c * SCORE_CHUNK;
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| s.prompt.clone()).collect();
         let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
         let lens: Vec<usize> = resp.iter().map(|r| r.len()).collect();
@@ -121,7 +124,10 @@ fn score_all(
         if let (Some(stride), Some(h)) = (er_stride, &s.hidden) {
             let d = h.dim(2)?;
             let hv = h.to_dtype(DType::F64)?.to_vec3::<f64>()?;
-            for (rows, &n) in hv.iter().zip(&lens) {
+            for (j, (rows, &n)) in hv.iter().zip(&lens).enumerate() {
+                if (done + j) % er_every.max(1) != 0 {
+                    continue;
+                }
                 let flat: Vec<f64> = rows[..n].concat();
                 ers.push(if stride == 0 {
                     (erk::effective_rank(&flat, n, d), 0.0, 0.0)
@@ -385,8 +391,14 @@ pub fn rl_step(
     } else {
         None
     };
+    // VERL needs every response's ER; the metric alone uses an evenly spaced subsample.
+    let er_every = if t.verl_coef > 0.0 || t.effective_rank_samples == 0 {
+        1
+    } else {
+        samples.len().div_ceil(t.effective_rank_samples)
+    };
     let (logp_old, entropy, values_old, er_stats) =
-        score_all(&policy.model, models.value, &samples, pad, t.temperature, er_stride)?;
+        score_all(&policy.model, models.value, &samples, pad, t.temperature, er_stride, er_every)?;
     if let Some(e) = &er_stats {
         m.insert("effective_rank".into(), json!(mean(e.iter().map(|x| x.0))));
         if t.verl_coef > 0.0 {
@@ -396,7 +408,7 @@ pub fn rl_step(
     }
     let need_ref = t.kl_coef > 0.0 || t.kl_target > 0.0;
     let logp_ref = match (need_ref, models.reference) {
-        (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature, None)?.0),
+        (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature, None, 1)?.0),
         _ => None,
     };
     let diffs: Vec<f64> = samples

@@ -237,8 +237,12 @@ fn dph_rl_preserves_the_initial_policys_mass() -> Result<()> {
 fn verl_shapes_advantages_by_effective_rank() -> Result<()> {
     let mut base = bandit_config("grpo");
     base.train.max_new_tokens = 6;
+    base.train.effective_rank_every = 1;
     let grpo = run_bandit(&base, 3, 3e-3)?;
     assert!(grpo.iter().all(|m| m["effective_rank"].as_f64().is_some_and(|e| e >= 1.0)), "ER is logged every step");
+    // The default logs it every 10th step on a 32-response subsample.
+    let sparse = run_bandit(&bandit_config("grpo"), 10, 3e-3)?;
+    assert!(sparse[..9].iter().all(|m| m.get("effective_rank").is_none()) && sparse[9]["effective_rank"].is_number());
     let mut zero = base.clone();
     zero.train.verl_coef = 0.0;
     let z = run_bandit(&zero, 3, 3e-3)?;

@@ -28,7 +28,7 @@ pub fn singular_values(z: &[f64], rows: usize, cols: usize) -> Vec<f64> {
             g[j * n + i] = v;
         }
     }
-    let (evals, _) = super::path_not_taken::jacobi_eigen(&mut g, n);
+    let evals = super::path_not_taken::jacobi_eigenvalues(&mut g, n);
     evals.into_iter().map(|l| l.max(0.0).sqrt()).collect()
 }
 
