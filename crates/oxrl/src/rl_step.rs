@@ -125,7 +125,7 @@ fn score_all(
             let d = h.dim(2)?;
             let hv = h.to_dtype(DType::F64)?.to_vec3::<f64>()?;
             for (j, (rows, &n)) in hv.iter().zip(&lens).enumerate() {
-                if (done + j) % er_every.max(1) != 0 {
+                if !(done + j).is_multiple_of(er_every.max(1)) {
                     continue;
                 }
                 let flat: Vec<f64> = rows[..n].concat();
