@@ -305,10 +305,6 @@ fn pipo_modulates_the_update_by_verified_improvement() -> Result<()> {
 }
 
 /// Two bandit tasks whose rewards differ in scale (task "big" pays 10 for a correct digit).
-struct TwoScales {
-    test: Vec<Problem>,
-}
-
 fn two_scales_problem(i: u64) -> Problem {
     let d = (i % 3) * 3 + 1;
     let big = (i / 3) % 2 == 1;
@@ -321,37 +317,11 @@ fn two_scales_problem(i: u64) -> Problem {
     }
 }
 
-impl Task for TwoScales {
-    fn name(&self) -> &str {
-        "two-scales"
-    }
-    fn train_problem(&self, index: u64) -> Problem {
-        two_scales_problem(index)
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.test
-    }
-    fn verify(&self, p: &Problem, completion: &str) -> Verdict {
-        let ok = completion.starts_with(&p.answer);
-        let mut v = Verdict::judged(ok, completion.chars().next().map(|c| c.to_string()), "");
-        if ok && p.meta["task"] == "big" {
-            v.reward = 10.0;
-        }
-        v
-    }
-    fn max_completion_chars(&self) -> usize {
-        2
-    }
-}
-
 /// TMN-Reweight (GoLongRL, 2026): task-mean normalisation puts tasks with different reward
 /// scales on one footing — Dr.GRPO's advantages on the 10× task are ~10× larger, TMN's are not.
 #[test]
 fn tmn_reweight_aligns_reward_scales_across_tasks() -> Result<()> {
-    let task = TwoScales { test: (0..6).map(two_scales_problem).collect() };
+    let task = FirstDigit::with(two_scales_problem, |p| if p.meta["task"] == "big" { 10.0 } else { 1.0 });
     let ratio = |m: &[serde_json::Map<String, serde_json::Value>]| -> f64 {
         let (mut b, mut s) = (0.0, 0.0);
         for r in m {

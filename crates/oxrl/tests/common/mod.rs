@@ -13,8 +13,12 @@ use oxrl_core::optim::{AdamW, AdamWConfig};
 use oxrl_tasks::{Problem, Task, Verdict};
 use serde_json::{Map, Value};
 
+/// The first-digit bandit; `with` swaps in another problem generator and a per-problem reward
+/// for a correct digit (multi-task variants).
 pub struct FirstDigit {
     test: Vec<Problem>,
+    make: fn(u64) -> Problem,
+    reward: fn(&Problem) -> f32,
 }
 
 fn problem(i: u64) -> Problem {
@@ -30,7 +34,11 @@ fn problem(i: u64) -> Problem {
 
 impl FirstDigit {
     pub fn new() -> Self {
-        Self { test: (0..3).map(problem).collect() }
+        Self { test: (0..3).map(problem).collect(), make: problem, reward: |_| 1.0 }
+    }
+    /// Held-out split: the first six problems of `make`.
+    pub fn with(make: fn(u64) -> Problem, reward: fn(&Problem) -> f32) -> Self {
+        Self { test: (0..6).map(make).collect(), make, reward }
     }
 }
 
@@ -39,7 +47,7 @@ impl Task for FirstDigit {
         "first-digit"
     }
     fn train_problem(&self, index: u64) -> Problem {
-        problem(index)
+        (self.make)(index)
     }
     fn train_size(&self) -> Option<usize> {
         None
@@ -49,7 +57,11 @@ impl Task for FirstDigit {
     }
     fn verify(&self, p: &Problem, completion: &str) -> Verdict {
         let ok = completion.starts_with(&p.answer);
-        Verdict::judged(ok, completion.chars().next().map(|c| c.to_string()), "")
+        let mut v = Verdict::judged(ok, completion.chars().next().map(|c| c.to_string()), "");
+        if ok {
+            v.reward = (self.reward)(p);
+        }
+        v
     }
     fn max_completion_chars(&self) -> usize {
         2
