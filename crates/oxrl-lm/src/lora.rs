@@ -166,17 +166,6 @@ impl LoraStore {
         })
     }
 
-    /// No adapters at all.
-    pub fn empty(_model: &ModelConfig) -> Self {
-        Self {
-            config: LoraConfig { target_modules: vec![], ..Default::default() },
-            base_model: String::new(),
-            vars: BTreeMap::new(),
-            dropout_seed: 0,
-            dropout_calls: AtomicU64::new(0),
-        }
-    }
-
     /// The adapter of a layer's projection, if it has one.
     pub fn adapter(&self, layer: usize, module: &str) -> Result<Option<Adapter>> {
         let (a, b) = (self.vars.get(&peft_name(layer, module, "A")), self.vars.get(&peft_name(layer, module, "B")));

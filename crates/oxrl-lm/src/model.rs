@@ -123,7 +123,7 @@ impl KvCache {
             k.push(Tensor::zeros(shape, dtype, device)?);
             v.push(Tensor::zeros(shape, dtype, device)?);
         }
-        Ok(Self { k, v, key_pos: vec![Vec::with_capacity(capacity); batch], len: 0, capacity })
+        Ok(Self { k, v, key_pos: vec![Vec::new(); batch], len: 0, capacity })
     }
 
     pub fn batch(&self) -> usize {
@@ -203,7 +203,9 @@ enum Rotary {
 /// Everything a layer needs besides its weights, shared by all layers of one forward pass.
 #[derive(Clone)]
 struct Pass {
-    cfg: Arc<ModelConfig>,
+    /// (query heads, key/value heads, head dim, RMSNorm ε).
+    heads: (usize, usize, usize),
+    eps: f64,
     b: usize,
     t: usize,
     offset: usize,
@@ -232,7 +234,7 @@ impl Pass {
     }
 
     fn norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        let eps = self.cfg.rms_norm_eps;
+        let eps = self.eps;
         if self.fused {
             let w = if self.mode == Mode::Infer { w.detach() } else { w.clone() };
             Ok(kernels::rms_norm::rms_norm(x, &w, eps)?)
@@ -261,9 +263,8 @@ impl Pass {
 
     /// One decoder layer. `li` is the layer index, `cache` its key/value slots.
     fn layer(&self, li: usize, layer: &Layer, x: &Tensor, cache: Option<(&mut Tensor, &mut Tensor)>) -> Result<Tensor> {
-        let cfg = &self.cfg;
         let (b, t) = (self.b, self.t);
-        let (h, kv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let (h, kv, hd) = self.heads;
         let s = self.offset + t;
         let a = &layer.attn;
         let key = |m: usize| (li * MODULES.len() + m) as u64;
@@ -457,12 +458,23 @@ impl Transformer {
     /// Attach LoRA adapters: the base weights are frozen (read detached, so no gradient is ever
     /// computed for them) and the adapters become the trainable parameters.
     pub fn with_lora(mut self, store: LoraStore) -> Result<Self> {
-        let store = Arc::new(store);
+        self.freeze_base();
+        for (li, l) in self.layers.iter_mut().enumerate() {
+            for (m, slot) in l.lora.iter_mut().enumerate() {
+                *slot = store.adapter(li, MODULES[m])?;
+            }
+        }
+        self.lora = Some(Arc::new(store));
+        Ok(self)
+    }
+
+    /// Read every base weight through a detached handle.
+    fn freeze_base(&mut self) {
         let det = |t: &mut Tensor| *t = t.detach();
         det(&mut self.embed);
         det(&mut self.lm_head);
         det(&mut self.norm);
-        for (li, l) in self.layers.iter_mut().enumerate() {
+        for l in &mut self.layers {
             for t in [&mut l.ln1, &mut l.ln2, &mut l.gate, &mut l.up, &mut l.down] {
                 det(t);
             }
@@ -475,23 +487,16 @@ impl Transformer {
             {
                 det(t);
             }
-            for (m, slot) in l.lora.iter_mut().enumerate() {
-                *slot = store.adapter(li, MODULES[m])?;
-            }
         }
-        self.lora = Some(store);
-        Ok(self)
     }
 
     /// The model without its adapters, sharing the base weights (no copy): the KL reference of a
-    /// LoRA run.
+    /// LoRA run (frozen like the base it shares).
     pub fn base_view(&self) -> Result<Self> {
         let mut m = Self::new(self.cfg.clone(), self.params.clone())?;
         m.fused = self.fused;
         if self.lora.is_some() {
-            // Keep the base frozen in the view too.
-            m = m.with_lora(LoraStore::empty(&self.cfg))?;
-            m.lora = None;
+            m.freeze_base();
         }
         Ok(m)
     }
@@ -561,9 +566,9 @@ impl Transformer {
                 self.sin.index_select(&pos, 0)?.reshape((b, 1, t, hd / 2))?,
             )
         };
-        // Key positions (cached ones and this pass's), for sliding-window layers.
-        let key_pos: Vec<Vec<u32>> = match cache.as_deref_mut() {
-            Some(c) => {
+        let window_bias = if self.layers.iter().any(|l| l.window.is_some()) {
+            // Key positions (cached ones and this pass's), for sliding-window layers.
+            if let Some(c) = cache.as_deref_mut() {
                 if c.key_pos.len() != b {
                     c.key_pos = vec![Vec::new(); b];
                 }
@@ -571,34 +576,19 @@ impl Transformer {
                     row.truncate(offset);
                     row.extend_from_slice(p);
                 }
-                c.key_pos.clone()
             }
-            None => pos_host.clone(),
+            let key_pos: &[Vec<u32>] = cache.as_deref().map_or(&pos_host, |c| &c.key_pos);
+            self.window_biases(bias, &pos_host, key_pos)?
+        } else {
+            Vec::new()
         };
-        let mut window_bias = Vec::new();
-        for w in self.layers.iter().filter_map(|l| l.window) {
-            if window_bias.iter().any(|(s, _)| *s == w) {
-                continue;
-            }
-            let mut data = vec![0f32; b * t * s];
-            for bi in 0..b {
-                for qi in 0..t {
-                    for kj in 0..s {
-                        if pos_host[bi][qi] as i64 - key_pos[bi][kj] as i64 >= w as i64 {
-                            data[(bi * t + qi) * s + kj] = -1e9;
-                        }
-                    }
-                }
-            }
-            let extra = Tensor::from_vec(data, (b, 1, t, s), bias.device())?.to_dtype(bias.dtype())?;
-            window_bias.push((w, (bias + extra)?));
-        }
         let dropout = match (&self.lora, mode) {
             (Some(l), Mode::Train) if l.config.dropout > 0.0 => Some((l.config.dropout, l.next_dropout_key())),
             _ => None,
         };
         let pass = Pass {
-            cfg: Arc::new(cfg.clone()),
+            heads: (cfg.num_attention_heads, cfg.kv_heads(), hd),
+            eps: cfg.rms_norm_eps,
             b,
             t,
             offset,
@@ -631,6 +621,31 @@ impl Transformer {
             c.len = s;
         }
         pass.norm(&x, &self.norm)
+    }
+
+    /// `bias` plus each distinct sliding-window mask (key j hidden from query i when
+    /// pos(i) − pos(j) ≥ window), by window span.
+    fn window_biases(&self, bias: &Tensor, q_pos: &[Vec<u32>], key_pos: &[Vec<u32>]) -> Result<Vec<(usize, Tensor)>> {
+        let (b, t, s) = (q_pos.len(), q_pos.first().map_or(0, |r| r.len()), key_pos.first().map_or(0, |r| r.len()));
+        let mut out: Vec<(usize, Tensor)> = Vec::new();
+        for w in self.layers.iter().filter_map(|l| l.window) {
+            if out.iter().any(|(span, _)| *span == w) {
+                continue;
+            }
+            let mut data = vec![0f32; b * t * s];
+            for bi in 0..b {
+                for qi in 0..t {
+                    for kj in 0..s {
+                        if q_pos[bi][qi] as i64 - key_pos[bi][kj] as i64 >= w as i64 {
+                            data[(bi * t + qi) * s + kj] = -1e9;
+                        }
+                    }
+                }
+            }
+            let extra = Tensor::from_vec(data, (b, 1, t, s), bias.device())?.to_dtype(bias.dtype())?;
+            out.push((w, (bias + extra)?));
+        }
+        Ok(out)
     }
 
     /// Logits `[.., V]` from hidden states `[.., D]`.

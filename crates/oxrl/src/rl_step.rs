@@ -163,25 +163,18 @@ pub fn self_filter(
     if problems.is_empty() {
         return Ok(problems);
     }
+    let answers = greedy_answers(policy, &problems, budget)?;
+    Ok(problems.into_iter().zip(answers).filter(|(p, a)| !task.verify(p, a).correct).map(|(p, _)| p).collect())
+}
+
+/// The policy's greedy completion (decoded) of every problem, in one generation batch.
+fn greedy_answers(policy: &Policy, problems: &[oxrl_tasks::Problem], budget: usize) -> Result<Vec<String>> {
     let tok = policy.tokenizer.as_ref();
     let prompts = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<Vec<_>>>()?;
-    let greedy = SamplingParams {
-        temperature: 0.0,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        max_new_tokens: budget,
-        stop_tokens: tok.stop_ids(),
-    };
-    let mut rng = oxrl_core::seed::rng(0, "self-greedy", 0); // greedy decoding draws nothing
+    let greedy = SamplingParams::greedy(budget, tok.stop_ids());
+    let mut rng = oxrl_core::seed::rng(0, "greedy", 0); // greedy decoding draws nothing
     let outs = generate(&policy.model, &prompts, &greedy, tok.pad_id(), &mut rng)?;
-    let mut keep = Vec::with_capacity(problems.len());
-    for (p, c) in problems.into_iter().zip(outs) {
-        if !task.verify(&p, &oxrl_lm::prompt::decode_response(tok, &c.tokens)?).correct {
-            keep.push(p);
-        }
-    }
-    Ok(keep)
+    outs.iter().map(|c| oxrl_lm::prompt::decode_response(tok, &c.tokens)).collect()
 }
 
 /// ArenaRL: each group's responses ranked by a seeded single-elimination tournament under the
@@ -193,19 +186,14 @@ fn arena_scores(
     judge: Option<&dyn crate::judge::Judge>,
     samples: &[Sample],
     problems: &[oxrl_tasks::Problem],
-    params: &SamplingParams,
+    budget: usize,
     m: &mut Map<String, Value>,
 ) -> Result<Vec<f64>> {
     use oxrl_core::advantage::arena::{rank_scores, tournament};
     let tok = policy.tokenizer.as_ref();
     let task_judge = crate::judge::TaskJudge { task };
     let judge: &dyn crate::judge::Judge = judge.unwrap_or(&task_judge);
-    let prompts = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<Vec<_>>>()?;
-    let greedy = SamplingParams { temperature: 0.0, ..params.clone() };
-    let mut rng = oxrl_core::seed::rng(0, "arena-anchor", 0); // greedy decoding draws nothing
-    let anchors = generate(&policy.model, &prompts, &greedy, tok.pad_id(), &mut rng)?;
-    let anchors: Vec<String> =
-        anchors.iter().map(|c| oxrl_lm::prompt::decode_response(tok, &c.tokens)).collect::<Result<_>>()?;
+    let anchors = greedy_answers(policy, problems, budget)?;
     let texts: Vec<String> =
         samples.iter().map(|s| oxrl_lm::prompt::decode_response(tok, &s.completion.tokens)).collect::<Result<_>>()?;
     let mut scores = vec![0.0; samples.len()];
@@ -460,7 +448,7 @@ pub fn rl_step(
     // 3. Token rewards (outcome on the last token; PPO-style KL penalty in the reward) and
     //    advantages.
     let arena = if t.advantage == "arena" {
-        Some(arena_scores(policy, task, models.judge, &samples, &group_problems, &params, &mut m)?)
+        Some(arena_scores(policy, task, models.judge, &samples, &group_problems, budget, &mut m)?)
     } else {
         None
     };
