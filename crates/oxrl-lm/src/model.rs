@@ -330,9 +330,11 @@ impl Pass {
     }
 }
 
-/// Gradient checkpointing of one layer: the forward keeps no activations; the backward
-/// recomputes the layer with a graph, backpropagates through it, returns the input gradient and
-/// leaves the parameter gradients in `side`.
+/// Gradient checkpointing of one layer, on any device and dtype: the layer's output `y` is
+/// computed outside the graph (its activations are freed at once) and joined to the graph by
+/// this op, whose forward copies `y` and whose backward recomputes the layer with a graph,
+/// backpropagates through it, returns the input gradient and leaves the parameter gradients in
+/// `side`.
 struct Checkpointed {
     pass: Pass,
     li: usize,
@@ -340,33 +342,47 @@ struct Checkpointed {
     side: SideGrads,
 }
 
-impl candle_core::CustomOp1 for Checkpointed {
+impl candle_core::CustomOp2 for Checkpointed {
     fn name(&self) -> &'static str {
         "checkpointed-layer"
     }
     fn cpu_fwd(
         &self,
-        s: &candle_core::CpuStorage,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        y: &candle_core::CpuStorage,
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use candle_core::CpuStorage as C;
-        let err = |e: anyhow::Error| candle_core::Error::Msg(format!("checkpointed layer: {e:#}"));
-        let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("non-contiguous input".into()))?;
-        let x = match s {
-            C::F32(v) => Tensor::from_slice(&v[a..b], l.shape(), &Device::Cpu)?,
-            C::F64(v) => Tensor::from_slice(&v[a..b], l.shape(), &Device::Cpu)?,
-            _ => candle_core::bail!("checkpointed layer: f32 or f64 only on CPU"),
-        };
-        // The same ops as the recomputation (so dropout masks and rounding agree); the graph
-        // they build is dropped with `y`.
-        let y = self.pass.layer(self.li, &self.layer, &x, None).map_err(err)?.flatten_all()?;
-        let out = match s {
-            C::F32(_) => C::F32(y.to_vec1()?),
-            _ => C::F64(y.to_vec1()?),
+        let (a, b) =
+            l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("non-contiguous layer output".into()))?;
+        let out = match y {
+            C::F32(v) => C::F32(v[a..b].to_vec()),
+            C::F64(v) => C::F64(v[a..b].to_vec()),
+            C::BF16(v) => C::BF16(v[a..b].to_vec()),
+            C::F16(v) => C::F16(v[a..b].to_vec()),
+            _ => candle_core::bail!("checkpointed layer: floating-point activations only"),
         };
         Ok((out, l.shape().clone()))
     }
-    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &candle_core::Layout,
+        y: &candle_core::CudaStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        Ok((y.try_clone(l)?, l.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let err = |e: anyhow::Error| candle_core::Error::Msg(format!("checkpointed layer: {e:#}"));
         RECOMPUTED_LAYERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let xv = Var::from_tensor(&x.detach())?;
@@ -378,7 +394,7 @@ impl candle_core::CustomOp1 for Checkpointed {
                 side.push((v, gv.clone()));
             }
         }
-        Ok(grads.get(xv.as_tensor()).cloned())
+        Ok((grads.get(xv.as_tensor()).cloned(), None))
     }
 }
 
@@ -601,14 +617,17 @@ impl Transformer {
         };
         let w = |x: &Tensor| if mode == Mode::Infer { x.detach() } else { x.clone() };
         let mut x = w(&self.embed).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
-        let checkpoint = self.checkpointing && mode == Mode::Train && cache.is_none() && kernels::supported(&x);
+        let checkpoint = self.checkpointing && mode == Mode::Train && cache.is_none();
         for (li, layer) in self.layers.iter().enumerate() {
             x = if checkpoint {
                 // The op must be tracked for its backward to run even when nothing before it
                 // is trainable (frozen embeddings under LoRA).
                 let input = if x.track_op() { x } else { Var::from_tensor(&x)?.as_tensor().clone() };
+                // The same ops as the recomputation (so dropout masks and rounding agree); the
+                // graph they build is dropped with the detached output.
+                let y = pass.layer(li, layer, &input.detach(), None)?.detach();
                 let op = Checkpointed { pass: pass.clone(), li, layer: layer.clone(), side: self.side_grads.clone() };
-                input.apply_op1(op)?
+                input.apply_op2(&y, op)?
             } else {
                 let slot = cache.as_deref_mut().map(|c| {
                     let (k, v) = (&mut c.k[li], &mut c.v[li]);

@@ -211,14 +211,18 @@ fn peft_files_round_trip_and_name_what_is_wrong() -> Result<()> {
 
 #[test]
 fn gradient_checkpointing_gives_the_same_gradients() -> Result<()> {
-    for (lora, fused) in [(false, true), (true, true), (false, false)] {
+    // bf16 (the GPU dtype) runs through the same device-generic op; the same ops in the same
+    // order give the same rounding, so it is held to the same tolerance.
+    for (lora, fused, dt) in
+        [(false, true, DType::F64), (true, true, DType::F64), (false, false, DType::F64), (true, false, DType::BF16)]
+    {
         let c = cfg("qwen3");
         let make = || -> Result<Transformer> {
-            let mut m = base(&c, DType::F64)?;
+            let mut m = base(&c, dt)?;
             m.fused = fused;
             if lora {
                 // Seeded: both models get the same adapter values.
-                let s = LoraStore::init(&c, &LoraConfig::default(), 7, DType::F64, &Device::Cpu)?;
+                let s = LoraStore::init(&c, &LoraConfig::default(), 7, dt, &Device::Cpu)?;
                 randomise_b(&s, 3)?;
                 m = m.with_lora(s)?;
             }
@@ -228,7 +232,7 @@ fn gradient_checkpointing_gives_the_same_gradients() -> Result<()> {
         let mut b = make()?;
         b.checkpointing = true;
         let (la, lb) = (loss(&a)?, loss(&b)?);
-        assert!((la.to_scalar::<f64>()? - lb.to_scalar::<f64>()?).abs() < 1e-9);
+        assert!(max_diff(&la, &lb)? < 1e-9);
         let before = oxrl_lm::model::RECOMPUTED_LAYERS.load(std::sync::atomic::Ordering::Relaxed);
         let (ga, gb) = (a.backward(&la)?, b.backward(&lb)?);
         let after = oxrl_lm::model::RECOMPUTED_LAYERS.load(std::sync::atomic::Ordering::Relaxed);
@@ -240,7 +244,7 @@ fn gradient_checkpointing_gives_the_same_gradients() -> Result<()> {
             let gy =
                 gb.get(y.as_tensor()).unwrap_or_else(|| panic!("{n}: no gradient with checkpointing (lora={lora})"));
             let d = max_diff(gx, gy)?;
-            assert!(d < 1e-9, "{n} (lora={lora}, fused={fused}): {d}");
+            assert!(d < 1e-9, "{n} (lora={lora}, fused={fused}, {dt:?}): {d}");
         }
     }
     Ok(())

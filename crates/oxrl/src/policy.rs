@@ -47,12 +47,6 @@ impl Policy {
             store.base_model = m.path.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
             p.model = p.model.with_lora(store)?;
         }
-        if m.gradient_checkpointing {
-            anyhow::ensure!(
-                device.is_cpu() && matches!(dtype, DType::F32 | DType::F64),
-                "key `model.gradient_checkpointing`: implemented for f32/f64 on CPU (this run: {dtype:?} on {device:?})"
-            );
-        }
         p.model.checkpointing = m.gradient_checkpointing;
         Ok(p)
     }

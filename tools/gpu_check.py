@@ -1,0 +1,119 @@
+"""GPU check of a CUDA build (not run in CI: needs a GPU, torch and transformers).
+
+    python tools/gpu_check.py OXRL_BINARY OUT_DIR
+
+1. For each tiny Hugging Face fixture (Qwen2, Qwen3, Llama) the chat-formatted prompt is generated
+   greedily by `oxrl generate` on the GPU in f32 and in bf16, and by transformers on the GPU in f32;
+   the f32 ids must be equal (bf16 is reported: rounding may flip a near-tie of random weights).
+2. A shortened quickstart (countdown SFT, then GRPO) and a LoRA run on the Qwen2 fixture train on
+   the GPU; their summaries and wall times are printed.
+3. `oxrl bench --json` on the GPU.
+
+Exits non-zero when a check fails. Build the binary with
+`CUDA_COMPUTE_CAP=90 cargo build --release --features cuda` (see README, "GPU").
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+FIX = os.path.join(ROOT, "crates", "oxrl-lm", "tests", "fixtures", "hf")
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+MSGS = [{"role": "system", "content": "Answer with a number."}, {"role": "user", "content": "What is 6*7?"}]
+
+
+def run(cmd, timeout):
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    dt = time.time() - t
+    if p.returncode != 0:
+        print("FAILED:", " ".join(cmd), "\n", p.stdout[-3000:], p.stderr[-3000:], flush=True)
+    return p, dt
+
+
+def longer_context(name, out):
+    """A copy of fixture `name` with a 256-token context (the fixtures have 64)."""
+    d = os.path.join(out, name + "-base")
+    shutil.copytree(os.path.join(FIX, name), d, dirs_exist_ok=True)
+    cfg = os.path.join(d, "config.json")
+    c = json.load(open(cfg))
+    c["max_position_embeddings"] = 256
+    json.dump(c, open(cfg, "w"))
+    return d
+
+
+def generation(oxrl, out):
+    ok = True
+    for name in ["qwen2", "qwen3", "llama"]:
+        d = longer_context(name, out)
+        tok = AutoTokenizer.from_pretrained(d)
+        msgs = MSGS
+        try:
+            text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        except Exception:  # a template without a system role
+            msgs = MSGS[1:]
+            text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        ids = Tokenizer.from_file(os.path.join(d, "tokenizer.json")).encode(text, add_special_tokens=False).ids
+        m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).to(DEV).eval()
+        # oxrl stops at generation_config's end ids and at the tokenizer's end-of-sequence token
+        eos = m.generation_config.eos_token_id
+        eos = (eos if isinstance(eos, list) else [eos]) + [tok.convert_tokens_to_ids(tok.eos_token)]
+        eos = sorted({e for e in eos if e is not None})
+        gen = m.generate(torch.tensor([ids]).to(DEV), max_new_tokens=16, do_sample=False, pad_token_id=0,
+                         eos_token_id=eos)
+        want = gen[0, len(ids):].tolist()
+        system = ["--system", MSGS[0]["content"]] if len(msgs) == 2 else []
+        for dtype in ["f32", "bf16"]:
+            p, dt = run([oxrl, "generate", "--model", d, "--prompt", MSGS[1]["content"], "--chat", *system,
+                         "--max-new-tokens", "16", "--dtype", dtype, "--json", "--quiet"], 120)
+            if p.returncode != 0:
+                ok = False
+                continue
+            got = json.loads(p.stdout)["token_ids"]
+            same = got == want[:len(got)] and (len(got) == len(want) or len(got) == 16)
+            print(f"{name} {dtype}: oxrl {got} transformers {want} {'EQUAL' if same else 'DIFFERENT'} ({dt:.1f} s)", flush=True)
+            if dtype == "f32" and not same:
+                ok = False
+    return ok
+
+
+def training(oxrl, out):
+    ok = True
+    base = longer_context("qwen2", out)
+    runs = [
+        ("quickstart", ["--set", "sft.steps=150", "--set", "train.steps=30", "--set", "eval.max_problems=100"]),
+        ("hf-lora", ["--config", os.path.join(ROOT, "examples", "hf-lora.toml"), "--set",
+                     "model.path=" + base, "--set", "sft.steps=5", "--set", "train.steps=5"]),
+    ]
+    for name, args in runs:
+        d = os.path.join(out, name)
+        p, dt = run([oxrl, "train", "--quiet", "--out", d] + args, 400)
+        if p.returncode != 0:
+            ok = False
+            continue
+        s = json.load(open(os.path.join(d, "summary.json")))
+        print(f"{name}: {dt:.1f} s wall; summary {json.dumps(s)[:1500]}", flush=True)
+    return ok
+
+
+def main():
+    oxrl, out = sys.argv[1], sys.argv[2]
+    print("torch", torch.__version__, torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", flush=True)
+    os.makedirs(out, exist_ok=True)
+    ok = generation(oxrl, out)
+    ok = training(oxrl, out) and ok
+    p, dt = run([oxrl, "bench", "--json", "--model", "notes"], 200)
+    print("bench:", p.stdout[-4000:], f"({dt:.1f} s)", flush=True)
+    sys.exit(0 if ok and p.returncode == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
