@@ -319,6 +319,13 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// AEM: κ of the surprisal-modulated advantage scale clip(exp(κ·sign(A)·ŝ), g_min, g_max)
+    /// (0 = off).
+    pub aem_kappa: f64,
+    pub aem_g_min: f64,
+    pub aem_g_max: f64,
+    /// AEM: divide the group-centred surprisal by the group's standard deviation.
+    pub aem_std: bool,
     /// Log the hidden-state effective rank of the responses every N steps (0 = never).
     pub effective_rank_every: u64,
     /// Responses (evenly spaced over the batch) the effective-rank metric is computed on
@@ -456,6 +463,10 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            aem_kappa: 0.0,
+            aem_g_min: 0.5,
+            aem_g_max: 2.0,
+            aem_std: false,
             effective_rank_every: 10,
             effective_rank_samples: 32,
             tmn_min_weight: 0.25,
@@ -661,6 +672,9 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if t.aem_kappa < 0.0 || !(t.aem_g_min > 0.0 && t.aem_g_min <= 1.0 && t.aem_g_max >= 1.0) {
+            err("aem_kappa", "aem_kappa must be >= 0 and 0 < aem_g_min <= 1 <= aem_g_max".into())?;
+        }
         if !(0.0..=1.0).contains(&t.tmn_min_weight) {
             err("tmn_min_weight", format!("must be in [0, 1] (got {})", t.tmn_min_weight))?;
         }
@@ -832,6 +846,8 @@ mod tests {
             (&["train.calibrl_coef=-0.1"][..], "train.calibrl_coef"),
             (&["train.dph_divergence=rkl"][..], "train.dph_divergence"),
             (&["train.verl_coef=-1"][..], "train.verl_coef"),
+            (&["train.aem_kappa=-1"][..], "train.aem_kappa"),
+            (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),
             (&["train.advantage=tmn", "train.tmn_min_weight=2"][..], "train.tmn_min_weight"),
             (&["train.advantage=arena", "train.arena_judge=/nonexistent"][..], "train.arena_judge"),

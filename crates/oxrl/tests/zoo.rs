@@ -383,3 +383,38 @@ fn dcpo_trains_on_contrastive_subsets_with_gated_rewards() -> Result<()> {
     assert!(a1 > a0 + 0.2, "DCPO must learn: {a0:.3} -> {a1:.3}");
     Ok(())
 }
+
+/// AEM (2026, INFERRED): early on (successes rare) the surprisal modulation boosts rare positives
+/// and confident negatives — both raise entropy — so entropy falls more slowly than under GRPO on
+/// the same bandit; the multiplier never flips a sign and κ = 0 is GRPO.
+#[test]
+fn aem_slows_the_early_entropy_collapse() -> Result<()> {
+    let steps = 40;
+    let grpo = run_bandit(&bandit_config("grpo"), steps, 3e-3)?;
+    let mut c = bandit_config("grpo");
+    c.train.aem_kappa = 2.0;
+    let aem = run_bandit(&c, steps, 3e-3)?;
+    for m in &aem {
+        let (p, n) = (m["aem_scale_pos"].as_f64().unwrap(), m["aem_scale_neg"].as_f64().unwrap());
+        assert!((0.5..=2.0).contains(&p) && (0.5..=2.0).contains(&n), "{p} {n}");
+    }
+    for w in [10..20, 20..30, 30..40] {
+        eprintln!(
+            "steps {w:?}: entropy GRPO {:.3} AEM {:.3}; reward GRPO {:.3} AEM {:.3}",
+            mean_of(&grpo, "entropy", w.clone()),
+            mean_of(&aem, "entropy", w.clone()),
+            mean_of(&grpo, "reward_mean", w.clone()),
+            mean_of(&aem, "reward_mean", w.clone())
+        );
+    }
+    let (eg, ea) = (mean_of(&grpo, "entropy", 20..40), mean_of(&aem, "entropy", 20..40));
+    assert!(ea > eg + 0.3, "AEM entropy {ea:.3} should stay above GRPO's {eg:.3}");
+    let (r0, r1) = (mean_of(&aem, "reward_mean", 0..3), mean_of(&aem, "reward_mean", 35..40));
+    assert!(r1 > r0 + 0.1, "AEM must still learn: {r0:.3} -> {r1:.3}");
+    c.train.aem_kappa = 0.0;
+    let off = run_bandit(&c, 3, 3e-3)?;
+    for (x, y) in grpo.iter().zip(&off) {
+        assert_eq!(x["grad_norm"], y["grad_norm"], "κ = 0 is GRPO");
+    }
+    Ok(())
+}

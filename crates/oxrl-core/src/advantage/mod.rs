@@ -6,6 +6,7 @@
 //! rewards directly.
 
 pub mod a_grae;
+pub mod aem;
 pub mod arena;
 pub mod dcpo;
 pub mod dr_grpo;
