@@ -521,10 +521,10 @@ pub fn rl_step(
         let p = aem::Aem { kappa: t.aem_kappa, g_min: t.aem_g_min, g_max: t.aem_g_max, std_norm: t.aem_std };
         let g = aem::aem_scale(&mean_adv, &aem::surprisal(&logp_old), &group_ids, p);
         aem::apply(&mut adv.advantages, &g);
-        let (pos, neg): (Vec<(f64, f64)>, Vec<(f64, f64)>) =
-            mean_adv.iter().zip(&g).filter(|(a, _)| **a != 0.0).map(|(&a, &g)| (a, g)).partition(|(a, _)| *a > 0.0);
-        m.insert("aem_scale_pos".into(), json!(mean(pos.iter().map(|x| x.1))));
-        m.insert("aem_scale_neg".into(), json!(mean(neg.iter().map(|x| x.1))));
+        let scale_where =
+            |pos: bool| mean(mean_adv.iter().zip(&g).filter(|(a, _)| (**a > 0.0) == pos && **a != 0.0).map(|x| *x.1));
+        m.insert("aem_scale_pos".into(), json!(scale_where(true)));
+        m.insert("aem_scale_neg".into(), json!(scale_where(false)));
     }
     let per_resp: Vec<f64> = adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
     m.insert("advantage_pos_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a > 0.0))));
