@@ -5,11 +5,13 @@
 //! [`Verdict`] that reports correctness and format separately.
 //!
 //! Built-in tasks: [`multidigit`] (addition / subtraction / multiplication with written steps),
-//! [`countdown`], [`arith`] (multi-operand arithmetic with hidden step solutions) and [`jsonl`]
+//! [`countdown`], [`arith`] (multi-operand arithmetic with hidden step solutions), [`grounding`]
+//! (text GUI grounding with GUI-G1's box reward) and [`jsonl`]
 //! (user data with the [`math_answer`] verifier).
 
 pub mod arith;
 pub mod countdown;
+pub mod grounding;
 pub mod jsonl;
 pub mod math_answer;
 pub mod multidigit;
@@ -155,6 +157,8 @@ pub enum TaskConfig {
     Multiplication(multidigit::MultiDigitConfig),
     Countdown(countdown::CountdownConfig),
     Arith(arith::ArithConfig),
+    /// Text GUI grounding with GUI-G1's box reward.
+    Grounding(grounding::GroundingConfig),
     /// User data (JSONL or Parquet); `name = "dataset"` is accepted too.
     #[serde(alias = "dataset")]
     Jsonl(jsonl::JsonlConfig),
@@ -174,6 +178,7 @@ impl TaskConfig {
             TaskConfig::Multiplication(_) => "multiplication",
             TaskConfig::Countdown(_) => "countdown",
             TaskConfig::Arith(_) => "arith",
+            TaskConfig::Grounding(_) => "grounding",
             TaskConfig::Jsonl(_) => "jsonl",
         }
     }
@@ -186,9 +191,10 @@ impl TaskConfig {
             "multiplication" => TaskConfig::Multiplication(Default::default()),
             "countdown" => TaskConfig::Countdown(Default::default()),
             "arith" => TaskConfig::Arith(Default::default()),
+            "grounding" => TaskConfig::Grounding(Default::default()),
             "jsonl" => anyhow::bail!("task `jsonl` needs a config with `train = \"file.jsonl\"`"),
             other => anyhow::bail!(
-                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, jsonl)"
+                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, jsonl)"
             ),
         })
     }
@@ -203,6 +209,7 @@ impl TaskConfig {
             TaskConfig::Multiplication(c) => Box::new(multidigit::MultiDigit::new(Op::Mul, c.clone(), seed)?),
             TaskConfig::Countdown(c) => Box::new(countdown::Countdown::new(c.clone(), seed)?),
             TaskConfig::Arith(c) => Box::new(arith::Arith::new(c.clone(), seed)?),
+            TaskConfig::Grounding(c) => Box::new(grounding::Grounding::new(c.clone(), seed)?),
             TaskConfig::Jsonl(c) => Box::new(jsonl::JsonlTask::load(c.clone(), seed)?),
         })
     }

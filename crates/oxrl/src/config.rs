@@ -319,6 +319,9 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// GUI-G1 difficulty-aware scaling: each response's advantages times its problem's
+    /// `meta.rate` (1 where absent).
+    pub difficulty_weight: bool,
     /// AEM: κ of the surprisal-modulated advantage scale clip(exp(κ·sign(A)·ŝ), g_min, g_max)
     /// (0 = off).
     pub aem_kappa: f64,
@@ -463,6 +466,7 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            difficulty_weight: false,
             aem_kappa: 0.0,
             aem_g_min: 0.5,
             aem_g_max: 2.0,

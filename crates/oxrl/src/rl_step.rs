@@ -64,6 +64,8 @@ struct Sample {
     solution: String,
     /// The problem's task name in multi-task data (`meta.task`).
     task: Option<String>,
+    /// The problem's difficulty weight (`meta.rate`, 1 where absent; GUI-G1).
+    rate: f64,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -303,6 +305,7 @@ pub fn rl_step(
                     format_ok: v.format_ok,
                     solution: p.solution.clone(),
                     task: p.meta.get("task").and_then(|v| v.as_str()).map(String::from),
+                    rate: p.meta.get("rate").and_then(|v| v.as_f64()).unwrap_or(1.0),
                 });
             }
             groups_drawn += 1;
@@ -513,6 +516,12 @@ pub fn rl_step(
         m.insert("verl_explore_weight".into(), json!(w_e));
         let corr = oxrl_core::metrics::pearson(&bonus, &er);
         m.insert("verl_bonus_er_corr".into(), json!(if corr.is_finite() { corr } else { 0.0 }));
+    }
+    if t.difficulty_weight {
+        // GUI-G1: harder problems weigh more (the surrogate is linear in A).
+        let w: Vec<f64> = samples.iter().map(|s| s.rate).collect();
+        oxrl_core::loss::gui_g1::apply_difficulty(&mut adv.advantages, &w);
+        m.insert("difficulty_weight_mean".into(), json!(mean(w.iter().copied())));
     }
     if t.aem_kappa > 0.0 {
         // AEM: scale each response's advantages by its group-relative surprisal under π_old.

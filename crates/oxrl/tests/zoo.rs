@@ -4,7 +4,7 @@
 mod common;
 
 use anyhow::Result;
-use common::{bandit_config, mean_of, run_bandit, run_task, FirstDigit};
+use common::{bandit_config, mean_of, run_bandit, run_task, run_task_budget, FirstDigit};
 use oxrl_tasks::{Problem, Task, Verdict};
 
 /// PSR / NSR / W-REINFORCE (Zhu et al., 2025): NSR keeps entropy above PSR; PSR trains only on
@@ -416,5 +416,33 @@ fn aem_slows_the_early_entropy_collapse() -> Result<()> {
     for (x, y) in grpo.iter().zip(&off) {
         assert_eq!(x["grad_norm"], y["grad_norm"], "κ = 0 is GRPO");
     }
+    Ok(())
+}
+
+/// GUI-G1 (2025): on identical rollouts of the grounding task, difficulty weighting scales the
+/// (r − μ) advantages by the problems' rates — harder (smaller) targets weigh more — and nothing
+/// else; the box reward is the task's (unit oracles in oxrl-tasks, loss oracles in oxrl-core).
+#[test]
+fn gui_g1_weighs_responses_by_problem_difficulty() -> Result<()> {
+    use oxrl_tasks::grounding::{Grounding, GroundingConfig};
+    let task = Grounding::new(GroundingConfig { elements: 2, ..Default::default() }, 0)?;
+    let mut c = bandit_config("dr_grpo");
+    c.train.loss_agg = oxrl_core::loss::AggMode::SeqMeanTokenSum;
+    c.train.max_new_tokens = 12;
+    c.train.temperature = 0.9;
+    let plain = run_task_budget(&task, &c, 1, 3e-3, 12)?;
+    c.train.difficulty_weight = true;
+    let weighted = run_task_budget(&task, &c, 1, 3e-3, 12)?;
+    assert_eq!(plain[0]["reward_mean"], weighted[0]["reward_mean"], "same rollouts");
+    let w = weighted[0]["difficulty_weight_mean"].as_f64().unwrap();
+    assert!(w > 0.5 && w < 1.5 && (w - 1.0).abs() > 1e-3, "mean rate {w}");
+    // (advantage_pos_mean is measured after the weighting; advantage_abs_mean before it)
+    let (a0, a1) =
+        (plain[0]["advantage_pos_mean"].as_f64().unwrap(), weighted[0]["advantage_pos_mean"].as_f64().unwrap());
+    assert_eq!(plain[0]["advantage_abs_mean"], weighted[0]["advantage_abs_mean"]);
+    eprintln!("mean rate {w:.3}; mean positive A plain {a0:.4}, weighted {a1:.4}");
+    assert!(a0 > 0.0, "the fresh policy's boxes must differ in reward");
+    assert!(a1 > 0.5 * a0 && a1 < 1.5 * a0 && a1 != a0);
+    assert_ne!(plain[0]["grad_norm"], weighted[0]["grad_norm"]);
     Ok(())
 }

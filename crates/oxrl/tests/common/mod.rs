@@ -89,6 +89,17 @@ pub fn run_bandit(cfg: &RunConfig, steps: u64, lr: f64) -> Result<Vec<Map<String
 
 /// Run `steps` RL steps of `cfg` on `task` (2-token budget).
 pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result<Vec<Map<String, Value>>> {
+    run_task_budget(task, cfg, steps, lr, 2)
+}
+
+/// Run `steps` RL steps of `cfg` on `task` with a `budget`-token response budget.
+pub fn run_task_budget(
+    task: &dyn Task,
+    cfg: &RunConfig,
+    steps: u64,
+    lr: f64,
+    budget: usize,
+) -> Result<Vec<Map<String, Value>>> {
     cfg.validate()?;
     let policy = Policy::from_config(cfg, &candle_core::Device::Cpu)?;
     let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
@@ -100,7 +111,7 @@ pub fn run_task(task: &dyn Task, cfg: &RunConfig, steps: u64, lr: f64) -> Result
         None
     };
     let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref(), judge: None };
-    (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, 2, &mut state)).collect()
+    (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, budget, &mut state)).collect()
 }
 
 /// Mean of a metric over a range of steps.
