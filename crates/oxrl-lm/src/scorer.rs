@@ -20,11 +20,15 @@ pub struct ScoreOptions {
     pub hidden: bool,
     /// Also return the top-k logits and their token ids at each response position (0 = off).
     pub top_k: usize,
+    /// Also return the full next-token logits `[B, R, V]` at each response position (raw, before
+    /// the temperature; with the graph when `grad` is on) for techniques that need the whole
+    /// distribution (SIREN).
+    pub logits: bool,
 }
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        Self { grad: false, temperature: 1.0, hidden: false, top_k: 0 }
+        Self { grad: false, temperature: 1.0, hidden: false, top_k: 0, logits: false }
     }
 }
 
@@ -38,6 +42,8 @@ pub struct Scored {
     pub hidden: Option<Tensor>,
     /// (values `[B, R, k]`, token ids `[B, R, k]` u32), highest first.
     pub top_k: Option<(Tensor, Tensor)>,
+    /// `[B, R, V]` next-token logits (see [`ScoreOptions::logits`]).
+    pub logits: Option<Tensor>,
     pub response_lens: Vec<usize>,
 }
 
@@ -119,6 +125,7 @@ pub fn score(
         mask,
         hidden: opts.hidden.then_some(hidden),
         top_k,
+        logits: opts.logits.then_some(logits),
         response_lens: responses.iter().map(|x| x.len()).collect(),
     })
 }

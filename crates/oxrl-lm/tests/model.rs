@@ -106,7 +106,13 @@ fn scorer_matches_sampler_log_probs() -> Result<()> {
     let outs = generate(&m, &prompts(), &params, 0, &mut rng)?;
     let responses: Vec<Vec<u32>> = outs.iter().map(|c| c.tokens.clone()).collect();
     for grad in [false, true] {
-        let s = score(&m, &prompts(), &responses, 0, ScoreOptions { grad, temperature: 0.7, hidden: true, top_k: 3 })?;
+        let s = score(
+            &m,
+            &prompts(),
+            &responses,
+            0,
+            ScoreOptions { grad, temperature: 0.7, hidden: true, top_k: 3, logits: false },
+        )?;
         let logp = s.logp.to_vec2::<f32>()?;
         let ent = s.entropy.to_vec2::<f32>()?;
         let mask = s.mask.to_vec2::<f32>()?;

@@ -319,6 +319,15 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// SIREN: λ of the selective entropy term (0 = off).
+    pub siren_coef: f64,
+    /// SIREN: mass p of the top-p token set the entropy is restricted to.
+    pub siren_top_p: f64,
+    /// SIREN: fraction ρ of the batch's highest-entropy tokens the term acts on.
+    pub siren_rho: f64,
+    /// SIREN: "initial" (one-sided, to the first update's entropy), "batch" (two-sided, to the
+    /// detached batch mean) or "none" (a selective entropy bonus).
+    pub siren_anchor: String,
     /// GUI-G1 difficulty-aware scaling: each response's advantages times its problem's
     /// `meta.rate` (1 where absent).
     pub difficulty_weight: bool,
@@ -466,6 +475,10 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            siren_coef: 0.0,
+            siren_top_p: 0.95,
+            siren_rho: 0.2,
+            siren_anchor: "initial".into(),
             difficulty_weight: false,
             aem_kappa: 0.0,
             aem_g_min: 0.5,
@@ -676,6 +689,14 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        oxrl_core::regularizer::siren::Anchor::parse(&t.siren_anchor)
+            .map_err(|e| anyhow!("key `train.siren_anchor`: {e}"))?;
+        if t.siren_coef < 0.0
+            || !(t.siren_top_p > 0.0 && t.siren_top_p <= 1.0)
+            || !(t.siren_rho > 0.0 && t.siren_rho <= 1.0)
+        {
+            err("siren_coef", "siren_coef must be >= 0, siren_top_p and siren_rho in (0, 1]".into())?;
+        }
         if t.aem_kappa < 0.0 || !(t.aem_g_min > 0.0 && t.aem_g_min <= 1.0 && t.aem_g_max >= 1.0) {
             err("aem_kappa", "aem_kappa must be >= 0 and 0 < aem_g_min <= 1 <= aem_g_max".into())?;
         }
@@ -851,6 +872,8 @@ mod tests {
             (&["train.dph_divergence=rkl"][..], "train.dph_divergence"),
             (&["train.verl_coef=-1"][..], "train.verl_coef"),
             (&["train.aem_kappa=-1"][..], "train.aem_kappa"),
+            (&["train.siren_anchor=sometimes"][..], "train.siren_anchor"),
+            (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),
             (&["train.advantage=tmn", "train.tmn_min_weight=2"][..], "train.tmn_min_weight"),

@@ -40,6 +40,9 @@ pub struct TrainState {
     /// PIPO: the last batch mean rewards (its sliding-window baseline).
     #[serde(default)]
     pub reward_history: Vec<f64>,
+    /// SIREN's `initial` anchor H₀ (set by the first update that uses it).
+    #[serde(default)]
+    pub siren_anchor: Option<f64>,
 }
 
 pub struct Models<'a> {
@@ -116,7 +119,7 @@ fn score_all(
         let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
         let lens: Vec<usize> = resp.iter().map(|r| r.len()).collect();
         let hidden = value.is_some() || er_stride.is_some();
-        let opts = ScoreOptions { grad: false, temperature, hidden, top_k: 0 };
+        let opts = ScoreOptions { grad: false, temperature, hidden, ..Default::default() };
         let s = score(model, &prompts, &resp, pad, opts)?;
         logp.extend(rows_of(&s.logp, &lens)?);
         ent.extend(rows_of(&s.entropy, &lens)?);
@@ -436,7 +439,7 @@ pub fn rl_step(
                 .map(|&i| oxrl_lm::prompt::encode_response(tok, &samples[i].solution))
                 .collect::<Result<Vec<_>>>()?;
             let lens_e: Vec<usize> = experts.iter().map(|e| e.len()).collect();
-            let opts = ScoreOptions { grad: false, temperature: t.temperature, hidden: false, top_k: 0 };
+            let opts = ScoreOptions { grad: false, temperature: t.temperature, ..Default::default() };
             let sc = score(&policy.model, &prompts, &experts, pad, opts)?;
             for (&i, row) in chunk.iter().zip(rows_of(&sc.logp, &lens_e)?) {
                 per_group[samples[i].group] = row;
@@ -570,6 +573,10 @@ pub fn rl_step(
             vec![keep; lens[i]]
         })
         .collect();
+    // SIREN: the peak-entropy mask from the rollout-time entropies.
+    let siren =
+        if t.siren_coef > 0.0 { Some(oxrl_core::regularizer::siren::Anchor::parse(&t.siren_anchor)?) } else { None };
+    let siren_peak = siren.map(|_| oxrl_core::regularizer::siren::peak_mask(&entropy, t.siren_rho));
     let dph_div = oxrl_core::regularizer::dph::Divergence::parse(&t.dph_divergence, t.dph_alpha)?
         .filter(|_| t.dph_coef > 0.0 && models.rehearsal.is_some());
     for epoch in 0..t.epochs {
@@ -618,8 +625,13 @@ pub fn rl_step(
                     let r: Vec<&[f64]> = idx.iter().map(|&i| src[i].as_slice()).collect();
                     pad_rows(&r, width, &dev)
                 };
-                let opts =
-                    ScoreOptions { grad: true, temperature: t.temperature, hidden: models.value.is_some(), top_k: 0 };
+                let opts = ScoreOptions {
+                    grad: true,
+                    temperature: t.temperature,
+                    hidden: models.value.is_some(),
+                    logits: siren.is_some(),
+                    ..Default::default()
+                };
                 let s = score(&policy.model, &prompts, &resp, pad, opts)?;
                 let mut mask = s.mask.clone();
                 if use_keep {
@@ -666,6 +678,22 @@ pub fn rl_step(
                     let gl = aggregate(&g, &gmask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
                     add("calibrl_loss", gl.to_scalar::<f32>()? as f64);
                     loss = (loss + (gl * t.calibrl_coef)?)?;
+                }
+                if let (Some(anchor), Some(peak), Some(lg)) = (siren, &siren_peak, &s.logits) {
+                    use oxrl_core::regularizer::siren::{siren_loss, top_p_entropy, Anchor};
+                    let scaled = if t.temperature != 1.0 { (lg / t.temperature)? } else { lg.clone() };
+                    let hp = top_p_entropy(&scaled, t.siren_top_p)?;
+                    let anchor = match anchor {
+                        Anchor::Initial(_) => Anchor::Initial(state.siren_anchor),
+                        a => a,
+                    };
+                    let (l, mean_h) = siren_loss(&hp, &(&mask * rows(peak)?)?, anchor)?;
+                    if matches!(anchor, Anchor::Initial(None)) {
+                        state.siren_anchor = Some(mean_h);
+                    }
+                    add("siren_loss", l.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+                    add("siren_entropy", mean_h);
+                    loss = (loss + (l * t.siren_coef)?)?;
                 }
                 if t.entropy_coef != 0.0 {
                     let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;
@@ -739,6 +767,9 @@ pub fn rl_step(
         state.kl_coef = ctl.value;
     }
     m.insert("kl_coef".into(), json!(state.kl_coef));
+    if let Some(h0) = state.siren_anchor {
+        m.insert("siren_anchor".into(), json!(h0));
+    }
     state.step = step_no;
     let total = t_start.elapsed().as_secs_f64();
     m.insert("time_rollout_s".into(), json!(t_rollout));

@@ -197,7 +197,13 @@ pub fn run_train(
             run.log(&json!({"phase": "rl", "step": 0, "eval": before}))?;
             tb.scalars(0, &eval_scalars(&before))?;
             saved = SavedState {
-                state: TrainState { step: 0, cursor: 0, kl_coef: t.kl_coef, reward_history: vec![] },
+                state: TrainState {
+                    step: 0,
+                    cursor: 0,
+                    kl_coef: t.kl_coef,
+                    reward_history: vec![],
+                    siren_anchor: None,
+                },
                 before,
                 rng: json!({"seed": cfg.seed, "stream": "rollout", "step": 0}),
             };

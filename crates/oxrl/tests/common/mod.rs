@@ -100,18 +100,36 @@ pub fn run_task_budget(
     lr: f64,
     budget: usize,
 ) -> Result<Vec<Map<String, Value>>> {
-    cfg.validate()?;
-    let policy = Policy::from_config(cfg, &candle_core::Device::Cpu)?;
-    let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
+    run_phases(task, &[(cfg, steps)], lr, budget)
+}
+
+/// Consecutive phases of RL steps on one policy, optimiser and train state, each phase with its
+/// own config (the model and rehearsal set come from the first).
+pub fn run_phases(
+    task: &dyn Task,
+    phases: &[(&RunConfig, u64)],
+    lr: f64,
+    budget: usize,
+) -> Result<Vec<Map<String, Value>>> {
+    let first = phases[0].0;
+    let policy = Policy::from_config(first, &candle_core::Device::Cpu)?;
     let mut opt = AdamW::new(policy.model.trainable_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
-    let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0, reward_history: vec![] };
-    let rehearsal = if cfg.train.dph_divergence != "none" {
-        Some(oxrl::rehearsal::Rehearsal::build(&policy, task, cfg, 2)?)
+    let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0, reward_history: vec![], siren_anchor: None };
+    let rehearsal = if first.train.dph_divergence != "none" {
+        Some(oxrl::rehearsal::Rehearsal::build(&policy, task, first, 2)?)
     } else {
         None
     };
     let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref(), judge: None };
-    (0..steps).map(|_| rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, budget, &mut state)).collect()
+    let mut out = Vec::new();
+    for &(cfg, steps) in phases {
+        cfg.validate()?;
+        let est = oxrl_core::advantage::by_name(&cfg.train.advantage, &cfg.train.estimator_params())?;
+        for _ in 0..steps {
+            out.push(rl_step(cfg, task, est.as_ref(), &models, &mut opt, lr, budget, &mut state)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Mean of a metric over a range of steps.
