@@ -319,6 +319,11 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// ViSurf: inject the ground-truth solution in place of one rollout per group — "off",
+    /// "always" or "when_needed" (only in groups without a correct rollout).
+    pub visurf: String,
+    /// ViSurf: cap the injected response's advantage at its group's largest on-policy |A|.
+    pub visurf_cap: bool,
     /// SIREN: λ of the selective entropy term (0 = off).
     pub siren_coef: f64,
     /// SIREN: mass p of the top-p token set the entropy is restricted to.
@@ -475,6 +480,8 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            visurf: "off".into(),
+            visurf_cap: false,
             siren_coef: 0.0,
             siren_top_p: 0.95,
             siren_rho: 0.2,
@@ -689,6 +696,7 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        oxrl_core::shaping::visurf::Mode::parse(&t.visurf).map_err(|e| anyhow!("key `train.visurf`: {e}"))?;
         oxrl_core::regularizer::siren::Anchor::parse(&t.siren_anchor)
             .map_err(|e| anyhow!("key `train.siren_anchor`: {e}"))?;
         if t.siren_coef < 0.0
@@ -873,6 +881,7 @@ mod tests {
             (&["train.verl_coef=-1"][..], "train.verl_coef"),
             (&["train.aem_kappa=-1"][..], "train.aem_kappa"),
             (&["train.siren_anchor=sometimes"][..], "train.siren_anchor"),
+            (&["train.visurf=sometimes"][..], "train.visurf"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

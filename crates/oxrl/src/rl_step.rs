@@ -69,6 +69,8 @@ struct Sample {
     task: Option<String>,
     /// The problem's difficulty weight (`meta.rate`, 1 where absent; GUI-G1).
     rate: f64,
+    /// ViSurf: the ground-truth solution injected in place of a rollout (not sampled from π_old).
+    expert: bool,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -263,6 +265,23 @@ pub fn rl_step(
     let (mut drawn_rewards, mut drawn_correct, mut gen_tokens) = (Vec::new(), 0usize, 0usize);
     let (mut self_dropped, mut self_drawn) = (0usize, 0usize);
     let mut group_problems: Vec<oxrl_tasks::Problem> = Vec::new();
+    let visurf = oxrl_core::shaping::visurf::Mode::parse(&t.visurf)?;
+    let mut visurf_injected = 0usize;
+    // The reward of a verdict on a response of `len` tokens: the verifier's, or the hierarchical
+    // gated reward, plus the DAPO overlong penalty.
+    let reward_of = |v: &oxrl_tasks::Verdict, len: usize| -> f64 {
+        let mut reward = v.reward as f64;
+        if t.hierarchical_reward {
+            let brevity = 1.0 - len as f64 / budget.max(1) as f64;
+            let levels = [v.format_ok as u8 as f64, v.correct as u8 as f64, brevity];
+            reward = oxrl_core::shaping::hierarchical::hierarchical_reward(&levels, &t.hrm_weights, &[1.0, 1.0])
+                .expect("hrm_weights validated with the config");
+        }
+        if t.overlong_buffer > 0 {
+            reward += overlong_penalty(len, budget, t.overlong_buffer);
+        }
+        reward
+    };
     while groups_kept < t.prompts_per_step && (rounds == 0 || (t.dynamic_sampling && rounds < t.dynamic_max_rounds)) {
         let mut problems = data.next_batch(t.prompts_per_step - groups_kept);
         if t.self_filter {
@@ -287,16 +306,7 @@ pub fn rl_step(
                 let c = outs.next().expect("one completion per prompt");
                 gen_tokens += c.tokens.len();
                 let v = task.verify(p, &oxrl_lm::prompt::decode_response(tok, &c.tokens)?);
-                let mut reward = v.reward as f64;
-                if t.hierarchical_reward {
-                    let brevity = 1.0 - c.tokens.len() as f64 / budget.max(1) as f64;
-                    let levels = [v.format_ok as u8 as f64, v.correct as u8 as f64, brevity];
-                    reward =
-                        oxrl_core::shaping::hierarchical::hierarchical_reward(&levels, &t.hrm_weights, &[1.0, 1.0])?;
-                }
-                if t.overlong_buffer > 0 {
-                    reward += overlong_penalty(c.tokens.len(), budget, t.overlong_buffer);
-                }
+                let reward = reward_of(&v, c.tokens.len());
                 drawn_rewards.push(reward);
                 drawn_correct += v.correct as usize;
                 group.push(Sample {
@@ -309,7 +319,26 @@ pub fn rl_step(
                     solution: p.solution.clone(),
                     task: p.meta.get("task").and_then(|v| v.as_str()).map(String::from),
                     rate: p.meta.get("rate").and_then(|v| v.as_f64()).unwrap_or(1.0),
+                    expert: false,
                 });
+            }
+            // ViSurf: the ground truth in place of the last rollout (its reward from the same
+            // verifier and shaping), in every group or only where no rollout is correct.
+            let correct_on_policy: Vec<bool> = group.iter().map(|s| s.correct).collect();
+            if oxrl_core::shaping::visurf::should_inject(visurf, &correct_on_policy) && !p.solution.is_empty() {
+                let ids = oxrl_lm::prompt::encode_response(tok, &p.solution)?;
+                if ids.len() <= budget {
+                    let v = task.verify(p, &p.solution);
+                    let last = group.last_mut().expect("groups are not empty");
+                    last.reward = reward_of(&v, ids.len());
+                    last.correct = v.correct;
+                    last.format_ok = v.format_ok;
+                    last.expert = true;
+                    let n = ids.len();
+                    last.completion =
+                        Completion { tokens: ids, logp: vec![0.0; n], entropy: vec![0.0; n], finish: Finish::Stop };
+                    visurf_injected += 1;
+                }
             }
             groups_drawn += 1;
             let rewards: Vec<f64> = group.iter().map(|s| s.reward).collect();
@@ -353,6 +382,9 @@ pub fn rl_step(
     m.insert("groups_kept".into(), json!(groups_kept));
     m.insert("gen_tokens".into(), json!(gen_tokens));
     m.insert("lr".into(), json!(lr));
+    if visurf != oxrl_core::shaping::visurf::Mode::Off {
+        m.insert("visurf_injected".into(), json!(visurf_injected as f64 / groups_drawn.max(1) as f64));
+    }
     if t.self_filter {
         m.insert("self_filtered".into(), json!(self_dropped as f64 / self_drawn.max(1) as f64));
     }
@@ -407,7 +439,8 @@ pub fn rl_step(
     };
     let diffs: Vec<f64> = samples
         .iter()
-        .zip(&logp_old)
+        .filter(|s| !s.expert)
+        .zip(logp_old.iter().zip(&samples).filter(|(_, s)| !s.expert).map(|(l, _)| l))
         .flat_map(|(s, lo)| s.completion.logp.iter().zip(lo).map(|(&a, &b)| (a as f64 - b).abs()))
         .collect();
     m.insert("mismatch_mean".into(), json!(mean(diffs.iter().copied())));
@@ -519,6 +552,28 @@ pub fn rl_step(
         m.insert("verl_explore_weight".into(), json!(w_e));
         let corr = oxrl_core::metrics::pearson(&bonus, &er);
         m.insert("verl_bonus_er_corr".into(), json!(if corr.is_finite() { corr } else { 0.0 }));
+    }
+    if t.visurf_cap && samples.iter().any(|s| s.expert) {
+        // ViSurf (c): the expert's advantage at most the largest on-policy |A| of its group.
+        let expert: Vec<bool> = samples.iter().map(|s| s.expert).collect();
+        let mut capped: Vec<f64> =
+            adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
+        oxrl_core::shaping::visurf::cap_expert_advantage(&mut capped, &group_ids, &expert);
+        for (i, a) in adv.advantages.iter_mut().enumerate() {
+            if expert[i] {
+                a.iter_mut().for_each(|x| *x = x.min(capped[i]));
+            }
+        }
+    }
+    if samples.iter().any(|s| s.expert) {
+        let e: Vec<f64> = adv
+            .advantages
+            .iter()
+            .zip(&samples)
+            .filter(|(_, s)| s.expert)
+            .map(|(a, _)| a.iter().sum::<f64>() / a.len().max(1) as f64)
+            .collect();
+        m.insert("visurf_expert_advantage".into(), json!(mean(e.into_iter())));
     }
     if t.difficulty_weight {
         // GUI-G1: harder problems weigh more (the surrogate is linear in A).
@@ -634,6 +689,15 @@ pub fn rl_step(
                 };
                 let s = score(&policy.model, &prompts, &resp, pad, opts)?;
                 let mut mask = s.mask.clone();
+                // ViSurf: an injected expert response has ratio 1 (log π_old := log π_θ, detached).
+                let old = rows(&logp_old)?;
+                let old = if idx.iter().any(|&i| samples[i].expert) {
+                    let e: Vec<Vec<f64>> = idx.iter().map(|&i| vec![samples[i].expert as u8 as f64; width]).collect();
+                    let e = pad_rows(&e.iter().map(|r| r.as_slice()).collect::<Vec<_>>(), width, &dev)?;
+                    ((&e * s.logp.detach())? + ((1.0 - &e)? * old)?)?
+                } else {
+                    old
+                };
                 if use_keep {
                     mask = (mask * rows(&keep_mask)?)?;
                 }
@@ -642,11 +706,11 @@ pub fn rl_step(
                     let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].correct as u8 as f64).collect();
                     let groups: Vec<usize> = idx.iter().map(|&i| samples[i].group).collect();
                     let cfg_p = Pacs { beta: t.pacs_beta, score: t.pacs_score, ..Default::default() };
-                    let (l, critic) = pacs_loss(&s.logp, &rows(&logp_old)?, &mask, &rewards, &groups, cfg_p)?;
+                    let (l, critic) = pacs_loss(&s.logp, &old, &mask, &rewards, &groups, cfg_p)?;
                     add("pacs_critic", critic);
                     l
                 } else {
-                    let (pg, pm) = ppo_clip_loss(&s.logp, &rows(&logp_old)?, &rows(&adv.advantages)?, &mask, clip)?;
+                    let (pg, pm) = ppo_clip_loss(&s.logp, &old, &rows(&adv.advantages)?, &mask, clip)?;
                     add("clipfrac", pm.clipfrac);
                     add("clipfrac_lower", pm.clipfrac_lower);
                     add("approx_kl", pm.approx_kl);

@@ -135,7 +135,7 @@ pub fn run_phases(
 /// Mean of a metric over a range of steps.
 #[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn mean_of(m: &[Map<String, Value>], key: &str, range: std::ops::Range<usize>) -> f64 {
-    let v: Vec<f64> = m[range].iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect();
+    let v: Vec<f64> = m[range].iter().map(|r| r.get(key).and_then(|x| x.as_f64()).unwrap_or(f64::NAN)).collect();
     v.iter().sum::<f64>() / v.len() as f64
 }
 
