@@ -125,6 +125,9 @@ impl Task for Arith {
         let digits = self.cfg.max_operand.to_string().len();
         self.cfg.operands * (16 + 4 * digits * self.cfg.operands.min(4)) + 16
     }
+    fn process_rewards(&self, _problem: &Problem, completion: &str) -> Option<Vec<f64>> {
+        Some(crate::equation_step_rewards(completion))
+    }
 }
 
 #[cfg(test)]

@@ -260,6 +260,9 @@ impl Task for Countdown {
     fn max_completion_chars(&self) -> usize {
         self.cfg.numbers * 24 + 16
     }
+    fn process_rewards(&self, _problem: &Problem, completion: &str) -> Option<Vec<f64>> {
+        Some(crate::equation_step_rewards(completion))
+    }
 }
 
 #[cfg(test)]

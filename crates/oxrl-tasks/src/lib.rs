@@ -70,6 +70,40 @@ pub trait Task: Send + Sync {
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict;
     /// Upper bound on a good completion's length in characters (a `max_new_tokens` hint).
     fn max_completion_chars(&self) -> usize;
+    /// Process rewards in [0, 1], one per reasoning step the completion wrote (PPR / ReNorm);
+    /// None when the task has no process verifier.
+    fn process_rewards(&self, _problem: &Problem, _completion: &str) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+/// The built-in tasks' principle-based process reward: the completion's comma-separated steps
+/// `lhs=rhs` (an optional `stepN:` label before the equation) each score 1 when the arithmetic
+/// is true and 0 otherwise; segments without `=` (e.g. `swap`) and the `answer:` are not steps.
+pub fn equation_step_rewards(completion: &str) -> Vec<f64> {
+    let body = match completion.to_ascii_lowercase().rfind("answer:") {
+        Some(i) => &completion[..i],
+        None => completion,
+    };
+    body.split(',')
+        .map(|seg| seg.rsplit(':').next().unwrap_or(seg).trim())
+        .filter(|seg| seg.contains('='))
+        .map(|seg| {
+            let (lhs, rhs) = seg.split_once('=').unwrap_or((seg, ""));
+            // A leading minus (a negative running value) reads as 0 − …, which agrees with
+            // precedence here: the steps are one operation each.
+            let eval = |e: &str| {
+                let e = e.trim();
+                let e = if e.starts_with('-') { format!("0{e}") } else { e.to_string() };
+                countdown::evaluate(&e, false).map(|(v, _)| v)
+            };
+            let ok = match (eval(lhs), eval(rhs)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            ok as u8 as f64
+        })
+        .collect()
 }
 
 /// Text after the last `answer:` marker (case-insensitive) up to the end of its line, trimmed.
@@ -212,5 +246,32 @@ impl TaskConfig {
             TaskConfig::Grounding(c) => Box::new(grounding::Grounding::new(c.clone(), seed)?),
             TaskConfig::Jsonl(c) => Box::new(jsonl::JsonlTask::load(c.clone(), seed)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::*;
+
+    #[test]
+    fn equation_steps_are_checked() {
+        assert_eq!(equation_step_rewards("step1: 3*4=12,step2: 12+5=18,answer: 18"), vec![1.0, 0.0]);
+        assert_eq!(equation_step_rewards("swap,7-5-0=2,answer: 2"), vec![1.0]);
+        assert_eq!(equation_step_rewards("answer: 5"), Vec::<f64>::new());
+        assert_eq!(equation_step_rewards("9/3=3,x=4,answer: (9/3)"), vec![1.0, 0.0]);
+        // every built-in task's reference solution is fully valid
+        let tasks: Vec<Box<dyn Task>> = vec![
+            Box::new(arith::Arith::new(Default::default(), 1).unwrap()),
+            Box::new(countdown::Countdown::new(Default::default(), 1).unwrap()),
+            Box::new(multidigit::MultiDigit::new(multidigit::Op::Mul, Default::default(), 1).unwrap()),
+            Box::new(multidigit::MultiDigit::new(multidigit::Op::Sub, Default::default(), 1).unwrap()),
+        ];
+        for t in &tasks {
+            for i in 0..50 {
+                let p = t.train_problem(i);
+                let r = t.process_rewards(&p, &p.solution).unwrap();
+                assert!(!r.is_empty() && r.iter().all(|&x| x == 1.0), "{}: {} {r:?}", t.name(), p.solution);
+            }
+        }
     }
 }

@@ -167,6 +167,9 @@ impl Task for MultiDigit {
             Op::Mul => d * (2 * d + 12) + 4 * d * d + 24,
         }
     }
+    fn process_rewards(&self, _problem: &Problem, completion: &str) -> Option<Vec<f64>> {
+        Some(crate::equation_step_rewards(completion))
+    }
 }
 
 #[cfg(test)]

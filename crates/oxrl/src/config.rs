@@ -319,6 +319,9 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// PPR / ReNorm: α of the group-centred process score added to the outcome reward, in
+    /// [0, 0.5) (0 = off; needs a task with a process verifier).
+    pub ppr_coef: f64,
     /// ViSurf: inject the ground-truth solution in place of one rollout per group — "off",
     /// "always" or "when_needed" (only in groups without a correct rollout).
     pub visurf: String,
@@ -480,6 +483,7 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            ppr_coef: 0.0,
             visurf: "off".into(),
             visurf_cap: false,
             siren_coef: 0.0,
@@ -696,6 +700,12 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if !(0.0..0.5).contains(&t.ppr_coef) {
+            err(
+                "ppr_coef",
+                format!("must be in [0, 0.5) so a correct answer always outranks a wrong one (got {})", t.ppr_coef),
+            )?;
+        }
         oxrl_core::shaping::visurf::Mode::parse(&t.visurf).map_err(|e| anyhow!("key `train.visurf`: {e}"))?;
         oxrl_core::regularizer::siren::Anchor::parse(&t.siren_anchor)
             .map_err(|e| anyhow!("key `train.siren_anchor`: {e}"))?;
@@ -882,6 +892,7 @@ mod tests {
             (&["train.aem_kappa=-1"][..], "train.aem_kappa"),
             (&["train.siren_anchor=sometimes"][..], "train.siren_anchor"),
             (&["train.visurf=sometimes"][..], "train.visurf"),
+            (&["train.ppr_coef=0.5"][..], "train.ppr_coef"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

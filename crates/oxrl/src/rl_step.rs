@@ -71,6 +71,9 @@ struct Sample {
     rate: f64,
     /// ViSurf: the ground-truth solution injected in place of a rollout (not sampled from π_old).
     expert: bool,
+    /// PPR: the response's process score (mean principle reward of its steps), when the task
+    /// has a process verifier.
+    process: Option<f64>,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -266,6 +269,17 @@ pub fn rl_step(
     let (mut self_dropped, mut self_drawn) = (0usize, 0usize);
     let mut group_problems: Vec<oxrl_tasks::Problem> = Vec::new();
     let visurf = oxrl_core::shaping::visurf::Mode::parse(&t.visurf)?;
+    // PPR: the task's principle verifier scores each written step.
+    // (Logged whenever the task has one; required when PPR is on.)
+    let process_of = |p: &oxrl_tasks::Problem, text: &str| -> Result<Option<f64>> {
+        match task.process_rewards(p, text) {
+            Some(steps) => Ok(Some(oxrl_core::shaping::ppr::process_score(&steps))),
+            None if t.ppr_coef > 0.0 => {
+                anyhow::bail!("key `train.ppr_coef`: task `{}` has no process verifier", task.name())
+            }
+            None => Ok(None),
+        }
+    };
     let mut visurf_injected = 0usize;
     // The reward of a verdict on a response of `len` tokens: the verifier's, or the hierarchical
     // gated reward, plus the DAPO overlong penalty.
@@ -305,8 +319,10 @@ pub fn rl_step(
             for prompt in prompt_group {
                 let c = outs.next().expect("one completion per prompt");
                 gen_tokens += c.tokens.len();
-                let v = task.verify(p, &oxrl_lm::prompt::decode_response(tok, &c.tokens)?);
+                let text = oxrl_lm::prompt::decode_response(tok, &c.tokens)?;
+                let v = task.verify(p, &text);
                 let reward = reward_of(&v, c.tokens.len());
+                let process = process_of(p, &text)?;
                 drawn_rewards.push(reward);
                 drawn_correct += v.correct as usize;
                 group.push(Sample {
@@ -320,6 +336,7 @@ pub fn rl_step(
                     task: p.meta.get("task").and_then(|v| v.as_str()).map(String::from),
                     rate: p.meta.get("rate").and_then(|v| v.as_f64()).unwrap_or(1.0),
                     expert: false,
+                    process,
                 });
             }
             // ViSurf: the ground truth in place of the last rollout (its reward from the same
@@ -334,6 +351,7 @@ pub fn rl_step(
                     last.correct = v.correct;
                     last.format_ok = v.format_ok;
                     last.expert = true;
+                    last.process = process_of(p, &p.solution)?;
                     let n = ids.len();
                     last.completion =
                         Completion { tokens: ids, logp: vec![0.0; n], entropy: vec![0.0; n], finish: Finish::Stop };
@@ -357,6 +375,14 @@ pub fn rl_step(
         }
     }
     state.cursor = data.cursor;
+    if t.ppr_coef > 0.0 {
+        // PPR / ReNorm: outcome + α·(group-centred process score), α < ½.
+        let outcome: Vec<f64> = samples.iter().map(|s| s.reward).collect();
+        let process: Vec<f64> = samples.iter().map(|s| s.process.unwrap_or(0.0)).collect();
+        let groups: Vec<usize> = samples.iter().map(|s| s.group).collect();
+        let r = oxrl_core::shaping::ppr::renorm_rewards(&outcome, &process, &groups, t.ppr_coef);
+        samples.iter_mut().zip(r).for_each(|(s, r)| s.reward = r);
+    }
     let t_rollout = t_start.elapsed().as_secs_f64();
 
     let mut m = Map::new();
@@ -382,6 +408,9 @@ pub fn rl_step(
     m.insert("groups_kept".into(), json!(groups_kept));
     m.insert("gen_tokens".into(), json!(gen_tokens));
     m.insert("lr".into(), json!(lr));
+    if samples.iter().any(|s| s.process.is_some()) {
+        m.insert("process_score".into(), json!(mean(samples.iter().filter_map(|s| s.process))));
+    }
     if visurf != oxrl_core::shaping::visurf::Mode::Off {
         m.insert("visurf_injected".into(), json!(visurf_injected as f64 / groups_drawn.max(1) as f64));
     }

@@ -526,3 +526,39 @@ fn visurf_injects_ground_truth_only_when_needed() -> Result<()> {
     assert_eq!(a[0]["visurf_injected"], 1.0);
     Ok(())
 }
+
+/// PPR / ReNorm (2025, INFERRED): with a process verifier that rewards a principle the outcome
+/// ignores (here: the answer digit is followed by `!`), the centred process term teaches it —
+/// the process score rises above GRPO's — while correct answers still outrank wrong ones, so the
+/// bandit is still learned; α = 0 is GRPO.
+#[test]
+fn ppr_rewards_principled_steps_without_outranking_the_outcome() -> Result<()> {
+    let mut task = FirstDigit::new();
+    task.process = Some(|_, c: &str| {
+        let ch: Vec<char> = c.chars().collect();
+        vec![(ch.len() >= 2 && ch[1] == '!') as u8 as f64]
+    });
+    let steps = 40;
+    let grpo = run_task(&task, &bandit_config("grpo"), steps, 3e-3)?;
+    let mut c = bandit_config("grpo");
+    c.train.ppr_coef = 0.4;
+    let ppr = run_task(&task, &c, steps, 3e-3)?;
+    for w in [0..5, 10..20, 30..40] {
+        eprintln!(
+            "steps {w:?}: process GRPO {:.3} PPR {:.3}; reward GRPO {:.3} PPR {:.3}",
+            mean_of(&grpo, "process_score", w.clone()),
+            mean_of(&ppr, "process_score", w.clone()),
+            mean_of(&grpo, "reward_mean", w.clone()),
+            mean_of(&ppr, "reward_mean", w.clone())
+        );
+    }
+    let (pg, pp) = (mean_of(&grpo, "process_score", 30..40), mean_of(&ppr, "process_score", 30..40));
+    assert!(pp > 0.5 && pp > pg + 0.4, "PPR teaches the principle GRPO ignores: {pp:.3} vs {pg:.3}");
+    let (r0, r1) = (mean_of(&ppr, "reward_mean", 0..5), mean_of(&ppr, "reward_mean", 30..40));
+    assert!(r1 > r0 + 0.1, "the outcome is still learned: {r0:.3} -> {r1:.3}");
+    c.train.ppr_coef = 0.0;
+    for (x, y) in grpo.iter().zip(&run_task(&task, &c, 3, 3e-3)?) {
+        assert_eq!(x["grad_norm"], y["grad_norm"], "α = 0 is GRPO");
+    }
+    Ok(())
+}

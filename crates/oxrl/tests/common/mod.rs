@@ -19,6 +19,8 @@ pub struct FirstDigit {
     test: Vec<Problem>,
     make: fn(u64) -> Problem,
     reward: fn(&Problem) -> f32,
+    /// A process verifier (PPR), when set.
+    pub process: Option<fn(&Problem, &str) -> Vec<f64>>,
 }
 
 fn problem(i: u64) -> Problem {
@@ -34,11 +36,11 @@ fn problem(i: u64) -> Problem {
 
 impl FirstDigit {
     pub fn new() -> Self {
-        Self { test: (0..3).map(problem).collect(), make: problem, reward: |_| 1.0 }
+        Self { test: (0..3).map(problem).collect(), make: problem, reward: |_| 1.0, process: None }
     }
     /// Held-out split: the first six problems of `make`.
     pub fn with(make: fn(u64) -> Problem, reward: fn(&Problem) -> f32) -> Self {
-        Self { test: (0..6).map(make).collect(), make, reward }
+        Self { test: (0..6).map(make).collect(), make, reward, process: None }
     }
 }
 
@@ -65,6 +67,9 @@ impl Task for FirstDigit {
     }
     fn max_completion_chars(&self) -> usize {
         2
+    }
+    fn process_rewards(&self, p: &Problem, completion: &str) -> Option<Vec<f64>> {
+        self.process.map(|f| f(p, completion))
     }
 }
 
