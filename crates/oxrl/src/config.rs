@@ -319,6 +319,12 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// RPO: replace the verifier's reward by the binary rubric preference against a competitor,
+    /// judged by `arena_judge` ("task" or an LM judge directory).
+    pub rpo: bool,
+    /// RPO's competitor: "greedy" (the prompt's greedy answer) or "peer" (the next response of
+    /// the group).
+    pub rpo_opponent: String,
     /// PPR / ReNorm: α of the group-centred process score added to the outcome reward, in
     /// [0, 0.5) (0 = off; needs a task with a process verifier).
     pub ppr_coef: f64,
@@ -483,6 +489,8 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            rpo: false,
+            rpo_opponent: "greedy".into(),
             ppr_coef: 0.0,
             visurf: "off".into(),
             visurf_cap: false,
@@ -700,6 +708,9 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if !matches!(t.rpo_opponent.as_str(), "greedy" | "peer") {
+            err("rpo_opponent", format!("`{}` is not one of greedy, peer", t.rpo_opponent))?;
+        }
         if !(0.0..0.5).contains(&t.ppr_coef) {
             err(
                 "ppr_coef",
@@ -893,6 +904,7 @@ mod tests {
             (&["train.siren_anchor=sometimes"][..], "train.siren_anchor"),
             (&["train.visurf=sometimes"][..], "train.visurf"),
             (&["train.ppr_coef=0.5"][..], "train.ppr_coef"),
+            (&["train.rpo_opponent=best"][..], "train.rpo_opponent"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

@@ -9,6 +9,42 @@ use oxrl_tasks::{Problem, Task};
 pub trait Judge: Send + Sync {
     /// P(completion `a` is better than completion `b`) for `problem`, in [0, 1].
     fn compare(&self, problem: &Problem, a: &str, b: &str) -> Result<f64>;
+    /// RPO's rubric for `problem`: (criterion, weight) pairs — the problem's `meta.rubric` when
+    /// it has one, else the judge's default.
+    fn rubric(&self, problem: &Problem) -> Result<Vec<(String, f64)>> {
+        Ok(rubric_from_meta(problem)?.unwrap_or_else(|| vec![("overall quality".into(), 1.0)]))
+    }
+    /// Win of `first` over `second` on one rubric criterion with `first` presented first, in
+    /// [0, 1] (½ = tie). Position bias is allowed here: RPO asks in both orders.
+    fn compare_on(&self, problem: &Problem, criterion: &str, first: &str, second: &str) -> Result<f64> {
+        let _ = criterion;
+        self.compare(problem, first, second)
+    }
+}
+
+/// A problem's `meta.rubric`: a list of criteria (weight 1) or of `{"criterion": …, "weight": …}`.
+pub fn rubric_from_meta(problem: &Problem) -> Result<Option<Vec<(String, f64)>>> {
+    let Some(r) = problem.meta.get("rubric") else { return Ok(None) };
+    let items = r.as_array().ok_or_else(|| anyhow::anyhow!("problem {}: `meta.rubric` must be a list", problem.id))?;
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        match it {
+            serde_json::Value::String(s) => out.push((s.clone(), 1.0)),
+            serde_json::Value::Object(o) => {
+                let c = o.get("criterion").and_then(|v| v.as_str());
+                let w = o.get("weight").and_then(|v| v.as_f64()).unwrap_or(1.0);
+                match c {
+                    Some(c) if w > 0.0 => out.push((c.to_string(), w)),
+                    _ => {
+                        anyhow::bail!("problem {}: rubric items need a `criterion` and a positive `weight`", problem.id)
+                    }
+                }
+            }
+            _ => anyhow::bail!("problem {}: rubric items are strings or objects", problem.id),
+        }
+    }
+    ensure!(!out.is_empty(), "problem {}: `meta.rubric` is empty", problem.id);
+    Ok(Some(out))
 }
 
 /// The task's verifier as a judge: a correct answer beats an incorrect one, then a well-formed
@@ -17,14 +53,33 @@ pub struct TaskJudge<'a> {
     pub task: &'a dyn Task,
 }
 
+fn win(o: std::cmp::Ordering) -> f64 {
+    match o {
+        std::cmp::Ordering::Greater => 1.0,
+        std::cmp::Ordering::Less => 0.0,
+        std::cmp::Ordering::Equal => 0.5,
+    }
+}
+
 impl Judge for TaskJudge<'_> {
     fn compare(&self, problem: &Problem, a: &str, b: &str) -> Result<f64> {
         let (va, vb) = (self.task.verify(problem, a), self.task.verify(problem, b));
         let key = |v: &oxrl_tasks::Verdict| (v.correct, v.format_ok);
-        Ok(match key(&va).cmp(&key(&vb)).then(va.reward.total_cmp(&vb.reward)) {
-            std::cmp::Ordering::Greater => 1.0,
-            std::cmp::Ordering::Less => 0.0,
-            std::cmp::Ordering::Equal => 0.5,
+        Ok(win(key(&va).cmp(&key(&vb)).then(va.reward.total_cmp(&vb.reward))))
+    }
+    /// The verifier's rubric: a correct answer (weight 2) and a well-formed one (1) —
+    /// correctness decides, form breaks ties. (`concise`, the shorter answer, is available to
+    /// `meta.rubric`; as a default tie-breaker it rewards ever-shorter wrong answers.)
+    fn rubric(&self, problem: &Problem) -> Result<Vec<(String, f64)>> {
+        Ok(rubric_from_meta(problem)?.unwrap_or_else(|| vec![("correct".into(), 2.0), ("well-formed".into(), 1.0)]))
+    }
+    fn compare_on(&self, problem: &Problem, criterion: &str, first: &str, second: &str) -> Result<f64> {
+        let (va, vb) = (self.task.verify(problem, first), self.task.verify(problem, second));
+        Ok(match criterion {
+            "correct" => win(va.correct.cmp(&vb.correct)),
+            "well-formed" => win(va.format_ok.cmp(&vb.format_ok)),
+            "concise" => win(second.trim().len().cmp(&first.trim().len())),
+            _ => self.compare(problem, first, second)?,
         })
     }
 }
@@ -55,17 +110,18 @@ impl LmJudge {
         Self::new(p)
     }
 
-    fn prompt(&self, problem: &Problem, first: &str, second: &str) -> Result<Vec<u32>> {
-        let text = format!(
-            "Problem: {}\nAnswer A: {first}\nAnswer B: {second}\nWhich answer is better, A or B?",
-            problem.prompt
-        );
+    fn prompt(&self, problem: &Problem, criterion: Option<&str>, first: &str, second: &str) -> Result<Vec<u32>> {
+        let question = match criterion {
+            Some(c) => format!("Which answer better meets the criterion \"{c}\", A or B?"),
+            None => "Which answer is better, A or B?".to_string(),
+        };
+        let text = format!("Problem: {}\nAnswer A: {first}\nAnswer B: {second}\n{question}", problem.prompt);
         oxrl_lm::prompt::encode_prompt(self.policy.tokenizer.as_ref(), &text)
     }
 
     /// P("A") over {"A", "B"} after the judge prompt.
-    fn p_first(&self, problem: &Problem, first: &str, second: &str) -> Result<f64> {
-        let p = self.prompt(problem, first, second)?;
+    fn p_first(&self, problem: &Problem, criterion: Option<&str>, first: &str, second: &str) -> Result<f64> {
+        let p = self.prompt(problem, criterion, first, second)?;
         let tok = self.policy.tokenizer.as_ref();
         let s = score(
             &self.policy.model,
@@ -82,6 +138,48 @@ impl LmJudge {
 
 impl Judge for LmJudge {
     fn compare(&self, problem: &Problem, a: &str, b: &str) -> Result<f64> {
-        Ok(0.5 * (self.p_first(problem, a, b)? + 1.0 - self.p_first(problem, b, a)?))
+        Ok(0.5 * (self.p_first(problem, None, a, b)? + 1.0 - self.p_first(problem, None, b, a)?))
+    }
+    fn compare_on(&self, problem: &Problem, criterion: &str, first: &str, second: &str) -> Result<f64> {
+        self.p_first(problem, Some(criterion), first, second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(meta: serde_json::Value) -> Problem {
+        Problem { id: 7, prompt: "p".into(), answer: "4".into(), solution: String::new(), meta }
+    }
+
+    #[test]
+    fn rubrics_from_meta_are_read_and_bad_ones_named() {
+        assert_eq!(rubric_from_meta(&problem(serde_json::Value::Null)).unwrap(), None);
+        let r = rubric_from_meta(&problem(
+            serde_json::json!({"rubric": ["clear", {"criterion": "correct", "weight": 3.0}]}),
+        ));
+        assert_eq!(r.unwrap(), Some(vec![("clear".to_string(), 1.0), ("correct".to_string(), 3.0)]));
+        for bad in [
+            serde_json::json!({"rubric": "x"}),
+            serde_json::json!({"rubric": []}),
+            serde_json::json!({"rubric": [{"weight": 1.0}]}),
+        ] {
+            let e = rubric_from_meta(&problem(bad)).unwrap_err().to_string();
+            assert!(e.contains("problem 7"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_task_judge_scores_rubric_items() {
+        let task = oxrl_tasks::TaskConfig::from_name("addition").unwrap().build(0).unwrap();
+        let j = TaskJudge { task: task.as_ref() };
+        let p = problem(serde_json::Value::Null);
+        assert_eq!(j.rubric(&p).unwrap().len(), 2);
+        assert_eq!(j.compare_on(&p, "correct", "answer: 4", "answer: 5").unwrap(), 1.0);
+        assert_eq!(j.compare_on(&p, "correct", "answer: 5", "answer: 4").unwrap(), 0.0);
+        assert_eq!(j.compare_on(&p, "well-formed", "answer: 5", "five").unwrap(), 1.0);
+        assert_eq!(j.compare_on(&p, "concise", "answer: 4", "so the answer: 4").unwrap(), 1.0);
+        assert_eq!(j.compare_on(&p, "correct", "answer: 4", "answer: 4").unwrap(), 0.5);
     }
 }

@@ -12,7 +12,7 @@
 use crate::config::RunConfig;
 use crate::data::DataStream;
 use crate::policy::Policy;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput};
 use oxrl_core::loss::{aggregate, calibrl_guided, clipped_value_loss, pacs_loss, ppo_clip_loss, Pacs, PpoClip};
@@ -233,6 +233,54 @@ fn arena_scores(
     m.insert("arena_winner_correct".into(), json!(winner_correct as f64 / problems.len().max(1) as f64));
     m.insert("arena_groups_with_correct".into(), json!(with_correct as f64 / problems.len().max(1) as f64));
     Ok(scores)
+}
+
+/// RPO: each response's binary rubric-preference reward against its competitor — the prompt's
+/// greedy answer (`greedy`) or the next response of its group (`peer`) — judged per rubric item in
+/// both presentation orders.
+#[allow(clippy::too_many_arguments)]
+fn rpo_rewards(
+    policy: &Policy,
+    task: &dyn Task,
+    judge: Option<&dyn crate::judge::Judge>,
+    samples: &[Sample],
+    problems: &[oxrl_tasks::Problem],
+    budget: usize,
+    opponent: &str,
+    m: &mut Map<String, Value>,
+) -> Result<Vec<f64>> {
+    use oxrl_core::shaping::rpo::{rpo_reward, rubric_decision};
+    let tok = policy.tokenizer.as_ref();
+    let task_judge = crate::judge::TaskJudge { task };
+    let judge: &dyn crate::judge::Judge = judge.unwrap_or(&task_judge);
+    let texts: Vec<String> =
+        samples.iter().map(|s| oxrl_lm::prompt::decode_response(tok, &s.completion.tokens)).collect::<Result<_>>()?;
+    let anchors = if opponent == "greedy" { greedy_answers(policy, problems, budget)? } else { vec![] };
+    let (mut out, mut disagree) = (Vec::with_capacity(samples.len()), 0usize);
+    for (i, s) in samples.iter().enumerate() {
+        let p = &problems[s.group];
+        let other: &str = if opponent == "greedy" {
+            &anchors[s.group]
+        } else {
+            let members: Vec<usize> = (0..samples.len()).filter(|&j| samples[j].group == s.group).collect();
+            let k = members.iter().position(|&j| j == i).expect("a member of its group");
+            &texts[members[(k + 1) % members.len()]]
+        };
+        let rubric = judge.rubric(p)?;
+        let weights: Vec<f64> = rubric.iter().map(|r| r.1).collect();
+        let mut fwd = Vec::with_capacity(rubric.len());
+        let mut bwd = Vec::with_capacity(rubric.len());
+        for (c, _) in &rubric {
+            fwd.push(judge.compare_on(p, c, &texts[i], other).context("RPO judge")?);
+            bwd.push(judge.compare_on(p, c, other, &texts[i]).context("RPO judge")?);
+        }
+        let flipped: Vec<f64> = bwd.iter().map(|v| 1.0 - v).collect();
+        disagree += (rubric_decision(&fwd, &weights) != rubric_decision(&flipped, &weights)) as usize;
+        out.push(rpo_reward(&fwd, &bwd, &weights));
+    }
+    m.insert("rpo_win_rate".into(), json!(mean(out.iter().copied())));
+    m.insert("rpo_order_disagreement".into(), json!(disagree as f64 / samples.len().max(1) as f64));
+    Ok(out)
 }
 
 /// Run one RL step: rollout, scoring, advantages, update. Returns the step's metrics record.
@@ -520,6 +568,11 @@ pub fn rl_step(
     } else {
         None
     };
+    if t.rpo {
+        // RPO: the binary rubric preference replaces the verifier's reward.
+        let r = rpo_rewards(policy, task, models.judge, &samples, &group_problems, budget, &t.rpo_opponent, &mut m)?;
+        samples.iter_mut().zip(r).for_each(|(s, r)| s.reward = r);
+    }
     let kl_in_reward = t.kl_in == "reward" && logp_ref.is_some();
     let token_rewards: Vec<Vec<f64>> = samples
         .iter()

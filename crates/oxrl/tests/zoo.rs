@@ -4,7 +4,9 @@
 mod common;
 
 use anyhow::Result;
-use common::{bandit_config, mean_of, run_bandit, run_phases, run_task, run_task_budget, FirstDigit};
+use common::{
+    bandit_config, mean_of, run_bandit, run_phases, run_phases_judged, run_task, run_task_budget, FirstDigit,
+};
 use oxrl_tasks::{Problem, Task, Verdict};
 
 /// PSR / NSR / W-REINFORCE (Zhu et al., 2025): NSR keeps entropy above PSR; PSR trains only on
@@ -559,6 +561,46 @@ fn ppr_rewards_principled_steps_without_outranking_the_outcome() -> Result<()> {
     c.train.ppr_coef = 0.0;
     for (x, y) in grpo.iter().zip(&run_task(&task, &c, 3, 3e-3)?) {
         assert_eq!(x["grad_norm"], y["grad_norm"], "α = 0 is GRPO");
+    }
+    Ok(())
+}
+
+/// A judge that always prefers whichever answer it is shown first (pure position bias).
+struct FirstShownWins;
+
+impl oxrl::judge::Judge for FirstShownWins {
+    fn compare(&self, _: &Problem, _: &str, _: &str) -> Result<f64> {
+        Ok(1.0)
+    }
+}
+
+/// RPO (2026, INFERRED): the binary rubric preference (correct, then well-formed; judged in
+/// both orders against the prompt's greedy answer) is a 0/1 reward the consistent task judge
+/// never contradicts, and training on it learns the bandit; a judge with pure position bias
+/// disagrees with itself on every pair, so every reward is 0 and nothing is learned.
+#[test]
+fn rpo_rewards_consistent_rubric_wins_only() -> Result<()> {
+    let mut c = bandit_config("grpo");
+    c.train.rpo = true;
+    let task = FirstDigit::new();
+    let run = run_phases_judged(&task, &[(&c, 40)], 3e-3, 2, None)?;
+    for m in &run {
+        assert_eq!(m["rpo_order_disagreement"], 0.0, "the task judge is consistent");
+        let w = m["rpo_win_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&w));
+    }
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..5), mean_of(&run, "reward_mean", 35..40));
+    eprintln!(
+        "RPO: verifier reward {r0:.3} -> {r1:.3}; win rate {:.3} -> {:.3}",
+        mean_of(&run, "rpo_win_rate", 0..5),
+        mean_of(&run, "rpo_win_rate", 35..40)
+    );
+    assert!(r1 > r0 + 0.2, "RPO learns the bandit: {r0:.3} -> {r1:.3}");
+    let biased = run_phases_judged(&task, &[(&c, 2)], 3e-3, 2, Some(&FirstShownWins))?;
+    for m in &biased {
+        assert_eq!(m["rpo_order_disagreement"], 1.0);
+        assert_eq!(m["rpo_win_rate"], 0.0);
+        assert_eq!(m["advantage_abs_mean"], 0.0, "no signal from a biased judge");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod dynamic_sampling;
 pub mod hierarchical;
 pub mod overlong;
 pub mod ppr;
+pub mod rpo;
 pub mod visurf;
 
 pub use dynamic_sampling::{group_is_informative, DynamicFilter};

@@ -116,6 +116,17 @@ pub fn run_phases(
     lr: f64,
     budget: usize,
 ) -> Result<Vec<Map<String, Value>>> {
+    run_phases_judged(task, phases, lr, budget, None)
+}
+
+/// [`run_phases`] with a pairwise judge (ArenaRL, RPO).
+pub fn run_phases_judged(
+    task: &dyn Task,
+    phases: &[(&RunConfig, u64)],
+    lr: f64,
+    budget: usize,
+    judge: Option<&dyn oxrl::judge::Judge>,
+) -> Result<Vec<Map<String, Value>>> {
     let first = phases[0].0;
     let policy = Policy::from_config(first, &candle_core::Device::Cpu)?;
     let mut opt = AdamW::new(policy.model.trainable_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
@@ -125,7 +136,7 @@ pub fn run_phases(
     } else {
         None
     };
-    let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref(), judge: None };
+    let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref(), judge };
     let mut out = Vec::new();
     for &(cfg, steps) in phases {
         cfg.validate()?;
