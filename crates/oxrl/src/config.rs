@@ -279,9 +279,18 @@ pub struct TrainConfig {
     pub value_clip: f64,
     /// Lite PPO: divide by the std of group-centred rewards instead of raw rewards.
     pub lite_ppo_centered_std: bool,
-    /// Policy objective: "ppo" (the clipped surrogate on the estimator's advantages) or "pacs"
-    /// (PACS: supervised BCE of the implicit reward against the binary outcome; advantages unused).
+    /// Policy objective: "ppo" (the clipped surrogate on the estimator's advantages), "pacs"
+    /// (PACS: supervised BCE of the implicit reward against the binary outcome; advantages unused)
+    /// or "reasonmaxxer" (RL-free contrastive loss at the base model's decision points, on base
+    /// rollouts; needs the reference).
     pub objective: String,
+    /// ReasonMaxxer: fraction ρ of the batch's response positions (highest base entropy) that are
+    /// decision points.
+    pub rm_rho: f64,
+    /// ReasonMaxxer: candidates per decision point (the base model's top k).
+    pub rm_top_k: usize,
+    /// ReasonMaxxer: weight η of the negative (unlikelihood) term.
+    pub rm_neg_coef: f64,
     /// PACS: scale β of the implicit reward ψ.
     pub pacs_beta: f64,
     /// PACS: "sum" (β·Σ log-ratio) or "mean-logp" (β·mean log-prob).
@@ -472,6 +481,9 @@ impl Default for TrainConfig {
             value_clip: 0.5,
             lite_ppo_centered_std: false,
             objective: "ppo".into(),
+            rm_rho: 0.02,
+            rm_top_k: 5,
+            rm_neg_coef: 1.0,
             pacs_beta: 1.0,
             pacs_score: oxrl_core::loss::PacsScore::Sum,
             w_reinforce_lambda: 0.1,
@@ -695,7 +707,18 @@ impl RunConfig {
                     err("pacs_beta", format!("must be > 0 (got {})", t.pacs_beta))?;
                 }
             }
-            other => err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\""))?,
+            "reasonmaxxer" => {
+                if t.reference == "none" {
+                    err(
+                        "reference",
+                        "reasonmaxxer samples and gates with the base model: needs reference = \"initial\"".into(),
+                    )?;
+                }
+                if !(t.rm_rho > 0.0 && t.rm_rho <= 1.0) || t.rm_top_k == 0 || t.rm_neg_coef < 0.0 {
+                    err("rm_rho", "rm_rho must be in (0, 1], rm_top_k > 0 and rm_neg_coef >= 0".into())?;
+                }
+            }
+            other => err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\", \"reasonmaxxer\""))?,
         }
         if t.libra_tau <= 0.0 || !(0.0..=1.0).contains(&t.libra_min_scale) {
             err("libra_tau", "libra_tau must be > 0 and libra_min_scale in [0, 1]".into())?;
@@ -894,6 +917,8 @@ mod tests {
             (&["train.objective=pacs", "train.advantage=reinforce_pp", "train.group_size=1"][..], "train.group_size"),
             (&["train.objective=pacs", "train.pacs_beta=0"][..], "train.pacs_beta"),
             (&["train.objective=dpo"][..], "train.objective"),
+            (&["train.objective=reasonmaxxer", "train.reference=none"][..], "train.reference"),
+            (&["train.objective=reasonmaxxer", "train.rm_rho=0"][..], "train.rm_rho"),
             (&["train.agrae_alpha=0"][..], "train.agrae_alpha"),
             (&["train.libra_tau=0"][..], "train.libra_tau"),
             (&["train.libra_min_scale=2"][..], "train.libra_tau"),

@@ -317,6 +317,11 @@ pub fn rl_step(
     let (mut self_dropped, mut self_drawn) = (0usize, 0usize);
     let mut group_problems: Vec<oxrl_tasks::Problem> = Vec::new();
     let visurf = oxrl_core::shaping::visurf::Mode::parse(&t.visurf)?;
+    let rmx = t.objective == "reasonmaxxer";
+    anyhow::ensure!(
+        !rmx || models.reference.is_some(),
+        "key `train.objective`: reasonmaxxer needs the base model as reference (train.reference = \"initial\")"
+    );
     // PPR: the task's principle verifier scores each written step.
     // (Logged whenever the task has one; required when PPR is on.)
     let process_of = |p: &oxrl_tasks::Problem, text: &str| -> Result<Option<f64>> {
@@ -359,7 +364,9 @@ pub fn rl_step(
             prompts.extend(std::iter::repeat_n(ids, t.group_size));
         }
         let mut rng = oxrl_core::seed::rng(cfg.seed, "rollout", step_no * 1000 + rounds as u64);
-        let outs = generate(&policy.model, &prompts, &params, pad, &mut rng)?;
+        // ReasonMaxxer learns from the base model's rollouts; every other objective samples the policy.
+        let gen_model = if rmx { models.reference.expect("checked above") } else { &policy.model };
+        let outs = generate(gen_model, &prompts, &params, pad, &mut rng)?;
         rounds += 1;
         let mut outs = outs.into_iter();
         for (p, prompt_group) in problems.iter().zip(prompts.chunks(t.group_size)) {
@@ -556,6 +563,27 @@ pub fn rl_step(
             }
         }
         Some(per_group)
+    } else {
+        None
+    };
+    // ReasonMaxxer: the base model's entropies and top-k candidates at every response position;
+    // decision points are the batch's top-ρ base-entropy positions.
+    let rm_base: Option<(Vec<Vec<f64>>, Vec<Vec<Vec<u32>>>)> = if rmx {
+        let base = models.reference.expect("checked above");
+        let (mut ents, mut cands) = (Vec::new(), Vec::new());
+        for chunk in samples.chunks(SCORE_CHUNK) {
+            let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| s.prompt.clone()).collect();
+            let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
+            let lens_c: Vec<usize> = resp.iter().map(|r| r.len()).collect();
+            let opts = ScoreOptions { temperature: t.temperature, top_k: t.rm_top_k, ..Default::default() };
+            let sc = score(base, &prompts, &resp, pad, opts)?;
+            ents.extend(rows_of(&sc.entropy, &lens_c)?);
+            let ids = sc.top_k.expect("asked for").1.to_vec3::<u32>()?;
+            for (row, &n) in ids.into_iter().zip(&lens_c) {
+                cands.push(row.into_iter().take(n).collect::<Vec<_>>());
+            }
+        }
+        Some((oxrl_core::regularizer::siren::peak_mask(&ents, t.rm_rho), cands))
     } else {
         None
     };
@@ -766,7 +794,7 @@ pub fn rl_step(
                     grad: true,
                     temperature: t.temperature,
                     hidden: models.value.is_some(),
-                    logits: siren.is_some(),
+                    logits: siren.is_some() || rmx,
                     ..Default::default()
                 };
                 let s = score(&policy.model, &prompts, &resp, pad, opts)?;
@@ -783,7 +811,50 @@ pub fn rl_step(
                 if use_keep {
                     mask = (mask * rows(&keep_mask)?)?;
                 }
-                let pg = if t.objective == "pacs" {
+                let pg = if let (true, Some((dec, cands)), Some(lg)) = (rmx, &rm_base, &s.logits) {
+                    // ReasonMaxxer: contrastive loss at the base model's decision points, over its
+                    // top-k candidates.
+                    let k = t.rm_top_k;
+                    let (b, w) = (idx.len(), width);
+                    let (mut ids, mut onehot, mut pos, mut neg) =
+                        (vec![0u32; b * w * k], vec![0f32; b * w * k], vec![0f32; b * w], vec![0f32; b * w]);
+                    for (r, &i) in idx.iter().enumerate() {
+                        for j in 0..lens[i] {
+                            let c = &cands[i][j];
+                            ids[(r * w + j) * k..(r * w + j) * k + c.len()].copy_from_slice(c);
+                            let tok_j = samples[i].completion.tokens[j];
+                            if let Some(ci) = oxrl_core::loss::reasonmaxxer::candidate_index(c, tok_j) {
+                                onehot[(r * w + j) * k + ci] = 1.0;
+                            }
+                            let d = dec[i][j] as f32;
+                            if samples[i].correct {
+                                pos[r * w + j] = d;
+                            } else {
+                                neg[r * w + j] = d;
+                            }
+                        }
+                    }
+                    let ids = Tensor::from_vec(ids, (b, w, k), &dev)?;
+                    let cand = (lg / t.temperature)?.gather(&ids, 2)?;
+                    let to = |v: Vec<f32>, shape: &[usize]| -> Result<Tensor> {
+                        Ok(Tensor::from_vec(v, shape, &dev)?.to_dtype(cand.dtype())?)
+                    };
+                    let (l, st) = oxrl_core::loss::reasonmaxxer::reasonmaxxer_loss(
+                        &cand,
+                        &to(onehot, &[b, w, k])?,
+                        &(to(pos, &[b, w])? * &mask)?,
+                        &(to(neg, &[b, w])? * &mask)?,
+                        t.rm_neg_coef,
+                    )?;
+                    add("rm_decision_points", st.n);
+                    if st.pos_p.is_finite() {
+                        add("rm_positive_p", st.pos_p);
+                    }
+                    if st.neg_p.is_finite() {
+                        add("rm_negative_p", st.neg_p);
+                    }
+                    l
+                } else if t.objective == "pacs" {
                     // PACS: BCE of the group-centred implicit reward against the outcome.
                     let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].correct as u8 as f64).collect();
                     let groups: Vec<usize> = idx.iter().map(|&i| samples[i].group).collect();
@@ -802,8 +873,17 @@ pub fn rl_step(
                 add("policy_loss", pg.to_scalar::<f32>()? as f64);
                 let mut loss = if pipo != 1.0 { (pg * pipo)? } else { pg };
                 if let (Some(lref), false, true) = (&logp_ref, kl_in_reward, state.kl_coef > 0.0) {
-                    let kl =
-                        aggregate(&kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?, &mask, t.loss_agg, agg_norm)?;
+                    // (ReasonMaxxer keeps the KL off its decision points.)
+                    let kl_mask = match &rm_base {
+                        Some((dec, _)) => (&mask * (1.0 - rows(dec)?)?)?,
+                        None => mask.clone(),
+                    };
+                    let kl = aggregate(
+                        &kl_estimate(&s.logp, &rows(lref)?, t.kl_estimator)?,
+                        &kl_mask,
+                        t.loss_agg,
+                        agg_norm,
+                    )?;
                     add("kl_loss", kl.to_scalar::<f32>()? as f64);
                     loss = (loss + (kl * state.kl_coef)?)?;
                 }

@@ -155,7 +155,7 @@ pub fn run_train(
     let task = cfg.task.build(cfg.seed)?;
     let estimator = oxrl_core::advantage::by_name(&t.advantage, &t.estimator_params())?;
     let budget = if t.max_new_tokens > 0 { t.max_new_tokens } else { max_new_tokens(&cfg.eval, task.as_ref()) };
-    let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0) && t.reference == "initial";
+    let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0 || t.objective == "reasonmaxxer") && t.reference == "initial";
 
     let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal);
     let dph_on = t.dph_divergence != "none" && t.dph_coef > 0.0;

@@ -604,3 +604,36 @@ fn rpo_rewards_consistent_rubric_wins_only() -> Result<()> {
     }
     Ok(())
 }
+
+/// ReasonMaxxer (2026, INFERRED): RL-free — the rollouts come from the frozen base model (so
+/// their accuracy stays the base's), and the policy learns only at the base's decision points:
+/// its probability of the correct rollouts' chosen tokens there rises and of the incorrect ones'
+/// falls.
+#[test]
+fn reasonmaxxer_selects_at_decision_points_from_base_rollouts() -> Result<()> {
+    let mut c = bandit_config("grpo");
+    c.train.objective = "reasonmaxxer".into();
+    c.train.rm_rho = 0.5; // the bandit's first token is its one decision
+    c.train.rm_top_k = 100; // the fresh base is near uniform: every digit a candidate
+    let run = run_bandit(&c, 30, 3e-3)?;
+    // mean over the steps that logged the key (a step may draw no correct rollout)
+    let logged = |key: &str, w: std::ops::Range<usize>| -> f64 {
+        let v: Vec<f64> = run[w].iter().filter_map(|m| m.get(key).and_then(|x| x.as_f64())).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    for w in [0..5, 10..15, 25..30] {
+        eprintln!(
+            "steps {w:?}: base accuracy {:.3}; policy p(positive) {:.3} p(negative) {:.3}; decision points {:.0}",
+            mean_of(&run, "accuracy", w.clone()),
+            logged("rm_positive_p", w.clone()),
+            logged("rm_negative_p", w.clone()),
+            mean_of(&run, "rm_decision_points", w.clone())
+        );
+    }
+    assert!(mean_of(&run, "accuracy", 0..30) < 0.05, "the rollouts stay the frozen base's");
+    let (p0, p1) = (logged("rm_positive_p", 0..5), logged("rm_positive_p", 25..30));
+    assert!(p1 > 0.2 && p1 > p0 + 0.15, "positives gain probability: {p0:.3} -> {p1:.3}");
+    let (n0, n1) = (logged("rm_negative_p", 0..5), logged("rm_negative_p", 25..30));
+    assert!(n1 <= n0, "negatives do not gain: {n0:.4} -> {n1:.4}");
+    Ok(())
+}

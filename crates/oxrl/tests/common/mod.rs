@@ -136,7 +136,9 @@ pub fn run_phases_judged(
     } else {
         None
     };
-    let models = Models { policy: &policy, reference: None, value: None, rehearsal: rehearsal.as_ref(), judge };
+    let reference = if first.train.objective == "reasonmaxxer" { Some(policy.reference()?) } else { None };
+    let models =
+        Models { policy: &policy, reference: reference.as_ref(), value: None, rehearsal: rehearsal.as_ref(), judge };
     let mut out = Vec::new();
     for &(cfg, steps) in phases {
         cfg.validate()?;
