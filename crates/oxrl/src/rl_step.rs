@@ -568,7 +568,7 @@ pub fn rl_step(
     };
     // ReasonMaxxer: the base model's entropies and top-k candidates at every response position;
     // decision points are the batch's top-ρ base-entropy positions.
-    let rm_base: Option<(Vec<Vec<f64>>, Vec<Vec<Vec<u32>>>)> = if rmx {
+    let rm_base: Option<(TokenRows, Vec<Vec<Vec<u32>>>)> = if rmx {
         let base = models.reference.expect("checked above");
         let (mut ents, mut cands) = (Vec::new(), Vec::new());
         for chunk in samples.chunks(SCORE_CHUNK) {
