@@ -328,6 +328,18 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// PAPO: γ of the (maximised) perception KL between the real and the masked prompt (0 = off).
+    pub papo_coef: f64,
+    /// PAPO: probability that a span of prompt tokens is masked (replaced by the pad token).
+    pub papo_mask_prob: f64,
+    /// PAPO: tokens per masked span.
+    pub papo_span: usize,
+    /// PAPO: clamp of the per-token perception KL to [0, c] (0 = no clamp).
+    pub papo_kl_clamp: f64,
+    /// PAPO double entropy loss: η_aug and η_ori, the weights of −log π of the sampled tokens on
+    /// the masked and the real prompt.
+    pub papo_aug_entropy: f64,
+    pub papo_ori_entropy: f64,
     /// RPO: replace the verifier's reward by the binary rubric preference against a competitor,
     /// judged by `arena_judge` ("task" or an LM judge directory).
     pub rpo: bool,
@@ -501,6 +513,12 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            papo_coef: 0.0,
+            papo_mask_prob: 0.6,
+            papo_span: 1,
+            papo_kl_clamp: 0.0,
+            papo_aug_entropy: 0.03,
+            papo_ori_entropy: 0.03,
             rpo: false,
             rpo_opponent: "greedy".into(),
             ppr_coef: 0.0,
@@ -731,6 +749,15 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if t.papo_coef < 0.0
+            || !(0.0..=1.0).contains(&t.papo_mask_prob)
+            || t.papo_span == 0
+            || t.papo_kl_clamp < 0.0
+            || t.papo_aug_entropy < 0.0
+            || t.papo_ori_entropy < 0.0
+        {
+            err("papo_coef", "papo_coef, papo_kl_clamp and the entropy weights must be >= 0, papo_mask_prob in [0, 1], papo_span > 0".into())?;
+        }
         if !matches!(t.rpo_opponent.as_str(), "greedy" | "peer") {
             err("rpo_opponent", format!("`{}` is not one of greedy, peer", t.rpo_opponent))?;
         }
@@ -930,6 +957,7 @@ mod tests {
             (&["train.visurf=sometimes"][..], "train.visurf"),
             (&["train.ppr_coef=0.5"][..], "train.ppr_coef"),
             (&["train.rpo_opponent=best"][..], "train.rpo_opponent"),
+            (&["train.papo_coef=0.01", "train.papo_mask_prob=2"][..], "train.papo_coef"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

@@ -738,6 +738,19 @@ pub fn rl_step(
             vec![keep; lens[i]]
         })
         .collect();
+    // PAPO: one masked view of every sample's prompt (seeded).
+    let papo_prompts: Vec<Vec<u32>> = if t.papo_coef > 0.0 {
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, sm)| {
+                let mut r = oxrl_core::seed::rng(cfg.seed, "papo-mask", step_no * 1_000_000 + i as u64);
+                oxrl_core::regularizer::papo::mask_prompt(&sm.prompt, t.papo_mask_prob, t.papo_span, pad, &mut r)
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     // SIREN: the peak-entropy mask from the rollout-time entropies.
     let siren =
         if t.siren_coef > 0.0 { Some(oxrl_core::regularizer::siren::Anchor::parse(&t.siren_anchor)?) } else { None };
@@ -920,6 +933,27 @@ pub fn rl_step(
                     add("siren_loss", l.to_dtype(DType::F64)?.to_scalar::<f64>()?);
                     add("siren_entropy", mean_h);
                     loss = (loss + (l * t.siren_coef)?)?;
+                }
+                if t.papo_coef > 0.0 {
+                    // PAPO: the same responses on the masked prompts; maximise the perception KL,
+                    // minimise both sampled-token entropies.
+                    let masked: Vec<Vec<u32>> = idx.iter().map(|&i| papo_prompts[i].clone()).collect();
+                    let aug = score(
+                        &policy.model,
+                        &masked,
+                        &resp,
+                        pad,
+                        ScoreOptions { grad: true, temperature: t.temperature, ..Default::default() },
+                    )?;
+                    let kl = oxrl_core::regularizer::papo::perception_kl(&s.logp, &aug.logp, t.papo_kl_clamp)?;
+                    let kl = aggregate(&kl, &mask, t.loss_agg, agg_norm)?;
+                    let h_aug = aggregate(&aug.logp.neg()?, &mask, t.loss_agg, agg_norm)?;
+                    let h_ori = aggregate(&s.logp.neg()?, &mask, t.loss_agg, agg_norm)?;
+                    add("papo_kl", kl.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+                    add("papo_aug_entropy", h_aug.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+                    add("papo_ori_entropy", h_ori.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+                    loss = (loss - (kl * t.papo_coef)?)?;
+                    loss = ((loss + (h_aug * t.papo_aug_entropy)?)? + (h_ori * t.papo_ori_entropy)?)?;
                 }
                 if t.entropy_coef != 0.0 {
                     let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;

@@ -637,3 +637,43 @@ fn reasonmaxxer_selects_at_decision_points_from_base_rollouts() -> Result<()> {
     assert!(n1 <= n0, "negatives do not gain: {n0:.4} -> {n1:.4}");
     Ok(())
 }
+
+/// PAPO (2025): the perception KL between the real and the masked prompt is measured on every
+/// update; at the paper's setting (γ = 0.01, η = 0.03) training learns as GRPO does, while a
+/// large γ without the double entropy loss is hacked — the masked-prompt log-probs of the sampled
+/// tokens are driven down without bound (KL and "entropy" beyond the uniform ln 100) — and the
+/// entropy terms (η > γ) keep both bounded. (On this bandit the prompt-dependence gain over GRPO
+/// is within noise; the paper measures it on vision-dependent tasks.)
+#[test]
+fn papo_double_entropy_prevents_perception_kl_hacking() -> Result<()> {
+    let steps = 30;
+    let run = |gamma: f64, eta: f64| -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        let mut c = bandit_config("grpo");
+        c.train.papo_coef = gamma;
+        c.train.papo_aug_entropy = eta;
+        c.train.papo_ori_entropy = eta;
+        run_bandit(&c, steps, 3e-3)
+    };
+    let grpo = run(1e-12, 0.0)?; // measures the KL, trains as GRPO
+    let papo = run(0.01, 0.03)?; // the paper's setting
+    let hacked = run(0.1, 0.0)?;
+    let guarded = run(0.1, 0.3)?;
+    for (name, r) in [("GRPO", &grpo), ("PAPO", &papo), ("γ=0.1, η=0", &hacked), ("γ=0.1, η=0.3", &guarded)] {
+        eprintln!(
+            "{name}: KL {:.3} -> {:.3}; masked entropy {:.3} -> {:.3}; reward {:.3} -> {:.3}",
+            mean_of(r, "papo_kl", 0..3),
+            mean_of(r, "papo_kl", 25..30),
+            mean_of(r, "papo_aug_entropy", 0..3),
+            mean_of(r, "papo_aug_entropy", 25..30),
+            mean_of(r, "reward_mean", 0..3),
+            mean_of(r, "reward_mean", 25..30)
+        );
+    }
+    let late = |r: &[serde_json::Map<String, serde_json::Value>], k: &str| mean_of(r, k, 25..30);
+    let uniform = (100f64).ln();
+    assert!(late(&hacked, "papo_kl") > 5.0 && late(&hacked, "papo_aug_entropy") > uniform, "γ without η is hacked");
+    assert!(late(&guarded, "papo_kl") < 1.0 && late(&guarded, "papo_aug_entropy") < uniform, "η > γ keeps it bounded");
+    assert!(late(&papo, "reward_mean") > mean_of(&papo, "reward_mean", 0..3) + 0.2, "PAPO learns the bandit");
+    assert!(papo.iter().chain(&grpo).all(|m| m["papo_kl"].as_f64().unwrap() >= 0.0), "k3 is non-negative");
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub mod adaptive_kl;
 pub mod dph;
 pub mod kl;
 pub mod kl_bayes;
+pub mod papo;
 pub mod siren;
 
 pub use adaptive_kl::AdaptiveKl;
