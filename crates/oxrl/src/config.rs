@@ -328,6 +328,22 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// SPAE: λ of the step-potential shaping A + λ·ΔΦ_k (0 = off unless the saturation
+    /// penalty is on).
+    pub spae_coef: f64,
+    /// SPAE: penalty on the tokens after the step where a correct response's potential first
+    /// exceeds `spae_tau_sat` (0 = off).
+    pub spae_sat_penalty: f64,
+    pub spae_tau_sat: f64,
+    /// SPAE: the text a step ends with, and the probe prompt appended after each step.
+    pub spae_boundary: String,
+    pub spae_probe: String,
+    /// SPAE: probe continuations per step, their token budget and temperature.
+    pub spae_probes: usize,
+    pub spae_probe_tokens: usize,
+    pub spae_probe_temperature: f64,
+    /// SPAE: at most this many steps per response (the rest is one final step).
+    pub spae_max_steps: usize,
     /// PAPO: γ of the (maximised) perception KL between the real and the masked prompt (0 = off).
     pub papo_coef: f64,
     /// PAPO: probability that a span of prompt tokens is masked (replaced by the pad token).
@@ -513,6 +529,15 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            spae_coef: 0.0,
+            spae_sat_penalty: 0.0,
+            spae_tau_sat: 0.9,
+            spae_boundary: ",".into(),
+            spae_probe: "answer: ".into(),
+            spae_probes: 5,
+            spae_probe_tokens: 10,
+            spae_probe_temperature: 0.6,
+            spae_max_steps: 8,
             papo_coef: 0.0,
             papo_mask_prob: 0.6,
             papo_span: 1,
@@ -749,6 +774,16 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if t.spae_coef < 0.0
+            || t.spae_sat_penalty < 0.0
+            || t.spae_boundary.is_empty()
+            || t.spae_probes == 0
+            || t.spae_probe_tokens == 0
+            || t.spae_probe_temperature < 0.0
+            || t.spae_max_steps == 0
+        {
+            err("spae_coef", "spae_coef and spae_sat_penalty must be >= 0, spae_boundary non-empty, spae_probes, spae_probe_tokens and spae_max_steps > 0".into())?;
+        }
         if t.papo_coef < 0.0
             || !(0.0..=1.0).contains(&t.papo_mask_prob)
             || t.papo_span == 0
@@ -958,6 +993,7 @@ mod tests {
             (&["train.ppr_coef=0.5"][..], "train.ppr_coef"),
             (&["train.rpo_opponent=best"][..], "train.rpo_opponent"),
             (&["train.papo_coef=0.01", "train.papo_mask_prob=2"][..], "train.papo_coef"),
+            (&["train.spae_coef=0.1", "train.spae_probes=0"][..], "train.spae_coef"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

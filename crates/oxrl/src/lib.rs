@@ -16,6 +16,7 @@ pub mod rl_step;
 pub mod run;
 pub mod runtime;
 pub mod sft;
+pub mod spae_probe;
 pub mod sweep;
 pub mod tensorboard;
 pub mod train;

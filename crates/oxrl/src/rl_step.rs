@@ -663,6 +663,40 @@ pub fn rl_step(
         let corr = oxrl_core::metrics::pearson(&bonus, &er);
         m.insert("verl_bonus_er_corr".into(), json!(if corr.is_finite() { corr } else { 0.0 }));
     }
+    if t.spae_coef > 0.0 || t.spae_sat_penalty > 0.0 {
+        // SPAE: Φ after every step from gradient-free probes; A + λ·ΔΦ_k, tail penalty after
+        // a correct response's saturation.
+        let t_probe = Instant::now();
+        let prompts: Vec<Vec<u32>> = samples.iter().map(|s| s.prompt.clone()).collect();
+        let resp: Vec<Vec<u32>> = samples.iter().map(|s| s.completion.tokens.clone()).collect();
+        let answers: Vec<String> = samples.iter().map(|s| group_problems[s.group].answer.clone()).collect();
+        let pots = crate::spae_probe::potentials(policy, &prompts, &resp, &answers, t, cfg.seed, step_no)?;
+        let p = oxrl_core::advantage::spae::Spae {
+            lambda: t.spae_coef,
+            tau_sat: t.spae_tau_sat,
+            sat_penalty: t.spae_sat_penalty,
+        };
+        let mut saturated = 0usize;
+        for (i, (ends, phi)) in pots.iter().enumerate() {
+            let (a, sat) = oxrl_core::advantage::spae::shape(&adv.advantages[i], ends, phi, samples[i].correct, p);
+            adv.advantages[i] = a;
+            saturated += sat.is_some() as usize;
+        }
+        m.insert("spae_steps".into(), json!(mean(pots.iter().map(|x| x.0.len() as f64))));
+        m.insert("spae_phi_first".into(), json!(mean(pots.iter().map(|x| *x.1.first().unwrap_or(&0.0)))));
+        m.insert("spae_phi_final".into(), json!(mean(pots.iter().map(|x| *x.1.last().unwrap_or(&0.0)))));
+        // Φ at the last probed boundary of multi-step responses, against their first
+        let multi: Vec<&(Vec<usize>, Vec<f64>)> = pots.iter().filter(|x| x.1.len() >= 3).collect();
+        if !multi.is_empty() {
+            m.insert("spae_phi_rise".into(), json!(mean(multi.iter().map(|x| x.1[x.1.len() - 2] - x.1[0]))));
+        }
+        m.insert(
+            "spae_phi_delta_abs".into(),
+            json!(mean(pots.iter().flat_map(|x| x.1.windows(2).map(|w| (w[1] - w[0]).abs())))),
+        );
+        m.insert("spae_saturated".into(), json!(saturated as f64 / samples.len().max(1) as f64));
+        m.insert("time_spae_probe_s".into(), json!(t_probe.elapsed().as_secs_f64()));
+    }
     if t.visurf_cap && samples.iter().any(|s| s.expert) {
         // ViSurf (c): the expert's advantage at most the largest on-policy |A| of its group.
         let expert: Vec<bool> = samples.iter().map(|s| s.expert).collect();

@@ -17,6 +17,7 @@ pub mod lite_ppo;
 pub mod psr_nsr;
 pub mod reinforce_pp;
 pub mod rloo;
+pub mod spae;
 pub mod tmn;
 pub mod verl;
 
