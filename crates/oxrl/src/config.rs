@@ -328,6 +328,15 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// RLFR: λ of the flow reward added to every token's advantage (0 = off).
+    pub rlfr_coef: f64,
+    /// RLFR: training problems whose expert solutions' hidden states the field is fitted on,
+    /// fitting steps, learning rate, hidden units, and (τ, x₀) draws per deviation.
+    pub rlfr_fit_prompts: usize,
+    pub rlfr_fit_steps: usize,
+    pub rlfr_lr: f64,
+    pub rlfr_hidden: usize,
+    pub rlfr_draws: usize,
     /// SPAE: λ of the step-potential shaping A + λ·ΔΦ_k (0 = off unless the saturation
     /// penalty is on).
     pub spae_coef: f64,
@@ -529,6 +538,12 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            rlfr_coef: 0.0,
+            rlfr_fit_prompts: 256,
+            rlfr_fit_steps: 400,
+            rlfr_lr: 1e-3,
+            rlfr_hidden: 256,
+            rlfr_draws: 8,
             spae_coef: 0.0,
             spae_sat_penalty: 0.0,
             spae_tau_sat: 0.9,
@@ -774,6 +789,19 @@ impl RunConfig {
         if t.verl_coef < 0.0 || t.verl_tau <= 0.0 || t.verl_stride == 0 {
             err("verl_coef", "verl_coef must be >= 0, verl_tau > 0 and verl_stride > 0".into())?;
         }
+        if t.rlfr_coef < 0.0
+            || t.rlfr_fit_prompts == 0
+            || t.rlfr_fit_steps == 0
+            || t.rlfr_lr <= 0.0
+            || t.rlfr_hidden == 0
+            || t.rlfr_draws == 0
+        {
+            err(
+                "rlfr_coef",
+                "rlfr_coef must be >= 0 and rlfr_fit_prompts, rlfr_fit_steps, rlfr_lr, rlfr_hidden, rlfr_draws > 0"
+                    .into(),
+            )?;
+        }
         if t.spae_coef < 0.0
             || t.spae_sat_penalty < 0.0
             || t.spae_boundary.is_empty()
@@ -994,6 +1022,7 @@ mod tests {
             (&["train.rpo_opponent=best"][..], "train.rpo_opponent"),
             (&["train.papo_coef=0.01", "train.papo_mask_prob=2"][..], "train.papo_coef"),
             (&["train.spae_coef=0.1", "train.spae_probes=0"][..], "train.spae_coef"),
+            (&["train.rlfr_coef=0.1", "train.rlfr_draws=0"][..], "train.rlfr_coef"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

@@ -5,6 +5,7 @@ pub mod config;
 pub mod data;
 pub mod diagnose;
 pub mod eval;
+pub mod flow;
 pub mod generate;
 pub mod interference;
 pub mod judge;

@@ -51,8 +51,10 @@ pub struct Models<'a> {
     pub value: Option<&'a ValueHead>,
     /// DPH-RL's rehearsal set (sampled once from the initial policy).
     pub rehearsal: Option<&'a crate::rehearsal::Rehearsal>,
-    /// ArenaRL's pairwise judge (None: the task's verifier as judge).
+    /// ArenaRL's and RPO's pairwise judge (None: the task's verifier as judge).
     pub judge: Option<&'a dyn crate::judge::Judge>,
+    /// RLFR's reference velocity field (fitted once before RL).
+    pub flow: Option<&'a oxrl_core::shaping::rlfr::FlowField>,
 }
 
 /// One response of the rollout batch.
@@ -696,6 +698,27 @@ pub fn rl_step(
         );
         m.insert("spae_saturated".into(), json!(saturated as f64 / samples.len().max(1) as f64));
         m.insert("time_spae_probe_s".into(), json!(t_probe.elapsed().as_secs_f64()));
+    }
+    if let (true, Some(field)) = (t.rlfr_coef > 0.0, models.flow) {
+        // RLFR: flow rewards −z(d_t) of every response token's hidden state, added to its advantage.
+        let prompts: Vec<Vec<u32>> = samples.iter().map(|s| s.prompt.clone()).collect();
+        let resp: Vec<Vec<u32>> = samples.iter().map(|s| s.completion.tokens.clone()).collect();
+        let states = crate::flow::response_states(policy, &prompts, &resp)?;
+        let mut rng = oxrl_core::seed::rng(cfg.seed, "rlfr", step_no);
+        let d = field.deviation(&Tensor::cat(&states, 0)?, t.rlfr_draws, &mut rng)?;
+        let r = oxrl_core::shaping::rlfr::flow_rewards(&d);
+        let (mut at, mut per) = (0usize, Vec::with_capacity(samples.len()));
+        for (i, a) in adv.advantages.iter_mut().enumerate() {
+            let ri = &r[at..at + lens[i]];
+            at += lens[i];
+            a.iter_mut().zip(ri).for_each(|(x, f)| *x += t.rlfr_coef * f);
+            per.push(ri.iter().sum::<f64>() / ri.len().max(1) as f64);
+        }
+        let by = |c: bool| mean(per.iter().zip(&samples).filter(|(_, s)| s.correct == c).map(|(r, _)| *r));
+        if samples.iter().any(|s| s.correct) && samples.iter().any(|s| !s.correct) {
+            m.insert("rlfr_reward_correct_gap".into(), json!(by(true) - by(false)));
+        }
+        m.insert("rlfr_deviation".into(), json!(mean(d.iter().copied())));
     }
     if t.visurf_cap && samples.iter().any(|s| s.expert) {
         // ViSurf (c): the expert's advantage at most the largest on-policy |A| of its group.

@@ -157,7 +157,7 @@ pub fn run_train(
     let budget = if t.max_new_tokens > 0 { t.max_new_tokens } else { max_new_tokens(&cfg.eval, task.as_ref()) };
     let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0 || t.objective == "reasonmaxxer") && t.reference == "initial";
 
-    let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal);
+    let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal, flow);
     let dph_on = t.dph_divergence != "none" && t.dph_coef > 0.0;
     match resume {
         None => {
@@ -188,6 +188,16 @@ pub fn run_train(
                 let r = crate::rehearsal::Rehearsal::build(&policy, task.as_ref(), cfg, budget)?;
                 r.save(&run.path.join("rehearsal.json"))?;
                 Some(r)
+            } else {
+                None
+            };
+            flow = if t.rlfr_coef > 0.0 {
+                // RLFR's field: fitted once on the starting policy's hidden states over expert
+                // solutions, kept for resumes.
+                let (f, loss) = crate::flow::fit(&policy, task.as_ref(), cfg)?;
+                f.save(&run.path.join("rlfr_flow.safetensors"))?;
+                run.log(&json!({"phase": "rlfr_fit", "flow_matching_loss": loss}))?;
+                Some(f)
             } else {
                 None
             };
@@ -231,6 +241,11 @@ pub fn run_train(
             };
             rehearsal =
                 if dph_on { Some(crate::rehearsal::Rehearsal::load(&run_dir.join("rehearsal.json"))?) } else { None };
+            flow = if t.rlfr_coef > 0.0 {
+                Some(oxrl_core::shaping::rlfr::FlowField::load(&run_dir.join("rlfr_flow.safetensors"))?)
+            } else {
+                None
+            };
             value = value_head(cfg, &policy, Some(&ck.join("value_head.safetensors")))?;
             opt = optimizer(cfg, &policy, value.as_ref())?;
             opt.load_state_tensors(&candle_core::safetensors::load(ck.join("optimizer.safetensors"), &device)?)?;
@@ -264,6 +279,7 @@ pub fn run_train(
             value: value.as_ref(),
             rehearsal: rehearsal.as_ref(),
             judge: lm_judge.as_ref().map(|j| j as &dyn crate::judge::Judge),
+            flow: flow.as_ref(),
         };
         let rec = rl_step(cfg, task.as_ref(), estimator.as_ref(), &models, &mut opt, lr, budget, &mut saved.state)?;
         let step = saved.state.step;

@@ -741,3 +741,24 @@ max_problems = 8
     }
     Ok(())
 }
+
+/// RLFR (2025, INFERRED): a velocity field fitted on the policy's hidden states over the expert
+/// solutions scores correct responses' latents as more in-distribution than incorrect ones (a
+/// positive flow-reward gap), and training with the flow reward still learns.
+#[test]
+fn rlfr_flow_rewards_favour_expert_like_latents() -> Result<()> {
+    let mut c = bandit_config("grpo");
+    c.train.rlfr_coef = 0.3;
+    c.train.rlfr_fit_prompts = 60;
+    c.train.rlfr_fit_steps = 300;
+    c.train.rlfr_hidden = 64;
+    let run = run_bandit(&c, 30, 3e-3)?;
+    let gaps: Vec<f64> = run.iter().filter_map(|m| m.get("rlfr_reward_correct_gap").and_then(|x| x.as_f64())).collect();
+    let gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..5), mean_of(&run, "reward_mean", 25..30));
+    eprintln!("flow-reward gap correct − incorrect {gap:.3} over {} steps; reward {r0:.3} -> {r1:.3}", gaps.len());
+    assert!(gaps.len() >= 20 && gap > 0.1, "correct latents are more expert-like: gap {gap:.3}");
+    assert!(r1 > r0 + 0.15, "RLFR still learns: {r0:.3} -> {r1:.3}");
+    assert!(run.iter().all(|m| m["rlfr_deviation"].as_f64().unwrap() > 0.0));
+    Ok(())
+}

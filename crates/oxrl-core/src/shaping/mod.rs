@@ -4,6 +4,7 @@ pub mod dynamic_sampling;
 pub mod hierarchical;
 pub mod overlong;
 pub mod ppr;
+pub mod rlfr;
 pub mod rpo;
 pub mod visurf;
 

@@ -137,8 +137,15 @@ pub fn run_phases_judged(
         None
     };
     let reference = if first.train.objective == "reasonmaxxer" { Some(policy.reference()?) } else { None };
-    let models =
-        Models { policy: &policy, reference: reference.as_ref(), value: None, rehearsal: rehearsal.as_ref(), judge };
+    let flow = if first.train.rlfr_coef > 0.0 { Some(oxrl::flow::fit(&policy, task, first)?.0) } else { None };
+    let models = Models {
+        policy: &policy,
+        reference: reference.as_ref(),
+        value: None,
+        rehearsal: rehearsal.as_ref(),
+        judge,
+        flow: flow.as_ref(),
+    };
     let mut out = Vec::new();
     for &(cfg, steps) in phases {
         cfg.validate()?;
