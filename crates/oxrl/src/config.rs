@@ -25,6 +25,8 @@ pub struct RunConfig {
     #[serde(default)]
     pub train: TrainConfig,
     #[serde(default)]
+    pub ra3: Ra3Config,
+    #[serde(default)]
     pub debug: DebugConfig,
 }
 
@@ -42,6 +44,7 @@ impl Default for RunConfig {
             sft: Default::default(),
             eval: Default::default(),
             train: Default::default(),
+            ra3: Default::default(),
             debug: Default::default(),
         }
     }
@@ -598,6 +601,50 @@ impl Default for TrainConfig {
     }
 }
 
+/// RA3 mid-training (`oxrl midtrain`): EM rounds of latent discovery on expert solutions and
+/// next-token training on them with the kept latents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ra3Config {
+    /// EM rounds.
+    pub rounds: usize,
+    /// Training problems (expert solutions) per round.
+    pub problems: usize,
+    /// Candidate latents sampled per segment (the E-step's best-of-M).
+    pub candidates: usize,
+    /// Token budget of a latent, its sampling temperature and the cost c per latent token.
+    pub latent_max_tokens: usize,
+    pub temperature: f64,
+    pub length_cost: f64,
+    /// The text a segment ends with, and the markers around a latent.
+    pub boundary: String,
+    pub open: String,
+    pub close: String,
+    /// M-step: optimiser steps, sequences per step, learning rate.
+    pub sft_steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+}
+
+impl Default for Ra3Config {
+    fn default() -> Self {
+        Self {
+            rounds: 2,
+            problems: 64,
+            candidates: 4,
+            latent_max_tokens: 12,
+            temperature: 1.0,
+            length_cost: 0.05,
+            boundary: ",".into(),
+            open: "<".into(),
+            close: ">".into(),
+            sft_steps: 50,
+            batch_size: 32,
+            lr: 1e-3,
+        }
+    }
+}
+
 /// Testing aids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -707,6 +754,24 @@ impl RunConfig {
             "pass@k with k > 1 needs sampling: set eval.temperature > 0".into(),
         )?;
         self.validate_train()?;
+        let r = &self.ra3;
+        check(
+            r.rounds > 0
+                && r.problems > 0
+                && r.candidates > 0
+                && r.latent_max_tokens > 0
+                && r.sft_steps > 0
+                && r.batch_size > 0,
+            "ra3",
+            "rounds, problems, candidates, latent_max_tokens, sft_steps and batch_size must be > 0".into(),
+        )?;
+        check(r.length_cost >= 0.0, "ra3.length_cost", format!("must be >= 0 (got {})", r.length_cost))?;
+        check(r.lr > 0.0 && r.temperature > 0.0, "ra3.lr", "ra3.lr and ra3.temperature must be > 0".into())?;
+        check(
+            !r.boundary.is_empty() && !r.open.is_empty() && !r.close.is_empty(),
+            "ra3.boundary",
+            "ra3.boundary, ra3.open and ra3.close must not be empty".into(),
+        )?;
         let m = &self.model;
         if m.path.is_none() {
             m.model_config(100).validate().map_err(|e| anyhow!("section `model`: {e}"))?;
@@ -1023,6 +1088,8 @@ mod tests {
             (&["train.papo_coef=0.01", "train.papo_mask_prob=2"][..], "train.papo_coef"),
             (&["train.spae_coef=0.1", "train.spae_probes=0"][..], "train.spae_coef"),
             (&["train.rlfr_coef=0.1", "train.rlfr_draws=0"][..], "train.rlfr_coef"),
+            (&["ra3.length_cost=-1"][..], "ra3.length_cost"),
+            (&["ra3.candidates=0"][..], "ra3"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

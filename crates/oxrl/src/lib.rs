@@ -12,6 +12,7 @@ pub mod judge;
 pub mod memcheck;
 pub mod plots;
 pub mod policy;
+pub mod ra3;
 pub mod rehearsal;
 pub mod rl_step;
 pub mod run;

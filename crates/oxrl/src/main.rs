@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// RA3 mid-training: EM rounds of latent discovery on the task's expert solutions and
+    /// next-token training on them (`[ra3]` config; `train.sft_warmup` runs `[sft]` first).
+    Midtrain {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// RL training (with an optional SFT warm-up); without --config, runs examples/quickstart.toml.
     Train {
         #[arg(long)]
@@ -183,6 +193,11 @@ fn run(cli: Cli) -> Result<()> {
             let o = oxrl::sft::run_sft(&cfg, out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             print!("{}", o.final_eval.table());
+        }
+        Command::Midtrain { config, sets, out } => {
+            let cfg = RunConfig::load(Some(&config), &sets)?;
+            let o = oxrl::ra3::run_midtrain(&cfg, out.as_deref(), cli.quiet)?;
+            println!("run folder: {}", o.run_dir.display());
         }
         Command::Train { config, sets, out, resume, stop_after } => {
             let cfg = oxrl::train::load_config(config.as_deref(), &sets, resume.as_deref())?;

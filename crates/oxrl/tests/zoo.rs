@@ -762,3 +762,61 @@ fn rlfr_flow_rewards_favour_expert_like_latents() -> Result<()> {
     assert!(run.iter().all(|m| m["rlfr_deviation"].as_f64().unwrap() > 0.0));
     Ok(())
 }
+
+/// RA3 (2025, INFERRED): `oxrl midtrain` runs EM rounds on arith's expert solutions after a
+/// short SFT — every segment after the first is offered sampled latents, only ones that raise the
+/// next segment's likelihood by more than their length cost are kept, the M-step's loss falls,
+/// and the result is an ordinary checkpoint. (The bound and the selection rule are unit tests in
+/// oxrl-core.)
+#[test]
+fn ra3_midtraining_keeps_only_helpful_latents() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let cfg = oxrl::config::RunConfig::load_str(
+        "ra3 test",
+        r#"
+name = "ra3"
+seed = 0
+[task]
+name = "arith"
+operands = 3
+test_size = 8
+[sft]
+steps = 60
+batch_size = 32
+lr = 3e-3
+warmup_steps = 5
+[train]
+sft_warmup = true
+[ra3]
+rounds = 2
+problems = 12
+candidates = 4
+sft_steps = 15
+batch_size = 12
+length_cost = 0.02
+[eval]
+k = [1]
+max_problems = 8
+"#,
+        &[],
+    )?;
+    let out = oxrl::ra3::run_midtrain(&cfg, Some(&d.path().join("run")), true)?;
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(out.run_dir.join("metrics.jsonl"))?
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|m: &serde_json::Value| m["phase"] == "ra3" && m.get("round").is_some())
+        .collect();
+    assert_eq!(recs.len(), 2);
+    for m in &recs {
+        eprintln!("{m}");
+        assert_eq!(m["segments"], 24, "two latent slots per 3-operand solution (before step2 and the answer)");
+        let kept = m["latents_kept"].as_u64().unwrap();
+        if kept > 0 {
+            assert!(m["kept_reward_min"].as_f64().unwrap() > 0.0, "only helpful latents are kept");
+        }
+        assert!(m["m_step_loss_last"].as_f64().unwrap() < m["m_step_loss_first"].as_f64().unwrap());
+    }
+    let ck = oxrl_lm::checkpoint::load(&out.run_dir.join("checkpoints/final"), &candle_core::Device::Cpu)?;
+    assert_eq!(ck.model.cfg.num_hidden_layers, cfg.model.num_hidden_layers);
+    Ok(())
+}
