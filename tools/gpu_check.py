@@ -7,7 +7,9 @@
    the f32 ids must be equal (bf16 is reported: rounding may flip a near-tie of random weights).
 2. A shortened quickstart (countdown SFT, then GRPO) and a LoRA run on the Qwen2 fixture train on
    the GPU; their summaries and wall times are printed.
-3. `oxrl bench --json` on the GPU.
+3. Short runs (100 SFT + 4 RL steps on countdown) with each GPU-relevant zoo technique switched
+   on, so their tensor code runs on the device; each must finish with finite losses.
+4. `oxrl bench --json` on the GPU.
 
 Exits non-zero when a check fails. Build the binary with
 `CUDA_COMPUTE_CAP=90 cargo build --release --features cuda` (see README, "GPU").
@@ -104,12 +106,48 @@ def training(oxrl, out):
     return ok
 
 
+TECHNIQUES = {
+    "siren": ["train.siren_coef=0.01"],
+    "papo": ["train.papo_coef=0.01"],
+    "aem": ["train.aem_kappa=1.0"],
+    "visurf+ppr": ["train.visurf=when_needed", "train.visurf_cap=true", "train.ppr_coef=0.3"],
+    "rpo": ["train.rpo=true"],
+    "reasonmaxxer": ["train.objective=reasonmaxxer", "train.kl_coef=0.01"],
+    "spae": ["train.spae_coef=0.5", "train.spae_sat_penalty=0.1", "train.spae_probes=2"],
+    "rlfr": ["train.rlfr_coef=0.1", "train.rlfr_fit_steps=50"],
+    "verl+dph": ["train.verl_coef=0.1", "train.dph_divergence=js", "train.dph_coef=0.05"],
+    "pacs": ["train.objective=pacs"],
+}
+
+
+def techniques(oxrl, out):
+    ok = True
+    for name, sets in TECHNIQUES.items():
+        args = ["--set", "sft.steps=100", "--set", "train.steps=4", "--set", "train.prompts_per_step=8",
+                "--set", "eval.max_problems=16"]
+        for x in sets:
+            args += ["--set", x]
+        d = os.path.join(out, "zoo-" + name)
+        p, dt = run([oxrl, "train", "--quiet", "--out", d] + args, 300)
+        if p.returncode != 0:
+            ok = False
+            continue
+        rl = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if '"phase":"rl"' in l.replace(" ", "")]
+        losses = [r.get("loss") for r in rl if "loss" in r]
+        finite = all(isinstance(x, float) and x == x and abs(x) != float("inf") for x in losses) and len(losses) == 4
+        print(f"technique {name}: {dt:.1f} s, losses {[round(x, 4) for x in losses]} {'OK' if finite else 'NOT FINITE'}",
+              flush=True)
+        ok = ok and finite
+    return ok
+
+
 def main():
     oxrl, out = sys.argv[1], sys.argv[2]
     print("torch", torch.__version__, torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", flush=True)
     os.makedirs(out, exist_ok=True)
     ok = generation(oxrl, out)
     ok = training(oxrl, out) and ok
+    ok = techniques(oxrl, out) and ok
     p, dt = run([oxrl, "bench", "--json", "--model", "notes"], 200)
     print("bench:", p.stdout[-4000:], f"({dt:.1f} s)", flush=True)
     sys.exit(0 if ok and p.returncode == 0 else 1)
