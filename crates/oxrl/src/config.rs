@@ -27,6 +27,8 @@ pub struct RunConfig {
     #[serde(default)]
     pub ra3: Ra3Config,
     #[serde(default)]
+    pub dpo: DpoConfig,
+    #[serde(default)]
     pub debug: DebugConfig,
 }
 
@@ -45,6 +47,7 @@ impl Default for RunConfig {
             eval: Default::default(),
             train: Default::default(),
             ra3: Default::default(),
+            dpo: Default::default(),
             debug: Default::default(),
         }
     }
@@ -645,6 +648,27 @@ impl Default for Ra3Config {
     }
 }
 
+/// DPO (`oxrl dpo`) on preference pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpoConfig {
+    /// JSONL of `{"prompt" | "messages", "chosen", "rejected"}`.
+    pub pairs: Option<PathBuf>,
+    pub beta: f64,
+    pub steps: u64,
+    /// Pairs per optimiser step.
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Held-out share of the pairs (implicit-reward accuracy at the end).
+    pub test_fraction: f64,
+}
+
+impl Default for DpoConfig {
+    fn default() -> Self {
+        Self { pairs: None, beta: 0.1, steps: 200, batch_size: 16, lr: 5e-4, test_fraction: 0.1 }
+    }
+}
+
 /// Testing aids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -772,6 +796,10 @@ impl RunConfig {
             "ra3.boundary",
             "ra3.boundary, ra3.open and ra3.close must not be empty".into(),
         )?;
+        let dp = &self.dpo;
+        check(dp.beta > 0.0 && dp.lr > 0.0, "dpo.beta", "dpo.beta and dpo.lr must be > 0".into())?;
+        check(dp.steps > 0 && dp.batch_size > 0, "dpo.steps", "dpo.steps and dpo.batch_size must be > 0".into())?;
+        check((0.0..1.0).contains(&dp.test_fraction), "dpo.test_fraction", "must be in [0, 1)".into())?;
         let m = &self.model;
         if m.path.is_none() {
             m.model_config(100).validate().map_err(|e| anyhow!("section `model`: {e}"))?;
@@ -1090,6 +1118,7 @@ mod tests {
             (&["train.rlfr_coef=0.1", "train.rlfr_draws=0"][..], "train.rlfr_coef"),
             (&["ra3.length_cost=-1"][..], "ra3.length_cost"),
             (&["ra3.candidates=0"][..], "ra3"),
+            (&["dpo.beta=0"][..], "dpo.beta"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

@@ -37,6 +37,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// DPO on preference pairs (`[dpo]` config: pairs JSONL, beta, steps, batch_size, lr).
+    Dpo {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// RA3 mid-training: EM rounds of latent discovery on the task's expert solutions and
     /// next-token training on them (`[ra3]` config; `train.sft_warmup` runs `[sft]` first).
     Midtrain {
@@ -193,6 +202,16 @@ fn run(cli: Cli) -> Result<()> {
             let o = oxrl::sft::run_sft(&cfg, out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             print!("{}", o.final_eval.table());
+        }
+        Command::Dpo { config, sets, out } => {
+            let cfg = RunConfig::load(Some(&config), &sets)?;
+            let o = oxrl::dpo::run_dpo(&cfg, out.as_deref(), cli.quiet)?;
+            println!("run folder: {}", o.run_dir.display());
+            println!(
+                "held-out implicit-reward accuracy: {:.1}% -> {:.1}%",
+                100.0 * o.accuracy_before,
+                100.0 * o.accuracy_after
+            );
         }
         Command::Midtrain { config, sets, out } => {
             let cfg = RunConfig::load(Some(&config), &sets)?;

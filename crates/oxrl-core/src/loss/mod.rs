@@ -6,6 +6,7 @@ pub mod gui_g1;
 pub mod pacs;
 pub mod pipo;
 pub mod ppo_clip;
+pub mod preference;
 pub mod ra3;
 pub mod reasonmaxxer;
 pub mod value_loss;

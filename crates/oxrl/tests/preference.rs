@@ -1,0 +1,48 @@
+//! DPO on preference pairs (`oxrl dpo`): the trainer learns held-out preferences of a synthetic
+//! preference set well above chance, and bad pair files are refused with the file and line.
+
+use anyhow::Result;
+use oxrl::config::RunConfig;
+
+fn write_pairs(path: &std::path::Path, n: usize) -> Result<()> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for i in 0..n {
+        let d = i % 10;
+        let e = (d + 1 + (i * 7) % 9) % 10; // another digit
+        writeln!(s, r#"{{"prompt": "say {d}", "chosen": "{d}", "rejected": "{e}"}}"#)?;
+    }
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+#[test]
+fn dpo_learns_held_out_preferences() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let pairs = d.path().join("pairs.jsonl");
+    write_pairs(&pairs, 300)?;
+    let mut cfg = RunConfig::load_str(
+        "dpo test",
+        "name = \"dpo\"\n[model]\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n[dpo]\nbeta = 0.1\nsteps = 200\nbatch_size = 16\nlr = 3e-3\ntest_fraction = 0.2\n",
+        &[],
+    )?;
+    cfg.dpo.pairs = Some(pairs.clone());
+    let o = oxrl::dpo::run_dpo(&cfg, Some(&d.path().join("run")), true)?;
+    eprintln!("held-out implicit-reward accuracy {:.3} -> {:.3}", o.accuracy_before, o.accuracy_after);
+    assert_eq!(o.accuracy_before, 0.0, "π = π_ref: every margin is 0");
+    assert!(o.accuracy_after > 0.8, "DPO learns the preferences: {:.3}", o.accuracy_after);
+    let log = std::fs::read_to_string(o.run_dir.join("metrics.jsonl"))?;
+    let losses: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("loss").and_then(|x| x.as_f64()))
+        .collect();
+    assert!((losses[0] - std::f64::consts::LN_2).abs() < 1e-4, "the first DPO loss is ln 2: {}", losses[0]);
+    assert!(losses[losses.len() - 5..].iter().sum::<f64>() / 5.0 < 0.5);
+    assert!(o.run_dir.join("checkpoints/final/config.json").exists());
+    // a malformed line is named
+    std::fs::write(&pairs, "{\"prompt\": \"say 1\", \"chosen\": \"1\", \"rejected\": \"2\"}\n{\"prompt\": \"x\"}\n")?;
+    let e = oxrl::dpo::run_dpo(&cfg, Some(&d.path().join("run2")), true).err().unwrap();
+    assert!(format!("{e:#}").contains("pairs.jsonl:2") && format!("{e:#}").contains("chosen"), "{e:#}");
+    Ok(())
+}
