@@ -8,6 +8,7 @@
 //! - DPO: L = −log σ(β·[(log π_θ(y_w) − log π_ref(y_w)) − (log π_θ(y_l) − log π_ref(y_l))]),
 //!   sequence log-probs summed over response tokens; its implicit reward is β·log(π_θ/π_ref), and
 //!   with Bradley–Terry preferences from a reward r its optimum is π* ∝ π_ref·exp(r/β).
+//!
 //! CONFIRMED (standard published formulas).
 
 use anyhow::Result;
