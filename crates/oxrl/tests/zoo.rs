@@ -714,10 +714,9 @@ max_problems = 8
         &[],
     )?;
     let out = oxrl::train::run_train(&cfg, Some(&d.path().join("run")), None, None, true)?;
-    let rl: Vec<serde_json::Value> = std::fs::read_to_string(out.run_dir.join("metrics.jsonl"))?
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|m: &serde_json::Value| m["phase"] == "rl" && m.get("spae_steps").is_some())
+    let rl: Vec<serde_json::Value> = common::metrics(&out.run_dir)
+        .into_iter()
+        .filter(|m| m["phase"] == "rl" && m.get("spae_steps").is_some())
         .collect();
     assert_eq!(rl.len(), 2);
     for m in &rl {
@@ -801,11 +800,8 @@ max_problems = 8
         &[],
     )?;
     let out = oxrl::ra3::run_midtrain(&cfg, Some(&d.path().join("run")), true)?;
-    let recs: Vec<serde_json::Value> = std::fs::read_to_string(out.run_dir.join("metrics.jsonl"))?
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|m: &serde_json::Value| m["phase"] == "ra3" && m.get("round").is_some())
-        .collect();
+    let recs: Vec<serde_json::Value> =
+        common::metrics(&out.run_dir).into_iter().filter(|m| m["phase"] == "ra3" && m.get("round").is_some()).collect();
     assert_eq!(recs.len(), 2);
     for m in &recs {
         eprintln!("{m}");
