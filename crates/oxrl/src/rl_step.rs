@@ -523,10 +523,11 @@ pub fn rl_step(
         (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature, None, 1)?.0),
         _ => None,
     };
+    // (ViSurf's injected experts were not sampled: no sampler log-probs to compare.)
     let diffs: Vec<f64> = samples
         .iter()
-        .filter(|s| !s.expert)
-        .zip(logp_old.iter().zip(&samples).filter(|(_, s)| !s.expert).map(|(l, _)| l))
+        .zip(&logp_old)
+        .filter(|(s, _)| !s.expert)
         .flat_map(|(s, lo)| s.completion.logp.iter().zip(lo).map(|(&a, &b)| (a as f64 - b).abs()))
         .collect();
     m.insert("mismatch_mean".into(), json!(mean(diffs.iter().copied())));
