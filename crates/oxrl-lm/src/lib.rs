@@ -10,6 +10,7 @@ pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod fsutil;
+pub mod guidance;
 pub mod hf;
 pub mod kernels;
 pub mod lora;

@@ -157,9 +157,49 @@ pub fn generate_traced(
     params: &SamplingParams,
     pad: u32,
     rng: &mut impl Rng,
+    trace: Option<&mut Vec<Vec<Vec<f32>>>>,
+) -> Result<Vec<Completion>> {
+    generate_combined(&[model], |mut rows| rows.pop().expect("one model"), prompts, params, pad, rng, trace)
+}
+
+/// RLG (inference-time guidance) for autoregressive models: every token is sampled from
+/// softmax((1 − w)·logits_base + w·logits_tuned) — see [`crate::guidance`]. Both models must share
+/// the vocabulary; their KV caches advance in lockstep.
+pub fn generate_guided(
+    base: &Transformer,
+    tuned: &Transformer,
+    w: f32,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad: u32,
+    rng: &mut impl Rng,
+) -> Result<Vec<Completion>> {
+    ensure!(
+        base.cfg.vocab_size == tuned.cfg.vocab_size,
+        "guided generation: the base has {} tokens, the tuned model {}",
+        base.cfg.vocab_size,
+        tuned.cfg.vocab_size
+    );
+    let combine = |rows: Vec<Vec<Vec<f32>>>| -> Vec<Vec<f32>> {
+        rows[0].iter().zip(&rows[1]).map(|(b, t)| crate::guidance::guide_logits(b, t, w)).collect()
+    };
+    generate_combined(&[base, tuned], combine, prompts, params, pad, rng, None)
+}
+
+/// The sampler over one or more models run in lockstep (each with its own KV cache): at every
+/// step each model's next-token logits rows (`[model][row][vocab]`) are combined into one row per
+/// sequence, which is sampled.
+pub fn generate_combined(
+    models: &[&Transformer],
+    combine: impl Fn(Vec<Vec<Vec<f32>>>) -> Vec<Vec<f32>>,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad: u32,
+    rng: &mut impl Rng,
     mut trace: Option<&mut Vec<Vec<Vec<f32>>>>,
 ) -> Result<Vec<Completion>> {
     params.validate()?;
+    ensure!(!models.is_empty(), "generate: no model");
     ensure!(prompts.iter().all(|p| !p.is_empty()), "generate: every prompt needs at least one token");
     let n = prompts.len();
     let mut out: Vec<Completion> =
@@ -170,16 +210,20 @@ pub fn generate_traced(
     if let Some(tr) = trace.as_deref_mut() {
         *tr = vec![Vec::new(); n];
     }
-    let dev = model.device().clone();
-    let dt = model.dtype();
+    let dev = models[0].device().clone();
     let p = prompts.iter().map(|x| x.len()).max().unwrap();
-    ensure!(
-        p + params.max_new_tokens <= model.cfg.max_position_embeddings,
-        "prompt length {p} + max_new_tokens {} exceeds the model's max_position_embeddings {}",
-        params.max_new_tokens,
-        model.cfg.max_position_embeddings
-    );
-    let mut cache = KvCache::new(&model.cfg, n, p + params.max_new_tokens, dt, &dev)?;
+    for model in models {
+        ensure!(
+            p + params.max_new_tokens <= model.cfg.max_position_embeddings,
+            "prompt length {p} + max_new_tokens {} exceeds the model's max_position_embeddings {}",
+            params.max_new_tokens,
+            model.cfg.max_position_embeddings
+        );
+    }
+    let mut caches = models
+        .iter()
+        .map(|m| KvCache::new(&m.cfg, n, p + params.max_new_tokens, m.dtype(), &dev))
+        .collect::<Result<Vec<_>>>()?;
     let mut rows: Vec<Row> = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n * p);
     for (i, pr) in prompts.iter().enumerate() {
@@ -193,12 +237,17 @@ pub fn generate_traced(
     let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
     let ids_t = Tensor::from_vec(ids, (n, p), &dev)?;
     let pos_t = Tensor::from_vec(pos, (n, p), &dev)?;
-    let bias = attention_bias(&valid, p, &dev, dt)?;
-    let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
-    let mut logits = model.logits(&hidden.narrow(1, p - 1, 1)?.squeeze(1)?)?;
+    let mut logits = Vec::with_capacity(models.len());
+    for (model, cache) in models.iter().zip(caches.iter_mut()) {
+        let bias = attention_bias(&valid, p, &dev, model.dtype())?;
+        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer)?;
+        logits.push(model.logits(&hidden.narrow(1, p - 1, 1)?.squeeze(1)?)?);
+    }
     let mut scratch = Vec::new();
     for step in 0..params.max_new_tokens {
-        let rows_logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let per_model =
+            logits.iter().map(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>()).collect::<candle_core::Result<Vec<_>>>()?;
+        let rows_logits = combine(per_model);
         let mut next = Vec::with_capacity(rows.len());
         for (row, lg) in rows.iter_mut().zip(&rows_logits) {
             if row.done {
@@ -225,7 +274,10 @@ pub fn generate_traced(
         }
         if finished > 0 && finished * 4 >= rows.len() {
             let keep: Vec<u32> = (0..rows.len() as u32).filter(|&i| !rows[i as usize].done).collect();
-            cache.keep_rows(&Tensor::new(keep.as_slice(), &dev)?)?;
+            let keep_t = Tensor::new(keep.as_slice(), &dev)?;
+            for cache in caches.iter_mut() {
+                cache.keep_rows(&keep_t)?;
+            }
             next = keep.iter().map(|&i| next[i as usize]).collect();
             rows.retain(|r| !r.done);
         }
@@ -237,11 +289,14 @@ pub fn generate_traced(
             row.next_pos += 1;
         }
         let valid: Vec<&[bool]> = rows.iter().map(|r| r.valid.as_slice()).collect();
-        let bias = attention_bias(&valid, 1, &dev, dt)?;
         let ids_t = Tensor::from_vec(next, (b, 1), &dev)?;
         let pos_t = Tensor::from_vec(pos, (b, 1), &dev)?;
-        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
-        logits = model.logits(&hidden.squeeze(1)?)?;
+        logits.clear();
+        for (model, cache) in models.iter().zip(caches.iter_mut()) {
+            let bias = attention_bias(&valid, 1, &dev, model.dtype())?;
+            let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer)?;
+            logits.push(model.logits(&hidden.squeeze(1)?)?);
+        }
     }
     Ok(out)
 }

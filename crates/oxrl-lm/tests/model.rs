@@ -264,6 +264,52 @@ fn every_parameter_receives_a_gradient() -> Result<()> {
     Ok(())
 }
 
+/// RLG guided sampling: w = 0 and w = 1 sample exactly as the base and the tuned model do (same
+/// seed), and a weight in between mixes the two models' per-step logits (checked against the
+/// traced logits of each model on the same tokens).
+#[test]
+fn guided_generation_interpolates_base_and_tuned() -> Result<()> {
+    use oxrl_lm::sampler::generate_guided;
+    let (base, tuned) = (model(&small_cfg(100), 4, DType::F32)?, model(&small_cfg(100), 9, DType::F32)?);
+    let params =
+        SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, max_new_tokens: 10, stop_tokens: vec![2] };
+    let sample = |m: &Transformer| -> Result<Vec<Vec<u32>>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        Ok(generate(m, &prompts(), &params, 0, &mut rng)?.into_iter().map(|c| c.tokens).collect())
+    };
+    let guided = |w: f32| -> Result<Vec<oxrl_lm::sampler::Completion>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        generate_guided(&base, &tuned, w, &prompts(), &params, 0, &mut rng)
+    };
+    let toks = |c: Vec<oxrl_lm::sampler::Completion>| -> Vec<Vec<u32>> { c.into_iter().map(|c| c.tokens).collect() };
+    assert_eq!(toks(guided(0.0)?), sample(&base)?);
+    assert_eq!(toks(guided(1.0)?), sample(&tuned)?);
+    // w = 0.5: each sampled token's log-prob is that of the mixed distribution
+    let mixed = guided(0.5)?;
+    let seqs: Vec<Vec<u32>> = mixed.iter().map(|c| c.tokens.clone()).collect();
+    let trace_of = |m: &Transformer| -> Result<Vec<Vec<Vec<f32>>>> {
+        // replay the mixed tokens as forced prompts: logits of each model along them
+        let mut out = Vec::new();
+        for (p, s) in prompts().iter().zip(&seqs) {
+            let mut full = p.clone();
+            full.extend_from_slice(s);
+            let l = full_logits(m, &full, Mode::Infer)?;
+            out.push(l[p.len() - 1..p.len() - 1 + s.len()].to_vec());
+        }
+        Ok(out)
+    };
+    let (lb, lt) = (trace_of(&base)?, trace_of(&tuned)?);
+    for (i, c) in mixed.iter().enumerate() {
+        for (j, (&tok, &lp)) in c.tokens.iter().zip(&c.logp).enumerate() {
+            let mix = oxrl_lm::guidance::guide_logits(&lb[i][j], &lt[i][j], 0.5);
+            let m = mix.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let lse = m + mix.iter().map(|x| (x - m).exp()).sum::<f32>().ln();
+            assert!((lp - (mix[tok as usize] - lse)).abs() < 1e-3, "row {i} token {j}");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn same_seed_same_samples_different_seed_differs() -> Result<()> {
     let m = model(&small_cfg(100), 4, DType::F32)?;

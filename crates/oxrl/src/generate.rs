@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use oxrl_lm::sampler::{generate, SamplingParams};
 use serde::Serialize;
 
-#[derive(Debug, Clone)]
 pub struct GenerateOptions {
     /// Render the prompt through the chat template (a user turn plus the generation prompt).
     pub chat: bool,
@@ -16,6 +15,8 @@ pub struct GenerateOptions {
     pub top_p: f64,
     pub top_k: usize,
     pub seed: u64,
+    /// RLG: (base model, guidance weight w) — sample from (1 − w)·base + w·this model's logits.
+    pub guide: Option<(oxrl_lm::Transformer, f32)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +47,14 @@ pub fn generate_text(policy: &mut Policy, prompt: &str, o: &GenerateOptions) -> 
         stop_tokens: tok.stop_ids(),
     };
     let mut rng = oxrl_core::seed::rng(o.seed, "generate", 0);
-    let c = generate(&policy.model, std::slice::from_ref(&ids), &params, tok.pad_id(), &mut rng)?.remove(0);
+    let one = std::slice::from_ref(&ids);
+    let c = match &o.guide {
+        Some((base, w)) => {
+            oxrl_lm::sampler::generate_guided(base, &policy.model, *w, one, &params, tok.pad_id(), &mut rng)?
+        }
+        None => generate(&policy.model, one, &params, tok.pad_id(), &mut rng)?,
+    }
+    .remove(0);
     Ok(Generation {
         text: oxrl_lm::prompt::decode_response(tok, &c.tokens)?,
         finish_reason: match c.finish {

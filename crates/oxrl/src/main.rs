@@ -127,6 +127,13 @@ enum Command {
         /// Print {"text", "token_ids", "finish_reason", "prompt_tokens"} as JSON.
         #[arg(long)]
         json: bool,
+        /// RLG guidance: the base model (same vocabulary); tokens are sampled from
+        /// (1 − w)·base + w·model logits, w = --guide-weight.
+        #[arg(long, value_name = "BASE_DIR")]
+        guide: Option<PathBuf>,
+        /// RLG weight w: 0 = the base, 1 = --model, > 1 extrapolates (a KL coefficient β/w).
+        #[arg(long, default_value_t = 1.0, requires = "guide")]
+        guide_weight: f32,
     },
     /// Train a grid of config values × seeds and compare them (table + overlay plots).
     Sweep {
@@ -297,6 +304,8 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             dtype,
             json,
+            guide,
+            guide_weight,
         } => {
             let dir = resolve_checkpoint(&model)?;
             let device = oxrl_lm::default_device();
@@ -305,8 +314,23 @@ fn run(cli: Cli) -> Result<()> {
                 d => oxrl_lm::hf::parse_dtype(d).context("--dtype")?,
             };
             let mut policy = Policy::load_with(&dir, &device, dtype, seed)?;
-            let opts =
-                oxrl::generate::GenerateOptions { chat, system, max_new_tokens, temperature, top_p, top_k, seed };
+            let guide = match guide {
+                Some(g) => {
+                    let base = Policy::load_with(&resolve_checkpoint(&g)?, &device, dtype, seed).context("--guide")?;
+                    Some((base.model, guide_weight))
+                }
+                None => None,
+            };
+            let opts = oxrl::generate::GenerateOptions {
+                chat,
+                system,
+                max_new_tokens,
+                temperature,
+                top_p,
+                top_k,
+                seed,
+                guide,
+            };
             let g = oxrl::generate::generate_text(&mut policy, &prompt, &opts)?;
             if json {
                 println!("{}", serde_json::to_string(&g)?);

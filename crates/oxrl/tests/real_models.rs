@@ -221,6 +221,25 @@ fn generate_reproduces_transformers_greedy_and_reports_json() -> Result<()> {
     let c = run(&["--chat", "--temperature", "1", "--seed", "5"]);
     assert!(c["prompt_tokens"].as_u64().unwrap() > 20, "{c}");
     assert_eq!(c, run(&["--chat", "--temperature", "1", "--seed", "5"]));
+    // RLG guidance (Qwen3 fixture as the base, same vocabulary): w = 1 is the model itself, w = 0
+    // the base; a sampled mix at w = 0.5 is reproducible.
+    let q3 = repo("oxrl-lm/tests/fixtures/hf/qwen3");
+    let greedy = |model: &Path, extra: &[&str]| -> serde_json::Value {
+        let o = oxrl()
+            .args(["generate", "--model"])
+            .arg(model)
+            .args(["--prompt", "7*8=", "--max-new-tokens", "12", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let q3s = q3.to_str().unwrap();
+    assert_eq!(greedy(&fx, &["--guide", q3s, "--guide-weight", "1"])["token_ids"], r["greedy_ids"]);
+    assert_eq!(greedy(&fx, &["--guide", q3s, "--guide-weight", "0"])["token_ids"], greedy(&q3, &[])["token_ids"]);
+    let mix = ["--guide", q3s, "--guide-weight", "0.5", "--temperature", "1", "--seed", "2"];
+    assert_eq!(greedy(&fx, &mix), greedy(&fx, &mix));
     // A directory that is not a model names what is missing.
     let d = tempfile::tempdir()?;
     let o = oxrl().args(["generate", "--model"]).arg(d.path()).args(["--prompt", "x"]).output()?;
