@@ -14,3 +14,4 @@ pub mod registry;
 pub mod regularizer;
 pub mod seed;
 pub mod shaping;
+pub mod vi;
