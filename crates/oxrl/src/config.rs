@@ -29,6 +29,8 @@ pub struct RunConfig {
     #[serde(default)]
     pub dpo: DpoConfig,
     #[serde(default)]
+    pub rm: RmConfig,
+    #[serde(default)]
     pub debug: DebugConfig,
 }
 
@@ -48,6 +50,7 @@ impl Default for RunConfig {
             train: Default::default(),
             ra3: Default::default(),
             dpo: Default::default(),
+            rm: Default::default(),
             debug: Default::default(),
         }
     }
@@ -334,6 +337,9 @@ pub struct TrainConfig {
     pub verl_tau: f64,
     /// VERL: prefix stride (tokens) of the effective-rank trajectory.
     pub verl_stride: usize,
+    /// A reward model trained by `oxrl rm` (directory): its score replaces the verifier's
+    /// reward (the verifier still reports correctness in the metrics).
+    pub reward_model: Option<PathBuf>,
     /// RLFR: λ of the flow reward added to every token's advantage (0 = off).
     pub rlfr_coef: f64,
     /// RLFR: training problems whose expert solutions' hidden states the field is fitted on,
@@ -544,6 +550,7 @@ impl Default for TrainConfig {
             verl_coef: 0.0,
             verl_tau: 0.05,
             verl_stride: 4,
+            reward_model: None,
             rlfr_coef: 0.0,
             rlfr_fit_prompts: 256,
             rlfr_fit_steps: 400,
@@ -666,6 +673,28 @@ pub struct DpoConfig {
 impl Default for DpoConfig {
     fn default() -> Self {
         Self { pairs: None, beta: 0.1, steps: 200, batch_size: 16, lr: 5e-4, test_fraction: 0.1 }
+    }
+}
+
+/// Bradley–Terry reward-model training (`oxrl rm`) on preference pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RmConfig {
+    /// JSONL of `{"prompt" | "messages", "chosen", "rejected"}` (the `oxrl dpo` format).
+    pub pairs: Option<PathBuf>,
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// BT margin m in −log σ(r_w − r_l − m).
+    pub margin: f64,
+    /// λ of the centring term λ·(r_w + r_l)² (BT is shift-invariant).
+    pub centring: f64,
+    pub test_fraction: f64,
+}
+
+impl Default for RmConfig {
+    fn default() -> Self {
+        Self { pairs: None, steps: 200, batch_size: 16, lr: 5e-4, margin: 0.0, centring: 1e-3, test_fraction: 0.1 }
     }
 }
 
@@ -796,6 +825,14 @@ impl RunConfig {
             "ra3.boundary",
             "ra3.boundary, ra3.open and ra3.close must not be empty".into(),
         )?;
+        let rmc = &self.rm;
+        check(
+            rmc.steps > 0 && rmc.batch_size > 0 && rmc.lr > 0.0,
+            "rm.steps",
+            "rm.steps, rm.batch_size and rm.lr must be > 0".into(),
+        )?;
+        check(rmc.margin >= 0.0 && rmc.centring >= 0.0, "rm.margin", "rm.margin and rm.centring must be >= 0".into())?;
+        check((0.0..1.0).contains(&rmc.test_fraction), "rm.test_fraction", "must be in [0, 1)".into())?;
         let dp = &self.dpo;
         check(dp.beta > 0.0 && dp.lr > 0.0, "dpo.beta", "dpo.beta and dpo.lr must be > 0".into())?;
         check(dp.steps > 0 && dp.batch_size > 0, "dpo.steps", "dpo.steps and dpo.batch_size must be > 0".into())?;
@@ -1119,6 +1156,7 @@ mod tests {
             (&["ra3.length_cost=-1"][..], "ra3.length_cost"),
             (&["ra3.candidates=0"][..], "ra3"),
             (&["dpo.beta=0"][..], "dpo.beta"),
+            (&["rm.centring=-1"][..], "rm.margin"),
             (&["train.siren_coef=0.1", "train.siren_rho=0"][..], "train.siren_coef"),
             (&["train.aem_kappa=1", "train.aem_g_min=0"][..], "train.aem_kappa"),
             (&["train.pipo_coef=0.5", "train.pipo_window=0"][..], "train.pipo_coef"),

@@ -15,6 +15,7 @@ pub mod plots;
 pub mod policy;
 pub mod ra3;
 pub mod rehearsal;
+pub mod reward_model;
 pub mod rl_step;
 pub mod run;
 pub mod runtime;

@@ -46,6 +46,16 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Train a Bradley–Terry reward model on preference pairs (`[rm]` config); use it in
+    /// `oxrl train` with `train.reward_model = DIR`.
+    Rm {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// RA3 mid-training: EM rounds of latent discovery on the task's expert solutions and
     /// next-token training on them (`[ra3]` config; `train.sft_warmup` runs `[sft]` first).
     Midtrain {
@@ -216,6 +226,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("run folder: {}", o.run_dir.display());
             println!(
                 "held-out implicit-reward accuracy: {:.1}% -> {:.1}%",
+                100.0 * o.accuracy_before,
+                100.0 * o.accuracy_after
+            );
+        }
+        Command::Rm { config, sets, out } => {
+            let cfg = RunConfig::load(Some(&config), &sets)?;
+            let o = oxrl::reward_model::run_rm(&cfg, out.as_deref(), cli.quiet)?;
+            println!("run folder: {}", o.run_dir.display());
+            println!(
+                "held-out pairwise accuracy: {:.1}% -> {:.1}%",
                 100.0 * o.accuracy_before,
                 100.0 * o.accuracy_after
             );

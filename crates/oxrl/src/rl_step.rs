@@ -55,6 +55,8 @@ pub struct Models<'a> {
     pub judge: Option<&'a dyn crate::judge::Judge>,
     /// RLFR's reference velocity field (fitted once before RL).
     pub flow: Option<&'a oxrl_core::shaping::rlfr::FlowField>,
+    /// A trained Bradley–Terry reward model whose scores replace the verifier's reward.
+    pub reward_model: Option<&'a crate::reward_model::RewardModel>,
 }
 
 /// One response of the rollout batch.
@@ -432,6 +434,14 @@ pub fn rl_step(
         }
     }
     state.cursor = data.cursor;
+    if let Some(rm) = models.reward_model {
+        // The reward model's score is the reward (correctness stays the verifier's).
+        let prompts: Vec<Vec<u32>> = samples.iter().map(|s| s.prompt.clone()).collect();
+        let resp: Vec<Vec<u32>> = samples.iter().map(|s| s.completion.tokens.clone()).collect();
+        let r = rm.rewards(&prompts, &resp)?;
+        samples.iter_mut().zip(&r).for_each(|(s, &r)| s.reward = r);
+        drawn_rewards = r;
+    }
     if t.ppr_coef > 0.0 {
         // PPR / ReNorm: outcome + α·(group-centred process score), α < ½.
         let outcome: Vec<f64> = samples.iter().map(|s| s.reward).collect();

@@ -158,6 +158,10 @@ pub fn run_train(
     let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0 || t.objective == "reasonmaxxer") && t.reference == "initial";
 
     let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal, flow);
+    let reward_model = match &t.reward_model {
+        Some(dir) => Some(crate::reward_model::RewardModel::load(dir, &device).context("key `train.reward_model`")?),
+        None => None,
+    };
     let dph_on = t.dph_divergence != "none" && t.dph_coef > 0.0;
     match resume {
         None => {
@@ -268,6 +272,14 @@ pub fn run_train(
     } else {
         None
     };
+    if let Some(rm) = &reward_model {
+        anyhow::ensure!(
+            rm.policy.model.cfg.vocab_size == policy.model.cfg.vocab_size,
+            "key `train.reward_model`: its vocabulary ({}) differs from the policy's ({}); it scores the policy's token ids",
+            rm.policy.model.cfg.vocab_size,
+            policy.model.cfg.vocab_size
+        );
+    }
     let pb = progress_bar(t.steps, quiet);
     pb.set_prefix("rl");
     pb.set_position(saved.state.step);
@@ -280,6 +292,7 @@ pub fn run_train(
             rehearsal: rehearsal.as_ref(),
             judge: lm_judge.as_ref().map(|j| j as &dyn crate::judge::Judge),
             flow: flow.as_ref(),
+            reward_model: reward_model.as_ref(),
         };
         let rec = rl_step(cfg, task.as_ref(), estimator.as_ref(), &models, &mut opt, lr, budget, &mut saved.state)?;
         let step = saved.state.step;

@@ -583,7 +583,7 @@ fn rpo_rewards_consistent_rubric_wins_only() -> Result<()> {
     let mut c = bandit_config("grpo");
     c.train.rpo = true;
     let task = FirstDigit::new();
-    let run = run_phases_judged(&task, &[(&c, 40)], 3e-3, 2, None)?;
+    let run = run_phases_judged(&task, &[(&c, 40)], 3e-3, 2, None, None)?;
     for m in &run {
         assert_eq!(m["rpo_order_disagreement"], 0.0, "the task judge is consistent");
         let w = m["rpo_win_rate"].as_f64().unwrap();
@@ -596,7 +596,7 @@ fn rpo_rewards_consistent_rubric_wins_only() -> Result<()> {
         mean_of(&run, "rpo_win_rate", 35..40)
     );
     assert!(r1 > r0 + 0.2, "RPO learns the bandit: {r0:.3} -> {r1:.3}");
-    let biased = run_phases_judged(&task, &[(&c, 2)], 3e-3, 2, Some(&FirstShownWins))?;
+    let biased = run_phases_judged(&task, &[(&c, 2)], 3e-3, 2, Some(&FirstShownWins), None)?;
     for m in &biased {
         assert_eq!(m["rpo_order_disagreement"], 1.0);
         assert_eq!(m["rpo_win_rate"], 0.0);

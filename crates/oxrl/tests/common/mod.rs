@@ -116,16 +116,17 @@ pub fn run_phases(
     lr: f64,
     budget: usize,
 ) -> Result<Vec<Map<String, Value>>> {
-    run_phases_judged(task, phases, lr, budget, None)
+    run_phases_judged(task, phases, lr, budget, None, None)
 }
 
-/// [`run_phases`] with a pairwise judge (ArenaRL, RPO).
+/// [`run_phases`] with a pairwise judge (ArenaRL, RPO) and a reward model.
 pub fn run_phases_judged(
     task: &dyn Task,
     phases: &[(&RunConfig, u64)],
     lr: f64,
     budget: usize,
     judge: Option<&dyn oxrl::judge::Judge>,
+    reward_model: Option<&oxrl::reward_model::RewardModel>,
 ) -> Result<Vec<Map<String, Value>>> {
     let first = phases[0].0;
     let policy = Policy::from_config(first, &candle_core::Device::Cpu)?;
@@ -145,6 +146,7 @@ pub fn run_phases_judged(
         rehearsal: rehearsal.as_ref(),
         judge,
         flow: flow.as_ref(),
+        reward_model,
     };
     let mut out = Vec::new();
     for &(cfg, steps) in phases {

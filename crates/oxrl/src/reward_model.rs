@@ -1,0 +1,147 @@
+//! Bradley–Terry reward models (oxrl_core::loss::preference): `oxrl rm --config FILE` trains the
+//! policy's trunk with a scalar head read at the last response token on preference pairs (the
+//! `oxrl dpo` JSONL format), with the centring term λ·(r_w + r_l)² because the BT loss is
+//! shift-invariant; `train.reward_model = DIR` makes a trained one the reward of `oxrl train`
+//! (the verifier still reports correctness for the metrics).
+
+use crate::config::RunConfig;
+use crate::dpo::{load_pairs, Pair};
+use crate::policy::Policy;
+use crate::run::RunDir;
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{DType, Tensor};
+use oxrl_core::loss::preference::bt_loss;
+use oxrl_core::optim::{AdamW, AdamWConfig};
+use oxrl_lm::scorer::{score, ScoreOptions};
+use oxrl_lm::value_head::ValueHead;
+use rand::Rng;
+use serde_json::json;
+use std::path::Path;
+
+const HEAD_FILE: &str = "reward_head.safetensors";
+
+pub struct RewardModel {
+    pub policy: Policy,
+    pub head: ValueHead,
+}
+
+impl RewardModel {
+    /// Rewards `[N]` of `responses` to `prompts`: the head at each response's last token.
+    pub fn scores(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Result<Tensor> {
+        let pad = self.policy.tokenizer.pad_id();
+        let s = score(
+            &self.policy.model,
+            prompts,
+            responses,
+            pad,
+            ScoreOptions { grad, hidden: true, ..Default::default() },
+        )?;
+        let v = self.head.forward(s.hidden.as_ref().expect("asked for"))?; // [B, R]
+        let last: Vec<u32> = responses.iter().map(|r| r.len().saturating_sub(1) as u32).collect();
+        let idx = Tensor::new(last, v.device())?.unsqueeze(1)?;
+        Ok(v.gather(&idx, 1)?.squeeze(1)?)
+    }
+
+    /// Rewards as numbers, in chunks, without gradients.
+    pub fn rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(prompts.len());
+        for (p, r) in prompts.chunks(64).zip(responses.chunks(64)) {
+            out.extend(self.scores(p, r, false)?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+        }
+        Ok(out)
+    }
+
+    /// Load a reward model saved by `oxrl rm` (a checkpoint directory or its run folder).
+    pub fn load(dir: &Path, device: &candle_core::Device) -> Result<Self> {
+        let dir =
+            if dir.join("checkpoints/final").is_dir() { dir.join("checkpoints/final") } else { dir.to_path_buf() };
+        ensure!(
+            dir.join(HEAD_FILE).is_file(),
+            "{}: no {HEAD_FILE} (not a reward model saved by `oxrl rm`)",
+            dir.display()
+        );
+        let policy =
+            Policy::load(&dir, device).with_context(|| format!("loading the reward model {}", dir.display()))?;
+        let head = ValueHead::new(policy.model.cfg.hidden_size, 0, device)?;
+        head.load(&dir.join(HEAD_FILE))?;
+        Ok(Self { policy, head })
+    }
+}
+
+fn pair_scores(rm: &RewardModel, pairs: &[&Pair], grad: bool) -> Result<(Tensor, Tensor)> {
+    let mut prompts: Vec<Vec<u32>> = pairs.iter().map(|p| p.prompt.clone()).collect();
+    prompts.extend(pairs.iter().map(|p| p.prompt.clone()));
+    let mut resp: Vec<Vec<u32>> = pairs.iter().map(|p| p.chosen.clone()).collect();
+    resp.extend(pairs.iter().map(|p| p.rejected.clone()));
+    let s = rm.scores(&prompts, &resp, grad)?;
+    let n = pairs.len();
+    Ok((s.narrow(0, 0, n)?, s.narrow(0, n, n)?))
+}
+
+/// Pairwise accuracy r(chosen) > r(rejected).
+pub fn pairwise_accuracy(rm: &RewardModel, pairs: &[Pair]) -> Result<f64> {
+    let mut right = 0usize;
+    for chunk in pairs.chunks(32) {
+        let refs: Vec<&Pair> = chunk.iter().collect();
+        let (w, l) = pair_scores(rm, &refs, false)?;
+        let (w, l) = (w.to_dtype(DType::F64)?.to_vec1::<f64>()?, l.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+        right += w.iter().zip(&l).filter(|(a, b)| a > b).count();
+    }
+    Ok(right as f64 / pairs.len().max(1) as f64)
+}
+
+pub struct RmOutcome {
+    pub run_dir: std::path::PathBuf,
+    pub accuracy_before: f64,
+    pub accuracy_after: f64,
+}
+
+pub fn run_rm(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<RmOutcome> {
+    let c = &cfg.rm;
+    let Some(path) = &c.pairs else { bail!("key `rm.pairs`: set the preference-pair JSONL file") };
+    let device = oxrl_lm::default_device();
+    let policy = Policy::from_config(cfg, &device)?;
+    let head = ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, &device)?;
+    let mut pairs = load_pairs(path, &policy)?;
+    let rm = RewardModel { policy, head };
+    let mut rng = oxrl_core::seed::rng(cfg.seed, "rm-split", 0);
+    for i in (1..pairs.len()).rev() {
+        pairs.swap(i, rng.random_range(0..=i));
+    }
+    let n_test = ((pairs.len() as f64 * c.test_fraction).round() as usize).min(pairs.len() - 1);
+    let test = pairs.split_off(pairs.len() - n_test);
+    let mut run = RunDir::create(out, &cfg.name)?;
+    run.write_config(&cfg.to_toml()?)?;
+    let acc0 = if test.is_empty() { f64::NAN } else { pairwise_accuracy(&rm, &test)? };
+    let mut vars = rm.policy.model.trainable_vars();
+    vars.extend(rm.head.named_vars());
+    let mut opt = AdamW::new(vars, AdamWConfig::default())?;
+    let pb = crate::sft::progress_bar(c.steps, quiet);
+    pb.set_prefix("rm");
+    let mut rng = oxrl_core::seed::rng(cfg.seed, "rm-batches", 0);
+    for step in 0..c.steps {
+        let batch: Vec<&Pair> =
+            (0..c.batch_size.min(pairs.len())).map(|_| &pairs[rng.random_range(0..pairs.len())]).collect();
+        let (w, l) = pair_scores(&rm, &batch, true)?;
+        let bt = bt_loss(&w, &l, c.margin)?;
+        let centring = ((&w + &l)?.sqr()?.mean_all()? * c.centring)?;
+        let loss = (&bt + centring)?;
+        let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if lv.is_finite() {
+            // (the model's backward also collects the gradients of checkpointed layers)
+            opt.step(&rm.policy.model.backward(&loss)?, c.lr, 1.0)?;
+        }
+        run.log(
+            &json!({"phase": "rm", "step": step + 1, "loss": if lv.is_finite() { json!(lv) } else { json!(null) },
+            "bt_loss": bt.to_dtype(DType::F64)?.to_scalar::<f64>()?}),
+        )?;
+        pb.set_message(format!("loss {lv:.4}"));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let acc1 = if test.is_empty() { f64::NAN } else { pairwise_accuracy(&rm, &test)? };
+    run.log(&json!({"phase": "rm", "heldout_pairs": test.len(), "heldout_accuracy_before": acc0, "heldout_accuracy_after": acc1}))?;
+    crate::sft::save_checkpoint(&run, "final", &rm.policy, cfg, c.steps)?;
+    rm.head.save(&run.checkpoint_dir("final").join(HEAD_FILE))?;
+    Ok(RmOutcome { run_dir: run.path.clone(), accuracy_before: acc0, accuracy_after: acc1 })
+}
