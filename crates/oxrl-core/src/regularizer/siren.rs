@@ -44,19 +44,36 @@ impl Anchor {
 }
 
 /// Membership (1/0) of each token of `probs` (`[n, v]` rows) in its row's top-p set: tokens
-/// in order of decreasing probability until their mass reaches p (at least one).
+/// in order of decreasing probability (ties by id) until their mass reaches p (at least one).
+/// Only the head of each row is ordered: the k most probable tokens are partially selected
+/// (O(v)), sorted, and k doubles until they hold mass p — a peaked row never sorts its tail.
 pub fn top_p_members(probs: &[f32], v: usize, p: f64) -> Vec<f32> {
     let mut out = vec![0f32; probs.len()];
-    let mut order: Vec<usize> = (0..v).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(v);
     for (row, m) in probs.chunks(v).zip(out.chunks_mut(v)) {
-        order.sort_unstable_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-        let mut mass = 0.0f64;
-        for &i in &order {
-            m[i] = 1.0;
-            mass += row[i] as f64;
-            if mass >= p {
+        let desc = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+        order.clear();
+        order.extend(0..v);
+        let mut k = 16.min(v);
+        loop {
+            if k < v {
+                order.select_nth_unstable_by(k - 1, desc);
+            }
+            order[..k].sort_unstable_by(desc);
+            let mut mass = 0.0f64;
+            let mut end = None;
+            for (j, &i) in order[..k].iter().enumerate() {
+                mass += row[i] as f64;
+                if mass >= p {
+                    end = Some(j + 1);
+                    break;
+                }
+            }
+            if let Some(e) = end.or((k == v).then_some(v)) {
+                order[..e].iter().for_each(|&i| m[i] = 1.0);
                 break;
             }
+            k = (2 * k).min(v);
         }
     }
     out
@@ -154,6 +171,38 @@ mod tests {
         };
         assert!(((f(eps) - f(-eps)) / (2.0 * eps) - g[0][0][0]).abs() < 1e-6);
         Ok(())
+    }
+
+    #[test]
+    fn partial_selection_matches_a_full_sort() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let v = 300;
+        for sharp in [0.1f32, 1.0, 5.0] {
+            let logits: Vec<f32> = (0..4 * v).map(|_| rng.random_range(-1.0f32..1.0) * sharp * 4.0).collect();
+            let mut probs = Vec::with_capacity(logits.len());
+            for row in logits.chunks(v) {
+                let m = row.iter().cloned().fold(f32::MIN, f32::max);
+                let z: f32 = row.iter().map(|x| (x - m).exp()).sum();
+                probs.extend(row.iter().map(|x| (x - m).exp() / z));
+            }
+            for p in [0.3, 0.9, 0.999, 1.0] {
+                let got = top_p_members(&probs, v, p);
+                for (row, m) in probs.chunks(v).zip(got.chunks(v)) {
+                    let mut idx: Vec<usize> = (0..v).collect();
+                    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                    let (mut mass, mut want) = (0.0f64, vec![0f32; v]);
+                    for &i in &idx {
+                        want[i] = 1.0;
+                        mass += row[i] as f64;
+                        if mass >= p {
+                            break;
+                        }
+                    }
+                    assert_eq!(m, &want[..], "sharpness {sharp}, p {p}");
+                }
+            }
+        }
     }
 
     #[test]
