@@ -24,48 +24,37 @@ struct Cli {
     command: Command,
 }
 
+/// A config-driven run: `--config FILE [--set KEY=VALUE …] [--out DIR]`.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config key: --set sft.steps=100 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run folder (default runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn load(&self) -> Result<RunConfig> {
+        RunConfig::load(Some(&self.config), &self.sets)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Supervised fine-tuning on a task's demonstrations.
-    Sft {
-        #[arg(long)]
-        config: PathBuf,
-        /// Override a config key: --set sft.steps=100 (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Run folder (default runs/<name>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Sft(RunArgs),
     /// DPO on preference pairs (`[dpo]` config: pairs JSONL, beta, steps, batch_size, lr).
-    Dpo {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Dpo(RunArgs),
     /// Train a Bradley–Terry reward model on preference pairs (`[rm]` config); use it in
     /// `oxrl train` with `train.reward_model = DIR`.
-    Rm {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Rm(RunArgs),
     /// RA3 mid-training: EM rounds of latent discovery on the task's expert solutions and
     /// next-token training on them (`[ra3]` config; `train.sft_warmup` runs `[sft]` first).
-    Midtrain {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Midtrain(RunArgs),
     /// RL training (with an optional SFT warm-up); without --config, runs examples/quickstart.toml.
     Train {
         #[arg(long)]
@@ -214,15 +203,13 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     oxrl::runtime::configure(cli.threads)?;
     match cli.command {
-        Command::Sft { config, sets, out } => {
-            let cfg = RunConfig::load(Some(&config), &sets)?;
-            let o = oxrl::sft::run_sft(&cfg, out.as_deref(), cli.quiet)?;
+        Command::Sft(a) => {
+            let o = oxrl::sft::run_sft(&a.load()?, a.out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             print!("{}", o.final_eval.table());
         }
-        Command::Dpo { config, sets, out } => {
-            let cfg = RunConfig::load(Some(&config), &sets)?;
-            let o = oxrl::dpo::run_dpo(&cfg, out.as_deref(), cli.quiet)?;
+        Command::Dpo(a) => {
+            let o = oxrl::dpo::run_dpo(&a.load()?, a.out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             println!(
                 "held-out implicit-reward accuracy: {:.1}% -> {:.1}%",
@@ -230,9 +217,8 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * o.accuracy_after
             );
         }
-        Command::Rm { config, sets, out } => {
-            let cfg = RunConfig::load(Some(&config), &sets)?;
-            let o = oxrl::reward_model::run_rm(&cfg, out.as_deref(), cli.quiet)?;
+        Command::Rm(a) => {
+            let o = oxrl::reward_model::run_rm(&a.load()?, a.out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             println!(
                 "held-out pairwise accuracy: {:.1}% -> {:.1}%",
@@ -240,9 +226,8 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * o.accuracy_after
             );
         }
-        Command::Midtrain { config, sets, out } => {
-            let cfg = RunConfig::load(Some(&config), &sets)?;
-            let o = oxrl::ra3::run_midtrain(&cfg, out.as_deref(), cli.quiet)?;
+        Command::Midtrain(a) => {
+            let o = oxrl::ra3::run_midtrain(&a.load()?, a.out.as_deref(), cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
         }
         Command::Train { config, sets, out, resume, stop_after } => {

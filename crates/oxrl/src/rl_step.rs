@@ -75,6 +75,8 @@ struct Sample {
     rate: f64,
     /// ViSurf: the ground-truth solution injected in place of a rollout (not sampled from π_old).
     expert: bool,
+    /// The response decoded (up to its stop token), as the verifier and judges read it.
+    text: String,
     /// PPR: the response's process score (mean principle reward of its steps), when the task
     /// has a process verifier.
     process: Option<f64>,
@@ -196,20 +198,15 @@ fn greedy_answers(policy: &Policy, problems: &[oxrl_tasks::Problem], budget: usi
 /// rewards for the (GRPO) estimator.
 fn arena_scores(
     policy: &Policy,
-    task: &dyn Task,
-    judge: Option<&dyn crate::judge::Judge>,
+    judge: &dyn crate::judge::Judge,
     samples: &[Sample],
     problems: &[oxrl_tasks::Problem],
     budget: usize,
     m: &mut Map<String, Value>,
 ) -> Result<Vec<f64>> {
     use oxrl_core::advantage::arena::{rank_scores, tournament};
-    let tok = policy.tokenizer.as_ref();
-    let task_judge = crate::judge::TaskJudge { task };
-    let judge: &dyn crate::judge::Judge = judge.unwrap_or(&task_judge);
     let anchors = greedy_answers(policy, problems, budget)?;
-    let texts: Vec<String> =
-        samples.iter().map(|s| oxrl_lm::prompt::decode_response(tok, &s.completion.tokens)).collect::<Result<_>>()?;
+    let texts: Vec<&str> = samples.iter().map(|s| s.text.as_str()).collect();
     let mut scores = vec![0.0; samples.len()];
     let (mut calls, mut winner_correct, mut with_correct) = (0usize, 0usize, 0usize);
     for (g, p) in problems.iter().enumerate() {
@@ -221,8 +218,7 @@ fn arena_scores(
                 0.5
             })
         };
-        let tour =
-            tournament(idx.len(), |i| ask(&texts[idx[i]], &anchors[g]), |a, b| ask(&texts[idx[a]], &texts[idx[b]]));
+        let tour = tournament(idx.len(), |i| ask(texts[idx[i]], &anchors[g]), |a, b| ask(texts[idx[a]], texts[idx[b]]));
         if let Some(e) = failure.into_inner() {
             return Err(e.context("ArenaRL judge"));
         }
@@ -245,8 +241,7 @@ fn arena_scores(
 #[allow(clippy::too_many_arguments)]
 fn rpo_rewards(
     policy: &Policy,
-    task: &dyn Task,
-    judge: Option<&dyn crate::judge::Judge>,
+    judge: &dyn crate::judge::Judge,
     samples: &[Sample],
     problems: &[oxrl_tasks::Problem],
     budget: usize,
@@ -254,11 +249,6 @@ fn rpo_rewards(
     m: &mut Map<String, Value>,
 ) -> Result<Vec<f64>> {
     use oxrl_core::shaping::rpo::{rpo_reward, rubric_decision};
-    let tok = policy.tokenizer.as_ref();
-    let task_judge = crate::judge::TaskJudge { task };
-    let judge: &dyn crate::judge::Judge = judge.unwrap_or(&task_judge);
-    let texts: Vec<String> =
-        samples.iter().map(|s| oxrl_lm::prompt::decode_response(tok, &s.completion.tokens)).collect::<Result<_>>()?;
     let anchors = if opponent == "greedy" { greedy_answers(policy, problems, budget)? } else { vec![] };
     let (mut out, mut disagree) = (Vec::with_capacity(samples.len()), 0usize);
     for (i, s) in samples.iter().enumerate() {
@@ -268,15 +258,15 @@ fn rpo_rewards(
         } else {
             let members: Vec<usize> = (0..samples.len()).filter(|&j| samples[j].group == s.group).collect();
             let k = members.iter().position(|&j| j == i).expect("a member of its group");
-            &texts[members[(k + 1) % members.len()]]
+            &samples[members[(k + 1) % members.len()]].text
         };
         let rubric = judge.rubric(p)?;
         let weights: Vec<f64> = rubric.iter().map(|r| r.1).collect();
         let mut fwd = Vec::with_capacity(rubric.len());
         let mut bwd = Vec::with_capacity(rubric.len());
         for (c, _) in &rubric {
-            fwd.push(judge.compare_on(p, c, &texts[i], other).context("RPO judge")?);
-            bwd.push(judge.compare_on(p, c, other, &texts[i]).context("RPO judge")?);
+            fwd.push(judge.compare_on(p, c, &s.text, other).context("RPO judge")?);
+            bwd.push(judge.compare_on(p, c, other, &s.text).context("RPO judge")?);
         }
         let flipped: Vec<f64> = bwd.iter().map(|v| 1.0 - v).collect();
         disagree += (rubric_decision(&fwd, &weights) != rubric_decision(&flipped, &weights)) as usize;
@@ -396,6 +386,7 @@ pub fn rl_step(
                     rate: p.meta.get("rate").and_then(|v| v.as_f64()).unwrap_or(1.0),
                     expert: false,
                     process,
+                    text,
                 });
             }
             // ViSurf: the ground truth in place of the last rollout (its reward from the same
@@ -411,6 +402,7 @@ pub fn rl_step(
                     last.format_ok = v.format_ok;
                     last.expert = true;
                     last.process = process_of(p, &p.solution)?;
+                    last.text = p.solution.clone();
                     let n = ids.len();
                     last.completion =
                         Completion { tokens: ids, logp: vec![0.0; n], entropy: vec![0.0; n], finish: Finish::Stop };
@@ -604,14 +596,17 @@ pub fn rl_step(
 
     // 3. Token rewards (outcome on the last token; PPO-style KL penalty in the reward) and
     //    advantages.
+    // ArenaRL's and RPO's judge: the configured one, or the task's verifier.
+    let task_judge = crate::judge::TaskJudge { task };
+    let judge: &dyn crate::judge::Judge = models.judge.unwrap_or(&task_judge);
     let arena = if t.advantage == "arena" {
-        Some(arena_scores(policy, task, models.judge, &samples, &group_problems, budget, &mut m)?)
+        Some(arena_scores(policy, judge, &samples, &group_problems, budget, &mut m)?)
     } else {
         None
     };
     if t.rpo {
         // RPO: the binary rubric preference replaces the verifier's reward.
-        let r = rpo_rewards(policy, task, models.judge, &samples, &group_problems, budget, &t.rpo_opponent, &mut m)?;
+        let r = rpo_rewards(policy, judge, &samples, &group_problems, budget, &t.rpo_opponent, &mut m)?;
         samples.iter_mut().zip(r).for_each(|(s, r)| s.reward = r);
     }
     let kl_in_reward = t.kl_in == "reward" && logp_ref.is_some();
