@@ -115,6 +115,9 @@ pub fn save_with(
             meta,
         };
         write("oxrl.json", &serde_json::to_value(&m)?)?;
+        if let Some(l) = &model.latent {
+            l.save(tmp)?;
+        }
         extra(tmp)
     })
 }
@@ -199,6 +202,10 @@ pub fn load_with(dir: &Path, device: &Device, opts: &LoadOptions) -> Result<Load
         let params = ParamStore::load_dir(&cfg, dir, dtype, device)?;
         Transformer::new(cfg, params)?
     };
+    let mut model = model;
+    if let Some(l) = crate::latent::LatentModule::load(dir, model.cfg.hidden_size, dtype, device)? {
+        model.latent = Some(std::sync::Arc::new(l));
+    }
     let mut eos = model.cfg.eos_ids();
     if let Ok(text) = std::fs::read_to_string(tok_dir.join("generation_config.json")) {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {

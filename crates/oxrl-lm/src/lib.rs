@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod guidance;
 pub mod hf;
 pub mod kernels;
+pub mod latent;
 pub mod lora;
 pub mod model;
 pub mod params;

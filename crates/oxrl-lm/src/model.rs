@@ -85,6 +85,8 @@ pub struct Transformer {
     pub params: ParamStore,
     /// LoRA adapters, when attached ([`Self::with_lora`]).
     pub lora: Option<Arc<LoraStore>>,
+    /// Latent-reasoning module (Coconut segments or HRPO gated inputs), when attached.
+    pub latent: Option<Arc<crate::latent::LatentModule>>,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -457,6 +459,7 @@ impl Transformer {
             cfg,
             params,
             lora: None,
+            latent: None,
             embed,
             layers,
             norm,
@@ -514,15 +517,22 @@ impl Transformer {
         if self.lora.is_some() {
             m.freeze_base();
         }
+        if let Some(l) = &self.latent {
+            m.latent = Some(Arc::new(l.deep_clone()?));
+        }
         Ok(m)
     }
 
     /// The parameters an optimiser trains: the adapters under LoRA, else every base weight.
     pub fn trainable_vars(&self) -> Vec<(String, Var)> {
-        match &self.lora {
+        let mut v = match &self.lora {
             Some(l) => l.named_vars(),
             None => self.params.named_vars(),
+        };
+        if let Some(l) = &self.latent {
+            v.extend(l.named_vars());
         }
+        v
     }
 
     /// Backpropagate `loss`, including the parameter gradients of checkpointed layers.
@@ -562,8 +572,23 @@ impl Transformer {
         ids: &Tensor,
         positions: &Tensor,
         bias: &Tensor,
+        cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        self.forward_hidden_with(ids, positions, bias, cache, mode, None)
+    }
+
+    /// [`Self::forward_hidden`] with continuous input vectors (latent-reasoning mode):
+    /// `inputs = (vectors [B, T, D], mask [B, T])` go through the attached latent module, which
+    /// replaces (Coconut) or mixes into (HRPO) the token embeddings where the mask is 1.
+    pub fn forward_hidden_with(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
         mut cache: Option<&mut KvCache>,
         mode: Mode,
+        inputs: Option<(&Tensor, &Tensor)>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let cfg = &self.cfg;
@@ -617,6 +642,10 @@ impl Transformer {
         };
         let w = |x: &Tensor| if mode == Mode::Infer { x.detach() } else { x.clone() };
         let mut x = w(&self.embed).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
+        if let Some((v, m)) = inputs {
+            let Some(l) = &self.latent else { anyhow::bail!("input vectors given to a model without a latent module") };
+            x = l.inputs(&x, v, m, mode == Mode::Infer)?;
+        }
         let checkpoint = self.checkpointing && mode == Mode::Train && cache.is_none();
         for (li, layer) in self.layers.iter().enumerate() {
             x = if checkpoint {

@@ -7,10 +7,13 @@
 //! softmax(logits / temperature) (temperature 1 when greedy), before any top-k/p truncation, and
 //! the entropy of that distribution.
 
+use crate::latent::{LatentKind, LatentNoise, StepKind};
 use crate::model::{attention_bias, positions, KvCache, Mode, Transformer};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
 use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -53,6 +56,38 @@ pub struct Completion {
     pub logp: Vec<f32>,
     pub entropy: Vec<f32>,
     pub finish: Finish,
+    /// Latent-reasoning mode only (empty otherwise): what each position is. At latent positions
+    /// `tokens` holds the pad id, `logp` the vMF latent log-prob κ⟨μ, z⟩ and `entropy` 0.
+    pub kinds: Vec<StepKind>,
+    /// Latent-reasoning mode only (empty otherwise): the continuous input recorded at each
+    /// position — the latent z at Coconut latent positions, h_{t−1} at every HRPO position.
+    pub inputs: Vec<Option<Vec<f32>>>,
+}
+
+impl Completion {
+    /// A completion of plain sampled tokens.
+    pub fn of_tokens(tokens: Vec<u32>, logp: Vec<f32>, entropy: Vec<f32>, finish: Finish) -> Self {
+        Self { tokens, logp, entropy, finish, kinds: vec![], inputs: vec![] }
+    }
+    /// What position `j` is.
+    pub fn kind(&self, j: usize) -> StepKind {
+        self.kinds.get(j).copied().unwrap_or(StepKind::Token)
+    }
+    /// The tokens a reader sees: every position but the latent ones.
+    pub fn visible_tokens(&self) -> Vec<u32> {
+        (0..self.tokens.len()).filter(|&j| self.kind(j) != StepKind::Latent).map(|j| self.tokens[j]).collect()
+    }
+}
+
+/// Log-prob and entropy of token `tok` under softmax(logits / temperature) (temperature 0 = 1).
+fn token_logp_entropy(logits: &[f32], temperature: f64, tok: u32) -> (f32, f32) {
+    let t = if temperature > 0.0 { temperature as f32 } else { 1.0 };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let z: f64 = logits.iter().map(|&l| (((l - max) / t) as f64).exp()).sum();
+    let lz = z.ln() as f32;
+    let logp = |l: f32| (l - max) / t - lz;
+    let entropy = logits.iter().map(|&l| -logp(l).exp() * logp(l)).sum();
+    (logp(logits[tok as usize]), entropy)
 }
 
 /// Sample one token from a logits row. Returns (token, log-prob, entropy).
@@ -131,11 +166,19 @@ pub fn sample_row(
     (tok, logp(logits[tok as usize]), entropy)
 }
 
+/// A position the latent sampler has scheduled for a row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Planned {
+    Force(u32),
+    Latent,
+}
+
 struct Row {
     seq: usize,
     valid: Vec<bool>,
     next_pos: u32,
     done: bool,
+    plan: VecDeque<Planned>,
 }
 
 /// Generate completions for every prompt in one batch.
@@ -186,6 +229,24 @@ pub fn generate_guided(
     generate_combined(&[base, tuned], combine, prompts, params, pad, rng, None)
 }
 
+/// Generation in latent-reasoning mode (see [`crate::latent`]) with optional Latent-GRPO
+/// exploration noise on the latents of some sequences. [`generate`] takes this path (without
+/// noise) for any model with a latent module.
+pub fn generate_latent(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad: u32,
+    rng: &mut impl Rng,
+    noise: Option<&LatentNoise>,
+) -> Result<Vec<Completion>> {
+    ensure!(model.latent.is_some(), "latent generation needs a model with a latent module");
+    if let Some(nz) = noise {
+        ensure!(nz.rows.len() == prompts.len(), "latent noise: {} rows for {} prompts", nz.rows.len(), prompts.len());
+    }
+    sample_loop(&[model], |mut rows| rows.pop().expect("one model"), prompts, params, pad, rng, None, noise)
+}
+
 /// The sampler over one or more models run in lockstep (each with its own KV cache): at every
 /// step each model's next-token logits rows (`[model][row][vocab]`) are combined into one row per
 /// sequence, which is sampled.
@@ -196,17 +257,61 @@ pub fn generate_combined(
     params: &SamplingParams,
     pad: u32,
     rng: &mut impl Rng,
+    trace: Option<&mut Vec<Vec<Vec<f32>>>>,
+) -> Result<Vec<Completion>> {
+    sample_loop(models, combine, prompts, params, pad, rng, trace, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample_loop(
+    models: &[&Transformer],
+    combine: impl Fn(Vec<Vec<Vec<f32>>>) -> Vec<Vec<f32>>,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad: u32,
+    rng: &mut impl Rng,
     mut trace: Option<&mut Vec<Vec<Vec<f32>>>>,
+    noise: Option<&LatentNoise>,
 ) -> Result<Vec<Completion>> {
     params.validate()?;
     ensure!(!models.is_empty(), "generate: no model");
     ensure!(prompts.iter().all(|p| !p.is_empty()), "generate: every prompt needs at least one token");
+    let latent = models[0].latent.clone();
+    ensure!(
+        latent.is_none() || models.len() == 1,
+        "latent-reasoning models cannot be combined with other models in one sampler"
+    );
     let n = prompts.len();
     let mut out: Vec<Completion> =
-        (0..n).map(|_| Completion { tokens: vec![], logp: vec![], entropy: vec![], finish: Finish::Length }).collect();
+        (0..n).map(|_| Completion::of_tokens(vec![], vec![], vec![], Finish::Length)).collect();
     if n == 0 {
         return Ok(out);
     }
+    // Latent mode: each sequence's noise direction (unit, drawn once) for the noisy rows.
+    let dims = models[0].cfg.hidden_size;
+    let directions: Vec<Option<Vec<f32>>> = match (noise, &latent) {
+        (Some(nz), Some(_)) if nz.sigma > 0.0 => nz
+            .rows
+            .iter()
+            .map(|&on| {
+                on.then(|| {
+                    let u: Vec<f32> = (0..dims).map(|_| StandardNormal.sample(&mut *rng)).collect();
+                    let norm = u.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    u.into_iter().map(|x| x / norm).collect()
+                })
+            })
+            .collect(),
+        _ => vec![None; n],
+    };
+    let initial_plan = |_: usize| -> VecDeque<Planned> {
+        let mut plan = VecDeque::new();
+        if let Some(l) = latent.as_deref().filter(|l| l.kind == LatentKind::Coconut && l.cfg.trigger == "prefix") {
+            plan.extend(l.cfg.start.map(Planned::Force));
+            plan.extend(std::iter::repeat_n(Planned::Latent, l.cfg.steps));
+            plan.extend(l.cfg.end.map(Planned::Force));
+        }
+        plan
+    };
     if let Some(tr) = trace.as_deref_mut() {
         *tr = vec![Vec::new(); n];
     }
@@ -231,17 +336,23 @@ pub fn generate_combined(
         valid.extend(std::iter::repeat_n(true, pr.len()));
         ids.extend(std::iter::repeat_n(pad, p - pr.len()));
         ids.extend_from_slice(pr);
-        rows.push(Row { seq: i, valid, next_pos: pr.len() as u32, done: false });
+        rows.push(Row { seq: i, valid, next_pos: pr.len() as u32, done: false, plan: initial_plan(i) });
     }
     let valid: Vec<Vec<bool>> = rows.iter().map(|r| r.valid.clone()).collect();
     let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
     let ids_t = Tensor::from_vec(ids, (n, p), &dev)?;
     let pos_t = Tensor::from_vec(pos, (n, p), &dev)?;
     let mut logits = Vec::with_capacity(models.len());
+    // Latent mode: the last hidden state of every row (the next latent / HRPO input).
+    let mut last_hidden: Vec<Vec<f32>> = Vec::new();
     for (model, cache) in models.iter().zip(caches.iter_mut()) {
         let bias = attention_bias(&valid, p, &dev, model.dtype())?;
         let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer)?;
-        logits.push(model.logits(&hidden.narrow(1, p - 1, 1)?.squeeze(1)?)?);
+        let h = hidden.narrow(1, p - 1, 1)?.squeeze(1)?;
+        if latent.is_some() {
+            last_hidden = h.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        }
+        logits.push(model.logits(&h)?);
     }
     let mut scratch = Vec::new();
     for step in 0..params.max_new_tokens {
@@ -249,12 +360,44 @@ pub fn generate_combined(
             logits.iter().map(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>()).collect::<candle_core::Result<Vec<_>>>()?;
         let rows_logits = combine(per_model);
         let mut next = Vec::with_capacity(rows.len());
-        for (row, lg) in rows.iter_mut().zip(&rows_logits) {
+        let mut next_vec: Vec<Option<Vec<f32>>> = Vec::with_capacity(rows.len());
+        for (ri, (row, lg)) in rows.iter_mut().zip(&rows_logits).enumerate() {
             if row.done {
                 next.push(pad);
+                next_vec.push(None);
                 continue;
             }
-            let (tok, lp, ent) = sample_row(lg, params, rng, &mut scratch);
+            let (tok, lp, ent, kind, vector) = match (latent.as_deref(), row.plan.pop_front()) {
+                (Some(_), Some(Planned::Force(tok))) => {
+                    let (lp, ent) = token_logp_entropy(lg, params.temperature, tok);
+                    (tok, lp, ent, StepKind::Forced, None)
+                }
+                (Some(l), Some(Planned::Latent)) => {
+                    let mu = &last_hidden[ri];
+                    let z = match &directions[row.seq] {
+                        Some(u) => {
+                            let xi: f64 = StandardNormal.sample(&mut *rng);
+                            crate::latent::one_sided_noise(mu, u, noise.map_or(0.0, |nz| nz.sigma), xi)
+                        }
+                        None => mu.clone(),
+                    };
+                    let lp = crate::latent::vmf_logp_host(mu, &z, l.cfg.kappa, l.cfg.normalize);
+                    (pad, lp, 0.0, StepKind::Latent, Some(z))
+                }
+                (l, _) => {
+                    let (tok, lp, ent) = sample_row(lg, params, rng, &mut scratch);
+                    let vector = match l {
+                        Some(l) if l.kind == LatentKind::Hrpo => Some(last_hidden[ri].clone()),
+                        Some(l) if l.cfg.trigger == "marker" && Some(tok) == l.cfg.start => {
+                            row.plan.extend(std::iter::repeat_n(Planned::Latent, l.cfg.steps));
+                            row.plan.extend(l.cfg.end.map(Planned::Force));
+                            None
+                        }
+                        _ => None,
+                    };
+                    (tok, lp, ent, StepKind::Token, vector)
+                }
+            };
             if let Some(tr) = trace.as_deref_mut() {
                 tr[row.seq].push(lg.clone());
             }
@@ -262,11 +405,16 @@ pub fn generate_combined(
             c.tokens.push(tok);
             c.logp.push(lp);
             c.entropy.push(ent);
-            if params.stop_tokens.contains(&tok) {
+            if latent.is_some() {
+                c.kinds.push(kind);
+                c.inputs.push(vector.clone());
+            }
+            if kind == StepKind::Token && params.stop_tokens.contains(&tok) {
                 c.finish = Finish::Stop;
                 row.done = true;
             }
             next.push(tok);
+            next_vec.push(vector);
         }
         let finished = rows.iter().filter(|r| r.done).count();
         if finished == rows.len() || step + 1 == params.max_new_tokens {
@@ -279,6 +427,7 @@ pub fn generate_combined(
                 cache.keep_rows(&keep_t)?;
             }
             next = keep.iter().map(|&i| next[i as usize]).collect();
+            next_vec = keep.iter().map(|&i| next_vec[i as usize].take()).collect();
             rows.retain(|r| !r.done);
         }
         let b = rows.len();
@@ -291,11 +440,29 @@ pub fn generate_combined(
         let valid: Vec<&[bool]> = rows.iter().map(|r| r.valid.as_slice()).collect();
         let ids_t = Tensor::from_vec(next, (b, 1), &dev)?;
         let pos_t = Tensor::from_vec(pos, (b, 1), &dev)?;
+        let vectors = if latent.is_some() && next_vec.iter().any(|v| v.is_some()) {
+            let mut data = vec![0f32; b * dims];
+            let mut mask = vec![0f32; b];
+            for (i, v) in next_vec.iter().enumerate() {
+                if let Some(v) = v {
+                    data[i * dims..(i + 1) * dims].copy_from_slice(v);
+                    mask[i] = 1.0;
+                }
+            }
+            Some((Tensor::from_vec(data, (b, 1, dims), &dev)?, Tensor::from_vec(mask, (b, 1), &dev)?))
+        } else {
+            None
+        };
         logits.clear();
         for (model, cache) in models.iter().zip(caches.iter_mut()) {
             let bias = attention_bias(&valid, 1, &dev, model.dtype())?;
-            let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer)?;
-            logits.push(model.logits(&hidden.squeeze(1)?)?);
+            let inputs = vectors.as_ref().map(|(v, m)| (v, m));
+            let hidden = model.forward_hidden_with(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer, inputs)?;
+            let h = hidden.squeeze(1)?;
+            if latent.is_some() {
+                last_hidden = h.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            }
+            logits.push(model.logits(&h)?);
         }
     }
     Ok(out)

@@ -75,6 +75,24 @@ pub fn score(
     pad: u32,
     opts: ScoreOptions,
 ) -> Result<Scored> {
+    score_inputs(model, prompts, responses, None, pad, opts)
+}
+
+/// Continuous inputs of one response, per position (see [`crate::sampler::Completion::inputs`]).
+pub type ResponseInputs<'a> = &'a [Option<Vec<f32>>];
+
+/// [`score`] replaying recorded continuous inputs (latent-reasoning mode): `inputs[b][j]`, when
+/// given, is the vector fed at response position j of row b, through the model's latent module —
+/// so a rollout's log-probs are reproduced exactly. Rows with an empty list take token
+/// embeddings only.
+pub fn score_inputs(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    inputs: Option<&[ResponseInputs]>,
+    pad: u32,
+    opts: ScoreOptions,
+) -> Result<Scored> {
     ensure!(prompts.len() == responses.len(), "scorer: {} prompts but {} responses", prompts.len(), responses.len());
     ensure!(!prompts.is_empty(), "scorer: empty batch");
     ensure!(prompts.iter().all(|p| !p.is_empty()), "scorer: every prompt needs at least one token (e.g. BOS)");
@@ -89,7 +107,27 @@ pub fn score(
     let pos_t = Tensor::from_vec(pos, (b, l), dev)?;
     let bias = attention_bias(&valid, l, dev, model.dtype())?;
     let mode = if opts.grad { Mode::Train } else { Mode::Infer };
-    let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, None, mode)?;
+    let vectors = match inputs.filter(|i| i.iter().any(|r| r.iter().any(|v| v.is_some()))) {
+        Some(rows) => {
+            ensure!(rows.len() == b, "scorer: {} input rows for {b} responses", rows.len());
+            let d = model.cfg.hidden_size;
+            let (mut data, mut mask) = (vec![0f32; b * l * d], vec![0f32; b * l]);
+            for (bi, row) in rows.iter().enumerate() {
+                ensure!(row.len() <= r, "scorer: {} inputs for a response of at most {r} tokens", row.len());
+                for (j, v) in row.iter().enumerate() {
+                    if let Some(v) = v {
+                        ensure!(v.len() == d, "scorer: an input vector of {} dims for a {d}-dim model", v.len());
+                        let at = bi * l + p + j;
+                        data[at * d..(at + 1) * d].copy_from_slice(v);
+                        mask[at] = 1.0;
+                    }
+                }
+            }
+            Some((Tensor::from_vec(data, (b, l, d), dev)?, Tensor::from_vec(mask, (b, l), dev)?))
+        }
+        None => None,
+    };
+    let hidden = model.forward_hidden_with(&ids_t, &pos_t, &bias, None, mode, vectors.as_ref().map(|(v, m)| (v, m)))?;
     let hidden = hidden.narrow(1, p - 1, r)?;
     let hidden = if opts.grad { hidden } else { hidden.detach() };
     // Log-softmax in at least f32 (f64 models stay f64).

@@ -404,8 +404,7 @@ pub fn rl_step(
                     last.process = process_of(p, &p.solution)?;
                     last.text = p.solution.clone();
                     let n = ids.len();
-                    last.completion =
-                        Completion { tokens: ids, logp: vec![0.0; n], entropy: vec![0.0; n], finish: Finish::Stop };
+                    last.completion = Completion::of_tokens(ids, vec![0.0; n], vec![0.0; n], Finish::Stop);
                     visurf_injected += 1;
                 }
             }
