@@ -73,9 +73,10 @@ impl Completion {
     pub fn kind(&self, j: usize) -> StepKind {
         self.kinds.get(j).copied().unwrap_or(StepKind::Token)
     }
-    /// The tokens a reader sees: every position but the latent ones.
-    pub fn visible_tokens(&self) -> Vec<u32> {
-        (0..self.tokens.len()).filter(|&j| self.kind(j) != StepKind::Latent).map(|j| self.tokens[j]).collect()
+    /// The tokens a reader (verifier, judge) sees: the sampled ones — latent positions and the
+    /// sampler's forced markers are left out.
+    pub fn text_tokens(&self) -> Vec<u32> {
+        (0..self.tokens.len()).filter(|&j| self.kind(j) == StepKind::Token).map(|j| self.tokens[j]).collect()
     }
 }
 

@@ -83,7 +83,7 @@ fn coconut_prefix_segments_are_recorded_and_replayed() -> Result<()> {
         assert_eq!((c.tokens[0], c.tokens[4]), (40, 41));
         assert!(c.inputs[1..4].iter().all(|v| v.as_ref().is_some_and(|v| v.len() == 32)));
         assert!(c.inputs[0].is_none() && c.inputs[4..].iter().all(|v| v.is_none()));
-        assert_eq!(c.visible_tokens().len(), c.tokens.len() - 3);
+        assert_eq!(c.text_tokens(), c.tokens[5..].to_vec());
         // No noise: z = μ, so the vMF log-prob is κ‖μ‖².
         let z = c.inputs[1].as_ref().unwrap();
         let n2: f32 = z.iter().map(|x| x * x).sum();

@@ -56,6 +56,73 @@ impl Default for RunConfig {
     }
 }
 
+/// `[model.latent]`: the latent-reasoning mode (see `oxrl_lm::latent`). Markers are token texts
+/// that must each encode to one token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatentSection {
+    /// `coconut` (latent segments fed back the last hidden state) or `hrpo` (gated hybrid inputs).
+    pub kind: String,
+    /// Coconut: latent positions per segment.
+    pub steps: usize,
+    /// Coconut: `prefix` (every response opens with a segment) or `marker` (when `start` is sampled).
+    pub trigger: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// vMF concentration κ of the latent policy log π(z | μ) = κ⟨μ, z⟩ (HyLaR's script: 0.01).
+    pub kappa: f64,
+    /// L2-normalise μ and z in the vMF terms (HyLaR's code does not).
+    pub normalize: bool,
+    /// HRPO: initial gate logit (g = σ(a) ≈ 0.007 at −5).
+    pub gate_init: f64,
+}
+
+impl Default for LatentSection {
+    fn default() -> Self {
+        let d = oxrl_lm::latent::LatentConfig::default();
+        Self {
+            kind: d.kind,
+            steps: d.steps,
+            trigger: d.trigger,
+            start: None,
+            end: None,
+            kappa: d.kappa,
+            normalize: d.normalize,
+            gate_init: d.gate_init,
+        }
+    }
+}
+
+impl LatentSection {
+    /// The model-level config, markers resolved with the policy's tokenizer.
+    pub fn resolve(&self, tok: &dyn oxrl_lm::Tokenizer) -> Result<oxrl_lm::latent::LatentConfig> {
+        let id = |key: &str, text: &Option<String>| -> Result<Option<u32>> {
+            let Some(t) = text else { return Ok(None) };
+            let ids = tok.encode(t).unwrap_or_default();
+            if ids.len() == 1 {
+                return Ok(Some(ids[0]));
+            }
+            // A special token the tokenizer does not parse from text (the built-in `<sep>`).
+            let special = (0..tok.vocab_size() as u32).find(|&i| tok.decode_special(i).is_ok_and(|s| s == *t));
+            special
+                .map(Some)
+                .with_context(|| format!("key `model.latent.{key}`: `{t}` is {} tokens, not one", ids.len()))
+        };
+        let c = oxrl_lm::latent::LatentConfig {
+            kind: self.kind.clone(),
+            steps: self.steps,
+            trigger: self.trigger.clone(),
+            start: id("start", &self.start)?,
+            end: id("end", &self.end)?,
+            kappa: self.kappa,
+            normalize: self.normalize,
+            gate_init: self.gate_init,
+        };
+        c.validate().context("key `model.latent`")?;
+        Ok(c)
+    }
+}
+
 /// The policy model: the built-in tiny transformer (sizes overridable), or a Hugging Face model
 /// directory / oxrl checkpoint to start from (`path`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +140,8 @@ pub struct ModelSection {
     pub system_prompt: Option<String>,
     /// Train LoRA adapters instead of the full model (the base stays frozen).
     pub lora: Option<oxrl_lm::lora::LoraConfig>,
+    /// Latent-reasoning mode (`[model.latent]`): Coconut latent segments or HRPO hybrid inputs.
+    pub latent: Option<LatentSection>,
     /// Recompute each layer's activations in the backward pass instead of keeping them.
     pub gradient_checkpointing: bool,
     /// Dtype of saved checkpoints: "auto" (the dtype the model came in), "f32", "bf16", "f16".
@@ -96,6 +165,7 @@ impl Default for ModelSection {
             chat: false,
             system_prompt: None,
             lora: None,
+            latent: None,
             gradient_checkpointing: false,
             save_dtype: "auto".into(),
             hidden_size: t.hidden_size,
@@ -377,6 +447,26 @@ pub struct TrainConfig {
     /// the masked and the real prompt.
     pub papo_aug_entropy: f64,
     pub papo_ori_entropy: f64,
+    /// DePO: α of the latent PPO term over latent positions (0 = latent positions carry no loss).
+    pub depo_alpha: f64,
+    /// DePO: the latent trust region [1 − low, 1 + high] and dual clip (tighter than the tokens').
+    pub depo_clip_low: f64,
+    pub depo_clip_high: f64,
+    pub depo_dual_clip: f64,
+    /// DePO: β_lat of the vMF KL κ(1 − ⟨μ_θ, z⟩) on latent positions.
+    pub depo_vmf_kl: f64,
+    /// Latent-GRPO: masked group statistics (invalid latent rollouts get A = 0; needs
+    /// `advantage = "grpo"`).
+    pub latent_grpo: bool,
+    /// Latent-GRPO: a latent is valid when its norm is within [lo/m, hi·m] of the norms seen on
+    /// the expert solutions.
+    pub latent_norm_margin: f64,
+    /// Latent-GRPO: relative σ of the one-sided latent noise (0 = off) and the share of each group
+    /// that gets it (the rest are deterministic anchors).
+    pub latent_noise: f64,
+    pub latent_noise_frac: f64,
+    /// Latent-GRPO: of a group's correct paths reinforce only the most confident first answer token.
+    pub latent_select: bool,
     /// RPO: replace the verifier's reward by the binary rubric preference against a competitor,
     /// judged by `arena_judge` ("task" or an LM judge directory).
     pub rpo: bool,
@@ -572,6 +662,16 @@ impl Default for TrainConfig {
             papo_kl_clamp: 0.0,
             papo_aug_entropy: 0.03,
             papo_ori_entropy: 0.03,
+            depo_alpha: 0.0,
+            depo_clip_low: 0.1,
+            depo_clip_high: 0.1,
+            depo_dual_clip: 3.0,
+            depo_vmf_kl: 0.01,
+            latent_grpo: false,
+            latent_norm_margin: 1.5,
+            latent_noise: 0.0,
+            latent_noise_frac: 0.5,
+            latent_select: false,
             rpo: false,
             rpo_opponent: "greedy".into(),
             ppr_coef: 0.0,
@@ -951,6 +1051,29 @@ impl RunConfig {
         {
             err("papo_coef", "papo_coef, papo_kl_clamp and the entropy weights must be >= 0, papo_mask_prob in [0, 1], papo_span > 0".into())?;
         }
+        if t.depo_alpha < 0.0
+            || !(0.0..1.0).contains(&t.depo_clip_low)
+            || t.depo_clip_high < 0.0
+            || t.depo_vmf_kl < 0.0
+            || !(t.depo_dual_clip == 0.0 || t.depo_dual_clip > 1.0)
+        {
+            err("depo_alpha", "depo_alpha, depo_clip_high and depo_vmf_kl must be >= 0, depo_clip_low in [0, 1), depo_dual_clip 0 (off) or > 1".into())?;
+        }
+        if t.latent_norm_margin < 1.0 || t.latent_noise < 0.0 || !(0.0..=1.0).contains(&t.latent_noise_frac) {
+            err(
+                "latent_noise",
+                "latent_noise must be >= 0, latent_noise_frac in [0, 1], latent_norm_margin >= 1".into(),
+            )?;
+        }
+        if (t.latent_grpo || t.latent_select) && t.advantage != "grpo" {
+            err(
+                "latent_grpo",
+                format!(
+                    "Latent-GRPO replaces GRPO's group statistics: needs advantage = \"grpo\" (got `{}`)",
+                    t.advantage
+                ),
+            )?;
+        }
         if !matches!(t.rpo_opponent.as_str(), "greedy" | "peer") {
             err("rpo_opponent", format!("`{}` is not one of greedy, peer", t.rpo_opponent))?;
         }
@@ -1153,6 +1276,9 @@ mod tests {
             (&["train.papo_coef=0.01", "train.papo_mask_prob=2"][..], "train.papo_coef"),
             (&["train.spae_coef=0.1", "train.spae_probes=0"][..], "train.spae_coef"),
             (&["train.rlfr_coef=0.1", "train.rlfr_draws=0"][..], "train.rlfr_coef"),
+            (&["train.depo_alpha=0.5", "train.depo_clip_low=1.5"][..], "train.depo_alpha"),
+            (&["train.latent_noise=-1"][..], "train.latent_noise"),
+            (&["train.latent_grpo=true", "train.advantage=\"rloo\""][..], "train.latent_grpo"),
             (&["ra3.length_cost=-1"][..], "ra3.length_cost"),
             (&["ra3.candidates=0"][..], "ra3"),
             (&["dpo.beta=0"][..], "dpo.beta"),

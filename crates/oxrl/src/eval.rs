@@ -57,7 +57,9 @@ pub fn judge(policy: &Policy, task: &dyn Task, problems: &[&Problem], outs: &[Co
     problems
         .iter()
         .zip(outs)
-        .map(|(p, c)| Ok(task.verify(p, &oxrl_lm::prompt::decode_response(policy.tokenizer.as_ref(), &c.tokens)?)))
+        .map(|(p, c)| {
+            Ok(task.verify(p, &oxrl_lm::prompt::decode_response(policy.tokenizer.as_ref(), &c.text_tokens())?))
+        })
         .collect()
 }
 

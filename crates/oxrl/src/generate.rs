@@ -56,7 +56,7 @@ pub fn generate_text(policy: &mut Policy, prompt: &str, o: &GenerateOptions) -> 
     }
     .remove(0);
     Ok(Generation {
-        text: oxrl_lm::prompt::decode_response(tok, &c.tokens)?,
+        text: oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?,
         finish_reason: match c.finish {
             oxrl_lm::sampler::Finish::Stop => "stop".into(),
             oxrl_lm::sampler::Finish::Length => "length".into(),

@@ -10,6 +10,7 @@ pub mod flow;
 pub mod generate;
 pub mod interference;
 pub mod judge;
+pub mod latent_rl;
 pub mod memcheck;
 pub mod plots;
 pub mod policy;

@@ -47,6 +47,20 @@ impl Policy {
             store.base_model = m.path.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
             p.model = p.model.with_lora(store)?;
         }
+        if let Some(ls) = &m.latent {
+            let lc = ls.resolve(p.tokenizer.as_ref())?;
+            match &p.model.latent {
+                Some(have) => anyhow::ensure!(
+                    have.cfg == lc,
+                    "key `model.latent`: the model directory already carries a different latent module ({:?})",
+                    have.cfg
+                ),
+                None => {
+                    let l = oxrl_lm::latent::LatentModule::new(lc, p.model.cfg.hidden_size, dtype, device)?;
+                    p.model.latent = Some(std::sync::Arc::new(l));
+                }
+            }
+        }
         p.model.checkpointing = m.gradient_checkpointing;
         Ok(p)
     }
@@ -70,6 +84,9 @@ impl Policy {
         }
         let mut r = Transformer::new(self.model.cfg.clone(), self.model.params.deep_clone()?)?;
         r.fused = self.model.fused;
+        if let Some(l) = &self.model.latent {
+            r.latent = Some(std::sync::Arc::new(l.deep_clone()?));
+        }
         Ok(r)
     }
 

@@ -56,7 +56,7 @@ impl Rehearsal {
         let outs = generate(&policy.model, &prompts, &params, tok.pad_id(), &mut rng)?;
         let mut correct = vec![false; outs.len()];
         for (i, c) in outs.iter().enumerate() {
-            let text = oxrl_lm::prompt::decode_response(tok, &c.tokens)?;
+            let text = oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?;
             correct[i] = task.verify(&problems[i / k], &text).correct;
         }
         let solved: Vec<bool> = (0..problems.len()).map(|p| (0..k).all(|j| correct[p * k + j])).collect();

@@ -21,7 +21,7 @@ use oxrl_core::regularizer::dph::dph_divergence;
 use oxrl_core::regularizer::{kl_estimate, AdaptiveKl};
 use oxrl_core::shaping::{group_is_informative, overlong_penalty, DynamicFilter};
 use oxrl_lm::sampler::{generate, Completion, Finish, SamplingParams};
-use oxrl_lm::scorer::{score, ScoreOptions};
+use oxrl_lm::scorer::{score, score_inputs, ScoreOptions};
 use oxrl_lm::value_head::ValueHead;
 use oxrl_lm::Transformer;
 use oxrl_tasks::Task;
@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 use std::time::Instant;
 
 /// What persists between steps (and in checkpoints).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainState {
     /// RL steps completed.
     pub step: u64,
@@ -43,6 +43,9 @@ pub struct TrainState {
     /// SIREN's `initial` anchor H₀ (set by the first update that uses it).
     #[serde(default)]
     pub siren_anchor: Option<f64>,
+    /// Latent-GRPO: the range of hidden-state norms on the expert solutions (set by the first step).
+    #[serde(default)]
+    pub latent_norm_range: Option<(f64, f64)>,
 }
 
 pub struct Models<'a> {
@@ -129,11 +132,19 @@ fn score_all(
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| s.prompt.clone()).collect();
         let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
         let lens: Vec<usize> = resp.iter().map(|r| r.len()).collect();
-        let hidden = value.is_some() || er_stride.is_some();
+        let latent = model.latent.is_some();
+        let hidden = value.is_some() || er_stride.is_some() || latent;
         let opts = ScoreOptions { grad: false, temperature, hidden, ..Default::default() };
-        let s = score(model, &prompts, &resp, pad, opts)?;
-        logp.extend(rows_of(&s.logp, &lens)?);
-        ent.extend(rows_of(&s.entropy, &lens)?);
+        let inputs: Vec<&[Option<Vec<f32>>]> = chunk.iter().map(|s| s.completion.inputs.as_slice()).collect();
+        let s = score_inputs(model, &prompts, &resp, Some(&inputs), pad, opts)?;
+        let (mut lp, mut en) = (rows_of(&s.logp, &lens)?, rows_of(&s.entropy, &lens)?);
+        if let (true, Some(h)) = (latent, &s.hidden) {
+            // Latent positions: the vMF latent log-prob instead of the placeholder token's.
+            let cs: Vec<&Completion> = chunk.iter().map(|s| &s.completion).collect();
+            crate::latent_rl::put_latent_logp(model, h, &cs, &mut lp, &mut en)?;
+        }
+        logp.extend(lp);
+        ent.extend(en);
         if let (Some(v), Some(h)) = (value, &s.hidden) {
             vals.extend(rows_of(&v.forward(h)?, &lens)?);
         }
@@ -190,7 +201,7 @@ fn greedy_answers(policy: &Policy, problems: &[oxrl_tasks::Problem], budget: usi
     let greedy = SamplingParams::greedy(budget, tok.stop_ids());
     let mut rng = oxrl_core::seed::rng(0, "greedy", 0); // greedy decoding draws nothing
     let outs = generate(&policy.model, &prompts, &greedy, tok.pad_id(), &mut rng)?;
-    outs.iter().map(|c| oxrl_lm::prompt::decode_response(tok, &c.tokens)).collect()
+    outs.iter().map(|c| oxrl_lm::prompt::decode_response(tok, &c.text_tokens())).collect()
 }
 
 /// ArenaRL: each group's responses ranked by a seeded single-elimination tournament under the
@@ -312,6 +323,8 @@ pub fn rl_step(
     let mut group_problems: Vec<oxrl_tasks::Problem> = Vec::new();
     let visurf = oxrl_core::shaping::visurf::Mode::parse(&t.visurf)?;
     let rmx = t.objective == "reasonmaxxer";
+    crate::latent_rl::check(cfg, policy, models.reward_model.is_some())?;
+    let latent_coconut = policy.model.latent.as_ref().is_some_and(|l| l.kind == oxrl_lm::latent::LatentKind::Coconut);
     anyhow::ensure!(
         !rmx || models.reference.is_some(),
         "key `train.objective`: reasonmaxxer needs the base model as reference (train.reference = \"initial\")"
@@ -360,7 +373,11 @@ pub fn rl_step(
         let mut rng = oxrl_core::seed::rng(cfg.seed, "rollout", step_no * 1000 + rounds as u64);
         // ReasonMaxxer learns from the base model's rollouts; every other objective samples the policy.
         let gen_model = if rmx { models.reference.expect("checked above") } else { &policy.model };
-        let outs = generate(gen_model, &prompts, &params, pad, &mut rng)?;
+        // Latent-GRPO: one-sided noise on the latents of part of every group.
+        let outs = match crate::latent_rl::noise(t.latent_noise, t.latent_noise_frac, prompts.len(), t.group_size) {
+            Some(nz) => oxrl_lm::sampler::generate_latent(gen_model, &prompts, &params, pad, &mut rng, Some(&nz))?,
+            None => generate(gen_model, &prompts, &params, pad, &mut rng)?,
+        };
         rounds += 1;
         let mut outs = outs.into_iter();
         for (p, prompt_group) in problems.iter().zip(prompts.chunks(t.group_size)) {
@@ -368,7 +385,7 @@ pub fn rl_step(
             for prompt in prompt_group {
                 let c = outs.next().expect("one completion per prompt");
                 gen_tokens += c.tokens.len();
-                let text = oxrl_lm::prompt::decode_response(tok, &c.tokens)?;
+                let text = oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?;
                 let v = task.verify(p, &text);
                 let reward = reward_of(&v, c.tokens.len());
                 let process = process_of(p, &text)?;
@@ -765,6 +782,46 @@ pub fn rl_step(
         m.insert("aem_scale_pos".into(), json!(scale_where(true)));
         m.insert("aem_scale_neg".into(), json!(scale_where(false)));
     }
+    if t.latent_grpo || t.latent_select {
+        // Latent-GRPO: group statistics over valid latent rollouts only (invalid ones get A = 0),
+        // then only the most confident correct path per group keeps its positive advantage.
+        use oxrl_core::advantage::latent_grpo::{masked_grpo, select_first_token};
+        let mut a: Vec<f64> = if t.latent_grpo {
+            let range = match state.latent_norm_range {
+                Some(r) => r,
+                None => {
+                    let (mut ps, mut sols) = (Vec::new(), Vec::new());
+                    for p in group_problems.iter().filter(|p| !p.solution.is_empty()) {
+                        ps.push(crate::policy::prompt_ids(tok, p)?);
+                        sols.push(oxrl_lm::prompt::encode_response(tok, &p.solution)?);
+                    }
+                    let r = crate::latent_rl::hidden_norm_range(&policy.model, &ps, &sols, pad)?;
+                    state.latent_norm_range = Some(r);
+                    r
+                }
+            };
+            let valid: Vec<bool> = samples
+                .iter()
+                .map(|s| crate::latent_rl::valid(&s.completion, range, t.latent_norm_margin, s.format_ok))
+                .collect();
+            m.insert("latent_invalid".into(), json!(mean(valid.iter().map(|&v| (!v) as u8 as f64))));
+            m.insert("latent_norm_lo".into(), json!(range.0));
+            m.insert("latent_norm_hi".into(), json!(range.1));
+            let scores: Vec<f64> = token_rewards.iter().map(|r| r.iter().sum()).collect();
+            masked_grpo(&scores, &group_ids, &valid)
+        } else {
+            adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect()
+        };
+        if t.latent_select {
+            let correct: Vec<bool> = samples.iter().map(|s| s.correct).collect();
+            let first: Vec<f64> = samples.iter().map(|s| crate::latent_rl::first_answer_logp(&s.completion)).collect();
+            let zeroed = select_first_token(&mut a, &group_ids, &correct, &first);
+            m.insert("latent_select_zeroed".into(), json!(zeroed as f64 / groups_kept.max(1) as f64));
+        }
+        for (row, &v) in adv.advantages.iter_mut().zip(&a) {
+            row.iter_mut().for_each(|x| *x = v);
+        }
+    }
     let per_resp: Vec<f64> = adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
     m.insert("advantage_pos_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a > 0.0))));
     m.insert("advantage_neg_mean".into(), json!(mean(per_resp.iter().copied().filter(|&a| a < 0.0))));
@@ -868,12 +925,26 @@ pub fn rl_step(
                 let opts = ScoreOptions {
                     grad: true,
                     temperature: t.temperature,
-                    hidden: models.value.is_some(),
+                    hidden: models.value.is_some() || latent_coconut,
                     logits: siren.is_some() || rmx,
                     ..Default::default()
                 };
-                let s = score(&policy.model, &prompts, &resp, pad, opts)?;
+                let inputs: Vec<&[Option<Vec<f32>>]> =
+                    idx.iter().map(|&i| samples[i].completion.inputs.as_slice()).collect();
+                let s = score_inputs(&policy.model, &prompts, &resp, Some(&inputs), pad, opts)?;
                 let mut mask = s.mask.clone();
+                // Latent segments: token terms on sampled tokens only; latents get DePO's term.
+                let lat_mask = if latent_coconut {
+                    let (tok_rows, lat_rows): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+                        idx.iter().map(|&i| crate::latent_rl::kind_rows(&samples[i].completion)).unzip();
+                    let local =
+                        |r: &[Vec<f64>]| pad_rows(&r.iter().map(|x| x.as_slice()).collect::<Vec<_>>(), width, &dev);
+                    let lm = (&mask * local(&lat_rows)?)?;
+                    mask = (mask * local(&tok_rows)?)?;
+                    Some(lm)
+                } else {
+                    None
+                };
                 // ViSurf: an injected expert response has ratio 1 (log π_old := log π_θ, detached).
                 let old = rows(&logp_old)?;
                 let old = if idx.iter().any(|&i| samples[i].expert) {
@@ -944,6 +1015,44 @@ pub fn rl_step(
                     add("approx_kl", pm.approx_kl);
                     add("ratio_mean", pm.ratio_mean);
                     aggregate(&pg, &mask, t.loss_agg, agg_norm)?
+                };
+                let pg = match (&lat_mask, &s.hidden, &policy.model.latent) {
+                    (Some(lm), Some(h), Some(l)) if t.depo_alpha > 0.0 => {
+                        // DePO: the latent PPO term (own trust region) + the vMF KL, token-means
+                        // over latent positions.
+                        use oxrl_lm::latent::{vmf_kl, vmf_logp};
+                        let cs: Vec<&Completion> = idx.iter().map(|&i| &samples[i].completion).collect();
+                        let z = crate::latent_rl::latent_tensor(&cs, width, h.dim(2)?, h.dtype(), &dev)?;
+                        let (kappa, norm) = (l.cfg.kappa, l.cfg.normalize);
+                        let lat_logp = vmf_logp(h, &z, kappa, norm)?.to_dtype(s.logp.dtype())?;
+                        let kl = vmf_kl(h, &z, kappa, norm)?.to_dtype(s.logp.dtype())?;
+                        let depo = oxrl_core::loss::depo::Depo {
+                            alpha: t.depo_alpha,
+                            latent_clip: PpoClip {
+                                eps_low: t.depo_clip_low,
+                                eps_high: t.depo_clip_high,
+                                dual_clip: (t.depo_dual_clip > 1.0).then_some(t.depo_dual_clip),
+                            },
+                            vmf_kl_coef: t.depo_vmf_kl,
+                        };
+                        let (ll, lm_) = oxrl_core::loss::depo::depo_latent_loss(
+                            &lat_logp,
+                            &old,
+                            &rows(&adv.advantages)?,
+                            lm,
+                            &kl,
+                            depo,
+                        )?;
+                        let n_lat = lm.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                        if n_lat > 0.0 {
+                            add("latent_clipfrac", lm_.clipfrac);
+                            add("latent_ratio_mean", lm_.ratio_mean);
+                            let klv = (&kl * lm)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()? / n_lat;
+                            add("latent_vmf_kl", klv);
+                        }
+                        (pg + ll)?
+                    }
+                    _ => pg,
                 };
                 add("policy_loss", pg.to_scalar::<f32>()? as f64);
                 let mut loss = if pipo != 1.0 { (pg * pipo)? } else { pg };
@@ -1089,6 +1198,9 @@ pub fn rl_step(
         state.kl_coef = ctl.value;
     }
     m.insert("kl_coef".into(), json!(state.kl_coef));
+    if let Some(g) = policy.model.latent.as_ref().map(|l| l.gate_mean()).transpose()?.flatten() {
+        m.insert("hrpo_gate".into(), json!(g));
+    }
     if let Some(h0) = state.siren_anchor {
         m.insert("siren_anchor".into(), json!(h0));
     }

@@ -183,6 +183,11 @@ pub fn run_train(
                 if policy.model.lora.is_none() {
                     r.params.save(&run.path.join("reference.safetensors"))?;
                 }
+                if let Some(l) = &r.latent {
+                    let dir = run.path.join("reference-latent");
+                    std::fs::create_dir_all(&dir)?;
+                    l.save(&dir)?;
+                }
                 Some(r)
             } else {
                 None
@@ -211,13 +216,7 @@ pub fn run_train(
             run.log(&json!({"phase": "rl", "step": 0, "eval": before}))?;
             tb.scalars(0, &eval_scalars(&before))?;
             saved = SavedState {
-                state: TrainState {
-                    step: 0,
-                    cursor: 0,
-                    kl_coef: t.kl_coef,
-                    reward_history: vec![],
-                    siren_anchor: None,
-                },
+                state: TrainState { step: 0, cursor: 0, kl_coef: t.kl_coef, ..Default::default() },
                 before,
                 rng: json!({"seed": cfg.seed, "stream": "rollout", "step": 0}),
             };
@@ -230,7 +229,7 @@ pub fn run_train(
             saved = serde_json::from_str(&std::fs::read_to_string(ck.join("state.json"))?)
                 .with_context(|| format!("{}: state.json is corrupted", ck.display()))?;
             anyhow::ensure!(saved.state.step == step, "{}: state.json is for step {}", ck.display(), saved.state.step);
-            reference = if need_ref && policy.model.lora.is_some() {
+            let loaded_ref = if need_ref && policy.model.lora.is_some() {
                 Some(policy.model.base_view()?)
             } else if need_ref {
                 let p = ParamStore::load(
@@ -242,6 +241,17 @@ pub fn run_train(
                 Some(Transformer::new(policy.model.cfg.clone(), p)?)
             } else {
                 None
+            };
+            reference = match loaded_ref {
+                // The reference's latent module: the starting one, saved with the run.
+                Some(mut r) if policy.model.latent.is_some() => {
+                    let (h, dt) = (policy.model.cfg.hidden_size, policy.model.dtype());
+                    let l = oxrl_lm::latent::LatentModule::load(&run_dir.join("reference-latent"), h, dt, &device)?
+                        .with_context(|| format!("{}: reference-latent/ is missing", run_dir.display()))?;
+                    r.latent = Some(std::sync::Arc::new(l));
+                    Some(r)
+                }
+                r => r,
             };
             rehearsal =
                 if dph_on { Some(crate::rehearsal::Rehearsal::load(&run_dir.join("rehearsal.json"))?) } else { None };

@@ -196,3 +196,51 @@ fn dph_rehearsal_set_is_saved_and_a_resumed_run_is_exact() -> Result<()> {
     assert_eq!(m, metrics(&k), "a resumed DPH-RL run must match the uninterrupted one");
     Ok(())
 }
+
+/// A latent-reasoning run through `oxrl train`: `[model.latent]` (HRPO gate and Coconut
+/// segments with markers + DePO + Latent-GRPO), KL to the reference with its own latent module,
+/// evaluation in latent mode, the module in every checkpoint, and an exact resume.
+#[test]
+fn latent_reasoning_runs_checkpoint_and_resume_exactly() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let mut hrpo = tiny(5);
+    hrpo.model.latent =
+        Some(oxrl::config::LatentSection { kind: "hrpo".into(), gate_init: -2.0, ..Default::default() });
+    let a = run_train(&hrpo, Some(&d.path().join("h")), None, None, true)?;
+    let ck = a.run_dir.join("checkpoints/final");
+    assert!(ck.join("latent.json").exists() && ck.join("latent.safetensors").exists());
+    let loaded = oxrl::policy::Policy::load(&ck, &candle_core::Device::Cpu)?;
+    let g = loaded.model.latent.as_ref().expect("the latent module is loaded").gate_mean()?.unwrap();
+    assert!((g - 1.0 / (1.0 + 2f64.exp())).abs() > 1e-6, "the saved gate is the trained one ({g})");
+
+    let mut c = tiny(5);
+    c.model.latent = Some(oxrl::config::LatentSection {
+        kind: "coconut".into(),
+        steps: 2,
+        start: Some("<sep>".into()),
+        end: Some("<sep>".into()),
+        kappa: 2.0,
+        normalize: true,
+        ..Default::default()
+    });
+    c.train.depo_alpha = 0.5;
+    c.train.latent_grpo = true;
+    c.train.latent_select = true;
+    c.train.latent_noise = 0.2;
+    c.validate()?;
+    let full = run_train(&c, Some(&d.path().join("c")), None, None, true)?;
+    let m = metrics(&full.run_dir);
+    assert!(m.iter().any(|v| v.get("latent_clipfrac").is_some() && v.get("kl_ref").is_some()));
+    assert!(m.iter().all(|v| v.get("mismatch_max").is_none_or(|x| x.as_f64().unwrap() < 1e-3)));
+    assert!(full.run_dir.join("reference-latent/latent.json").exists());
+    let k = d.path().join("k");
+    run_train(&c, Some(&k), None, Some(4), true)?;
+    run_train(&c, None, Some(&k), None, true)?;
+    assert_eq!(m, metrics(&k), "resumed latent run must match the uninterrupted one");
+    // A multi-token marker is refused by key.
+    let mut bad = tiny(5);
+    bad.model.latent = Some(oxrl::config::LatentSection { start: Some("ab".into()), ..Default::default() });
+    let e = format!("{:#}", run_train(&bad, Some(&d.path().join("bad")), None, None, true).err().unwrap());
+    assert!(e.contains("model.latent.start"), "{e}");
+    Ok(())
+}

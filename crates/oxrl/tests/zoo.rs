@@ -816,3 +816,80 @@ max_problems = 8
     assert_eq!(ck.model.cfg.num_hidden_layers, cfg.model.num_hidden_layers);
     Ok(())
 }
+
+fn latent(kind: &str, steps: usize) -> oxrl::config::LatentSection {
+    oxrl::config::LatentSection { kind: kind.into(), steps, ..Default::default() }
+}
+
+/// HRPO (2025, INFERRED gate): GRPO on sampled tokens whose inputs mix in the previous hidden
+/// state through a learnable gate that starts near 0 — training moves the gate and still learns.
+#[test]
+fn hrpo_trains_its_gate_with_grpo() -> Result<()> {
+    let mut c = bandit_config("grpo");
+    c.model.latent = Some(oxrl::config::LatentSection { gate_init: -3.0, ..latent("hrpo", 0) });
+    let run = run_bandit(&c, 30, 3e-3)?;
+    let g = |i: usize| run[i]["hrpo_gate"].as_f64().unwrap();
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..5), mean_of(&run, "reward_mean", 25..30));
+    eprintln!("HRPO gate {:.5} -> {:.5}; reward {r0:.3} -> {r1:.3}", g(0), g(29));
+    assert!((g(0) - 1.0 / (1.0 + 3f64.exp())).abs() < 1e-3, "starts at σ(−3)");
+    assert!((g(29) - g(0)).abs() > 1e-4, "the gate is trained");
+    assert!(r1 > r0 + 0.15, "HRPO learns: {r0:.3} -> {r1:.3}");
+    assert!(run.iter().all(|m| m["mismatch_max"].as_f64().unwrap() < 1e-3), "rollouts replay exactly");
+    Ok(())
+}
+
+/// DePO (HyLaR 2026): with Coconut latent segments (noisy on half of each group, so latents are
+/// real actions), latent positions get their own PPO term inside a tighter trust region plus the
+/// vMF KL, tokens keep theirs; without DePO the latents carry no loss. Over two epochs the latent
+/// ratios leave 1 and the latent clip engages; both runs learn the bandit through the prefix.
+#[test]
+fn depo_trains_latents_inside_their_own_trust_region() -> Result<()> {
+    let mut base = bandit_config("grpo");
+    base.model.latent = Some(oxrl::config::LatentSection { kappa: 5.0, normalize: true, ..latent("coconut", 2) });
+    base.train.latent_noise = 0.3;
+    base.train.epochs = 2;
+    let mut depo = base.clone();
+    depo.train.depo_alpha = 0.5;
+    depo.train.depo_vmf_kl = 0.01;
+    let plain = run_task_budget(&FirstDigit::new(), &base, 30, 3e-3, 4)?;
+    let run = run_task_budget(&FirstDigit::new(), &depo, 30, 3e-3, 4)?;
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..5), mean_of(&run, "reward_mean", 25..30));
+    let (p0, p1) = (mean_of(&plain, "reward_mean", 0..5), mean_of(&plain, "reward_mean", 25..30));
+    let ratio = mean_of(&run, "latent_ratio_mean", 0..30);
+    let clip = mean_of(&run, "latent_clipfrac", 0..30);
+    let kl = mean_of(&run, "latent_vmf_kl", 0..30);
+    eprintln!("DePO reward {r0:.3} -> {r1:.3} (no latent term: {p0:.3} -> {p1:.3}); latent ratio {ratio:.4}, clipfrac {clip:.4}, vMF KL {kl:.5}");
+    assert!(plain.iter().all(|m| m.get("latent_clipfrac").is_none()), "no DePO: latents carry no loss");
+    assert!(run.iter().all(|m| m.get("latent_clipfrac").is_some()), "DePO: every update has latent positions");
+    assert!(clip > 0.0, "the latent trust region engages");
+    assert!((ratio - 1.0).abs() < 0.1 && kl > 0.0, "latent ratios stay near the trust region; noisy z ≠ μ");
+    assert!(run.iter().all(|m| m["mismatch_max"].as_f64().unwrap() < 1e-3), "latent rollouts replay exactly");
+    assert!(r1 > r0 + 0.15 && p1 > p0 + 0.1, "both learn through the latent prefix");
+    Ok(())
+}
+
+/// Latent-GRPO (2026, INFERRED): noisy latents on half of each group (anchors keep the
+/// deterministic path), invalid latent rollouts masked out of the group statistics, and one
+/// reinforced correct path per group; it still learns.
+#[test]
+fn latent_grpo_masks_invalid_rollouts_and_selects_one_correct_path() -> Result<()> {
+    let mut c = bandit_config("grpo");
+    c.model.latent = Some(oxrl::config::LatentSection { kappa: 1.0, normalize: true, ..latent("coconut", 2) });
+    c.train.depo_alpha = 0.5;
+    c.train.latent_grpo = true;
+    c.train.latent_select = true;
+    c.train.latent_noise = 0.5;
+    c.train.latent_norm_margin = 1.5;
+    let run = run_task_budget(&FirstDigit::new(), &c, 30, 3e-3, 4)?;
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..5), mean_of(&run, "reward_mean", 25..30));
+    let invalid = mean_of(&run, "latent_invalid", 0..30);
+    let zeroed = mean_of(&run, "latent_select_zeroed", 0..30);
+    eprintln!(
+        "Latent-GRPO reward {r0:.3} -> {r1:.3}; invalid {invalid:.3}; correct paths zeroed per group {zeroed:.2}"
+    );
+    assert!(run.iter().all(|m| m["latent_norm_lo"].as_f64().unwrap() > 0.0));
+    assert!((0.0..1.0).contains(&invalid));
+    assert!(zeroed > 0.5, "groups with several correct paths reinforce one");
+    assert!(r1 > r0 + 0.1, "Latent-GRPO learns: {r0:.3} -> {r1:.3}");
+    Ok(())
+}

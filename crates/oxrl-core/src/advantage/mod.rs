@@ -13,6 +13,7 @@ pub mod dr_grpo;
 pub mod gae;
 pub mod grpo;
 pub mod gui_libra;
+pub mod latent_grpo;
 pub mod lite_ppo;
 pub mod psr_nsr;
 pub mod reinforce_pp;

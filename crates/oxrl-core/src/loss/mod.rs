@@ -2,6 +2,7 @@
 
 pub mod aggregation;
 pub mod calibrl;
+pub mod depo;
 pub mod gui_g1;
 pub mod pacs;
 pub mod pipo;

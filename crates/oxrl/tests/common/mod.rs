@@ -131,7 +131,7 @@ pub fn run_phases_judged(
     let first = phases[0].0;
     let policy = Policy::from_config(first, &candle_core::Device::Cpu)?;
     let mut opt = AdamW::new(policy.model.trainable_vars(), AdamWConfig { beta2: 0.99, ..Default::default() })?;
-    let mut state = TrainState { step: 0, cursor: 0, kl_coef: 0.0, reward_history: vec![], siren_anchor: None };
+    let mut state = TrainState::default();
     let rehearsal = if first.train.dph_divergence != "none" {
         Some(oxrl::rehearsal::Rehearsal::build(&policy, task, first, 2)?)
     } else {
