@@ -11,6 +11,8 @@
 
 pub mod arith;
 pub mod countdown;
+pub mod env;
+pub mod grid;
 pub mod grounding;
 pub mod jsonl;
 pub mod math_answer;
@@ -73,6 +75,12 @@ pub trait Task: Send + Sync {
     /// Process rewards in [0, 1], one per reasoning step the completion wrote (PPR / ReNorm);
     /// None when the task has no process verifier.
     fn process_rewards(&self, _problem: &Problem, _completion: &str) -> Option<Vec<f64>> {
+        None
+    }
+    /// Agent tasks: the problem's environment in its start state (its prompt holds the first
+    /// observation); completions are then multi-turn transcripts ([`env`]), and
+    /// `max_completion_chars` is per turn. None for single-turn tasks.
+    fn environment(&self, _problem: &Problem) -> Option<Box<dyn env::Environment>> {
         None
     }
 }
@@ -193,6 +201,8 @@ pub enum TaskConfig {
     Arith(arith::ArithConfig),
     /// Text GUI grounding with GUI-G1's box reward.
     Grounding(grounding::GroundingConfig),
+    /// Multi-turn text gridworld agent task (put the key in the box).
+    Grid(grid::GridConfig),
     /// User data (JSONL or Parquet); `name = "dataset"` is accepted too.
     #[serde(alias = "dataset")]
     Jsonl(jsonl::JsonlConfig),
@@ -213,6 +223,7 @@ impl TaskConfig {
             TaskConfig::Countdown(_) => "countdown",
             TaskConfig::Arith(_) => "arith",
             TaskConfig::Grounding(_) => "grounding",
+            TaskConfig::Grid(_) => "grid",
             TaskConfig::Jsonl(_) => "jsonl",
         }
     }
@@ -226,9 +237,10 @@ impl TaskConfig {
             "countdown" => TaskConfig::Countdown(Default::default()),
             "arith" => TaskConfig::Arith(Default::default()),
             "grounding" => TaskConfig::Grounding(Default::default()),
+            "grid" => TaskConfig::Grid(Default::default()),
             "jsonl" => anyhow::bail!("task `jsonl` needs a config with `train = \"file.jsonl\"`"),
             other => anyhow::bail!(
-                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, jsonl)"
+                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, grid, jsonl)"
             ),
         })
     }
@@ -244,6 +256,7 @@ impl TaskConfig {
             TaskConfig::Countdown(c) => Box::new(countdown::Countdown::new(c.clone(), seed)?),
             TaskConfig::Arith(c) => Box::new(arith::Arith::new(c.clone(), seed)?),
             TaskConfig::Grounding(c) => Box::new(grounding::Grounding::new(c.clone(), seed)?),
+            TaskConfig::Grid(c) => Box::new(grid::Grid::new(c.clone(), seed)?),
             TaskConfig::Jsonl(c) => Box::new(jsonl::JsonlTask::load(c.clone(), seed)?),
         })
     }

@@ -467,6 +467,15 @@ pub struct TrainConfig {
     pub latent_noise_frac: f64,
     /// Latent-GRPO: of a group's correct paths reinforce only the most confident first answer token.
     pub latent_select: bool,
+    /// Agent tasks (multi-turn): `outcome` (the episode's score on its last action), `dense`
+    /// (sub-goal events on their turns, normalised as the practitioner's guide does), `direct`
+    /// (D-RA: outcome + every turn's immediate reward) or `gated` (G-RA: immediate rewards only
+    /// when the outcome reaches `agent_gate`).
+    pub agent_reward: String,
+    /// Immediate reward of an executable action (paid once per distinct action and result).
+    pub agent_step_reward: f64,
+    /// G-RA's gate δ on the outcome.
+    pub agent_gate: f64,
     /// RPO: replace the verifier's reward by the binary rubric preference against a competitor,
     /// judged by `arena_judge` ("task" or an LM judge directory).
     pub rpo: bool,
@@ -672,6 +681,9 @@ impl Default for TrainConfig {
             latent_noise: 0.0,
             latent_noise_frac: 0.5,
             latent_select: false,
+            agent_reward: "outcome".into(),
+            agent_step_reward: 0.05,
+            agent_gate: 1.0,
             rpo: false,
             rpo_opponent: "greedy".into(),
             ppr_coef: 0.0,
@@ -1074,6 +1086,12 @@ impl RunConfig {
                 ),
             )?;
         }
+        if !matches!(t.agent_reward.as_str(), "outcome" | "dense" | "direct" | "gated") {
+            err("agent_reward", format!("`{}` is not one of outcome, dense, direct, gated", t.agent_reward))?;
+        }
+        if !t.agent_step_reward.is_finite() || !t.agent_gate.is_finite() {
+            err("agent_step_reward", "agent_step_reward and agent_gate must be finite".into())?;
+        }
         if !matches!(t.rpo_opponent.as_str(), "greedy" | "peer") {
             err("rpo_opponent", format!("`{}` is not one of greedy, peer", t.rpo_opponent))?;
         }
@@ -1221,6 +1239,24 @@ mod tests {
     }
 
     #[test]
+    fn every_example_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let c = RunConfig::load(Some(&p), &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                // (Dataset paths are relative to the repository root, where the examples run.)
+                if !matches!(c.task, TaskConfig::Jsonl(_)) {
+                    c.task.build(c.seed).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "{n} example configs");
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let err = |text: &str, sets: &[&str]| format!("{:#}", load_str(text, sets).unwrap_err());
         let e = err("name = \"x\"\n[sft]\nstepz = 3\n", &[]);
@@ -1278,6 +1314,7 @@ mod tests {
             (&["train.rlfr_coef=0.1", "train.rlfr_draws=0"][..], "train.rlfr_coef"),
             (&["train.depo_alpha=0.5", "train.depo_clip_low=1.5"][..], "train.depo_alpha"),
             (&["train.latent_noise=-1"][..], "train.latent_noise"),
+            (&["train.agent_reward=\"sometimes\""][..], "train.agent_reward"),
             (&["train.latent_grpo=true", "train.advantage=\"rloo\""][..], "train.latent_grpo"),
             (&["ra3.length_cost=-1"][..], "ra3.length_cost"),
             (&["ra3.candidates=0"][..], "ra3"),

@@ -5,7 +5,7 @@ use crate::config::EvalConfig;
 use crate::policy::Policy;
 use anyhow::Result;
 use oxrl_core::metrics::{maj_at_k, pass_at_k};
-use oxrl_lm::sampler::{generate, Completion, SamplingParams};
+use oxrl_lm::sampler::{Completion, SamplingParams};
 use oxrl_tasks::{Problem, Task, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,16 +38,21 @@ pub fn max_new_tokens(cfg: &EvalConfig, task: &dyn Task) -> usize {
 }
 
 /// Generate for `prompts` in chunks of `batch` sequences.
+/// (Agent tasks: one multi-turn episode per prompt, `params` per turn.)
 pub fn generate_chunked(
     policy: &Policy,
+    task: &dyn Task,
+    problems: &[&Problem],
     prompts: &[Vec<u32>],
     params: &SamplingParams,
     batch: usize,
     rng: &mut oxrl_core::seed::Rng,
 ) -> Result<Vec<Completion>> {
     let mut out = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(batch.max(1)) {
-        out.extend(generate(&policy.model, chunk, params, policy.tokenizer.pad_id(), rng)?);
+    let tok = policy.tokenizer.as_ref();
+    let b = batch.max(1);
+    for (chunk, probs) in prompts.chunks(b).zip(problems.chunks(b)) {
+        out.extend(crate::agent::rollout(&policy.model, tok, task, probs, chunk, params, rng)?);
     }
     Ok(out)
 }
@@ -57,9 +62,7 @@ pub fn judge(policy: &Policy, task: &dyn Task, problems: &[&Problem], outs: &[Co
     problems
         .iter()
         .zip(outs)
-        .map(|(p, c)| {
-            Ok(task.verify(p, &oxrl_lm::prompt::decode_response(policy.tokenizer.as_ref(), &c.text_tokens())?))
-        })
+        .map(|(p, c)| Ok(task.verify(p, &crate::agent::response_text(policy.tokenizer.as_ref(), task, c)?)))
         .collect()
 }
 
@@ -74,8 +77,8 @@ pub fn evaluate(policy: &Policy, task: &dyn Task, cfg: &EvalConfig, seed: u64) -
     let budget = max_new_tokens(cfg, task);
     let stop = tok.stop_ids();
     let mut rng = oxrl_core::seed::rng(seed, "eval", 0);
-    let greedy =
-        generate_chunked(policy, &prompts, &SamplingParams::greedy(budget, stop.clone()), cfg.batch_size, &mut rng)?;
+    let greedy_params = SamplingParams::greedy(budget, stop.clone());
+    let greedy = generate_chunked(policy, task, &problems, &prompts, &greedy_params, cfg.batch_size, &mut rng)?;
     let gv = judge(policy, task, &problems, &greedy)?;
     let n = problems.len() as f64;
     let accuracy = gv.iter().filter(|v| v.correct).count() as f64 / n;
@@ -102,7 +105,7 @@ pub fn evaluate(policy: &Policy, task: &dyn Task, cfg: &EvalConfig, seed: u64) -
         };
         let rep_prompts: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), kmax)).collect();
         let rep_problems: Vec<&Problem> = problems.iter().flat_map(|p| std::iter::repeat_n(*p, kmax)).collect();
-        let samples = generate_chunked(policy, &rep_prompts, &params, cfg.batch_size, &mut rng)?;
+        let samples = generate_chunked(policy, task, &rep_problems, &rep_prompts, &params, cfg.batch_size, &mut rng)?;
         let sv = judge(policy, task, &rep_problems, &samples)?;
         for &k in &cfg.k {
             let (mut ps, mut ms) = (0.0, 0.0);

@@ -1,5 +1,6 @@
 //! oxrl: the command-line pipeline — typed configs, run folders, SFT, evaluation and benchmarks.
 
+pub mod agent;
 pub mod bench;
 pub mod config;
 pub mod data;

@@ -20,6 +20,7 @@ use oxrl_core::optim::AdamW;
 use oxrl_core::regularizer::dph::dph_divergence;
 use oxrl_core::regularizer::{kl_estimate, AdaptiveKl};
 use oxrl_core::shaping::{group_is_informative, overlong_penalty, DynamicFilter};
+use oxrl_lm::latent::StepKind;
 use oxrl_lm::sampler::{generate, Completion, Finish, SamplingParams};
 use oxrl_lm::scorer::{score, score_inputs, ScoreOptions};
 use oxrl_lm::value_head::ValueHead;
@@ -83,6 +84,8 @@ struct Sample {
     /// PPR: the response's process score (mean principle reward of its steps), when the task
     /// has a process verifier.
     process: Option<f64>,
+    /// Agent tasks with turn-level rewards: each turn's reward, placed on its last action token.
+    turn_values: Option<Vec<f64>>,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -324,6 +327,32 @@ pub fn rl_step(
     let visurf = oxrl_core::shaping::visurf::Mode::parse(&t.visurf)?;
     let rmx = t.objective == "reasonmaxxer";
     crate::latent_rl::check(cfg, policy, models.reward_model.is_some())?;
+    // Agent tasks: multi-turn episodes, `budget` tokens per turn.
+    let agent = crate::agent::is_agent_task(task);
+    if agent {
+        let unsupported = [
+            ("visurf", t.visurf != "off"),
+            ("calibrl_coef", t.calibrl_coef > 0.0),
+            ("spae_coef", t.spae_coef > 0.0 || t.spae_sat_penalty > 0.0),
+            ("rlfr_coef", t.rlfr_coef > 0.0),
+            ("objective", rmx),
+            ("papo_coef", t.papo_coef > 0.0),
+            ("self_filter", t.self_filter),
+            ("advantage", t.advantage == "arena"),
+            ("rpo", t.rpo),
+            ("dph_coef", t.dph_coef > 0.0 && t.dph_divergence != "none"),
+            ("reward_model", models.reward_model.is_some()),
+        ];
+        if let Some((k, _)) = unsupported.iter().find(|x| x.1) {
+            anyhow::bail!("key `train.{k}`: not supported on multi-turn agent tasks (`{}`)", task.name());
+        }
+    } else {
+        anyhow::ensure!(
+            t.agent_reward == "outcome",
+            "key `train.agent_reward`: task `{}` is single-turn (turn-level rewards need an agent task)",
+            task.name()
+        );
+    }
     let latent_coconut = policy.model.latent.as_ref().is_some_and(|l| l.kind == oxrl_lm::latent::LatentKind::Coconut);
     anyhow::ensure!(
         !rmx || models.reference.is_some(),
@@ -376,6 +405,11 @@ pub fn rl_step(
         // Latent-GRPO: one-sided noise on the latents of part of every group.
         let outs = match crate::latent_rl::noise(t.latent_noise, t.latent_noise_frac, prompts.len(), t.group_size) {
             Some(nz) => oxrl_lm::sampler::generate_latent(gen_model, &prompts, &params, pad, &mut rng, Some(&nz))?,
+            None if agent => {
+                let probs: Vec<&oxrl_tasks::Problem> =
+                    problems.iter().flat_map(|p| std::iter::repeat_n(p, t.group_size)).collect();
+                crate::agent::run_episodes(gen_model, tok, task, &probs, &prompts, &params, &mut rng)?
+            }
             None => generate(gen_model, &prompts, &params, pad, &mut rng)?,
         };
         rounds += 1;
@@ -385,9 +419,20 @@ pub fn rl_step(
             for prompt in prompt_group {
                 let c = outs.next().expect("one completion per prompt");
                 gen_tokens += c.tokens.len();
-                let text = oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?;
+                let text = if agent {
+                    crate::agent::transcript(tok, &c)?
+                } else {
+                    oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?
+                };
                 let v = task.verify(p, &text);
-                let reward = reward_of(&v, c.tokens.len());
+                let mut reward = reward_of(&v, c.tokens.len());
+                let turn_values = if agent && t.agent_reward != "outcome" {
+                    let values = crate::agent::turn_rewards(task, p, &text, reward, t)?;
+                    reward = values.iter().sum();
+                    Some(values)
+                } else {
+                    None
+                };
                 let process = process_of(p, &text)?;
                 drawn_rewards.push(reward);
                 drawn_correct += v.correct as usize;
@@ -404,6 +449,7 @@ pub fn rl_step(
                     expert: false,
                     process,
                     text,
+                    turn_values,
                 });
             }
             // ViSurf: the ground truth in place of the last rollout (its reward from the same
@@ -510,6 +556,18 @@ pub fn rl_step(
     m.insert("format_rate".into(), json!(mean(samples.iter().map(|s| s.format_ok as u8 as f64))));
     let truncated: Vec<bool> = samples.iter().map(|s| s.completion.finish == Finish::Length).collect();
     m.insert("truncated".into(), json!(mean(truncated.iter().map(|&x| x as u8 as f64))));
+    if agent {
+        let mut invalid = Vec::with_capacity(samples.len());
+        for s in &samples {
+            let tr = crate::agent::replay(task, &group_problems[s.group], &s.text)?;
+            invalid.push(tr.turns.iter().filter(|x| !x.step.valid).count() as f64 / tr.turns.len().max(1) as f64);
+        }
+        m.insert(
+            "agent_turns".into(),
+            json!(mean(samples.iter().map(|s| crate::agent::turn_ends(&s.completion).len() as f64))),
+        );
+        m.insert("agent_invalid_actions".into(), json!(mean(invalid.into_iter())));
+    }
 
     // 2. Score the rollouts without gradients: old log-probs (the PPO anchor), entropies, values,
     //    and the reference log-probs when a KL term needs them.
@@ -546,7 +604,11 @@ pub fn rl_step(
         .iter()
         .zip(&logp_old)
         .filter(|(s, _)| !s.expert)
-        .flat_map(|(s, lo)| s.completion.logp.iter().zip(lo).map(|(&a, &b)| (a as f64 - b).abs()))
+        .flat_map(|(s, lo)| {
+            // (Forced positions — markers, agent observations — were not sampled.)
+            let c = &s.completion;
+            (0..lo.len()).filter(|&j| c.kind(j) != StepKind::Forced).map(move |j| (c.logp[j] as f64 - lo[j]).abs())
+        })
         .collect();
     m.insert("mismatch_mean".into(), json!(mean(diffs.iter().copied())));
     m.insert("mismatch_max".into(), json!(diffs.iter().copied().fold(0.0, f64::max)));
@@ -636,7 +698,18 @@ pub fn rl_step(
                     *v -= state.kl_coef * (logp_old[i][j] - logp_ref.as_ref().unwrap()[i][j]);
                 }
             }
-            *r.last_mut().unwrap() += arena.as_ref().map_or(s.reward, |a| a[i]);
+            match &s.turn_values {
+                // Agent turn rewards on each turn's last action token.
+                Some(values) => {
+                    let placed = oxrl_core::shaping::turn_rewards::place(
+                        lens[i],
+                        &crate::agent::turn_ends(&s.completion),
+                        values,
+                    );
+                    r.iter_mut().zip(placed).for_each(|(x, v)| *x += v);
+                }
+                None => *r.last_mut().unwrap() += arena.as_ref().map_or(s.reward, |a| a[i]),
+            }
             r
         })
         .collect();
@@ -934,7 +1007,7 @@ pub fn rl_step(
                 let s = score_inputs(&policy.model, &prompts, &resp, Some(&inputs), pad, opts)?;
                 let mut mask = s.mask.clone();
                 // Latent segments: token terms on sampled tokens only; latents get DePO's term.
-                let lat_mask = if latent_coconut {
+                let lat_mask = if latent_coconut || agent {
                     let (tok_rows, lat_rows): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
                         idx.iter().map(|&i| crate::latent_rl::kind_rows(&samples[i].completion)).unzip();
                     let local =

@@ -78,6 +78,7 @@ pub fn train_sft(
         min_lr_ratio: s.min_lr_ratio,
     };
     let mut data = DataStream::new(task, cfg.seed, 0);
+    let agent = crate::agent::is_agent_task(task);
     let pad = policy.tokenizer.pad_id();
     let pb = progress_bar(s.steps, quiet);
     pb.set_prefix("sft");
@@ -89,14 +90,23 @@ pub fn train_sft(
         let problems = data.next_batch(s.batch_size);
         let mut prompts = Vec::with_capacity(problems.len());
         let mut responses = Vec::with_capacity(problems.len());
+        // Loss masks: agent transcripts train on their actions only, not the observations.
+        let mut masks: Vec<Vec<f32>> = Vec::with_capacity(problems.len());
         for p in &problems {
             let (a, b) = policy.encode_pair(p)?;
             prompts.push(a);
-            responses.push(b);
+            if agent {
+                let (ids, m) = crate::agent::encode_transcript(policy.tokenizer.as_ref(), &p.solution)?;
+                responses.push(ids);
+                masks.push(m);
+            } else {
+                masks.push(vec![1.0; b.len()]);
+                responses.push(b);
+            }
         }
         // Token-mean NLL over the batch, accumulated over `micro_batches` chunks (each chunk's
         // sum divided by the whole batch's token count, so the gradient is the batch's).
-        let ntok = responses.iter().map(|r| r.len()).sum::<usize>() as f64;
+        let ntok = masks.iter().flatten().sum::<f32>() as f64;
         let n_micro = s.micro_batches.clamp(1, prompts.len().max(1));
         let mut acc = None;
         let mut loss_v = 0.0;
@@ -107,7 +117,14 @@ pub fn train_sft(
             }
             let opts = ScoreOptions { grad: true, ..Default::default() };
             let scored = score(&policy.model, &prompts[a..b], &responses[a..b], pad, opts)?;
-            let loss = (scored.logp.sum_all()? / (-ntok.max(1.0)))?;
+            let width = scored.logp.dim(1)?;
+            let mut m = vec![0f32; (b - a) * width];
+            for (r, row) in masks[a..b].iter().enumerate() {
+                m[r * width..r * width + row.len()].copy_from_slice(row);
+            }
+            let m = candle_core::Tensor::from_vec(m, (b - a, width), scored.logp.device())?
+                .to_dtype(scored.logp.dtype())?;
+            let loss = ((scored.logp * m)?.sum_all()? / (-ntok.max(1.0)))?;
             let lv = loss.to_scalar::<f32>()? as f64;
             loss_v += lv;
             if !lv.is_finite() {

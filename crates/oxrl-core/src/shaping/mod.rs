@@ -1,11 +1,13 @@
 //! Reward shaping and batch filtering around the verifier rewards.
 
 pub mod dynamic_sampling;
+pub mod gated_reward;
 pub mod hierarchical;
 pub mod overlong;
 pub mod ppr;
 pub mod rlfr;
 pub mod rpo;
+pub mod turn_rewards;
 pub mod visurf;
 
 pub use dynamic_sampling::{group_is_informative, DynamicFilter};

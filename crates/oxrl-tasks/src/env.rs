@@ -1,0 +1,101 @@
+//! Multi-turn text environments behind one trait, for agents trained with multi-turn RL.
+//!
+//! An episode is a transcript: the problem's prompt holds the instruction and the first
+//! observation; then the agent writes one action per line and the environment answers with an
+//! observation line that starts with [`OBS_MARK`]. Only the agent's action tokens are sampled
+//! (and carry loss); observation lines are inserted by the rollout. Because every environment is
+//! deterministic given its problem, a transcript can be verified by replaying its action lines
+//! ([`replay`]) — the same code judges RL rollouts, evaluation and SFT demonstrations.
+
+use crate::Verdict;
+
+/// First character of every observation line of a transcript.
+pub const OBS_MARK: char = '@';
+
+/// What one action did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvStep {
+    pub observation: String,
+    /// Sub-goal reward event of this step (e.g. picked up the key), 0 if none.
+    pub reward: f64,
+    /// The episode is over (the goal reached).
+    pub done: bool,
+    /// The action was executable (an invalid one answers "Nothing happens.").
+    pub valid: bool,
+}
+
+/// A seeded multi-turn environment, already reset to its problem's start state.
+pub trait Environment: Send {
+    fn step(&mut self, action: &str) -> EnvStep;
+    /// The episode's outcome (high-level) reward so far, in [0, 1].
+    fn outcome(&self) -> f64;
+    fn success(&self) -> bool;
+    /// Turns an episode may take.
+    fn max_turns(&self) -> usize;
+    /// Sub-goal reward events an episode can collect (the dense-reward normaliser of a lost
+    /// episode, ≥ 1).
+    fn max_events(&self) -> usize {
+        1
+    }
+}
+
+/// An observation as its transcript line.
+pub fn observation_line(obs: &str) -> String {
+    format!("{OBS_MARK}{obs}\n")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub action: String,
+    pub step: EnvStep,
+}
+
+/// A replayed episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trajectory {
+    pub turns: Vec<Turn>,
+    pub success: bool,
+    pub outcome: f64,
+}
+
+/// The action lines of a transcript: every line that is not an observation (and not empty after
+/// trimming), in order.
+pub fn actions(transcript: &str) -> Vec<&str> {
+    transcript.lines().filter(|l| !l.starts_with(OBS_MARK)).map(str::trim).filter(|l| !l.is_empty()).collect()
+}
+
+/// Replay a transcript's actions from the start state until the episode is done or its turns are
+/// used up (later lines are ignored).
+pub fn replay(env: &mut dyn Environment, transcript: &str) -> Trajectory {
+    let mut turns = Vec::new();
+    for a in actions(transcript) {
+        if turns.len() >= env.max_turns() {
+            break;
+        }
+        let step = env.step(a);
+        let done = step.done;
+        turns.push(Turn { action: a.to_string(), step });
+        if done {
+            break;
+        }
+    }
+    Trajectory { turns, success: env.success(), outcome: env.outcome() }
+}
+
+/// The verdict on a replayed episode: correct = the goal reached, reward = the outcome; the
+/// format is ok when it took at least one action and every action was executable.
+pub fn verdict(t: &Trajectory) -> Verdict {
+    let format_ok = !t.turns.is_empty() && t.turns.iter().all(|x| x.step.valid);
+    let invalid = t.turns.iter().filter(|x| !x.step.valid).count();
+    Verdict {
+        reward: t.outcome as f32,
+        correct: t.success,
+        format_ok,
+        answer: Some(if t.success { "success".into() } else { "failure".into() }),
+        detail: if t.success {
+            String::new()
+        } else {
+            format!("not done after {} turns ({invalid} invalid)", t.turns.len())
+        },
+    }
+}

@@ -1,0 +1,363 @@
+//! GRID: a text gridworld agent task (the spec's shared CPU stand-in) — "put the key in the box".
+//!
+//! An N × N grid holds the agent, a key and a box. The agent sees only its position, the four
+//! adjacent cells and what it holds (partial observability), compactly for char-level models:
+//! `1,0 k.## on b has k` = at row 1, column 0; north holds the key, east is empty, south and
+//! west are walls (`#`; `b` the box); standing on the box; holding the key. With
+//! `reveal_goals` the instruction also names the key's and the box's cells. Actions, one per
+//! line: `north`, `south`, `east`, `west`, `pick`, `drop`, `open box`. An action that cannot be
+//! executed answers "Nothing happens." Dropping the key on the (open) box ends the episode with
+//! outcome 1; picking the key and finishing are the two sub-goal reward events (dense rewards).
+//! With `closed_box` the box must be opened first (from its cell or next to it).
+//!
+//! Each problem's meta holds its layout, so [`Task::environment`] rebuilds the start state and
+//! [`Task::verify`] replays a transcript's actions. The SFT demonstration is a scripted
+//! shortest path (rows first, then columns) with the observations it receives.
+
+use crate::env::{observation_line, replay, verdict, EnvStep, Environment};
+use crate::{oxrl_rng::Rng, Problem, Splits, Task, Verdict};
+use anyhow::{ensure, Result};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GridConfig {
+    /// Grid side N (3..=9).
+    pub size: usize,
+    /// Turns per episode.
+    pub max_turns: usize,
+    /// Name the key's and the box's cells in the instruction.
+    pub reveal_goals: bool,
+    /// The box starts closed (`open box` first).
+    pub closed_box: bool,
+    pub test_size: usize,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        Self { size: 4, max_turns: 16, reveal_goals: true, closed_box: false, test_size: 50 }
+    }
+}
+
+type Cell = (usize, usize);
+
+/// One episode's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridEnv {
+    size: usize,
+    agent: Cell,
+    key: Option<Cell>,
+    boxc: Cell,
+    open: bool,
+    holding: bool,
+    done: bool,
+    max_turns: usize,
+}
+
+impl GridEnv {
+    fn cell(&self, r: i64, c: i64) -> char {
+        let n = self.size as i64;
+        if r < 0 || c < 0 || r >= n || c >= n {
+            return '#';
+        }
+        let p = (r as usize, c as usize);
+        if self.key == Some(p) {
+            'k'
+        } else if self.boxc == p {
+            'b'
+        } else {
+            '.'
+        }
+    }
+
+    /// The observation: position, the four neighbours (north, east, south, west), what is here
+    /// and what is held.
+    pub fn observe(&self) -> String {
+        if self.done {
+            return "done".into();
+        }
+        let (r, c) = (self.agent.0 as i64, self.agent.1 as i64);
+        let here = if self.key == Some(self.agent) {
+            " on k"
+        } else if self.boxc == self.agent {
+            " on b"
+        } else {
+            ""
+        };
+        let held = if self.holding { " has k" } else { "" };
+        let (n, e, s, w) = (self.cell(r - 1, c), self.cell(r, c + 1), self.cell(r + 1, c), self.cell(r, c - 1));
+        format!("{r},{c} {n}{e}{s}{w}{here}{held}")
+    }
+
+    fn from_meta(meta: &serde_json::Value, max_turns: usize) -> Option<Self> {
+        let cell = |k: &str| -> Option<Cell> {
+            let a = meta.get(k)?.as_array()?;
+            Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))
+        };
+        Some(Self {
+            size: meta.get("size")?.as_u64()? as usize,
+            agent: cell("agent")?,
+            key: Some(cell("key")?),
+            boxc: cell("box")?,
+            open: !meta.get("closed")?.as_bool()?,
+            holding: false,
+            done: false,
+            max_turns,
+        })
+    }
+}
+
+impl Environment for GridEnv {
+    fn step(&mut self, action: &str) -> EnvStep {
+        let nothing = |s: &Self| EnvStep {
+            observation: format!("Nothing happens. {}", s.observe()),
+            reward: 0.0,
+            done: false,
+            valid: false,
+        };
+        if self.done {
+            return nothing(self);
+        }
+        let (r, c) = (self.agent.0 as i64, self.agent.1 as i64);
+        let mv = match action.trim().to_ascii_lowercase().as_str() {
+            "north" => Some((r - 1, c)),
+            "south" => Some((r + 1, c)),
+            "east" => Some((r, c + 1)),
+            "west" => Some((r, c - 1)),
+            "pick" => {
+                if self.key == Some(self.agent) && !self.holding {
+                    self.key = None;
+                    self.holding = true;
+                    return EnvStep { observation: self.observe(), reward: 1.0, done: false, valid: true };
+                }
+                return nothing(self);
+            }
+            "open box" => {
+                let near = self.agent.0.abs_diff(self.boxc.0) + self.agent.1.abs_diff(self.boxc.1) <= 1;
+                if near && !self.open {
+                    self.open = true;
+                    return EnvStep { observation: self.observe(), reward: 0.0, done: false, valid: true };
+                }
+                return nothing(self);
+            }
+            "drop" => {
+                if self.holding && self.agent == self.boxc && self.open {
+                    self.holding = false;
+                    self.done = true;
+                    return EnvStep { observation: self.observe(), reward: 1.0, done: true, valid: true };
+                }
+                return nothing(self);
+            }
+            _ => None,
+        };
+        match mv {
+            Some((nr, nc)) if self.cell(nr, nc) != '#' => {
+                self.agent = (nr as usize, nc as usize);
+                EnvStep { observation: self.observe(), reward: 0.0, done: false, valid: true }
+            }
+            _ => nothing(self),
+        }
+    }
+    fn outcome(&self) -> f64 {
+        self.done as u8 as f64
+    }
+    fn success(&self) -> bool {
+        self.done
+    }
+    fn max_turns(&self) -> usize {
+        self.max_turns
+    }
+    fn max_events(&self) -> usize {
+        2
+    }
+}
+
+/// The scripted expert's actions: to the key (rows, then columns), pick, to the box, open it if
+/// closed, drop.
+pub fn expert_actions(env: &GridEnv) -> Vec<String> {
+    let path = |from: Cell, to: Cell, out: &mut Vec<String>| {
+        let (mut r, mut c) = from;
+        while r != to.0 {
+            out.push(if to.0 < r { "north" } else { "south" }.into());
+            r = if to.0 < r { r - 1 } else { r + 1 };
+        }
+        while c != to.1 {
+            out.push(if to.1 < c { "west" } else { "east" }.into());
+            c = if to.1 < c { c - 1 } else { c + 1 };
+        }
+    };
+    let mut a = Vec::new();
+    let key = env.key.expect("a fresh episode has its key");
+    path(env.agent, key, &mut a);
+    a.push("pick".into());
+    path(key, env.boxc, &mut a);
+    if !env.open {
+        a.push("open box".into());
+    }
+    a.push("drop".into());
+    a
+}
+
+pub struct Grid {
+    cfg: GridConfig,
+    splits: Splits,
+}
+
+impl Grid {
+    pub fn new(cfg: GridConfig, seed: u64) -> Result<Self> {
+        ensure!((3..=9).contains(&cfg.size), "task.size must be in 3..=9 (got {})", cfg.size);
+        // The longest shortest episode: 2·2(N − 1) moves, pick, drop (and open box).
+        let need = 4 * cfg.size - 2 + cfg.closed_box as usize;
+        ensure!(
+            cfg.max_turns >= need,
+            "task.max_turns must be >= {need} so every episode is solvable (got {})",
+            cfg.max_turns
+        );
+        let mut t = Self { cfg, splits: Splits { seed, test: vec![], keys: Default::default() } };
+        t.splits = Splits::new(seed, t.cfg.test_size, |r| t.make(r));
+        Ok(t)
+    }
+
+    fn make(&self, rng: &mut Rng) -> (String, Problem) {
+        let n = self.cfg.size;
+        let mut cells: Vec<Cell> = Vec::new();
+        while cells.len() < 3 {
+            let p = (rng.random_range(0..n), rng.random_range(0..n));
+            if !cells.contains(&p) {
+                cells.push(p);
+            }
+        }
+        let (agent, key, boxc) = (cells[0], cells[1], cells[2]);
+        let meta = serde_json::json!({
+            "size": n, "agent": [agent.0, agent.1], "key": [key.0, key.1], "box": [boxc.0, boxc.1],
+            "closed": self.cfg.closed_box,
+        });
+        let env = GridEnv::from_meta(&meta, self.cfg.max_turns).expect("well-formed meta");
+        let goals = if self.cfg.reveal_goals {
+            format!(" key {},{} box {},{}", key.0, key.1, boxc.0, boxc.1)
+        } else {
+            String::new()
+        };
+        let prompt = format!("put the key in the box.{goals}\n{}", observation_line(&env.observe()).trim_end());
+        // The demonstration: each action and the observation it gets (none after the last).
+        let mut demo = env.clone();
+        let mut solution = String::new();
+        let acts = expert_actions(&env);
+        for (i, a) in acts.iter().enumerate() {
+            let s = demo.step(a);
+            solution.push_str(a);
+            solution.push('\n');
+            if i + 1 < acts.len() {
+                solution.push_str(&observation_line(&s.observation));
+            }
+        }
+        let key_s = format!("{n}:{agent:?}{key:?}{boxc:?}");
+        (key_s, Problem { id: 0, prompt, answer: "success".into(), solution, meta })
+    }
+}
+
+impl Task for Grid {
+    fn name(&self) -> &str {
+        "grid"
+    }
+    fn train_problem(&self, index: u64) -> Problem {
+        self.splits.train(index, |r| self.make(r))
+    }
+    fn train_size(&self) -> Option<usize> {
+        None
+    }
+    fn test_problems(&self) -> &[Problem] {
+        &self.splits.test
+    }
+    fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
+        match self.environment(problem) {
+            Some(mut env) => verdict(&replay(env.as_mut(), completion)),
+            None => Verdict::bad_format("the problem has no grid layout in its meta"),
+        }
+    }
+    /// Per turn: the longest action (`open box`) and its newline.
+    fn max_completion_chars(&self) -> usize {
+        9
+    }
+    fn environment(&self, problem: &Problem) -> Option<Box<dyn Environment>> {
+        GridEnv::from_meta(&problem.meta, self.cfg.max_turns).map(|e| Box::new(e) as Box<dyn Environment>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(agent: Cell, key: Cell, boxc: Cell, closed: bool) -> GridEnv {
+        let meta = serde_json::json!({"size": 4, "agent": [agent.0, agent.1], "key": [key.0, key.1],
+                                      "box": [boxc.0, boxc.1], "closed": closed});
+        GridEnv::from_meta(&meta, 12).unwrap()
+    }
+
+    #[test]
+    fn dynamics_observations_and_rewards() {
+        let mut e = env((0, 0), (1, 0), (3, 3), false);
+        assert_eq!(e.observe(), "0,0 #.k#");
+        let s = e.step("north");
+        assert!(!s.valid && s.observation.starts_with("Nothing happens."));
+        assert!(!e.step("pick").valid, "no key here");
+        assert!(e.step("south").valid);
+        assert_eq!(e.observe(), "1,0 ...# on k");
+        let s = e.step("pick");
+        assert!(s.valid && s.reward == 1.0 && e.holding);
+        assert!(!e.step("drop").valid, "not at the box");
+        for a in ["east", "east", "east", "south", "south"] {
+            assert!(e.step(a).valid, "{a}");
+        }
+        assert_eq!(e.observe(), "3,3 .##. on b has k");
+        let s = e.step("drop");
+        assert!(s.valid && s.done && s.reward == 1.0 && e.success() && e.outcome() == 1.0);
+        // A closed box must be opened first.
+        let mut e = env((0, 0), (0, 1), (0, 2), true);
+        for a in ["east", "pick", "east"] {
+            assert!(e.step(a).valid);
+        }
+        assert!(!e.step("drop").valid);
+        assert!(e.step("open box").valid && e.step("drop").done);
+    }
+
+    #[test]
+    fn demonstrations_succeed_and_transcripts_replay() {
+        for closed in [false, true] {
+            let t = Grid::new(GridConfig { closed_box: closed, test_size: 20, ..Default::default() }, 3).unwrap();
+            for i in 0..30 {
+                let p = t.train_problem(i);
+                let v = t.verify(&p, &p.solution);
+                assert!(v.correct && v.format_ok && v.reward == 1.0, "{}: {}\n{}", p.prompt, p.solution, v.detail);
+                let turns = crate::env::actions(&p.solution).len();
+                assert!(turns <= 4 * 4 - 2 + closed as usize && turns >= 2);
+            }
+            // The observation lines are ignored by the replay; a wrong plan fails.
+            let p = &t.test_problems()[0];
+            assert!(!t.verify(p, "north\nnorth\n").correct);
+            assert!(!t.verify(p, "").format_ok);
+        }
+        // Held-out layouts never appear in training.
+        let t = Grid::new(GridConfig::default(), 1).unwrap();
+        let test: std::collections::HashSet<String> = t.test_problems().iter().map(|p| p.meta.to_string()).collect();
+        assert!((0..300).all(|i| !test.contains(&t.train_problem(i).meta.to_string())));
+    }
+
+    #[test]
+    fn replay_stops_at_the_turn_limit_and_at_success() {
+        assert!(Grid::new(GridConfig { size: 3, max_turns: 9, ..Default::default() }, 0).is_err());
+        let t = Grid::new(GridConfig { size: 3, max_turns: 10, test_size: 5, ..Default::default() }, 0).unwrap();
+        let p = t.train_problem(0);
+        let mut env = t.environment(&p).unwrap();
+        let long = "east\nwest\n".repeat(10);
+        let tr = replay(env.as_mut(), &long);
+        assert_eq!(tr.turns.len(), 10);
+        let mut env = t.environment(&p).unwrap();
+        let tr = replay(env.as_mut(), &format!("{}north\n", p.solution));
+        assert!(
+            tr.success && tr.turns.len() == crate::env::actions(&p.solution).len(),
+            "actions after success are ignored"
+        );
+    }
+}

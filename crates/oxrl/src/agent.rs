@@ -1,0 +1,209 @@
+//! Multi-turn agent rollouts: the policy writes one action per turn, the task's environment
+//! answers with an observation line, until the episode ends or its turns run out.
+//!
+//! A rollout is one [`Completion`] over the whole transcript after the prompt: the sampled action
+//! tokens are `Token` positions (log-probs and entropies recorded; they alone carry the loss),
+//! the inserted observation lines are `Forced` positions. Every turn re-encodes the transcript
+//! so far as the prompt of one batched generation over the live episodes.
+
+use anyhow::{ensure, Context, Result};
+use oxrl_lm::latent::StepKind;
+use oxrl_lm::sampler::{generate, Completion, Finish, SamplingParams};
+use oxrl_lm::{Tokenizer, Transformer};
+use oxrl_tasks::env::{observation_line, Environment};
+use oxrl_tasks::{Problem, Task};
+
+/// Token ids whose text ends an action line (their decoded text contains a newline).
+fn newline_ids(tok: &dyn Tokenizer) -> Vec<u32> {
+    (0..tok.vocab_size() as u32).filter(|&i| tok.decode_special(i).is_ok_and(|s| s.contains('\n'))).collect()
+}
+
+/// Run one episode per problem (`prompts[i]` is problem i's encoded prompt). `params` is the
+/// per-turn sampling (its `max_new_tokens` the per-turn budget); the episode's stop tokens end
+/// it early (the agent quits).
+pub fn run_episodes(
+    model: &Transformer,
+    tok: &dyn Tokenizer,
+    task: &dyn Task,
+    problems: &[&Problem],
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    rng: &mut impl rand::Rng,
+) -> Result<Vec<Completion>> {
+    ensure!(model.latent.is_none(), "multi-turn agent rollouts do not support latent-reasoning policies");
+    let mut envs: Vec<Box<dyn Environment>> = problems
+        .iter()
+        .map(|p| task.environment(p).with_context(|| format!("task `{}` has no environment", task.name())))
+        .collect::<Result<_>>()?;
+    let newline = newline_ids(tok);
+    ensure!(!newline.is_empty(), "the tokenizer has no token containing a newline (agent actions end with one)");
+    let mut turn_params = params.clone();
+    turn_params.stop_tokens.extend(&newline);
+    let n = problems.len();
+    let mut out: Vec<Completion> =
+        (0..n).map(|_| Completion::of_tokens(vec![], vec![], vec![], Finish::Length)).collect();
+    let mut turns = vec![0usize; n];
+    let mut live: Vec<usize> = (0..n).collect();
+    let limit = model.cfg.max_position_embeddings;
+    while !live.is_empty() {
+        let batch: Vec<Vec<u32>> = live.iter().map(|&i| [prompts[i].as_slice(), &out[i].tokens].concat()).collect();
+        let gens = generate(model, &batch, &turn_params, tok.pad_id(), rng)?;
+        let mut still = Vec::with_capacity(live.len());
+        for (&i, g) in live.iter().zip(gens) {
+            let c = &mut out[i];
+            let quit = g.tokens.last().is_some_and(|t| params.stop_tokens.contains(t));
+            let ended_line = g.tokens.last().is_some_and(|t| newline.contains(t));
+            let text = tok.decode(&g.tokens)?;
+            let action = text.split('\n').next().unwrap_or("").trim().to_string();
+            c.kinds.extend(std::iter::repeat_n(StepKind::Token, g.tokens.len()));
+            c.inputs.extend(std::iter::repeat_n(None, g.tokens.len()));
+            c.tokens.extend(&g.tokens);
+            c.logp.extend(&g.logp);
+            c.entropy.extend(&g.entropy);
+            turns[i] += 1;
+            let env = envs[i].as_mut();
+            let step = if action.is_empty() && quit { None } else { Some(env.step(&action)) };
+            let done = step.as_ref().is_some_and(|s| s.done);
+            if quit || done {
+                c.finish = Finish::Stop;
+                continue;
+            }
+            if turns[i] >= env.max_turns() {
+                continue; // out of turns: Finish::Length
+            }
+            let mut obs = if ended_line { String::new() } else { "\n".to_string() };
+            obs.push_str(&observation_line(&step.expect("stepped").observation));
+            let ids = tok.encode(&obs)?;
+            if prompts[i].len() + c.tokens.len() + ids.len() + params.max_new_tokens > limit {
+                continue; // the next turn would not fit the context: Finish::Length
+            }
+            c.kinds.extend(std::iter::repeat_n(StepKind::Forced, ids.len()));
+            c.inputs.extend(std::iter::repeat_n(None, ids.len()));
+            c.logp.extend(std::iter::repeat_n(0.0, ids.len()));
+            c.entropy.extend(std::iter::repeat_n(0.0, ids.len()));
+            c.tokens.extend(ids);
+            still.push(i);
+        }
+        live = still;
+    }
+    Ok(out)
+}
+
+/// The transcript a verifier reads: actions and observations, up to the agent's stop token.
+pub fn transcript(tok: &dyn Tokenizer, c: &Completion) -> Result<String> {
+    oxrl_lm::prompt::decode_response(tok, &c.tokens)
+}
+
+/// The separator (last action token) of every turn: the end of each run of sampled tokens.
+pub fn turn_ends(c: &Completion) -> Vec<usize> {
+    let n = c.tokens.len();
+    (0..n).filter(|&j| c.kind(j) == StepKind::Token && (j + 1 == n || c.kind(j + 1) != StepKind::Token)).collect()
+}
+
+/// Whether a task's problems are multi-turn episodes.
+pub fn is_agent_task(task: &dyn Task) -> bool {
+    task.environment(&task.train_problem(0)).is_some()
+}
+
+/// Completions for `problems`: multi-turn episodes for agent tasks, else one generation.
+pub fn rollout(
+    model: &Transformer,
+    tok: &dyn Tokenizer,
+    task: &dyn Task,
+    problems: &[&Problem],
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    rng: &mut impl rand::Rng,
+) -> Result<Vec<Completion>> {
+    if is_agent_task(task) {
+        run_episodes(model, tok, task, problems, prompts, params, rng)
+    } else {
+        generate(model, prompts, params, tok.pad_id(), rng)
+    }
+}
+
+/// The text a completion is verified on: the transcript for agent tasks, else the sampled tokens.
+pub fn response_text(tok: &dyn Tokenizer, task: &dyn Task, c: &Completion) -> Result<String> {
+    if is_agent_task(task) {
+        transcript(tok, c)
+    } else {
+        oxrl_lm::prompt::decode_response(tok, &c.text_tokens())
+    }
+}
+
+/// Replay a transcript of `problem` in a fresh environment.
+pub fn replay(task: &dyn Task, problem: &Problem, text: &str) -> Result<oxrl_tasks::env::Trajectory> {
+    let mut env = task.environment(problem).with_context(|| format!("task `{}` has no environment", task.name()))?;
+    Ok(oxrl_tasks::env::replay(env.as_mut(), text))
+}
+
+/// Each turn's reward under `train.agent_reward` (not `outcome`): `dense` — the sub-goal events
+/// normalised (practitioner's guide); `direct` / `gated` — D-RA / G-RA over the immediate rewards
+/// `agent_step_reward` per executable action (once per distinct action and result), the
+/// episode's `outcome` reward on the last turn.
+pub fn turn_rewards(
+    task: &dyn Task,
+    problem: &Problem,
+    text: &str,
+    outcome: f64,
+    t: &crate::config::TrainConfig,
+) -> Result<Vec<f64>> {
+    use oxrl_core::shaping::{gated_reward, turn_rewards as tr};
+    let traj = replay(task, problem, text)?;
+    if traj.turns.is_empty() {
+        return Ok(vec![outcome]);
+    }
+    Ok(match t.agent_reward.as_str() {
+        "dense" => {
+            let events: Vec<f64> = traj.turns.iter().map(|x| x.step.reward).collect();
+            let max_events = task.environment(problem).map_or(1, |e| e.max_events());
+            tr::dense(&events, traj.success, max_events)
+        }
+        mode => {
+            let low: Vec<f64> =
+                traj.turns.iter().map(|x| if x.step.valid { t.agent_step_reward } else { 0.0 }).collect();
+            let keys: Vec<String> = traj.turns.iter().map(|x| format!("{}|{}", x.action, x.step.observation)).collect();
+            let low = gated_reward::once_per_key(&low, &keys);
+            gated_reward::accumulate(outcome, &low, (mode == "gated").then_some(t.agent_gate))
+        }
+    })
+}
+
+/// An agent transcript encoded as the rollout would produce it — each action line and each
+/// observation line encoded on its own, then the end-of-sequence id — with the loss mask of an
+/// SFT demonstration: 1 on action tokens (and the end), 0 on observation lines.
+pub fn encode_transcript(tok: &dyn Tokenizer, transcript: &str) -> Result<(Vec<u32>, Vec<f32>)> {
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for line in transcript.split_inclusive('\n') {
+        let seg = tok.encode(line)?;
+        let m = if line.starts_with(oxrl_tasks::env::OBS_MARK) { 0.0 } else { 1.0 };
+        mask.extend(std::iter::repeat_n(m, seg.len()));
+        ids.extend(seg);
+    }
+    ids.push(tok.eos_id());
+    mask.push(1.0);
+    Ok((ids, mask))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_ends_are_the_last_tokens_of_sampled_runs() {
+        let mut c = Completion::of_tokens(vec![1; 9], vec![0.0; 9], vec![0.0; 9], Finish::Stop);
+        use StepKind::{Forced as F, Token as T};
+        c.kinds = vec![T, T, F, F, T, T, T, F, T];
+        assert_eq!(turn_ends(&c), vec![1, 6, 8]);
+    }
+
+    #[test]
+    fn transcripts_mask_observations() -> Result<()> {
+        let tok = oxrl_lm::CharTokenizer::new();
+        let (ids, mask) = encode_transcript(&tok, "ab\n@x y\ncd\n")?;
+        assert_eq!(ids.len(), 3 + 5 + 3 + 1);
+        assert_eq!(mask, [vec![1.0; 3], vec![0.0; 5], vec![1.0; 4]].concat());
+        assert_eq!(tok.decode(&ids)?, "ab\n@x y\ncd\n");
+        Ok(())
+    }
+}
