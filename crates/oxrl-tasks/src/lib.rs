@@ -10,6 +10,7 @@
 //! (user data with the [`math_answer`] verifier).
 
 pub mod arith;
+pub mod code;
 pub mod countdown;
 pub mod env;
 pub mod grid;
@@ -18,6 +19,9 @@ pub mod jsonl;
 pub mod math_answer;
 pub mod multidigit;
 pub mod rational;
+pub mod sandbox;
+pub mod shop;
+pub mod swe_toy;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -203,6 +207,13 @@ pub enum TaskConfig {
     Grounding(grounding::GroundingConfig),
     /// Multi-turn text gridworld agent task (put the key in the box).
     Grid(grid::GridConfig),
+    /// Python functions from examples, rewarded by hidden tests run in the sandbox.
+    Code(code::CodeConfig),
+    /// WebShop-style catalogue agent task.
+    Shop(shop::ShopConfig),
+    /// Fix a seeded bug in a tiny Python module (agent task; tests in the sandbox).
+    #[serde(rename = "swe-toy")]
+    SweToy(swe_toy::SweToyConfig),
     /// User data (JSONL or Parquet); `name = "dataset"` is accepted too.
     #[serde(alias = "dataset")]
     Jsonl(jsonl::JsonlConfig),
@@ -224,6 +235,9 @@ impl TaskConfig {
             TaskConfig::Arith(_) => "arith",
             TaskConfig::Grounding(_) => "grounding",
             TaskConfig::Grid(_) => "grid",
+            TaskConfig::Code(_) => "code",
+            TaskConfig::Shop(_) => "shop",
+            TaskConfig::SweToy(_) => "swe-toy",
             TaskConfig::Jsonl(_) => "jsonl",
         }
     }
@@ -238,9 +252,12 @@ impl TaskConfig {
             "arith" => TaskConfig::Arith(Default::default()),
             "grounding" => TaskConfig::Grounding(Default::default()),
             "grid" => TaskConfig::Grid(Default::default()),
+            "code" => TaskConfig::Code(Default::default()),
+            "shop" => TaskConfig::Shop(Default::default()),
+            "swe-toy" => TaskConfig::SweToy(Default::default()),
             "jsonl" => anyhow::bail!("task `jsonl` needs a config with `train = \"file.jsonl\"`"),
             other => anyhow::bail!(
-                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, grid, jsonl)"
+                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, grid, shop, swe-toy, code, jsonl)"
             ),
         })
     }
@@ -257,6 +274,9 @@ impl TaskConfig {
             TaskConfig::Arith(c) => Box::new(arith::Arith::new(c.clone(), seed)?),
             TaskConfig::Grounding(c) => Box::new(grounding::Grounding::new(c.clone(), seed)?),
             TaskConfig::Grid(c) => Box::new(grid::Grid::new(c.clone(), seed)?),
+            TaskConfig::Code(c) => Box::new(code::Code::new(c.clone(), seed)?),
+            TaskConfig::Shop(c) => Box::new(shop::Shop::new(c.clone(), seed)?),
+            TaskConfig::SweToy(c) => Box::new(swe_toy::SweToy::new(c.clone(), seed)?),
             TaskConfig::Jsonl(c) => Box::new(jsonl::JsonlTask::load(c.clone(), seed)?),
         })
     }
