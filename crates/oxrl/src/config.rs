@@ -476,6 +476,26 @@ pub struct TrainConfig {
     pub agent_step_reward: f64,
     /// G-RA's gate δ on the outcome.
     pub agent_gate: f64,
+    /// PrefixRL: share of groups whose prompt carries a prefix of the reference solution (0 =
+    /// off), faded out as the running accuracy rises; cut fraction range.
+    pub prefix_rl: f64,
+    pub prefix_min: f64,
+    pub prefix_max: f64,
+    /// SEELE: rollout rounds per step (`group_size` samples each) with per-problem hint ratios
+    /// fitted to reach `seele_target` accuracy (IRT discrimination a and floor c).
+    pub seele: bool,
+    pub seele_rounds: usize,
+    pub seele_target: f64,
+    pub seele_a: f64,
+    pub seele_c: f64,
+    /// IGPO: regenerate all-wrong groups with forced solution prefixes (ratio in [low, high]),
+    /// replace up to `igpo_max_replacements` members by correct ones, and keep the top
+    /// `igpo_entropy_keep` share of forced tokens (by entropy) in the loss.
+    pub igpo: bool,
+    pub igpo_eta_low: f64,
+    pub igpo_eta_high: f64,
+    pub igpo_max_replacements: usize,
+    pub igpo_entropy_keep: f64,
     /// RPO: replace the verifier's reward by the binary rubric preference against a competitor,
     /// judged by `arena_judge` ("task" or an LM judge directory).
     pub rpo: bool,
@@ -684,6 +704,19 @@ impl Default for TrainConfig {
             agent_reward: "outcome".into(),
             agent_step_reward: 0.05,
             agent_gate: 1.0,
+            prefix_rl: 0.0,
+            prefix_min: 0.1,
+            prefix_max: 0.9,
+            seele: false,
+            seele_rounds: 3,
+            seele_target: 0.5,
+            seele_a: 10.0,
+            seele_c: 0.0,
+            igpo: false,
+            igpo_eta_low: 0.2,
+            igpo_eta_high: 0.6,
+            igpo_max_replacements: 4,
+            igpo_entropy_keep: 0.2,
             rpo: false,
             rpo_opponent: "greedy".into(),
             ppr_coef: 0.0,
@@ -1086,6 +1119,21 @@ impl RunConfig {
                 ),
             )?;
         }
+        let prefix_ok = (0.0..=1.0).contains(&t.prefix_rl) && 0.0 <= t.prefix_min && t.prefix_min <= t.prefix_max;
+        if !(prefix_ok && t.prefix_max < 1.0) {
+            err("prefix_rl", "prefix_rl must be in [0, 1] and 0 <= prefix_min <= prefix_max < 1".into())?;
+        }
+        if t.seele_rounds == 0
+            || !(0.0..1.0).contains(&t.seele_target)
+            || t.seele_a <= 0.0
+            || !(0.0..1.0).contains(&t.seele_c)
+        {
+            err("seele", "seele_rounds must be > 0, seele_target and seele_c in [0, 1), seele_a > 0".into())?;
+        }
+        let eta_ok = 0.0 <= t.igpo_eta_low && t.igpo_eta_low <= t.igpo_eta_high && t.igpo_eta_high <= 1.0;
+        if !(eta_ok && (0.0..=1.0).contains(&t.igpo_entropy_keep)) {
+            err("igpo", "0 <= igpo_eta_low <= igpo_eta_high <= 1 and igpo_entropy_keep in [0, 1]".into())?;
+        }
         if !matches!(t.agent_reward.as_str(), "outcome" | "dense" | "direct" | "gated") {
             err("agent_reward", format!("`{}` is not one of outcome, dense, direct, gated", t.agent_reward))?;
         }
@@ -1315,6 +1363,9 @@ mod tests {
             (&["train.depo_alpha=0.5", "train.depo_clip_low=1.5"][..], "train.depo_alpha"),
             (&["train.latent_noise=-1"][..], "train.latent_noise"),
             (&["train.agent_reward=\"sometimes\""][..], "train.agent_reward"),
+            (&["train.prefix_rl=0.5", "train.prefix_min=0.95"][..], "train.prefix_rl"),
+            (&["train.seele=true", "train.seele_rounds=0"][..], "train.seele"),
+            (&["train.igpo=true", "train.igpo_eta_low=0.9"][..], "train.igpo"),
             (&["train.latent_grpo=true", "train.advantage=\"rloo\""][..], "train.latent_grpo"),
             (&["ra3.length_cost=-1"][..], "ra3.length_cost"),
             (&["ra3.candidates=0"][..], "ra3"),

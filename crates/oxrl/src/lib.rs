@@ -9,6 +9,7 @@ pub mod dpo;
 pub mod eval;
 pub mod flow;
 pub mod generate;
+pub mod hints;
 pub mod interference;
 pub mod judge;
 pub mod latent_rl;

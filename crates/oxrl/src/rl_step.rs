@@ -26,6 +26,7 @@ use oxrl_lm::scorer::{score, score_inputs, ScoreOptions};
 use oxrl_lm::value_head::ValueHead;
 use oxrl_lm::Transformer;
 use oxrl_tasks::Task;
+use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
@@ -47,6 +48,12 @@ pub struct TrainState {
     /// Latent-GRPO: the range of hidden-state norms on the expert solutions (set by the first step).
     #[serde(default)]
     pub latent_norm_range: Option<(f64, f64)>,
+    /// SEELE: the first round's hint ratio (the last step's mean choice).
+    #[serde(default)]
+    pub seele_h: f64,
+    /// PrefixRL: running rollout accuracy driving the prefix fade-out.
+    #[serde(default)]
+    pub prefix_acc: Option<f64>,
 }
 
 pub struct Models<'a> {
@@ -86,6 +93,10 @@ struct Sample {
     process: Option<f64>,
     /// Agent tasks with turn-level rewards: each turn's reward, placed on its last action token.
     turn_values: Option<Vec<f64>>,
+    /// SEELE / PrefixRL: the share of the solution given in the prompt (0 = none).
+    hint_ratio: f64,
+    /// IGPO: solution tokens forced at the start of the response.
+    igpo_hint: usize,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -342,6 +353,9 @@ pub fn rl_step(
             ("rpo", t.rpo),
             ("dph_coef", t.dph_coef > 0.0 && t.dph_divergence != "none"),
             ("reward_model", models.reward_model.is_some()),
+            ("prefix_rl", t.prefix_rl > 0.0),
+            ("seele", t.seele),
+            ("igpo", t.igpo),
         ];
         if let Some((k, _)) = unsupported.iter().find(|x| x.1) {
             anyhow::bail!("key `train.{k}`: not supported on multi-turn agent tasks (`{}`)", task.name());
@@ -370,6 +384,7 @@ pub fn rl_step(
         }
     };
     let mut visurf_injected = 0usize;
+    let (mut igpo_triggered, mut igpo_replaced) = (0usize, 0usize);
     // The reward of a verdict on a response of `len` tokens: the verifier's, or the hierarchical
     // gated reward, plus the DAPO overlong penalty.
     let reward_of = |v: &oxrl_tasks::Verdict, len: usize| -> f64 {
@@ -394,35 +409,79 @@ pub fn rl_step(
             self_dropped += drawn - problems.len();
             self_drawn += drawn;
         }
-        let mut prompts = Vec::with_capacity(problems.len() * t.group_size);
-        for p in &problems {
-            let ids = crate::policy::prompt_ids(tok, p)?;
-            prompts.extend(std::iter::repeat_n(ids, t.group_size));
-        }
+        // Solution-prefix hints in the prompt: PrefixRL (one per problem, faded out as accuracy
+        // rises) or SEELE (per problem and round, fitted to the target accuracy).
+        let base: Vec<Vec<u32>> = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<_>>()?;
+        let mut hint_rng = oxrl_core::seed::rng(cfg.seed, "hints", step_no * 1000 + rounds as u64);
+        let mut hints: Vec<crate::hints::Hint> = problems
+            .iter()
+            .map(|p| {
+                if t.seele && !p.solution.is_empty() {
+                    crate::hints::solution_prefix(tok, p, state.seele_h)
+                } else if t.prefix_rl > 0.0 {
+                    let acc = state.prefix_acc.unwrap_or(0.0);
+                    crate::hints::prefix_rl_hint(tok, p, t.prefix_rl, t.prefix_min, t.prefix_max, acc, &mut hint_rng)
+                } else {
+                    Ok(Default::default())
+                }
+            })
+            .collect::<Result<_>>()?;
         let mut rng = oxrl_core::seed::rng(cfg.seed, "rollout", step_no * 1000 + rounds as u64);
         // ReasonMaxxer learns from the base model's rollouts; every other objective samples the policy.
         let gen_model = if rmx { models.reference.expect("checked above") } else { &policy.model };
-        // Latent-GRPO: one-sided noise on the latents of part of every group.
-        let outs = match crate::latent_rl::noise(t.latent_noise, t.latent_noise_frac, prompts.len(), t.group_size) {
-            Some(nz) => oxrl_lm::sampler::generate_latent(gen_model, &prompts, &params, pad, &mut rng, Some(&nz))?,
-            None if agent => {
-                let probs: Vec<&oxrl_tasks::Problem> =
-                    problems.iter().flat_map(|p| std::iter::repeat_n(p, t.group_size)).collect();
-                crate::agent::run_episodes(gen_model, tok, task, &probs, &prompts, &params, &mut rng)?
+        let n_rounds = if t.seele { t.seele_rounds } else { 1 };
+        let mut seele_obs: Vec<Vec<(f64, bool)>> = vec![Vec::new(); problems.len()];
+        type Drawn = (Vec<u32>, crate::hints::Hint, Completion);
+        let mut drawn: Vec<Vec<Drawn>> = (0..problems.len()).map(|_| Vec::new()).collect();
+        for round in 0..n_rounds {
+            let mut prompts = Vec::with_capacity(problems.len() * t.group_size);
+            for (ids, h) in base.iter().zip(&hints) {
+                prompts.extend(std::iter::repeat_n([ids.as_slice(), &h.ids].concat(), t.group_size));
             }
-            None => generate(gen_model, &prompts, &params, pad, &mut rng)?,
-        };
+            // Latent-GRPO: one-sided noise on the latents of part of every group.
+            let outs = match crate::latent_rl::noise(t.latent_noise, t.latent_noise_frac, prompts.len(), t.group_size) {
+                Some(nz) => oxrl_lm::sampler::generate_latent(gen_model, &prompts, &params, pad, &mut rng, Some(&nz))?,
+                None if agent => {
+                    let probs: Vec<&oxrl_tasks::Problem> =
+                        problems.iter().flat_map(|p| std::iter::repeat_n(p, t.group_size)).collect();
+                    crate::agent::run_episodes(gen_model, tok, task, &probs, &prompts, &params, &mut rng)?
+                }
+                None => generate(gen_model, &prompts, &params, pad, &mut rng)?,
+            };
+            for (i, (c, prompt)) in outs.into_iter().zip(prompts).enumerate() {
+                drawn[i / t.group_size].push((prompt, hints[i / t.group_size].clone(), c));
+            }
+            if t.seele && round + 1 < n_rounds {
+                // SEELE: fit each problem's difficulty on its (ratio, outcome) pairs so far and
+                // choose the next round's ratio for the target accuracy.
+                for (pi, p) in problems.iter().enumerate() {
+                    if p.solution.is_empty() {
+                        continue;
+                    }
+                    for (_, h, c) in &drawn[pi][drawn[pi].len() - t.group_size..] {
+                        let text = format!("{}{}", h.text, oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?);
+                        seele_obs[pi].push((h.ratio, task.verify(p, &text).correct));
+                    }
+                    let next =
+                        oxrl_core::shaping::seele::next_ratio(&seele_obs[pi], t.seele_target, t.seele_a, t.seele_c);
+                    hints[pi] = crate::hints::solution_prefix(tok, p, next)?;
+                }
+            }
+        }
+        if t.seele {
+            let last: Vec<f64> = hints.iter().map(|h| h.ratio).collect();
+            state.seele_h = mean(last.iter().copied());
+        }
         rounds += 1;
-        let mut outs = outs.into_iter();
-        for (p, prompt_group) in problems.iter().zip(prompts.chunks(t.group_size)) {
-            let mut group = Vec::with_capacity(t.group_size);
-            for prompt in prompt_group {
-                let c = outs.next().expect("one completion per prompt");
+        for (pi, (p, entries)) in problems.iter().zip(drawn).enumerate() {
+            let mut group = Vec::with_capacity(entries.len());
+            for (prompt, hint, c) in entries {
                 gen_tokens += c.tokens.len();
                 let text = if agent {
                     crate::agent::transcript(tok, &c)?
                 } else {
-                    oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?
+                    // The verifier reads hint + continuation.
+                    format!("{}{}", hint.text, oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?)
                 };
                 let v = task.verify(p, &text);
                 let mut reward = reward_of(&v, c.tokens.len());
@@ -438,7 +497,7 @@ pub fn rl_step(
                 drawn_correct += v.correct as usize;
                 group.push(Sample {
                     group: 0,
-                    prompt: prompt.clone(),
+                    prompt,
                     completion: c,
                     reward,
                     correct: v.correct,
@@ -450,7 +509,50 @@ pub fn rl_step(
                     process,
                     text,
                     turn_values,
+                    hint_ratio: hint.ratio,
+                    igpo_hint: 0,
                 });
+            }
+            if t.igpo
+                && !p.solution.is_empty()
+                && oxrl_core::shaping::igpo::triggered(&group.iter().map(|s| s.correct).collect::<Vec<_>>())
+            {
+                // IGPO: regenerate the all-wrong group with forced solution prefixes; correct
+                // guided samples replace up to max_replacements members.
+                igpo_triggered += 1;
+                let g = group.len();
+                let mut etas: Vec<f64> = (0..g)
+                    .map(|_| t.igpo_eta_low + hint_rng.random::<f64>() * (t.igpo_eta_high - t.igpo_eta_low))
+                    .collect();
+                etas.sort_by(f64::total_cmp);
+                let pre = etas.iter().map(|&e| crate::hints::solution_prefix(tok, p, e)).collect::<Result<Vec<_>>>()?;
+                let gp: Vec<Vec<u32>> = pre.iter().map(|h| [base[pi].as_slice(), &h.ids].concat()).collect();
+                let outs = generate(gen_model, &gp, &params, pad, &mut rng)?;
+                let mut guided = Vec::with_capacity(g);
+                for (h, c) in pre.iter().zip(outs) {
+                    let (n, m) = (h.ids.len(), c.tokens.len());
+                    let text = format!("{}{}", h.text, oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?);
+                    let mut comp = Completion::of_tokens(
+                        [h.ids.as_slice(), &c.tokens].concat(),
+                        [vec![0.0; n], c.logp].concat(),
+                        [vec![0.0; n], c.entropy].concat(),
+                        c.finish,
+                    );
+                    comp.kinds = [vec![StepKind::Forced; n], vec![StepKind::Token; m]].concat();
+                    comp.inputs = vec![None; n + m];
+                    let v = task.verify(p, &text);
+                    guided.push((comp, text, v, n));
+                }
+                let ok: Vec<bool> = guided.iter().map(|x| x.2.correct).collect();
+                for (member, gi) in oxrl_core::shaping::igpo::replacements(&ok, g, t.igpo_max_replacements) {
+                    let (comp, text, v, n) = guided[gi].clone();
+                    let s = &mut group[member];
+                    s.reward = reward_of(&v, comp.tokens.len());
+                    s.process = process_of(p, &text)?;
+                    (s.completion, s.text, s.correct, s.format_ok) = (comp, text, v.correct, v.format_ok);
+                    (s.prompt, s.igpo_hint, s.hint_ratio) = (base[pi].clone(), n, 0.0);
+                    igpo_replaced += 1;
+                }
             }
             // ViSurf: the ground truth in place of the last rollout (its reward from the same
             // verifier and shaping), in every group or only where no rollout is correct.
@@ -488,6 +590,11 @@ pub fn rl_step(
         }
     }
     state.cursor = data.cursor;
+    if t.prefix_rl > 0.0 {
+        // PrefixRL's fade-out follows the running rollout accuracy.
+        let acc = drawn_correct as f64 / drawn_rewards.len().max(1) as f64;
+        state.prefix_acc = Some(state.prefix_acc.map_or(acc, |a| 0.9 * a + 0.1 * acc));
+    }
     if let Some(rm) = models.reward_model {
         // The reward model's score is the reward (correctness stays the verifier's).
         let prompts: Vec<Vec<u32>> = samples.iter().map(|s| s.prompt.clone()).collect();
@@ -538,6 +645,21 @@ pub fn rl_step(
     if t.self_filter {
         m.insert("self_filtered".into(), json!(self_dropped as f64 / self_drawn.max(1) as f64));
     }
+    if t.prefix_rl > 0.0 || t.seele {
+        m.insert("hint_ratio_mean".into(), json!(mean(samples.iter().map(|s| s.hint_ratio))));
+        m.insert("prefix_share".into(), json!(mean(samples.iter().map(|s| (s.hint_ratio > 0.0) as u8 as f64))));
+        let plain: Vec<f64> = samples.iter().filter(|s| s.hint_ratio == 0.0).map(|s| s.correct as u8 as f64).collect();
+        if !plain.is_empty() {
+            m.insert("accuracy_unprefixed".into(), json!(mean(plain.into_iter())));
+        }
+    }
+    if t.seele {
+        m.insert("seele_next_ratio".into(), json!(state.seele_h));
+    }
+    if t.igpo {
+        m.insert("igpo_triggered".into(), json!(igpo_triggered as f64 / groups_drawn.max(1) as f64));
+        m.insert("igpo_replaced".into(), json!(igpo_replaced as f64 / igpo_triggered.max(1) as f64));
+    }
     if samples.is_empty() {
         // Nothing to learn from: dynamic sampling found no group with variance, or SELF found
         // every greedy answer correct.
@@ -587,6 +709,20 @@ pub fn rl_step(
     };
     let (logp_old, entropy, values_old, er_stats) =
         score_all(&policy.model, models.value, &samples, pad, t.temperature, er_stride, er_every)?;
+    for (i, s) in samples.iter_mut().enumerate() {
+        if s.igpo_hint > 0 {
+            // IGPO: of the forced hint tokens only the top share by π_old entropy carries loss
+            // (their π_old log-probs become the sampler's record).
+            let h = s.igpo_hint;
+            for j in oxrl_core::shaping::igpo::entropy_keep(&entropy[i][..h], t.igpo_entropy_keep) {
+                s.completion.kinds[j] = StepKind::Token;
+            }
+            for j in 0..h {
+                s.completion.logp[j] = logp_old[i][j] as f32;
+                s.completion.entropy[j] = entropy[i][j] as f32;
+            }
+        }
+    }
     if let Some(e) = &er_stats {
         m.insert("effective_rank".into(), json!(mean(e.iter().map(|x| x.0))));
         if t.verl_coef > 0.0 {
@@ -947,6 +1083,9 @@ pub fn rl_step(
     let siren =
         if t.siren_coef > 0.0 { Some(oxrl_core::regularizer::siren::Anchor::parse(&t.siren_anchor)?) } else { None };
     let siren_peak = siren.map(|_| oxrl_core::regularizer::siren::peak_mask(&entropy, t.siren_rho));
+    // Positions that were not sampled (latent segments, agent observations, forced hints) carry
+    // no token loss.
+    let kinds_mask = samples.iter().any(|s| !s.completion.kinds.is_empty());
     let dph_div = oxrl_core::regularizer::dph::Divergence::parse(&t.dph_divergence, t.dph_alpha)?
         .filter(|_| t.dph_coef > 0.0 && models.rehearsal.is_some());
     for epoch in 0..t.epochs {
@@ -1007,7 +1146,7 @@ pub fn rl_step(
                 let s = score_inputs(&policy.model, &prompts, &resp, Some(&inputs), pad, opts)?;
                 let mut mask = s.mask.clone();
                 // Latent segments: token terms on sampled tokens only; latents get DePO's term.
-                let lat_mask = if latent_coconut || agent {
+                let lat_mask = if kinds_mask {
                     let (tok_rows, lat_rows): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
                         idx.iter().map(|&i| crate::latent_rl::kind_rows(&samples[i].completion)).unzip();
                     let local =

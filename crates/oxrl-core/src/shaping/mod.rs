@@ -3,10 +3,12 @@
 pub mod dynamic_sampling;
 pub mod gated_reward;
 pub mod hierarchical;
+pub mod igpo;
 pub mod overlong;
 pub mod ppr;
 pub mod rlfr;
 pub mod rpo;
+pub mod seele;
 pub mod turn_rewards;
 pub mod visurf;
 
