@@ -360,9 +360,13 @@ pub struct TrainConfig {
     pub lite_ppo_centered_std: bool,
     /// Policy objective: "ppo" (the clipped surrogate on the estimator's advantages), "pacs"
     /// (PACS: supervised BCE of the implicit reward against the binary outcome; advantages unused)
-    /// or "reasonmaxxer" (RL-free contrastive loss at the base model's decision points, on base
+    /// "prdp" (reward-difference regression over the pairs of each group) or "reasonmaxxer" (RL-free contrastive loss at the base model's decision points, on base
     /// rollouts; needs the reference).
     pub objective: String,
+    /// PRDP (`objective = "prdp"`): β of the implicit reward difference and the per-token
+    /// log-ratio clip ε.
+    pub prdp_beta: f64,
+    pub prdp_clip: f64,
     /// ReasonMaxxer: fraction ρ of the batch's response positions (highest base entropy) that are
     /// decision points.
     pub rm_rho: f64,
@@ -649,6 +653,8 @@ impl Default for TrainConfig {
             value_clip: 0.5,
             lite_ppo_centered_std: false,
             objective: "ppo".into(),
+            prdp_beta: 0.1,
+            prdp_clip: 0.2,
             rm_rho: 0.02,
             rm_top_k: 5,
             rm_neg_coef: 1.0,
@@ -1040,6 +1046,17 @@ impl RunConfig {
                     err("pacs_beta", format!("must be > 0 (got {})", t.pacs_beta))?;
                 }
             }
+            "prdp" => {
+                if t.group_size < 2 {
+                    err(
+                        "group_size",
+                        "PRDP regresses reward differences of pairs in a group: needs group_size >= 2".into(),
+                    )?;
+                }
+                if t.prdp_beta <= 0.0 || t.prdp_clip <= 0.0 {
+                    err("prdp_beta", "prdp_beta and prdp_clip must be > 0".into())?;
+                }
+            }
             "reasonmaxxer" => {
                 if t.reference == "none" {
                     err(
@@ -1051,7 +1068,9 @@ impl RunConfig {
                     err("rm_rho", "rm_rho must be in (0, 1], rm_top_k > 0 and rm_neg_coef >= 0".into())?;
                 }
             }
-            other => err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\", \"reasonmaxxer\""))?,
+            other => {
+                err("objective", format!("`{other}` is not one of \"ppo\", \"pacs\", \"prdp\", \"reasonmaxxer\""))?
+            }
         }
         if t.libra_tau <= 0.0 || !(0.0..=1.0).contains(&t.libra_min_scale) {
             err("libra_tau", "libra_tau must be > 0 and libra_min_scale in [0, 1]".into())?;

@@ -1104,7 +1104,7 @@ pub fn rl_step(
                     .map(|&i| {
                         let tokens = keep_mask[i].first().copied().unwrap_or(0.0) * lens[i] as f64;
                         match (t.objective.as_str(), t.loss_agg) {
-                            ("pacs", _) => 1.0, // PACS averages over every response
+                            ("pacs" | "prdp", _) => 1.0, // averages over every response / pair
                             ("ppo", oxrl_core::loss::AggMode::TokenMean) => tokens,
                             _ => (tokens > 0.0) as u8 as f64,
                         }
@@ -1211,6 +1211,22 @@ pub fn rl_step(
                     if st.neg_p.is_finite() {
                         add("rm_negative_p", st.neg_p);
                     }
+                    l
+                } else if t.objective == "prdp" {
+                    // PRDP: regress β·Σ clipped log-ratio differences onto reward differences
+                    // of every pair in a group.
+                    let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].reward).collect();
+                    let groups: Vec<usize> = idx.iter().map(|&i| samples[i].group).collect();
+                    let (l, pairs) = oxrl_core::loss::prdp::prdp_loss(
+                        &s.logp,
+                        &old,
+                        &mask,
+                        &rewards,
+                        &groups,
+                        t.prdp_beta,
+                        t.prdp_clip,
+                    )?;
+                    add("prdp_pairs", pairs as f64);
                     l
                 } else if t.objective == "pacs" {
                     // PACS: BCE of the group-centred implicit reward against the outcome.

@@ -893,3 +893,22 @@ fn latent_grpo_masks_invalid_rollouts_and_selects_one_correct_path() -> Result<(
     assert!(r1 > r0 + 0.1, "Latent-GRPO learns: {r0:.3} -> {r1:.3}");
     Ok(())
 }
+
+/// PRDP (2024; the LM mapping INFERRED): no advantages — the policy regresses β·Σ clipped
+/// log-ratio differences of every pair in a group onto their reward differences; it learns the
+/// bandit, over all C(G, 2) pairs of each group.
+#[test]
+fn prdp_regresses_reward_differences_and_learns() -> Result<()> {
+    let mut c = bandit_config("grpo");
+    c.train.objective = "prdp".into();
+    c.train.prdp_beta = 1.0;
+    c.train.prdp_clip = 0.2;
+    c.validate()?;
+    let run = run_bandit(&c, 30, 3e-3)?;
+    let (r0, r1) = (mean_of(&run, "reward_mean", 0..5), mean_of(&run, "reward_mean", 25..30));
+    eprintln!("PRDP reward {r0:.3} -> {r1:.3}");
+    // 12 groups of 16 in two minibatches: 6·C(16, 2) = 720 pairs per update.
+    assert!(run.iter().all(|m| m["prdp_pairs"].as_f64() == Some(720.0)));
+    assert!(r1 > r0 + 0.15, "PRDP learns: {r0:.3} -> {r1:.3}");
+    Ok(())
+}

@@ -7,6 +7,7 @@ pub mod gui_g1;
 pub mod pacs;
 pub mod pipo;
 pub mod ppo_clip;
+pub mod prdp;
 pub mod preference;
 pub mod ra3;
 pub mod reasonmaxxer;
