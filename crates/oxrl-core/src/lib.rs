@@ -15,3 +15,4 @@ pub mod regularizer;
 pub mod seed;
 pub mod shaping;
 pub mod vi;
+pub mod vpl;
