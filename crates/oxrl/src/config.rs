@@ -480,6 +480,9 @@ pub struct TrainConfig {
     pub agent_step_reward: f64,
     /// G-RA's gate δ on the outcome.
     pub agent_gate: f64,
+    /// SPA-RL (`agent_reward = "spa"`): r_k = α·progress_k + β·[executable].
+    pub spa_alpha: f64,
+    pub spa_beta: f64,
     /// PrefixRL: share of groups whose prompt carries a prefix of the reference solution (0 =
     /// off), faded out as the running accuracy rises; cut fraction range.
     pub prefix_rl: f64,
@@ -710,6 +713,8 @@ impl Default for TrainConfig {
             agent_reward: "outcome".into(),
             agent_step_reward: 0.05,
             agent_gate: 1.0,
+            spa_alpha: 1.0,
+            spa_beta: 0.5,
             prefix_rl: 0.0,
             prefix_min: 0.1,
             prefix_max: 0.9,
@@ -1153,8 +1158,8 @@ impl RunConfig {
         if !(eta_ok && (0.0..=1.0).contains(&t.igpo_entropy_keep)) {
             err("igpo", "0 <= igpo_eta_low <= igpo_eta_high <= 1 and igpo_entropy_keep in [0, 1]".into())?;
         }
-        if !matches!(t.agent_reward.as_str(), "outcome" | "dense" | "direct" | "gated") {
-            err("agent_reward", format!("`{}` is not one of outcome, dense, direct, gated", t.agent_reward))?;
+        if !matches!(t.agent_reward.as_str(), "outcome" | "dense" | "direct" | "gated" | "spa") {
+            err("agent_reward", format!("`{}` is not one of outcome, dense, direct, gated, spa", t.agent_reward))?;
         }
         if !t.agent_step_reward.is_finite() || !t.agent_gate.is_finite() {
             err("agent_step_reward", "agent_step_reward and agent_gate must be finite".into())?;

@@ -485,7 +485,7 @@ pub fn rl_step(
                 };
                 let v = task.verify(p, &text);
                 let mut reward = reward_of(&v, c.tokens.len());
-                let turn_values = if agent && t.agent_reward != "outcome" {
+                let turn_values = if agent && !matches!(t.agent_reward.as_str(), "outcome" | "spa") {
                     let values = crate::agent::turn_rewards(task, p, &text, reward, t)?;
                     reward = values.iter().sum();
                     Some(values)
@@ -590,6 +590,38 @@ pub fn rl_step(
         }
     }
     state.cursor = data.cursor;
+    let mut spa_stats = None;
+    if agent && t.agent_reward == "spa" {
+        // SPA-RL: fit the linear progress estimator on this batch's episodes (contributions sum
+        // to the outcome), then each turn's reward is α·c_k + β·[executable].
+        use oxrl_core::shaping::spa_rl::{contributions, fit_linear, fuse};
+        let trajs = samples
+            .iter()
+            .map(|s| crate::agent::replay(task, &group_problems[s.group], &s.text))
+            .collect::<Result<Vec<_>>>()?;
+        let feats: Vec<Vec<Vec<f64>>> = trajs.iter().map(crate::agent::step_features).collect();
+        let rets: Vec<f64> = samples.iter().map(|s| s.reward).collect();
+        let w = fit_linear(&feats, &rets, 1e-3);
+        let (mut ev, mut other) = (Vec::new(), Vec::new());
+        for ((s, tr), f) in samples.iter_mut().zip(&trajs).zip(&feats) {
+            if tr.turns.is_empty() {
+                continue;
+            }
+            let c = contributions(&w, f);
+            for (turn, &ck) in tr.turns.iter().zip(&c) {
+                if turn.step.reward > 0.0 {
+                    ev.push(ck)
+                } else {
+                    other.push(ck)
+                }
+            }
+            let g: Vec<f64> = tr.turns.iter().map(|x| x.step.valid as u8 as f64).collect();
+            let values = fuse(&c, &g, t.spa_alpha, t.spa_beta);
+            s.reward = values.iter().sum();
+            s.turn_values = Some(values);
+        }
+        spa_stats = Some((mean(ev.into_iter()), mean(other.into_iter())));
+    }
     if t.prefix_rl > 0.0 {
         // PrefixRL's fade-out follows the running rollout accuracy.
         let acc = drawn_correct as f64 / drawn_rewards.len().max(1) as f64;
@@ -655,6 +687,10 @@ pub fn rl_step(
     }
     if t.seele {
         m.insert("seele_next_ratio".into(), json!(state.seele_h));
+    }
+    if let Some((ev, other)) = spa_stats {
+        m.insert("spa_progress_subgoal".into(), json!(ev));
+        m.insert("spa_progress_other".into(), json!(other));
     }
     if t.igpo {
         m.insert("igpo_triggered".into(), json!(igpo_triggered as f64 / groups_drawn.max(1) as f64));

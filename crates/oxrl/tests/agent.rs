@@ -125,8 +125,9 @@ fn multi_turn_grpo_improves_on_sft_and_gated_rewards_resist_farming() -> Result<
 #[test]
 fn shop_and_swe_toy_episodes_train_end_to_end() -> Result<()> {
     let d = tempfile::tempdir()?;
-    for (task, budget) in [("shop", 24), ("swe-toy", 40)] {
+    for (task, budget, reward) in [("shop", 24, "spa"), ("swe-toy", 40, "gated")] {
         let c = grid(&[
+            &format!("train.agent_reward=\"{reward}\""),
             &format!("task={{name = \"{task}\", test_size = 4}}"),
             "train.sft_warmup=true",
             "sft.steps=20",

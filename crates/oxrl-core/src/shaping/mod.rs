@@ -9,6 +9,7 @@ pub mod ppr;
 pub mod rlfr;
 pub mod rpo;
 pub mod seele;
+pub mod spa_rl;
 pub mod turn_rewards;
 pub mod visurf;
 
