@@ -82,6 +82,30 @@ pub fn replay(env: &mut dyn Environment, transcript: &str) -> Trajectory {
     Trajectory { turns, success: env.success(), outcome: env.outcome() }
 }
 
+/// A scripted demonstration as a transcript: each action and the observation it gets (none
+/// after the last), as the rollout would write them.
+pub fn demonstration(env: &mut dyn Environment, actions: &[String]) -> String {
+    let mut out = String::new();
+    for (i, a) in actions.iter().enumerate() {
+        let s = env.step(a);
+        out.push_str(a);
+        out.push('\n');
+        if i + 1 < actions.len() {
+            out.push_str(&observation_line(&s.observation));
+        }
+    }
+    out
+}
+
+/// An agent task's verdict on a completion, replayed in the problem's environment (`env`; None
+/// when the problem's meta does not describe one).
+pub fn verify_in(env: Option<Box<dyn Environment>>, completion: &str) -> Verdict {
+    match env {
+        Some(mut env) => verdict(&replay(env.as_mut(), completion)),
+        None => Verdict::bad_format("the problem's meta does not describe an environment"),
+    }
+}
+
 /// The verdict on a replayed episode: correct = the goal reached, reward = the outcome; the
 /// format is ok when it took at least one action and every action was executable.
 pub fn verdict(t: &Trajectory) -> Verdict {

@@ -14,7 +14,7 @@
 //! [`Task::verify`] replays a transcript's actions. The SFT demonstration is a scripted
 //! shortest path (rows first, then columns) with the observations it receives.
 
-use crate::env::{observation_line, replay, verdict, EnvStep, Environment};
+use crate::env::{demonstration, observation_line, verify_in, EnvStep, Environment};
 use crate::{oxrl_rng::Rng, Problem, Splits, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
@@ -241,17 +241,7 @@ impl Grid {
         };
         let prompt = format!("put the key in the box.{goals}\n{}", observation_line(&env.observe()).trim_end());
         // The demonstration: each action and the observation it gets (none after the last).
-        let mut demo = env.clone();
-        let mut solution = String::new();
-        let acts = expert_actions(&env);
-        for (i, a) in acts.iter().enumerate() {
-            let s = demo.step(a);
-            solution.push_str(a);
-            solution.push('\n');
-            if i + 1 < acts.len() {
-                solution.push_str(&observation_line(&s.observation));
-            }
-        }
+        let solution = demonstration(&mut env.clone(), &expert_actions(&env));
         let key_s = format!("{n}:{agent:?}{key:?}{boxc:?}");
         (key_s, Problem { id: 0, prompt, answer: "success".into(), solution, meta })
     }
@@ -271,10 +261,7 @@ impl Task for Grid {
         &self.splits.test
     }
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
-        match self.environment(problem) {
-            Some(mut env) => verdict(&replay(env.as_mut(), completion)),
-            None => Verdict::bad_format("the problem has no grid layout in its meta"),
-        }
+        verify_in(self.environment(problem), completion)
     }
     /// Per turn: the longest action (`open box`) and its newline.
     fn max_completion_chars(&self) -> usize {
@@ -288,6 +275,7 @@ impl Task for Grid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::replay;
 
     fn env(agent: Cell, key: Cell, boxc: Cell, closed: bool) -> GridEnv {
         let meta = serde_json::json!({"size": 4, "agent": [agent.0, agent.1], "key": [key.0, key.1],

@@ -8,7 +8,7 @@
 //! matches — kind, colour, the selected size, price under the cap — as WebShop scores; buying
 //! nothing scores 0. Success = all four. Observations are compact for char-level models.
 
-use crate::env::{observation_line, replay, verdict, EnvStep, Environment};
+use crate::env::{demonstration, verify_in, EnvStep, Environment};
 use crate::{oxrl_rng::Rng, Problem, Splits, Task, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
@@ -256,17 +256,7 @@ impl Shop {
         let meta = serde_json::json!({"items": items, "goal": goal});
         let env = ShopEnv::from_meta(&meta, self.cfg.max_turns).expect("well-formed meta");
         let prompt = format!("buy a {} {} size {} under {}", goal.colour, goal.kind, goal.size, goal.cap);
-        let mut demo = env.clone();
-        let acts = expert_actions(&env);
-        let mut solution = String::new();
-        for (i, a) in acts.iter().enumerate() {
-            let s = demo.step(a);
-            solution.push_str(a);
-            solution.push('\n');
-            if i + 1 < acts.len() {
-                solution.push_str(&observation_line(&s.observation));
-            }
-        }
+        let solution = demonstration(&mut env.clone(), &expert_actions(&env));
         let key = format!("{meta}");
         (key, Problem { id: 0, prompt, answer: "success".into(), solution, meta })
     }
@@ -286,10 +276,7 @@ impl Task for Shop {
         &self.splits.test
     }
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
-        match self.environment(problem) {
-            Some(mut env) => verdict(&replay(env.as_mut(), completion)),
-            None => Verdict::bad_format("the problem has no catalogue in its meta"),
-        }
+        verify_in(self.environment(problem), completion)
     }
     fn max_completion_chars(&self) -> usize {
         24

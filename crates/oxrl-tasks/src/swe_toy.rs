@@ -8,7 +8,7 @@
 //! the submitted file passes every hidden test, else 0. G-RA's outcome levels for SWE (no
 //! submission < empty patch < failing patch < passing patch) are [`SweEnv::level`].
 
-use crate::env::{observation_line, replay, verdict, EnvStep, Environment};
+use crate::env::{demonstration, verify_in, EnvStep, Environment};
 use crate::sandbox::{Limits, Sandbox};
 use crate::{oxrl_rng::Rng, Problem, Splits, Task, Verdict};
 use anyhow::{ensure, Result};
@@ -198,15 +198,7 @@ impl SweToy {
             "submit".into(),
         ];
         let mut env = SweEnv::from_meta(&meta, self.cfg.max_turns, self.sandbox.clone()).expect("well-formed meta");
-        let mut solution = String::new();
-        for (i, a) in actions.iter().enumerate() {
-            let s = env.step(a);
-            solution.push_str(a);
-            solution.push('\n');
-            if i + 1 < actions.len() {
-                solution.push_str(&observation_line(&s.observation));
-            }
-        }
+        let solution = demonstration(&mut env, &actions);
         (source.clone(), Problem { id: 0, prompt, answer: "success".into(), solution, meta })
     }
 }
@@ -225,10 +217,7 @@ impl Task for SweToy {
         &self.splits.test
     }
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
-        match self.environment(problem) {
-            Some(mut env) => verdict(&replay(env.as_mut(), completion)),
-            None => Verdict::bad_format("the problem has no repository in its meta"),
-        }
+        verify_in(self.environment(problem), completion)
     }
     fn max_completion_chars(&self) -> usize {
         48
