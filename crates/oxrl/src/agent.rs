@@ -105,17 +105,20 @@ pub fn is_agent_task(task: &dyn Task) -> bool {
     task.environment(&task.train_problem(0)).is_some()
 }
 
-/// Completions for `problems`: multi-turn episodes for agent tasks, else one generation.
+/// Completions for `problems`: multi-turn episodes when `agent` ([`is_agent_task`], decided
+/// once by the caller), else one generation.
+#[allow(clippy::too_many_arguments)]
 pub fn rollout(
     model: &Transformer,
     tok: &dyn Tokenizer,
     task: &dyn Task,
+    agent: bool,
     problems: &[&Problem],
     prompts: &[Vec<u32>],
     params: &SamplingParams,
     rng: &mut impl rand::Rng,
 ) -> Result<Vec<Completion>> {
-    if is_agent_task(task) {
+    if agent {
         run_episodes(model, tok, task, problems, prompts, params, rng)
     } else {
         generate(model, prompts, params, tok.pad_id(), rng)
@@ -123,8 +126,8 @@ pub fn rollout(
 }
 
 /// The text a completion is verified on: the transcript for agent tasks, else the sampled tokens.
-pub fn response_text(tok: &dyn Tokenizer, task: &dyn Task, c: &Completion) -> Result<String> {
-    if is_agent_task(task) {
+pub fn response_text(tok: &dyn Tokenizer, agent: bool, c: &Completion) -> Result<String> {
+    if agent {
         transcript(tok, c)
     } else {
         oxrl_lm::prompt::decode_response(tok, &c.text_tokens())
@@ -142,14 +145,12 @@ pub fn replay(task: &dyn Task, problem: &Problem, text: &str) -> Result<oxrl_tas
 /// `agent_step_reward` per executable action (once per distinct action and result), the
 /// episode's `outcome` reward on the last turn.
 pub fn turn_rewards(
-    task: &dyn Task,
-    problem: &Problem,
-    text: &str,
+    traj: &oxrl_tasks::env::Trajectory,
+    max_events: usize,
     outcome: f64,
     t: &crate::config::TrainConfig,
 ) -> Result<Vec<f64>> {
     use oxrl_core::shaping::{gated_reward, turn_rewards as tr};
-    let traj = replay(task, problem, text)?;
     if traj.turns.is_empty() {
         return Ok(vec![outcome]);
     }
@@ -157,7 +158,6 @@ pub fn turn_rewards(
         "spa" => anyhow::bail!("SPA-RL turn rewards need the batch's progress estimator (rl_step)"),
         "dense" => {
             let events: Vec<f64> = traj.turns.iter().map(|x| x.step.reward).collect();
-            let max_events = task.environment(problem).map_or(1, |e| e.max_events());
             tr::dense(&events, traj.success, max_events)
         }
         mode => {

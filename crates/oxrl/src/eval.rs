@@ -39,9 +39,11 @@ pub fn max_new_tokens(cfg: &EvalConfig, task: &dyn Task) -> usize {
 
 /// Generate for `prompts` in chunks of `batch` sequences.
 /// (Agent tasks: one multi-turn episode per prompt, `params` per turn.)
+#[allow(clippy::too_many_arguments)]
 pub fn generate_chunked(
     policy: &Policy,
     task: &dyn Task,
+    agent: bool,
     problems: &[&Problem],
     prompts: &[Vec<u32>],
     params: &SamplingParams,
@@ -52,17 +54,23 @@ pub fn generate_chunked(
     let tok = policy.tokenizer.as_ref();
     let b = batch.max(1);
     for (chunk, probs) in prompts.chunks(b).zip(problems.chunks(b)) {
-        out.extend(crate::agent::rollout(&policy.model, tok, task, probs, chunk, params, rng)?);
+        out.extend(crate::agent::rollout(&policy.model, tok, task, agent, probs, chunk, params, rng)?);
     }
     Ok(out)
 }
 
 /// Verify completions against their problems.
-pub fn judge(policy: &Policy, task: &dyn Task, problems: &[&Problem], outs: &[Completion]) -> Result<Vec<Verdict>> {
+pub fn judge(
+    policy: &Policy,
+    task: &dyn Task,
+    agent: bool,
+    problems: &[&Problem],
+    outs: &[Completion],
+) -> Result<Vec<Verdict>> {
     problems
         .iter()
         .zip(outs)
-        .map(|(p, c)| Ok(task.verify(p, &crate::agent::response_text(policy.tokenizer.as_ref(), task, c)?)))
+        .map(|(p, c)| Ok(task.verify(p, &crate::agent::response_text(policy.tokenizer.as_ref(), agent, c)?)))
         .collect()
 }
 
@@ -76,10 +84,11 @@ pub fn evaluate(policy: &Policy, task: &dyn Task, cfg: &EvalConfig, seed: u64) -
     let prompts: Vec<Vec<u32>> = problems.iter().map(|p| crate::policy::prompt_ids(tok, p)).collect::<Result<_>>()?;
     let budget = max_new_tokens(cfg, task);
     let stop = tok.stop_ids();
+    let agent = crate::agent::is_agent_task(task);
     let mut rng = oxrl_core::seed::rng(seed, "eval", 0);
     let greedy_params = SamplingParams::greedy(budget, stop.clone());
-    let greedy = generate_chunked(policy, task, &problems, &prompts, &greedy_params, cfg.batch_size, &mut rng)?;
-    let gv = judge(policy, task, &problems, &greedy)?;
+    let greedy = generate_chunked(policy, task, agent, &problems, &prompts, &greedy_params, cfg.batch_size, &mut rng)?;
+    let gv = judge(policy, task, agent, &problems, &greedy)?;
     let n = problems.len() as f64;
     let accuracy = gv.iter().filter(|v| v.correct).count() as f64 / n;
     let format_rate = gv.iter().filter(|v| v.format_ok).count() as f64 / n;
@@ -105,8 +114,9 @@ pub fn evaluate(policy: &Policy, task: &dyn Task, cfg: &EvalConfig, seed: u64) -
         };
         let rep_prompts: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), kmax)).collect();
         let rep_problems: Vec<&Problem> = problems.iter().flat_map(|p| std::iter::repeat_n(*p, kmax)).collect();
-        let samples = generate_chunked(policy, task, &rep_problems, &rep_prompts, &params, cfg.batch_size, &mut rng)?;
-        let sv = judge(policy, task, &rep_problems, &samples)?;
+        let samples =
+            generate_chunked(policy, task, agent, &rep_problems, &rep_prompts, &params, cfg.batch_size, &mut rng)?;
+        let sv = judge(policy, task, agent, &rep_problems, &samples)?;
         for &k in &cfg.k {
             let (mut ps, mut ms) = (0.0, 0.0);
             for group in sv.chunks(kmax) {

@@ -93,6 +93,8 @@ struct Sample {
     process: Option<f64>,
     /// Agent tasks with turn-level rewards: each turn's reward, placed on its last action token.
     turn_values: Option<Vec<f64>>,
+    /// Agent tasks: the episode replayed once (turn rewards, SPA-RL features, metrics).
+    episode: Option<oxrl_tasks::env::Trajectory>,
     /// SEELE / PrefixRL: the share of the solution given in the prompt (0 = none).
     hint_ratio: f64,
     /// IGPO: solution tokens forced at the start of the response.
@@ -340,6 +342,7 @@ pub fn rl_step(
     crate::latent_rl::check(cfg, policy, models.reward_model.is_some())?;
     // Agent tasks: multi-turn episodes, `budget` tokens per turn.
     let agent = crate::agent::is_agent_task(task);
+    let max_events = |p: &oxrl_tasks::Problem| task.environment(p).map_or(1, |e| e.max_events());
     if agent {
         let unsupported = [
             ("visurf", t.visurf != "off"),
@@ -485,13 +488,15 @@ pub fn rl_step(
                 };
                 let v = task.verify(p, &text);
                 let mut reward = reward_of(&v, c.tokens.len());
-                let turn_values = if agent && !matches!(t.agent_reward.as_str(), "outcome" | "spa") {
-                    let values = crate::agent::turn_rewards(task, p, &text, reward, t)?;
-                    reward = values.iter().sum();
-                    Some(values)
-                } else {
-                    None
-                };
+                let episode = if agent { Some(crate::agent::replay(task, p, &text)?) } else { None };
+                let turn_values =
+                    if let (Some(ep), false) = (&episode, matches!(t.agent_reward.as_str(), "outcome" | "spa")) {
+                        let values = crate::agent::turn_rewards(ep, max_events(p), reward, t)?;
+                        reward = values.iter().sum();
+                        Some(values)
+                    } else {
+                        None
+                    };
                 let process = process_of(p, &text)?;
                 drawn_rewards.push(reward);
                 drawn_correct += v.correct as usize;
@@ -509,6 +514,7 @@ pub fn rl_step(
                     process,
                     text,
                     turn_values,
+                    episode,
                     hint_ratio: hint.ratio,
                     igpo_hint: 0,
                 });
@@ -595,10 +601,9 @@ pub fn rl_step(
         // SPA-RL: fit the linear progress estimator on this batch's episodes (contributions sum
         // to the outcome), then each turn's reward is α·c_k + β·[executable].
         use oxrl_core::shaping::spa_rl::{contributions, fit_linear, fuse};
-        let trajs = samples
-            .iter()
-            .map(|s| crate::agent::replay(task, &group_problems[s.group], &s.text))
-            .collect::<Result<Vec<_>>>()?;
+        let empty = oxrl_tasks::env::Trajectory { turns: vec![], success: false, outcome: 0.0 };
+        let trajs: Vec<oxrl_tasks::env::Trajectory> =
+            samples.iter().map(|s| s.episode.clone().unwrap_or_else(|| empty.clone())).collect();
         let feats: Vec<Vec<Vec<f64>>> = trajs.iter().map(crate::agent::step_features).collect();
         let rets: Vec<f64> = samples.iter().map(|s| s.reward).collect();
         let w = fit_linear(&feats, &rets, 1e-3);
@@ -715,11 +720,11 @@ pub fn rl_step(
     let truncated: Vec<bool> = samples.iter().map(|s| s.completion.finish == Finish::Length).collect();
     m.insert("truncated".into(), json!(mean(truncated.iter().map(|&x| x as u8 as f64))));
     if agent {
-        let mut invalid = Vec::with_capacity(samples.len());
-        for s in &samples {
-            let tr = crate::agent::replay(task, &group_problems[s.group], &s.text)?;
-            invalid.push(tr.turns.iter().filter(|x| !x.step.valid).count() as f64 / tr.turns.len().max(1) as f64);
-        }
+        let invalid: Vec<f64> = samples
+            .iter()
+            .filter_map(|s| s.episode.as_ref())
+            .map(|tr| tr.turns.iter().filter(|x| !x.step.valid).count() as f64 / tr.turns.len().max(1) as f64)
+            .collect();
         m.insert(
             "agent_turns".into(),
             json!(mean(samples.iter().map(|s| crate::agent::turn_ends(&s.completion).len() as f64))),
