@@ -2,14 +2,16 @@
 //!
 //! Advantage estimators ([`advantage`]), policy and value losses with aggregation modes ([`loss`]),
 //! KL regularisers ([`regularizer`]), reward shaping and batch filters ([`shaping`]), optimisers and
-//! schedules ([`optim`]), evaluation metrics ([`metrics`]) and seeded randomness ([`seed`]). No
-//! model, no file I/O, and no randomness that does not come from a seed.
+//! schedules ([`optim`]), evaluation metrics ([`metrics`]), seeded randomness ([`seed`]) and atomic
+//! file writes ([`fsutil`]). No model, and no randomness that does not come from a seed.
 
 pub mod advantage;
 pub mod diagnostics;
+pub mod fsutil;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod overrides;
 pub mod registry;
 pub mod regularizer;
 pub mod seed;

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod diagnose;
 pub mod dpo;

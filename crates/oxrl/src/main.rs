@@ -175,6 +175,11 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
     },
+    /// Control RL: `oxrl control train --config FILE` and `oxrl control eval --checkpoint DIR`.
+    Control {
+        #[command(subcommand)]
+        command: ControlCommand,
+    },
     /// Measure GEMM peak, generation and training throughput, and MFU.
     Bench {
         #[arg(long)]
@@ -189,6 +194,41 @@ enum Command {
         /// notes model and print the ratios.
         #[arg(long, value_name = "PYTHON")]
         compare_torch: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControlCommand {
+    /// Train a control policy (PPO, DQN or SAC on a built-in environment).
+    Train {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key: --set ppo.lr=1e-3 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Run folder (default runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted run from its newest checkpoint.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Stop after the first checkpoint at or beyond this step, as if killed (tests).
+        #[arg(long, hide = true)]
+        stop_after: Option<u64>,
+    },
+    /// Evaluate a checkpoint's deterministic policy.
+    Eval {
+        /// Checkpoint directory, or a run folder (uses checkpoints/final).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        episodes: usize,
+        /// Evaluation seed (default: the run's seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print {"mean_return", "std_return", "returns", "episodes", "env", "algo"} as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -244,6 +284,30 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 println!("before RL: greedy accuracy {:.1}%, {}", 100.0 * o.before.accuracy, pk(&o.before));
                 println!("after RL:  greedy accuracy {:.1}%, {}", 100.0 * after.accuracy, pk(after));
+            }
+        }
+        Command::Control { command: ControlCommand::Train { config, sets, out, resume, stop_after } } => {
+            let cfg = oxrl::control::load_config(config.as_deref(), &sets, resume.as_deref())?;
+            let o = oxrl::control::run_control_train(&cfg, out.as_deref(), resume.as_deref(), stop_after, cli.quiet)?;
+            println!("run folder: {}", o.run_dir.display());
+            println!(
+                "{} on {}: {} steps, {} episodes; training return (last {}) {:.1}; eval return {:.1}",
+                cfg.algo,
+                cfg.env.name,
+                o.summary.steps,
+                o.summary.episodes,
+                cfg.train.return_window,
+                o.summary.train_return,
+                o.summary.eval_return
+            );
+        }
+        Command::Control { command: ControlCommand::Eval { checkpoint, episodes, seed, json } } => {
+            let (cfg, mean, std, returns) = oxrl_control::train::eval_checkpoint(&checkpoint, episodes, seed)?;
+            if json {
+                let v = serde_json::json!({"mean_return": mean, "std_return": std, "returns": returns, "episodes": episodes, "env": cfg.env.name, "algo": cfg.algo});
+                println!("{v}");
+            } else {
+                println!("{} on {}: mean return {mean:.2} ± {std:.2} over {episodes} episodes", cfg.algo, cfg.env.name);
             }
         }
         Command::Eval { checkpoint, task, k, sets, json, seed, chat, system } => {

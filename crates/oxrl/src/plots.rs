@@ -118,3 +118,46 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     }
     Ok(out)
 }
+
+/// The plots of a control run: training and evaluation return, episode length, losses.
+pub fn plot_control_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl"))?;
+    let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let dir = run_dir.join("plots");
+    std::fs::create_dir_all(&dir)?;
+    type Plot<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let plots: [Plot; 3] = [
+        (
+            "return",
+            "episode return",
+            &[("episode_return", "training episodes (moving mean)"), ("eval_return", "deterministic policy (eval)")],
+        ),
+        ("length", "episode length", &[("episode_length", "training episodes (moving mean)")]),
+        (
+            "losses",
+            "losses",
+            &[
+                ("pg_loss", "policy loss"),
+                ("value_loss", "value loss"),
+                ("td_loss", "TD loss"),
+                ("qf_loss", "Q loss"),
+                ("actor_loss", "actor loss"),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (file, title, keys) in plots {
+        let s: Vec<(String, Vec<(f64, f64)>)> = keys
+            .iter()
+            .map(|(k, label)| (label.to_string(), series(&records, k)))
+            .filter(|s| !s.1.is_empty())
+            .collect();
+        if s.is_empty() {
+            continue;
+        }
+        let p = dir.join(format!("{file}.png"));
+        line_plot(&p, title, &s)?;
+        out.push(p);
+    }
+    Ok(out)
+}

@@ -310,3 +310,66 @@ fn diagnose_compares_checkpoints() -> Result<()> {
     assert!(table.contains("rotation") && table.contains("mean"), "{table}");
     Ok(())
 }
+
+#[test]
+fn control_train_eval_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = oxrl()
+        .args(["--quiet", "control", "train", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/cartpole-ppo.toml"))
+        .args([
+            "--set",
+            "train.total_steps=2048",
+            "--set",
+            "train.eval_every=1024",
+            "--set",
+            "train.checkpoint_every=1024",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoints/final/model.safetensors",
+        "checkpoints/step-1024/trainer.json",
+        "plots/return.png",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    let out = oxrl().args(["control", "eval", "--episodes", "3", "--json", "--checkpoint"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = v["mean_return"].as_f64().unwrap();
+    assert!((1.0..=500.0).contains(&m), "{v}");
+    assert_eq!(v["returns"].as_array().unwrap().len(), 3);
+    // the same checkpoint and seed evaluate identically
+    let again = oxrl()
+        .args(["control", "eval", "--episodes", "3", "--json", "--checkpoint"])
+        .arg(run.join("checkpoints/final"))
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, again.stdout);
+    // bad input: unknown key (named, with its line), missing checkpoint, an existing run folder
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "algo = \"ppo\"\n[env]\nname = \"cartpole\"\n[ppo]\nlearning_rate = 1.0\n").unwrap();
+    let out = oxrl().args(["control", "train", "--config"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.toml") && err.contains("learning_rate") && err.contains("line 5"),
+        "{err}"
+    );
+    let out = oxrl().args(["control", "eval", "--checkpoint"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a control checkpoint"));
+    let out = oxrl()
+        .args(["control", "train", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/cartpole-ppo.toml"))
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
+}

@@ -1,0 +1,92 @@
+//! The baselines: PPO (clip), DQN (with double-Q) and SAC, behind one [`Agent`] interface the
+//! trainer drives: one `iterate` collects experience from the vectorised environments and updates.
+
+pub mod dqn;
+pub mod ppo;
+pub mod sac;
+
+use crate::env::{Action, Space, VecEnv};
+use anyhow::Result;
+use std::path::Path;
+
+/// Where the run stands, for schedules (learning-rate annealing, ε decay).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub global_step: u64,
+    pub total_steps: u64,
+}
+
+/// What one iteration did.
+#[derive(Debug, Clone, Default)]
+pub struct IterStats {
+    /// Environment steps taken (summed over the vector).
+    pub env_steps: u64,
+    /// Named scalar metrics of the update(s).
+    pub metrics: Vec<(String, f64)>,
+    /// (return, length) of each episode that finished.
+    pub episodes: Vec<(f64, usize)>,
+}
+
+pub trait Agent {
+    fn name(&self) -> &'static str;
+    /// Collect experience and update once (an algorithm-defined chunk of environment steps).
+    fn iterate(&mut self, envs: &mut VecEnv, progress: Progress) -> Result<IterStats>;
+    /// Actions for a batch of observations; `deterministic` = the greedy / mean action.
+    fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>>;
+    /// Save parameters, optimiser state and the agent's random stream (and replay) into `dir`.
+    fn save(&self, dir: &Path) -> Result<()>;
+    /// Load what `save` wrote; `with_state` = also optimiser, RNG and replay (resume), else only the
+    /// policy (evaluation).
+    fn load(&mut self, dir: &Path, with_state: bool) -> Result<()>;
+}
+
+/// Linear interpolation from `start` to `end` over `duration` steps, then `end` (CleanRL's
+/// `linear_schedule`).
+pub fn linear_schedule(start: f64, end: f64, duration: f64, t: f64) -> f64 {
+    if duration <= 0.0 {
+        return end;
+    }
+    let slope = (end - start) / duration;
+    (slope * t + start).max(end.min(start)).min(end.max(start))
+}
+
+/// Bounds of a box action space (errors for discrete spaces).
+pub fn box_bounds(space: &Space) -> Result<(Vec<f32>, Vec<f32>)> {
+    match space {
+        Space::Box { low, high } => Ok((low.clone(), high.clone())),
+        Space::Discrete(_) => anyhow::bail!("this algorithm needs a continuous (box) action space"),
+    }
+}
+
+/// Save / restore a ChaCha8 stream position in an agent's JSON state.
+pub(crate) fn rng_pos(rng: &oxrl_core::seed::Rng) -> String {
+    rng.get_word_pos().to_string()
+}
+pub(crate) fn set_rng_pos(rng: &mut oxrl_core::seed::Rng, s: &str) -> Result<()> {
+    rng.set_word_pos(s.parse().map_err(|_| anyhow::anyhow!("bad rng position {s:?}"))?);
+    Ok(())
+}
+
+/// Save an optimiser's state tensors to `path`.
+pub(crate) fn save_opt(opt: &oxrl_core::optim::AdamW, path: &Path) -> Result<()> {
+    let st = opt.state_tensors()?;
+    oxrl_core::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&st, tmp)?))
+}
+pub(crate) fn load_opt(opt: &mut oxrl_core::optim::AdamW, path: &Path) -> Result<()> {
+    use anyhow::Context;
+    let st = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .with_context(|| format!("reading {}", path.display()))?;
+    opt.load_state_tensors(&st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_schedule_decays_then_holds() {
+        assert_eq!(linear_schedule(1.0, 0.05, 100.0, 0.0), 1.0);
+        assert!((linear_schedule(1.0, 0.05, 100.0, 50.0) - 0.525).abs() < 1e-12);
+        assert_eq!(linear_schedule(1.0, 0.05, 100.0, 1000.0), 0.05);
+    }
+}

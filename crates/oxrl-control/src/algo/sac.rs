@@ -1,0 +1,398 @@
+//! SAC — "Soft Actor-Critic Algorithms and Applications" (Haarnoja et al., 2018), as in CleanRL's
+//! sac_continuous_action.py: twin Q networks with a min target, a tanh-squashed Gaussian actor
+//! (log-std squashed into [−5, 2]) with the log-prob correction Σ log(scale·(1 − tanh²u) + ε),
+//! automatic entropy tuning toward target entropy −|A|, delayed policy updates and soft (τ) target
+//! updates. Uniform random actions until `learning_starts`.
+
+use super::{box_bounds, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use crate::buffer::ReplayBuffer;
+use crate::dist::{gaussian_log_prob, normal_noise};
+use crate::env::{Action, VecEnv};
+use crate::nn::{rows, Activation, Init, Mlp, Params};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor, Var, D};
+use oxrl_core::optim::{AdamW, AdamWConfig};
+use oxrl_core::seed::Rng;
+use rand::{Rng as _, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// `[sac]` — defaults are CleanRL's sac_continuous_action.py.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SacConfig {
+    pub buffer_size: usize,
+    pub gamma: f64,
+    pub tau: f64,
+    pub batch_size: usize,
+    pub learning_starts: u64,
+    pub policy_lr: f64,
+    pub q_lr: f64,
+    /// Policy (and α) updates every this many steps, that many times (delayed updates).
+    pub policy_frequency: u64,
+    pub target_network_frequency: u64,
+    /// Entropy coefficient (used as the start value with `autotune`).
+    pub alpha: f64,
+    pub autotune: bool,
+    pub hidden: Vec<usize>,
+    pub steps_per_iteration: u64,
+}
+
+impl Default for SacConfig {
+    fn default() -> Self {
+        Self {
+            buffer_size: 1_000_000,
+            gamma: 0.99,
+            tau: 0.005,
+            batch_size: 256,
+            learning_starts: 5000,
+            policy_lr: 3e-4,
+            q_lr: 1e-3,
+            policy_frequency: 2,
+            target_network_frequency: 1,
+            alpha: 0.2,
+            autotune: true,
+            hidden: vec![256, 256],
+            steps_per_iteration: 1000,
+        }
+    }
+}
+
+impl SacConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0
+            || self.buffer_size == 0
+            || self.policy_frequency == 0
+            || self.target_network_frequency == 0
+            || self.steps_per_iteration == 0
+        {
+            bail!("sac: batch_size, buffer_size, policy_frequency, target_network_frequency and steps_per_iteration must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.tau) || !(0.0..=1.0).contains(&self.gamma) || self.alpha < 0.0 {
+            bail!("sac: tau and gamma must be in [0, 1] and alpha non-negative");
+        }
+        Ok(())
+    }
+}
+
+const LOG_STD_MIN: f64 = -5.0;
+const LOG_STD_MAX: f64 = 2.0;
+
+pub struct Sac {
+    pub cfg: SacConfig,
+    actor: Mlp,
+    actor_params: Params,
+    q1: Mlp,
+    q2: Mlp,
+    q_params: Params,
+    q1t: Mlp,
+    q2t: Mlp,
+    qt_params: Params,
+    log_alpha: Var,
+    actor_opt: AdamW,
+    q_opt: AdamW,
+    alpha_opt: AdamW,
+    buffer: ReplayBuffer,
+    rng: Rng,
+    dev: Device,
+    act_dim: usize,
+    scale: Tensor,
+    bias: Tensor,
+    bounds: (Vec<f32>, Vec<f32>),
+    target_entropy: f64,
+    global_step: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SacState {
+    rng: String,
+    global_step: u64,
+}
+
+/// The squashed action and its log-prob: a = tanh(u)·scale + bias, u = μ + σ·ε,
+/// log π = log N(u; μ, σ) − Σ log(scale·(1 − tanh²u) + 1e-6).
+pub fn squash(
+    mean: &Tensor,
+    log_std: &Tensor,
+    noise: &Tensor,
+    scale: &Tensor,
+    bias: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let u = (mean + (log_std.exp()? * noise)?)?;
+    let y = u.tanh()?;
+    let a = y.broadcast_mul(scale)?.broadcast_add(bias)?;
+    let corr = ((y.sqr()?.neg()? + 1.0)?.broadcast_mul(scale)? + 1e-6)?.log()?.sum(D::Minus1)?;
+    let logp = (gaussian_log_prob(mean, log_std, &u)? - corr)?;
+    Ok((a, logp))
+}
+
+/// The temperature loss −E[exp(log α)·(log π + H_target)] (log π detached): its gradient raises α
+/// when the policy's entropy −E[log π] is below the target and lowers it above.
+pub fn alpha_loss(log_alpha: &Tensor, logp: &Tensor, target_entropy: f64) -> Result<Tensor> {
+    let target = (logp.detach() + target_entropy)?;
+    Ok(log_alpha.exp()?.broadcast_mul(&target)?.neg()?.mean_all()?)
+}
+
+impl Sac {
+    pub fn new(cfg: SacConfig, envs: &VecEnv, seed: u64, dev: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let bounds = box_bounds(&envs.action_space()).context("sac")?;
+        let act_dim = bounds.0.len();
+        let obs_dim = envs.observation_space().dim();
+        let mut init = oxrl_core::seed::rng(seed, "sac-init", 0);
+        let mk = |inp: usize, out: usize, init: &mut Rng| -> Result<Mlp> {
+            let mut s = vec![inp];
+            s.extend(&cfg.hidden);
+            s.push(out);
+            Mlp::new(&s, Activation::Relu, Init::Uniform, init, dev)
+        };
+        let actor = mk(obs_dim, 2 * act_dim, &mut init)?;
+        let q1 = mk(obs_dim + act_dim, 1, &mut init)?;
+        let q2 = mk(obs_dim + act_dim, 1, &mut init)?;
+        let q1t = mk(obs_dim + act_dim, 1, &mut init)?;
+        let q2t = mk(obs_dim + act_dim, 1, &mut init)?;
+        let actor_params = Params(actor.vars("actor"));
+        let q_params = Params([q1.vars("q1"), q2.vars("q2")].concat());
+        let qt_params = Params([q1t.vars("q1"), q2t.vars("q2")].concat());
+        qt_params.copy_from(&q_params)?;
+        let log_alpha = Var::from_tensor(&Tensor::new(&[cfg.alpha.max(1e-12).ln() as f32], dev)?)?;
+        let actor_opt = AdamW::new(actor_params.vars(), AdamWConfig::default())?;
+        let q_opt = AdamW::new(q_params.vars(), AdamWConfig::default())?;
+        let alpha_opt = AdamW::new(vec![("log_alpha".into(), log_alpha.clone())], AdamWConfig::default())?;
+        let scale: Vec<f32> = bounds.0.iter().zip(&bounds.1).map(|(l, h)| (h - l) / 2.0).collect();
+        let bias: Vec<f32> = bounds.0.iter().zip(&bounds.1).map(|(l, h)| (h + l) / 2.0).collect();
+        Ok(Self {
+            actor,
+            actor_params,
+            q1,
+            q2,
+            q_params,
+            q1t,
+            q2t,
+            qt_params,
+            log_alpha,
+            actor_opt,
+            q_opt,
+            alpha_opt,
+            buffer: ReplayBuffer::new(cfg.buffer_size, obs_dim, act_dim)?,
+            rng: Rng::seed_from_u64(oxrl_core::seed::derive(seed, "sac", 0)),
+            dev: dev.clone(),
+            act_dim,
+            scale: Tensor::from_vec(scale, (1, act_dim), dev)?,
+            bias: Tensor::from_vec(bias, (1, act_dim), dev)?,
+            bounds,
+            target_entropy: -(act_dim as f64),
+            global_step: 0,
+            cfg,
+        })
+    }
+
+    /// (mean, log_std) of the actor, log-std squashed into [LOG_STD_MIN, LOG_STD_MAX].
+    fn actor_out(&self, obs: &Tensor) -> Result<(Tensor, Tensor)> {
+        let out = self.actor.forward(obs)?;
+        let mean = out.narrow(1, 0, self.act_dim)?;
+        let ls = out.narrow(1, self.act_dim, self.act_dim)?.tanh()?;
+        let ls = ((ls + 1.0)? * (0.5 * (LOG_STD_MAX - LOG_STD_MIN)))? + LOG_STD_MIN;
+        Ok((mean, ls?))
+    }
+
+    fn sample_action(&mut self, obs: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (mean, ls) = self.actor_out(obs)?;
+        let eps = normal_noise((obs.dim(0)?, self.act_dim), &mut self.rng, &self.dev)?;
+        squash(&mean, &ls, &eps, &self.scale, &self.bias)
+    }
+
+    fn q(net: &Mlp, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
+        Ok(net.forward(&Tensor::cat(&[obs, act], 1)?)?.squeeze(1)?)
+    }
+
+    fn alpha(&self) -> Result<f64> {
+        Ok(if self.cfg.autotune {
+            self.log_alpha.as_tensor().exp()?.to_vec1::<f32>()?[0] as f64
+        } else {
+            self.cfg.alpha
+        })
+    }
+
+    fn update(&mut self, metrics: &mut [f64; 5]) -> Result<()> {
+        let b = self.buffer.sample(self.cfg.batch_size, &mut self.rng, &self.dev)?;
+        let alpha = self.alpha()?;
+        // critic
+        let (next_a, next_lp) = self.sample_action(&b.next_obs)?;
+        let qt = Self::q(&self.q1t, &b.next_obs, &next_a)?.minimum(&Self::q(&self.q2t, &b.next_obs, &next_a)?)?;
+        let soft = (qt - (next_lp * alpha)?)?;
+        let y = (&b.rew + ((soft * (b.done.neg()? + 1.0)?)? * self.cfg.gamma)?)?.detach();
+        let q1 = Self::q(&self.q1, &b.obs, &b.act)?;
+        let q2 = Self::q(&self.q2, &b.obs, &b.act)?;
+        let qf_loss = ((&q1 - &y)?.sqr()?.mean_all()? + (&q2 - &y)?.sqr()?.mean_all()?)?;
+        let g = qf_loss.backward()?;
+        self.q_opt.step(&g, self.cfg.q_lr, 0.0)?;
+        metrics[0] += qf_loss.to_scalar::<f32>()? as f64 / 2.0;
+        metrics[1] += q1.mean_all()?.to_scalar::<f32>()? as f64;
+        // delayed actor and α
+        if self.global_step.is_multiple_of(self.cfg.policy_frequency) {
+            for _ in 0..self.cfg.policy_frequency {
+                let alpha = self.alpha()?;
+                let (pi, lp) = self.sample_action(&b.obs)?;
+                let min_q = Self::q(&self.q1, &b.obs, &pi)?.minimum(&Self::q(&self.q2, &b.obs, &pi)?)?;
+                let actor_loss = ((&lp * alpha)? - min_q)?.mean_all()?;
+                let g = actor_loss.backward()?;
+                self.actor_opt.step(&g, self.cfg.policy_lr, 0.0)?;
+                metrics[2] += actor_loss.to_scalar::<f32>()? as f64;
+                let ent = -(lp.mean_all()?.to_scalar::<f32>()? as f64);
+                metrics[4] += ent;
+                if self.cfg.autotune {
+                    let g = alpha_loss(self.log_alpha.as_tensor(), &lp, self.target_entropy)?.backward()?;
+                    self.alpha_opt.step(&g, self.cfg.q_lr, 0.0)?;
+                }
+                metrics[3] += 1.0;
+            }
+        }
+        if self.global_step.is_multiple_of(self.cfg.target_network_frequency) {
+            self.qt_params.ema_from(&self.q_params, self.cfg.tau)?;
+        }
+        Ok(())
+    }
+}
+
+impl Agent for Sac {
+    fn name(&self) -> &'static str {
+        "sac"
+    }
+
+    fn iterate(&mut self, envs: &mut VecEnv, _progress: Progress) -> Result<IterStats> {
+        let n = envs.len();
+        let mut stats = IterStats::default();
+        let mut m = [0.0f64; 5];
+        let mut updates = 0usize;
+        let mut taken = 0u64;
+        while taken < self.cfg.steps_per_iteration {
+            let obs = envs.obs().to_vec();
+            let acts: Vec<Vec<f32>> = if self.global_step < self.cfg.learning_starts {
+                (0..n)
+                    .map(|_| {
+                        self.bounds.0.iter().zip(&self.bounds.1).map(|(l, h)| self.rng.random_range(*l..*h)).collect()
+                    })
+                    .collect()
+            } else {
+                self.sample_action(&rows(&obs, &self.dev)?)?.0.to_vec2::<f32>()?
+            };
+            let step = envs.step(&acts.iter().map(|a| Action::Continuous(a.clone())).collect::<Vec<_>>())?;
+            for i in 0..n {
+                let next = step.final_obs[i].as_ref().unwrap_or(&step.obs[i]);
+                self.buffer.push(&obs[i], &acts[i], step.rewards[i], next, step.terminated[i])?;
+            }
+            stats.episodes.extend(step.finished.iter().copied());
+            for _ in 0..n {
+                self.global_step += 1;
+                taken += 1;
+            }
+            if self.global_step > self.cfg.learning_starts {
+                self.update(&mut m)?;
+                updates += 1;
+            }
+        }
+        stats.env_steps = taken;
+        stats.metrics.push(("alpha".into(), self.alpha()?));
+        if updates > 0 {
+            stats.metrics.push(("qf_loss".into(), m[0] / updates as f64));
+            stats.metrics.push(("q_values".into(), m[1] / updates as f64));
+            if m[3] > 0.0 {
+                stats.metrics.push(("actor_loss".into(), m[2] / m[3]));
+                stats.metrics.push(("entropy".into(), m[4] / m[3]));
+            }
+        }
+        Ok(stats)
+    }
+
+    fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>> {
+        let o = rows(obs, &self.dev)?;
+        let a = if deterministic {
+            let (mean, _) = self.actor_out(&o)?;
+            mean.tanh()?.broadcast_mul(&self.scale)?.broadcast_add(&self.bias)?
+        } else {
+            self.sample_action(&o)?.0
+        };
+        Ok(a.to_vec2::<f32>()?.into_iter().map(Action::Continuous).collect())
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.actor_params.save(&dir.join("model.safetensors"))?;
+        let mut critic = self.q_params.tensors();
+        critic.extend(self.qt_params.tensors().into_iter().map(|(k, v)| (format!("target.{k}"), v)));
+        critic.insert("log_alpha".into(), self.log_alpha.as_tensor().clone());
+        candle_core::safetensors::save(&critic, dir.join("critic.safetensors"))?;
+        save_opt(&self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
+        save_opt(&self.q_opt, &dir.join("optimizer_q.safetensors"))?;
+        save_opt(&self.alpha_opt, &dir.join("optimizer_alpha.safetensors"))?;
+        self.buffer.save(&dir.join("replay.safetensors"))?;
+        let st = SacState { rng: rng_pos(&self.rng), global_step: self.global_step };
+        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+    }
+
+    fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
+        self.actor_params.load_file(&dir.join("model.safetensors"))?;
+        if with_state {
+            let p = dir.join("critic.safetensors");
+            let m =
+                candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
+            self.q_params.load(&m, &p.display().to_string())?;
+            let t: std::collections::HashMap<String, Tensor> =
+                m.iter().filter_map(|(k, v)| k.strip_prefix("target.").map(|s| (s.to_string(), v.clone()))).collect();
+            self.qt_params.load(&t, &p.display().to_string())?;
+            self.log_alpha.set(
+                &m.get("log_alpha")
+                    .with_context(|| format!("{}: missing log_alpha", p.display()))?
+                    .to_device(&self.dev)?,
+            )?;
+            load_opt(&mut self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
+            load_opt(&mut self.q_opt, &dir.join("optimizer_q.safetensors"))?;
+            load_opt(&mut self.alpha_opt, &dir.join("optimizer_alpha.safetensors"))?;
+            self.buffer.load(&dir.join("replay.safetensors"))?;
+            let p = dir.join("agent_state.json");
+            let st: SacState =
+                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+                    .with_context(|| format!("parsing {}", p.display()))?;
+            set_rng_pos(&mut self.rng, &st.rng)?;
+            self.global_step = st.global_step;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squashed_log_prob_includes_the_scaled_jacobian_and_actions_stay_in_bounds() {
+        let d = Device::Cpu;
+        let mean = Tensor::new(&[[0.2f32], [5.0]], &d).unwrap();
+        let ls = Tensor::new(&[[-1.0f32], [0.0]], &d).unwrap();
+        let eps = Tensor::new(&[[0.5f32], [3.0]], &d).unwrap();
+        let scale = Tensor::new(&[[2.0f32]], &d).unwrap();
+        let bias = Tensor::new(&[[0.0f32]], &d).unwrap();
+        let (a, lp) = squash(&mean, &ls, &eps, &scale, &bias).unwrap();
+        let a = a.to_vec2::<f32>().unwrap();
+        assert!(a.iter().all(|r| r[0].abs() <= 2.0));
+        let u = 0.2f64 + (-1.0f64).exp() * 0.5;
+        let want = -0.5 * 0.25 - (-1.0) - 0.5 * 1.8378770664093453 - (2.0 * (1.0 - u.tanh().powi(2)) + 1e-6).ln();
+        assert!((lp.to_vec1::<f32>().unwrap()[0] as f64 - want).abs() < 1e-4);
+        assert!((a[0][0] as f64 - 2.0 * u.tanh()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn alpha_rises_when_entropy_is_below_target_and_falls_above() {
+        let d = Device::Cpu;
+        let step = |lp: &[f32]| {
+            let log_alpha = Var::from_tensor(&Tensor::new(&[0.0f32], &d).unwrap()).unwrap();
+            let mut opt = AdamW::new(vec![("a".into(), log_alpha.clone())], AdamWConfig::default()).unwrap();
+            let loss = alpha_loss(log_alpha.as_tensor(), &Tensor::new(lp, &d).unwrap(), -1.0).unwrap();
+            opt.step(&loss.backward().unwrap(), 0.1, 0.0).unwrap();
+            log_alpha.as_tensor().to_vec1::<f32>().unwrap()[0]
+        };
+        // entropy −mean(log π) = −2.5 below the target −1 → α up; 2.5 above it → α down
+        assert!(step(&[3.0, 2.0]) > 0.0);
+        assert!(step(&[-3.0, -2.0]) < 0.0);
+    }
+}

@@ -1,0 +1,167 @@
+//! `oxrl control train` configs: one TOML file with the run's name and seed, the environment, the
+//! algorithm and its section (`[ppo]`, `[dqn]`, `[sac]`; defaults are CleanRL's), and the training
+//! budget. Unknown keys are errors that name the key; `--set key=value` overrides any key.
+
+use crate::algo::{dqn::DqnConfig, ppo::PpoConfig, sac::SacConfig};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `ppo`, `dqn` or `sac`.
+    pub algo: String,
+    pub env: EnvSection,
+    #[serde(default)]
+    pub train: TrainSection,
+    #[serde(default)]
+    pub ppo: PpoConfig,
+    #[serde(default)]
+    pub dqn: DqnConfig,
+    #[serde(default)]
+    pub sac: SacConfig,
+}
+
+fn default_name() -> String {
+    "control".into()
+}
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    /// A built-in environment: cartpole, pendulum, mountain-car, mountain-car-continuous, acrobot.
+    pub name: String,
+    #[serde(default = "one")]
+    pub num_envs: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Environment steps (summed over the vector of environments).
+    pub total_steps: u64,
+    /// Evaluate the deterministic policy every this many environment steps (0 = only at the end).
+    pub eval_every: u64,
+    pub eval_episodes: usize,
+    /// Full-state checkpoint every this many environment steps (0 = only the final one).
+    pub checkpoint_every: u64,
+    /// Episodes averaged in the logged `episode_return` (a moving window).
+    pub return_window: usize,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self { total_steps: 100_000, eval_every: 0, eval_episodes: 10, checkpoint_every: 0, return_window: 100 }
+    }
+}
+
+pub const ALGOS: &[&str] = &["ppo", "dqn", "sac"];
+
+impl ControlConfig {
+    pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Self::load_str(&path.display().to_string(), &text, sets)
+    }
+
+    pub fn load_str(origin: &str, text: &str, sets: &[String]) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        let cfg: ControlConfig = if sets.is_empty() {
+            toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?
+        } else {
+            for s in sets {
+                oxrl_core::overrides::apply_override(&mut table, s)?;
+            }
+            ControlConfig::deserialize(toml::Value::Table(table))
+                .map_err(|e| anyhow!("{origin} with --set {}: {e}", sets.join(" ")))?
+        };
+        cfg.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !ALGOS.contains(&self.algo.as_str()) {
+            bail!("algo: unknown algorithm {:?} (one of {})", self.algo, ALGOS.join(", "));
+        }
+        crate::env::make(&self.env.name, 0).map_err(|e| anyhow!("env.name: {e}"))?;
+        if self.env.num_envs == 0 {
+            bail!("env.num_envs: must be at least 1");
+        }
+        if self.train.total_steps == 0 {
+            bail!("train.total_steps: must be positive");
+        }
+        if self.train.eval_episodes == 0 || self.train.return_window == 0 {
+            bail!("train.eval_episodes and train.return_window must be positive");
+        }
+        match self.algo.as_str() {
+            "ppo" => self.ppo.validate(),
+            "dqn" => self.dqn.validate(),
+            _ => self.sac.validate(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_overrides_and_errors_name_the_key() {
+        let c =
+            ControlConfig::load_str("t", "algo = \"ppo\"\n[env]\nname = \"cartpole\"\nnum_envs = 4\n", &[]).unwrap();
+        assert_eq!(c.ppo, PpoConfig::default());
+        assert_eq!(c.seed, 1);
+        let c = ControlConfig::load_str(
+            "t",
+            "algo = \"dqn\"\n[env]\nname = \"cartpole\"\n",
+            &["dqn.double_q=true".into(), "seed=7".into()],
+        )
+        .unwrap();
+        assert!(c.dqn.double_q);
+        assert_eq!(c.seed, 7);
+        let e =
+            ControlConfig::load_str("f.toml", "algo = \"ppo\"\n[env]\nname = \"cartpole\"\n[ppo]\nclip = 0.1\n", &[])
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("f.toml") && e.contains("clip") && e.contains("line 5"), "{e}");
+        let e = ControlConfig::load_str("f.toml", "algo = \"a2c\"\n[env]\nname = \"cartpole\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("algo") && e.contains("a2c"), "{e}");
+        let e =
+            ControlConfig::load_str("f.toml", "algo = \"sac\"\n[env]\nname = \"pong\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("env.name") && e.contains("pong"), "{e}");
+        // round trip through the resolved TOML
+        let c = ControlConfig::load_str("t", "algo = \"sac\"\n[env]\nname = \"pendulum\"\n", &[]).unwrap();
+        assert_eq!(ControlConfig::load_str("again", &c.to_toml().unwrap(), &[]).unwrap(), c);
+    }
+
+    #[test]
+    fn every_control_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                ControlConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "{n} control examples");
+    }
+}

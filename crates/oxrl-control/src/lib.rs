@@ -1,0 +1,18 @@
+//! oxrl-control: reinforcement learning for control policies — environments written in Rust with
+//! Gymnasium's dynamics and step semantics ([`env`]), vectorised with auto-reset; replay
+//! ([`buffer`]); small networks ([`nn`]) and action distributions ([`dist`]); the baselines PPO,
+//! DQN (double-Q) and SAC ([`algo`]); the building blocks the control-latent techniques share
+//! ([`blocks`]); and the trainer behind `oxrl control train` / `eval` ([`train`]) with the same run
+//! folder, metrics, checkpoint and resume conventions as the language-model side.
+
+pub mod algo;
+pub mod blocks;
+pub mod buffer;
+pub mod config;
+pub mod dist;
+pub mod env;
+pub mod gae;
+pub mod nn;
+pub mod train;
+
+pub use config::ControlConfig;

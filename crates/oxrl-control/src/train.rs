@@ -1,0 +1,230 @@
+//! The control trainer: build the vectorised environments and the agent from a config, iterate
+//! (collect + update), log one JSON record per iteration (`step`, `episode_return` over a moving
+//! window, the algorithm's metrics), evaluate the deterministic policy on held-out seeds, write
+//! full-state checkpoints (agent, optimiser, replay, environments, random streams) atomically, and
+//! resume from the newest one exactly.
+//!
+//! Checkpoint folder: `config.toml`, `model.safetensors` (the policy), the agent's state files,
+//! `trainer.json` (step, iteration, episode window, environment states).
+
+use crate::algo::{dqn::Dqn, ppo::Ppo, sac::Sac, Agent, Progress};
+use crate::config::ControlConfig;
+use crate::env::{vec_env::VecEnvState, VecEnv};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<Box<dyn Agent>> {
+    Ok(match cfg.algo.as_str() {
+        "ppo" => Box::new(Ppo::new(cfg.ppo.clone(), envs, cfg.seed, dev)?),
+        "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
+        "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
+        other => bail!("algo: unknown algorithm {other:?}"),
+    })
+}
+
+/// Mean and standard deviation of the deterministic policy's return over `episodes` episodes, each
+/// in a fresh environment seeded from (seed, "eval", episode).
+pub fn evaluate(agent: &mut dyn Agent, env_name: &str, episodes: usize, seed: u64) -> Result<(f64, f64, Vec<f64>)> {
+    let mut returns = Vec::with_capacity(episodes);
+    for e in 0..episodes {
+        let mut env = crate::env::make(env_name, oxrl_core::seed::derive(seed, "eval", e as u64))?;
+        let mut obs = env.reset();
+        let mut total = 0.0;
+        loop {
+            let a = agent.act(std::slice::from_ref(&obs), true)?.remove(0);
+            let s = env.step(&a)?;
+            total += s.reward;
+            if s.terminated || s.truncated {
+                break;
+            }
+            obs = s.obs;
+        }
+        returns.push(total);
+    }
+    let n = returns.len() as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let std = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    Ok((mean, std, returns))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    global_step: u64,
+    iteration: u64,
+    episodes: u64,
+    window: Vec<(f64, usize)>,
+    envs: VecEnvState,
+    last_eval: Option<f64>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub steps: u64,
+    pub episodes: u64,
+    /// Mean return of the last `return_window` training episodes.
+    pub train_return: f64,
+    /// Final evaluation of the deterministic policy.
+    pub eval_return: f64,
+    pub final_checkpoint: PathBuf,
+}
+
+/// Options of one `train` call.
+pub struct TrainOptions<'a> {
+    /// Run folder (checkpoints go to `<run>/checkpoints/`).
+    pub run_dir: &'a Path,
+    /// Continue from the newest `step-N` checkpoint in the run folder.
+    pub resume: bool,
+    /// Stop (as if killed) right after the checkpoint at or beyond this step.
+    pub stop_after: Option<u64>,
+    pub device: Device,
+}
+
+fn newest_checkpoint(run_dir: &Path) -> Result<PathBuf> {
+    let dir = run_dir.join("checkpoints");
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(&dir).with_context(|| format!("{}: no checkpoints to resume from", run_dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, e.path()));
+            }
+        }
+    }
+    best.map(|(_, p)| p).with_context(|| format!("{}: no step-N checkpoint to resume from", run_dir.display()))
+}
+
+fn save_checkpoint(dir: &Path, cfg: &ControlConfig, agent: &dyn Agent, st: &TrainerState) -> Result<()> {
+    oxrl_core::fsutil::write_dir_atomic(dir, |tmp| {
+        std::fs::write(tmp.join("config.toml"), cfg.to_toml()?)?;
+        agent.save(tmp)?;
+        std::fs::write(tmp.join("trainer.json"), serde_json::to_string(st)?)?;
+        Ok(())
+    })
+}
+
+/// Train (or resume) a run; `log` receives one JSON record per iteration and per evaluation.
+pub fn train(
+    cfg: &ControlConfig,
+    opts: &TrainOptions,
+    log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
+) -> Result<Summary> {
+    let mut envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
+    let mut agent = build_agent(cfg, &envs, &opts.device)?;
+    let mut st = TrainerState {
+        global_step: 0,
+        iteration: 0,
+        episodes: 0,
+        window: Vec::new(),
+        envs: envs.save(),
+        last_eval: None,
+    };
+    if opts.resume {
+        let ck = newest_checkpoint(opts.run_dir)?;
+        agent.load(&ck, true).with_context(|| format!("resuming from {}", ck.display()))?;
+        let p = ck.join("trainer.json");
+        st = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("parsing {}", p.display()))?;
+        envs.restore(&st.envs)?;
+    }
+    let mut window: VecDeque<(f64, usize)> = st.window.iter().copied().collect();
+    let total = cfg.train.total_steps;
+    let next_multiple = |every: u64| st.global_step.checked_div(every).map_or(u64::MAX, |k| (k + 1) * every);
+    let mut next_eval = next_multiple(cfg.train.eval_every);
+    let mut next_ck = next_multiple(cfg.train.checkpoint_every);
+    let t0 = std::time::Instant::now();
+    let start_step = st.global_step;
+    while st.global_step < total {
+        let it = agent.iterate(&mut envs, Progress { global_step: st.global_step, total_steps: total })?;
+        st.global_step += it.env_steps;
+        st.iteration += 1;
+        st.episodes += it.episodes.len() as u64;
+        for e in &it.episodes {
+            window.push_back(*e);
+            if window.len() > cfg.train.return_window {
+                window.pop_front();
+            }
+        }
+        let mut rec = json!({"step": st.global_step, "iteration": st.iteration, "episodes": st.episodes});
+        if !window.is_empty() {
+            let n = window.len() as f64;
+            rec["episode_return"] = json!(window.iter().map(|e| e.0).sum::<f64>() / n);
+            rec["episode_length"] = json!(window.iter().map(|e| e.1 as f64).sum::<f64>() / n);
+        }
+        for (k, v) in &it.metrics {
+            if v.is_finite() {
+                rec[k] = json!(v);
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            rec["sps"] = json!(((st.global_step - start_step) as f64 / secs).round());
+        }
+        log(&rec)?;
+        if st.global_step >= next_eval && st.global_step < total {
+            let (m, s, _) = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
+            st.last_eval = Some(m);
+            log(&json!({"step": st.global_step, "eval_return": m, "eval_return_std": s}))?;
+            while next_eval <= st.global_step {
+                next_eval += cfg.train.eval_every;
+            }
+        }
+        if st.global_step >= next_ck && st.global_step < total {
+            st.window = window.iter().copied().collect();
+            st.envs = envs.save();
+            save_checkpoint(
+                &opts.run_dir.join("checkpoints").join(format!("step-{}", st.global_step)),
+                cfg,
+                agent.as_ref(),
+                &st,
+            )?;
+            while next_ck <= st.global_step {
+                next_ck += cfg.train.checkpoint_every;
+            }
+            if opts.stop_after.is_some_and(|s| st.global_step >= s) {
+                bail!("stopped after the checkpoint of step {} (--stop-after)", st.global_step);
+            }
+        }
+    }
+    let (m, s, _) = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
+    log(&json!({"step": st.global_step, "eval_return": m, "eval_return_std": s}))?;
+    st.last_eval = Some(m);
+    st.window = window.iter().copied().collect();
+    st.envs = envs.save();
+    let fin = opts.run_dir.join("checkpoints").join("final");
+    save_checkpoint(&fin, cfg, agent.as_ref(), &st)?;
+    let train_return =
+        if window.is_empty() { f64::NAN } else { window.iter().map(|e| e.0).sum::<f64>() / window.len() as f64 };
+    Ok(Summary { steps: st.global_step, episodes: st.episodes, train_return, eval_return: m, final_checkpoint: fin })
+}
+
+/// A checkpoint folder, or a run folder (its `checkpoints/final`).
+pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+    if path.join("trainer.json").exists() {
+        return Ok(path.to_path_buf());
+    }
+    let fin = path.join("checkpoints").join("final");
+    if fin.join("trainer.json").exists() {
+        return Ok(fin);
+    }
+    bail!("{}: not a control checkpoint (no trainer.json) nor a run folder with checkpoints/final", path.display())
+}
+
+/// Load a checkpoint's policy and evaluate it: (config, mean, std, returns).
+pub fn eval_checkpoint(path: &Path, episodes: usize, seed: Option<u64>) -> Result<(ControlConfig, f64, f64, Vec<f64>)> {
+    if episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let ck = resolve_checkpoint(path)?;
+    let cfg = ControlConfig::load(&ck.join("config.toml"), &[])?;
+    let envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
+    let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
+    agent.load(&ck, false)?;
+    let (m, s, r) = evaluate(agent.as_mut(), &cfg.env.name, episodes, seed.unwrap_or(cfg.seed))?;
+    Ok((cfg, m, s, r))
+}
