@@ -80,6 +80,13 @@ impl ReplayBuffer {
         Ok(())
     }
 
+    /// Transform every stored reward (e.g. scale and shift an offline dataset's rewards).
+    pub fn map_rewards(&mut self, f: impl Fn(f64) -> f64) {
+        for r in self.rew.iter_mut().take(self.len) {
+            *r = f(*r as f64) as f32;
+        }
+    }
+
     /// Indices drawn uniformly with replacement from the stored transitions.
     pub fn sample_indices(&self, batch: usize, rng: &mut Rng) -> Vec<usize> {
         (0..batch).map(|_| rng.random_range(0..self.len)).collect()

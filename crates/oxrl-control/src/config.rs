@@ -2,7 +2,7 @@
 //! algorithm and its section (`[ppo]`, `[dqn]`, `[sac]`; defaults are CleanRL's), and the training
 //! budget. Unknown keys are errors that name the key; `--set key=value` overrides any key.
 
-use crate::algo::{dqn::DqnConfig, ppo::PpoConfig, sac::SacConfig};
+use crate::algo::{dqn::DqnConfig, iql::IqlConfig, ppo::PpoConfig, sac::SacConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -14,7 +14,7 @@ pub struct ControlConfig {
     pub name: String,
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// `ppo`, `dqn` or `sac`.
+    /// `ppo`, `dqn`, `sac` (online) or `iql` (offline, from `iql.dataset`; steps are gradient steps).
     pub algo: String,
     pub env: EnvSection,
     #[serde(default)]
@@ -25,6 +25,8 @@ pub struct ControlConfig {
     pub dqn: DqnConfig,
     #[serde(default)]
     pub sac: SacConfig,
+    #[serde(default)]
+    pub iql: IqlConfig,
 }
 
 fn default_name() -> String {
@@ -67,7 +69,7 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] = &["ppo", "dqn", "sac"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -111,6 +113,7 @@ impl ControlConfig {
         match self.algo.as_str() {
             "ppo" => self.ppo.validate(),
             "dqn" => self.dqn.validate(),
+            "iql" => self.iql.validate(),
             _ => self.sac.validate(),
         }
     }

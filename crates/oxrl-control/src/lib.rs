@@ -9,6 +9,7 @@ pub mod algo;
 pub mod blocks;
 pub mod buffer;
 pub mod config;
+pub mod dataset;
 pub mod dist;
 pub mod env;
 pub mod gae;

@@ -7,7 +7,7 @@
 //! Checkpoint folder: `config.toml`, `model.safetensors` (the policy), the agent's state files,
 //! `trainer.json` (step, iteration, episode window, environment states).
 
-use crate::algo::{dqn::Dqn, ppo::Ppo, sac::Sac, Agent, Progress};
+use crate::algo::{dqn::Dqn, iql::Iql, ppo::Ppo, sac::Sac, Agent, Progress};
 use crate::config::ControlConfig;
 use crate::env::{vec_env::VecEnvState, VecEnv};
 use anyhow::{bail, Context, Result};
@@ -22,6 +22,7 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "ppo" => Box::new(Ppo::new(cfg.ppo.clone(), envs, cfg.seed, dev)?),
         "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
         "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
+        "iql" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
         other => bail!("algo: unknown algorithm {other:?}"),
     })
 }
@@ -227,4 +228,43 @@ pub fn eval_checkpoint(path: &Path, episodes: usize, seed: Option<u64>) -> Resul
     agent.load(&ck, false)?;
     let (m, s, r) = evaluate(agent.as_mut(), &cfg.env.name, episodes, seed.unwrap_or(cfg.seed))?;
     Ok((cfg, m, s, r))
+}
+
+/// `oxrl control collect`: a dataset from a built-in environment with a random policy (no
+/// checkpoint) or a checkpoint's policy (deterministic unless `stochastic`), ε-mixed with uniform
+/// random actions.
+pub fn collect_dataset(
+    env: &str,
+    steps: usize,
+    checkpoint: Option<&Path>,
+    epsilon: f64,
+    stochastic: bool,
+    seed: u64,
+) -> Result<crate::dataset::Dataset> {
+    use crate::dataset::{collect, random_action};
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&epsilon) {
+        bail!("--epsilon must be in [0, 1]");
+    }
+    match checkpoint {
+        None => {
+            let space = crate::env::make(env, 0)?.action_space();
+            let mut rng = oxrl_core::seed::rng(seed, "collect-policy", 0);
+            collect(env, steps, &mut |_| Ok(random_action(&space, &mut rng)), 0.0, seed)
+        }
+        Some(path) => {
+            let ck = resolve_checkpoint(path)?;
+            let cfg = ControlConfig::load(&ck.join("config.toml"), &[])?;
+            let canon = |n: &str| crate::env::make(n, 0).map(|e| e.name());
+            if canon(&cfg.env.name)? != canon(env)? {
+                bail!("{}: the checkpoint was trained on {}, not {env}", ck.display(), cfg.env.name);
+            }
+            let envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
+            let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
+            agent.load(&ck, false)?;
+            collect(env, steps, &mut |o| Ok(agent.act(&[o.to_vec()], !stochastic)?.remove(0)), epsilon, seed)
+        }
+    }
 }

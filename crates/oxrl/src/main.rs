@@ -216,6 +216,33 @@ enum ControlCommand {
         #[arg(long, hide = true)]
         stop_after: Option<u64>,
     },
+    /// Collect an offline dataset (.npz: observations, actions, rewards, next_observations,
+    /// terminals, timeouts) with a random policy or a checkpoint's policy.
+    Collect {
+        /// Built-in environment (cartpole, pendulum, mountain-car, mountain-car-continuous, acrobot).
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        steps: usize,
+        /// Output file (.npz).
+        #[arg(long)]
+        out: PathBuf,
+        /// Act with this checkpoint's policy (default: uniform random actions).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Probability of replacing the policy's action with a uniform random one.
+        #[arg(long, default_value_t = 0.0)]
+        epsilon: f64,
+        /// Sample from the checkpoint's policy instead of taking its deterministic action.
+        #[arg(long)]
+        stochastic: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Append to an existing dataset file (mixtures such as expert + random) instead of
+        /// refusing to overwrite it.
+        #[arg(long)]
+        append: bool,
+    },
     /// Evaluate a checkpoint's deterministic policy.
     Eval {
         /// Checkpoint directory, or a run folder (uses checkpoints/final).
@@ -299,6 +326,30 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.train.return_window,
                 o.summary.train_return,
                 o.summary.eval_return
+            );
+        }
+        Command::Control {
+            command: ControlCommand::Collect { env, steps, out, checkpoint, epsilon, stochastic, seed, append },
+        } => {
+            let new =
+                oxrl_control::train::collect_dataset(&env, steps, checkpoint.as_deref(), epsilon, stochastic, seed)?;
+            let d = match (out.exists(), append) {
+                (true, true) => {
+                    let mut old = oxrl_control::dataset::Dataset::load_npz(&out)?;
+                    old.extend(&new).with_context(|| format!("appending to {}", out.display()))?;
+                    old
+                }
+                (true, false) => bail!("{}: exists (use --append to add to it)", out.display()),
+                (false, _) => new,
+            };
+            d.save_npz(&out)?;
+            let rets = d.episode_returns();
+            let mean = rets.iter().sum::<f64>() / rets.len().max(1) as f64;
+            println!(
+                "{}: {} transitions, {} episodes, mean episode return {mean:.1}",
+                out.display(),
+                d.len(),
+                rets.len()
             );
         }
         Command::Control { command: ControlCommand::Eval { checkpoint, episodes, seed, json } } => {

@@ -353,6 +353,43 @@ fn control_train_eval_and_errors() {
         .output()
         .unwrap();
     assert_eq!(out.stdout, again.stdout);
+    // datasets: a random one, then the trained policy appended (a mixture)
+    let data = dir.path().join("d.npz");
+    let out = oxrl()
+        .args(["control", "collect", "--env", "cartpole", "--steps", "300", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = oxrl()
+        .args(["control", "collect", "--env", "cartpole", "--steps", "200", "--out"])
+        .arg(&data)
+        .arg("--checkpoint")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--append"));
+    let out = oxrl()
+        .args(["control", "collect", "--env", "cartpole", "--steps", "200", "--append", "--out"])
+        .arg(&data)
+        .arg("--checkpoint")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("500 transitions"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = oxrl()
+        .args(["control", "collect", "--env", "pendulum", "--steps", "10", "--out"])
+        .arg(dir.path().join("p.npz"))
+        .arg("--checkpoint")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("trained on cartpole"));
     // bad input: unknown key (named, with its line), missing checkpoint, an existing run folder
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "algo = \"ppo\"\n[env]\nname = \"cartpole\"\n[ppo]\nlearning_rate = 1.0\n").unwrap();

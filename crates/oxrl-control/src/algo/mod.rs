@@ -1,7 +1,9 @@
-//! The baselines: PPO (clip), DQN (with double-Q) and SAC, behind one [`Agent`] interface the
+//! The baselines: PPO (clip), DQN (with double-Q), SAC and offline IQL (with f-DVL's value losses), behind one [`Agent`] interface the
 //! trainer drives: one `iterate` collects experience from the vectorised environments and updates.
 
 pub mod dqn;
+pub mod dvl;
+pub mod iql;
 pub mod ppo;
 pub mod sac;
 

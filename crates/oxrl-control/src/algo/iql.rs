@@ -1,0 +1,363 @@
+//! IQL — "Offline Reinforcement Learning with Implicit Q-Learning" (Kostrikov et al., 2022), as in
+//! the authors' code (ikostrikov/implicit_q_learning), on an offline dataset ([`crate::dataset`]):
+//!
+//! 1. V(s) by expectile regression on min(Q̄1, Q̄2)(s, a) − V(s) (τ = `expectile`);
+//! 2. actor by advantage-weighted regression: −E[min(exp(β·(Q̄ − V)), 100)·log π(a|s)] on dataset
+//!    actions (β = 0 is behaviour cloning);
+//! 3. Q_i by regression to r + γ·(1 − terminal)·V(s') (MSE, or Huber with `q_huber_delta`);
+//! 4. EMA_τ target Q. Order value → actor → critic → target, as the reference.
+//!
+//! `value_loss` swaps step 1's expectile for f-DVL's chi-square, total-variation or Gumbel loss
+//! ([`super::dvl`]) — f-DVL is IQL with that loss and a Huber(20) critic. The actor is a Gaussian
+//! with tanh-squashed state-dependent mean in the action bounds and a state-independent log-std;
+//! evaluation acts with the mean. "Steps" of an offline run are gradient steps.
+
+use super::dvl::ValueLoss;
+use super::{box_bounds, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use crate::buffer::ReplayBuffer;
+use crate::dataset::Dataset;
+use crate::dist::gaussian_log_prob;
+use crate::env::{Action, VecEnv};
+use crate::nn::{rows, Activation, Init, Mlp, Params};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor, Var};
+use oxrl_core::optim::{AdamW, AdamWConfig};
+use oxrl_core::seed::Rng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// `[iql]` — defaults are the paper's locomotion settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IqlConfig {
+    /// The offline dataset (.npz), relative to the working directory.
+    pub dataset: String,
+    pub expectile: f64,
+    /// AWR inverse temperature β (0 = behaviour cloning).
+    pub beta: f64,
+    pub awr_clip: f64,
+    pub tau: f64,
+    pub gamma: f64,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub hidden: Vec<usize>,
+    pub layer_norm: bool,
+    /// `expectile` (IQL) or an f-DVL loss: `chi_square`, `total_variation`, `gumbel`.
+    pub value_loss: String,
+    /// f-DVL's λ (temperature / mixing).
+    pub dvl_lambda: f64,
+    pub max_clip: f64,
+    /// Huber δ for the critic (0 = MSE; f-DVL uses 20).
+    pub q_huber_delta: f64,
+    /// Cosine decay of the actor's learning rate over the run.
+    pub actor_cosine: bool,
+    /// Rewards are used as r·scale + shift.
+    pub reward_scale: f64,
+    pub reward_shift: f64,
+    pub steps_per_iteration: u64,
+}
+
+impl Default for IqlConfig {
+    fn default() -> Self {
+        Self {
+            dataset: String::new(),
+            expectile: 0.7,
+            beta: 3.0,
+            awr_clip: 100.0,
+            tau: 0.005,
+            gamma: 0.99,
+            lr: 3e-4,
+            batch_size: 256,
+            hidden: vec![256, 256],
+            layer_norm: false,
+            value_loss: "expectile".into(),
+            dvl_lambda: 1.0,
+            max_clip: 5.0,
+            q_huber_delta: 0.0,
+            actor_cosine: true,
+            reward_scale: 1.0,
+            reward_shift: 0.0,
+            steps_per_iteration: 1000,
+        }
+    }
+}
+
+impl IqlConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.dataset.is_empty() {
+            bail!("iql.dataset: the offline dataset (.npz) is required (make one with `oxrl control collect`)");
+        }
+        if !(0.0..1.0).contains(&self.expectile) || self.expectile <= 0.0 {
+            bail!("iql.expectile: must be in (0, 1)");
+        }
+        if self.batch_size == 0 || self.steps_per_iteration == 0 || self.beta < 0.0 || self.dvl_lambda <= 0.0 {
+            bail!("iql: batch_size and steps_per_iteration must be positive, beta ≥ 0, dvl_lambda > 0");
+        }
+        ValueLoss::parse(&self.value_loss, self.expectile, self.dvl_lambda, self.max_clip).context("iql.value_loss")?;
+        Ok(())
+    }
+}
+
+pub struct Iql {
+    pub cfg: IqlConfig,
+    actor: Mlp,
+    log_std: Var,
+    actor_params: Params,
+    q1: Mlp,
+    q2: Mlp,
+    q_params: Params,
+    q1t: Mlp,
+    q2t: Mlp,
+    qt_params: Params,
+    v: Mlp,
+    v_params: Params,
+    actor_opt: AdamW,
+    q_opt: AdamW,
+    v_opt: AdamW,
+    /// The dataset, loaded when training starts (evaluating a checkpoint does not need it).
+    data: Option<ReplayBuffer>,
+    obs_dim: usize,
+    act_dim: usize,
+    value_loss: ValueLoss,
+    rng: Rng,
+    dev: Device,
+    scale: Tensor,
+    bias: Tensor,
+    step: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IqlState {
+    rng: String,
+    step: u64,
+}
+
+/// Huber loss with threshold δ (elementwise): ½d² inside, δ(|d| − ½δ) outside.
+pub fn huber(d: &Tensor, delta: f64) -> Result<Tensor> {
+    let a = d.abs()?;
+    let inside = a.le(delta)?;
+    Ok(inside.where_cond(&(d.sqr()? * 0.5)?, &((a - 0.5 * delta)? * delta)?)?)
+}
+
+impl Iql {
+    pub fn new(cfg: IqlConfig, envs: &VecEnv, seed: u64, dev: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (lo, hi) = box_bounds(&envs.action_space()).context("iql")?;
+        let act_dim = lo.len();
+        let obs_dim = envs.observation_space().dim();
+        let mut init = oxrl_core::seed::rng(seed, "iql-init", 0);
+        let mk = |inp: usize, out: usize, init: &mut Rng| -> Result<Mlp> {
+            let mut s = vec![inp];
+            s.extend(&cfg.hidden);
+            s.push(out);
+            let mut m = Mlp::new(&s, Activation::Relu, Init::Uniform, init, dev)?;
+            m.layer_norm = cfg.layer_norm;
+            Ok(m)
+        };
+        let actor = mk(obs_dim, act_dim, &mut init)?;
+        let q1 = mk(obs_dim + act_dim, 1, &mut init)?;
+        let q2 = mk(obs_dim + act_dim, 1, &mut init)?;
+        let q1t = mk(obs_dim + act_dim, 1, &mut init)?;
+        let q2t = mk(obs_dim + act_dim, 1, &mut init)?;
+        let v = mk(obs_dim, 1, &mut init)?;
+        let log_std = Var::from_tensor(&Tensor::zeros((1, act_dim), candle_core::DType::F32, dev)?)?;
+        let mut av = actor.vars("actor");
+        av.push(("actor.log_std".into(), log_std.clone()));
+        let actor_params = Params(av);
+        let q_params = Params([q1.vars("q1"), q2.vars("q2")].concat());
+        let qt_params = Params([q1t.vars("q1"), q2t.vars("q2")].concat());
+        qt_params.copy_from(&q_params)?;
+        let v_params = Params(v.vars("v"));
+        let scale: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| (h - l) / 2.0).collect();
+        let bias: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| (h + l) / 2.0).collect();
+        Ok(Self {
+            value_loss: ValueLoss::parse(&cfg.value_loss, cfg.expectile, cfg.dvl_lambda, cfg.max_clip)?,
+            actor_opt: AdamW::new(actor_params.vars(), AdamWConfig::default())?,
+            q_opt: AdamW::new(q_params.vars(), AdamWConfig::default())?,
+            v_opt: AdamW::new(v_params.vars(), AdamWConfig::default())?,
+            actor,
+            log_std,
+            actor_params,
+            q1,
+            q2,
+            q_params,
+            q1t,
+            q2t,
+            qt_params,
+            v,
+            v_params,
+            data: None,
+            obs_dim,
+            act_dim,
+            rng: Rng::seed_from_u64(oxrl_core::seed::derive(seed, "iql", 0)),
+            dev: dev.clone(),
+            scale: Tensor::from_vec(scale, (1, act_dim), dev)?,
+            bias: Tensor::from_vec(bias, (1, act_dim), dev)?,
+            step: 0,
+            cfg,
+        })
+    }
+
+    fn load_data(&mut self) -> Result<()> {
+        let data = Dataset::load_npz(Path::new(&self.cfg.dataset)).context("iql.dataset")?;
+        if data.obs_dim != self.obs_dim || data.act_dim != self.act_dim {
+            bail!(
+                "iql.dataset: {} has observations of {} and actions of {}, the environment {} and {}",
+                self.cfg.dataset,
+                data.obs_dim,
+                data.act_dim,
+                self.obs_dim,
+                self.act_dim
+            );
+        }
+        let mut buf = data.to_buffer()?;
+        let (scale, shift) = (self.cfg.reward_scale, self.cfg.reward_shift);
+        if scale != 1.0 || shift != 0.0 {
+            buf.map_rewards(|r| r * scale + shift);
+        }
+        self.data = Some(buf);
+        Ok(())
+    }
+
+    fn mean_action(&self, obs: &Tensor) -> Result<Tensor> {
+        Ok(self.actor.forward(obs)?.tanh()?.broadcast_mul(&self.scale)?.broadcast_add(&self.bias)?)
+    }
+
+    fn q(net: &Mlp, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
+        Ok(net.forward(&Tensor::cat(&[obs, act], 1)?)?.squeeze(1)?)
+    }
+
+    /// One IQL update; returns (value loss, actor loss, critic loss, mean advantage).
+    fn update(&mut self, actor_lr: f64) -> Result<[f64; 4]> {
+        let b = self.data.as_ref().context("iql: dataset not loaded")?.sample(
+            self.cfg.batch_size,
+            &mut self.rng,
+            &self.dev,
+        )?;
+        let qt = Self::q(&self.q1t, &b.obs, &b.act)?.minimum(&Self::q(&self.q2t, &b.obs, &b.act)?)?.detach();
+        // 1. value
+        let v = self.v.forward(&b.obs)?.squeeze(1)?;
+        let v_loss = self.value_loss.mean(&(&qt - &v)?)?;
+        self.v_opt.step(&v_loss.backward()?, self.cfg.lr, 0.0)?;
+        // 2. actor (AWR with the updated value)
+        let v_new = self.v.forward(&b.obs)?.squeeze(1)?.detach();
+        let adv = (&qt - &v_new)?;
+        let w = crate::blocks::awr_weight(&adv, self.cfg.beta, self.cfg.awr_clip)?;
+        let ls = self.log_std.as_tensor().clamp(-5.0, 2.0)?.broadcast_as(b.act.shape())?;
+        let lp = gaussian_log_prob(&self.mean_action(&b.obs)?, &ls, &b.act)?;
+        let a_loss = (w * lp)?.mean_all()?.neg()?;
+        self.actor_opt.step(&a_loss.backward()?, actor_lr, 0.0)?;
+        // 3. critic
+        let mask = (b.done.neg()? + 1.0)?;
+        let y = (&b.rew + ((self.v.forward(&b.next_obs)?.squeeze(1)? * mask)? * self.cfg.gamma)?)?.detach();
+        let per = |q: Tensor| -> Result<Tensor> {
+            let d = (q - &y)?;
+            Ok(if self.cfg.q_huber_delta > 0.0 {
+                huber(&d, self.cfg.q_huber_delta)?.mean_all()?
+            } else {
+                d.sqr()?.mean_all()?
+            })
+        };
+        let q_loss = (per(Self::q(&self.q1, &b.obs, &b.act)?)? + per(Self::q(&self.q2, &b.obs, &b.act)?)?)?;
+        self.q_opt.step(&q_loss.backward()?, self.cfg.lr, 0.0)?;
+        // 4. target
+        self.qt_params.ema_from(&self.q_params, self.cfg.tau)?;
+        let s = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+        Ok([s(&v_loss)?, s(&a_loss)?, s(&q_loss)? / 2.0, s(&adv.mean_all()?)?])
+    }
+}
+
+impl Agent for Iql {
+    fn name(&self) -> &'static str {
+        "iql"
+    }
+
+    fn iterate(&mut self, _envs: &mut VecEnv, progress: Progress) -> Result<IterStats> {
+        if self.data.is_none() {
+            self.load_data()?;
+        }
+        let mut sums = [0.0; 4];
+        let n = self.cfg.steps_per_iteration.min(progress.total_steps.saturating_sub(progress.global_step)).max(1);
+        let mut lr = self.cfg.lr;
+        for _ in 0..n {
+            lr = if self.cfg.actor_cosine {
+                let frac = (self.step as f64 / progress.total_steps.max(1) as f64).min(1.0);
+                self.cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
+            } else {
+                self.cfg.lr
+            };
+            let m = self.update(lr)?;
+            self.step += 1;
+            for (s, v) in sums.iter_mut().zip(m) {
+                *s += v;
+            }
+        }
+        let k = n as f64;
+        Ok(IterStats {
+            env_steps: n,
+            metrics: vec![
+                ("value_loss".into(), sums[0] / k),
+                ("actor_loss".into(), sums[1] / k),
+                ("qf_loss".into(), sums[2] / k),
+                ("advantage".into(), sums[3] / k),
+                ("actor_lr".into(), lr),
+            ],
+            episodes: Vec::new(),
+        })
+    }
+
+    fn act(&mut self, obs: &[Vec<f32>], _deterministic: bool) -> Result<Vec<Action>> {
+        let a = self.mean_action(&rows(obs, &self.dev)?)?;
+        Ok(a.to_vec2::<f32>()?.into_iter().map(Action::Continuous).collect())
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.actor_params.save(&dir.join("model.safetensors"))?;
+        let mut critic = self.q_params.tensors();
+        critic.extend(self.qt_params.tensors().into_iter().map(|(k, v)| (format!("target.{k}"), v)));
+        critic.extend(self.v_params.tensors());
+        candle_core::safetensors::save(&critic, dir.join("critic.safetensors"))?;
+        save_opt(&self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
+        save_opt(&self.q_opt, &dir.join("optimizer_q.safetensors"))?;
+        save_opt(&self.v_opt, &dir.join("optimizer_v.safetensors"))?;
+        let st = IqlState { rng: rng_pos(&self.rng), step: self.step };
+        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+    }
+
+    fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
+        self.actor_params.load_file(&dir.join("model.safetensors"))?;
+        if with_state {
+            let p = dir.join("critic.safetensors");
+            let m =
+                candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
+            self.q_params.load(&m, &p.display().to_string())?;
+            self.v_params.load(&m, &p.display().to_string())?;
+            let t: std::collections::HashMap<String, Tensor> =
+                m.iter().filter_map(|(k, v)| k.strip_prefix("target.").map(|s| (s.to_string(), v.clone()))).collect();
+            self.qt_params.load(&t, &p.display().to_string())?;
+            load_opt(&mut self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
+            load_opt(&mut self.q_opt, &dir.join("optimizer_q.safetensors"))?;
+            load_opt(&mut self.v_opt, &dir.join("optimizer_v.safetensors"))?;
+            let p = dir.join("agent_state.json");
+            let st: IqlState =
+                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+                    .with_context(|| format!("parsing {}", p.display()))?;
+            set_rng_pos(&mut self.rng, &st.rng)?;
+            self.step = st.step;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huber_is_quadratic_inside_and_linear_outside() {
+        let d = Tensor::new(&[-30.0f32, -1.0, 0.0, 2.0, 25.0], &Device::Cpu).unwrap();
+        let h = huber(&d, 20.0).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(h, vec![20.0 * (30.0 - 10.0), 0.5, 0.0, 2.0, 20.0 * (25.0 - 10.0)]);
+    }
+}
