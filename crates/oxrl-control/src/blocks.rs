@@ -21,6 +21,15 @@ pub fn expectile_loss(u: &Tensor, tau: f64) -> Result<Tensor> {
     Ok((w * u.sqr()?)?)
 }
 
+/// Expectile loss of residuals `diff` whose asymmetric weight follows the sign of a separate
+/// advantage: |τ − 1[adv < 0]|·diff² (GCIVL / SAW weight each value head by the sign of the
+/// target-network advantage, not of its own residual). With adv = diff it is [`expectile_loss`].
+pub fn expectile_loss_signed(adv: &Tensor, diff: &Tensor, tau: f64) -> Result<Tensor> {
+    let neg = adv.lt(0.0)?.to_dtype(diff.dtype())?;
+    let w = ((neg * (1.0 - 2.0 * tau))? + tau)?;
+    Ok((w * diff.sqr()?)?)
+}
+
 /// AWR weights min(exp(β·A), clip), detached from the graph.
 pub fn awr_weight(adv: &Tensor, beta: f64, clip: f64) -> Result<Tensor> {
     Ok((adv.detach() * beta)?.exp()?.clamp(0.0, clip)?)
@@ -78,6 +87,19 @@ mod tests {
         assert!((fit(0.5) - 2.5).abs() < 1e-3);
         let hi = fit(0.99);
         assert!(hi > 6.0 && hi < 7.0, "{hi}");
+    }
+
+    #[test]
+    fn signed_expectile_follows_the_advantage_sign_not_the_residual() {
+        // hand-computed batch: adv signs (+, −), residuals (−1, 2), τ = 0.7
+        let d = Device::Cpu;
+        let adv = Tensor::new(&[0.5f32, -0.1], &d).unwrap();
+        let diff = Tensor::new(&[-1.0f32, 2.0], &d).unwrap();
+        let l = v1(&expectile_loss_signed(&adv, &diff, 0.7).unwrap());
+        assert!((l[0] - 0.7).abs() < 1e-6 && (l[1] - 0.3 * 4.0).abs() < 1e-6, "{l:?}");
+        // the residual-signed version weighs them the other way round
+        let own = v1(&expectile_loss(&diff, 0.7).unwrap());
+        assert!((own[0] - 0.3).abs() < 1e-6 && (own[1] - 0.7 * 4.0).abs() < 1e-6);
     }
 
     #[test]

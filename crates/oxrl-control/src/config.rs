@@ -2,7 +2,7 @@
 //! algorithm and its section (`[ppo]`, `[dqn]`, `[sac]`; defaults are CleanRL's), and the training
 //! budget. Unknown keys are errors that name the key; `--set key=value` overrides any key.
 
-use crate::algo::{dqn::DqnConfig, iql::IqlConfig, ppo::PpoConfig, sac::SacConfig};
+use crate::algo::{dqn::DqnConfig, gcivl::GcConfig, iql::IqlConfig, ppo::PpoConfig, sac::SacConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -14,7 +14,8 @@ pub struct ControlConfig {
     pub name: String,
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// `ppo`, `dqn`, `sac` (online) or `iql` (offline, from `iql.dataset`; steps are gradient steps).
+    /// `ppo`, `dqn`, `sac` (online) or `iql` (offline, from `iql.dataset`; steps are gradient steps), or goal-conditioned offline
+    /// `gcbc`, `gcivl`, `saw` (from `gc.dataset`).
     pub algo: String,
     pub env: EnvSection,
     #[serde(default)]
@@ -27,6 +28,8 @@ pub struct ControlConfig {
     pub sac: SacConfig,
     #[serde(default)]
     pub iql: IqlConfig,
+    #[serde(default)]
+    pub gc: GcConfig,
 }
 
 fn default_name() -> String {
@@ -69,7 +72,7 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -114,6 +117,7 @@ impl ControlConfig {
             "ppo" => self.ppo.validate(),
             "dqn" => self.dqn.validate(),
             "iql" => self.iql.validate(),
+            "gcbc" | "gcivl" | "saw" => self.gc.validate(),
             _ => self.sac.validate(),
         }
     }

@@ -13,7 +13,9 @@ pub mod dataset;
 pub mod dist;
 pub mod env;
 pub mod gae;
+pub mod gc;
 pub mod nn;
+pub mod pref;
 pub mod train;
 
 pub use config::ControlConfig;

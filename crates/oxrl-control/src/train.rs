@@ -7,7 +7,7 @@
 //! Checkpoint folder: `config.toml`, `model.safetensors` (the policy), the agent's state files,
 //! `trainer.json` (step, iteration, episode window, environment states).
 
-use crate::algo::{dqn::Dqn, iql::Iql, ppo::Ppo, sac::Sac, Agent, Progress};
+use crate::algo::{dqn::Dqn, gcivl::Gcivl, iql::Iql, ppo::Ppo, sac::Sac, Agent, Progress};
 use crate::config::ControlConfig;
 use crate::env::{vec_env::VecEnvState, VecEnv};
 use anyhow::{bail, Context, Result};
@@ -23,23 +23,54 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
         "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
         "iql" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
+        // GCBC / GCIVL / SAW: one agent, the algorithm name picks the actor objective
+        "gcbc" | "gcivl" | "saw" => {
+            let actor = match cfg.algo.as_str() {
+                "gcbc" => "bc",
+                "gcivl" => "awr",
+                _ => "saw",
+            };
+            Box::new(Gcivl::new(
+                crate::algo::gcivl::GcConfig { actor: actor.into(), ..cfg.gc.clone() },
+                envs,
+                cfg.seed,
+                dev,
+            )?)
+        }
         other => bail!("algo: unknown algorithm {other:?}"),
     })
 }
 
-/// Mean and standard deviation of the deterministic policy's return over `episodes` episodes, each
-/// in a fresh environment seeded from (seed, "eval", episode).
-pub fn evaluate(agent: &mut dyn Agent, env_name: &str, episodes: usize, seed: u64) -> Result<(f64, f64, Vec<f64>)> {
+/// An evaluation of the deterministic policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalResult {
+    pub mean: f64,
+    pub std: f64,
+    pub returns: Vec<f64>,
+    /// Share of episodes that reached the goal (goal-reaching environments only).
+    pub success: Option<f64>,
+}
+
+/// Evaluate the deterministic policy over `episodes` episodes, each in a fresh environment seeded
+/// from (seed, "eval", episode).
+pub fn evaluate(agent: &mut dyn Agent, env_name: &str, episodes: usize, seed: u64) -> Result<EvalResult> {
     let mut returns = Vec::with_capacity(episodes);
+    let mut successes = 0usize;
+    let mut goal_env = false;
     for e in 0..episodes {
         let mut env = crate::env::make(env_name, oxrl_core::seed::derive(seed, "eval", e as u64))?;
         let mut obs = env.reset();
+        agent.reset_episode();
         let mut total = 0.0;
         loop {
             let a = agent.act(std::slice::from_ref(&obs), true)?.remove(0);
             let s = env.step(&a)?;
             total += s.reward;
             if s.terminated || s.truncated {
+                if let Some(ok) = env.success() {
+                    goal_env = true;
+                    successes += ok as usize;
+                }
                 break;
             }
             obs = s.obs;
@@ -49,7 +80,15 @@ pub fn evaluate(agent: &mut dyn Agent, env_name: &str, episodes: usize, seed: u6
     let n = returns.len() as f64;
     let mean = returns.iter().sum::<f64>() / n;
     let std = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
-    Ok((mean, std, returns))
+    Ok(EvalResult { mean, std, returns, success: goal_env.then(|| successes as f64 / n) })
+}
+
+fn eval_record(step: u64, e: &EvalResult) -> serde_json::Value {
+    let mut r = json!({"step": step, "eval_return": e.mean, "eval_return_std": e.std});
+    if let Some(s) = e.success {
+        r["eval_success"] = json!(s);
+    }
+    r
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +110,8 @@ pub struct Summary {
     pub train_return: f64,
     /// Final evaluation of the deterministic policy.
     pub eval_return: f64,
+    /// Its success rate on goal-reaching environments.
+    pub eval_success: Option<f64>,
     pub final_checkpoint: PathBuf,
 }
 
@@ -168,9 +209,9 @@ pub fn train(
         }
         log(&rec)?;
         if st.global_step >= next_eval && st.global_step < total {
-            let (m, s, _) = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
-            st.last_eval = Some(m);
-            log(&json!({"step": st.global_step, "eval_return": m, "eval_return_std": s}))?;
+            let e = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
+            st.last_eval = Some(e.mean);
+            log(&eval_record(st.global_step, &e))?;
             while next_eval <= st.global_step {
                 next_eval += cfg.train.eval_every;
             }
@@ -192,16 +233,23 @@ pub fn train(
             }
         }
     }
-    let (m, s, _) = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
-    log(&json!({"step": st.global_step, "eval_return": m, "eval_return_std": s}))?;
-    st.last_eval = Some(m);
+    let e = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
+    log(&eval_record(st.global_step, &e))?;
+    st.last_eval = Some(e.mean);
     st.window = window.iter().copied().collect();
     st.envs = envs.save();
     let fin = opts.run_dir.join("checkpoints").join("final");
     save_checkpoint(&fin, cfg, agent.as_ref(), &st)?;
     let train_return =
         if window.is_empty() { f64::NAN } else { window.iter().map(|e| e.0).sum::<f64>() / window.len() as f64 };
-    Ok(Summary { steps: st.global_step, episodes: st.episodes, train_return, eval_return: m, final_checkpoint: fin })
+    Ok(Summary {
+        steps: st.global_step,
+        episodes: st.episodes,
+        train_return,
+        eval_return: e.mean,
+        eval_success: e.success,
+        final_checkpoint: fin,
+    })
 }
 
 /// A checkpoint folder, or a run folder (its `checkpoints/final`).
@@ -216,18 +264,24 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     bail!("{}: not a control checkpoint (no trainer.json) nor a run folder with checkpoints/final", path.display())
 }
 
-/// Load a checkpoint's policy and evaluate it: (config, mean, std, returns).
-pub fn eval_checkpoint(path: &Path, episodes: usize, seed: Option<u64>) -> Result<(ControlConfig, f64, f64, Vec<f64>)> {
+/// Load a checkpoint's policy and evaluate it.
+/// `sets` override the checkpoint's config for evaluation (e.g. `gc.subgoals.enabled=true`).
+pub fn eval_checkpoint(
+    path: &Path,
+    episodes: usize,
+    seed: Option<u64>,
+    sets: &[String],
+) -> Result<(ControlConfig, EvalResult)> {
     if episodes == 0 {
         bail!("--episodes must be at least 1");
     }
     let ck = resolve_checkpoint(path)?;
-    let cfg = ControlConfig::load(&ck.join("config.toml"), &[])?;
+    let cfg = ControlConfig::load(&ck.join("config.toml"), sets)?;
     let envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
     let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
     agent.load(&ck, false)?;
-    let (m, s, r) = evaluate(agent.as_mut(), &cfg.env.name, episodes, seed.unwrap_or(cfg.seed))?;
-    Ok((cfg, m, s, r))
+    let e = evaluate(agent.as_mut(), &cfg.env.name, episodes, seed.unwrap_or(cfg.seed))?;
+    Ok((cfg, e))
 }
 
 /// `oxrl control collect`: a dataset from a built-in environment with a random policy (no

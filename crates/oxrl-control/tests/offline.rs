@@ -1,6 +1,7 @@
 //! Offline RL on Pendulum: a dataset of a few expert episodes (a SAC policy trained here) among many
 //! random ones. Behaviour cloning (IQL with β = 0) copies the mixture; IQL's advantage weighting
-//! recovers the expert; f-DVL's value losses train on the same data.
+//! recovers the expert; f-DVL's value losses train on the same data; and IQL on a reward learned
+//! from segment preferences (no reward labels) does too.
 
 use oxrl_control::dataset::{collect, random_action, Dataset};
 use oxrl_control::train::{train, Summary, TrainOptions};
@@ -22,8 +23,8 @@ fn merge(a: &Dataset, b: &Dataset) -> Dataset {
     d
 }
 
-/// (expert, BC, IQL, f-DVL) greedy returns for one seed: 20 expert episodes among 50.
-fn offline_pendulum(seed: u64, dir: &Path) -> (f64, f64, f64, f64) {
+/// (expert, BC, IQL, f-DVL, preference IQL) greedy returns for one seed: 20 expert episodes among 50.
+fn offline_pendulum(seed: u64, dir: &Path) -> (f64, f64, f64, f64, f64) {
     // the expert: a small SAC run (about −150 greedy)
     let sac = cfg(
         "algo = \"sac\"\n[env]\nname = \"pendulum\"\n[train]\ntotal_steps = 6000\neval_episodes = 5\n[sac]\nlearning_starts = 1000\nhidden = [64, 64]\nbatch_size = 128\n",
@@ -61,7 +62,22 @@ fn offline_pendulum(seed: u64, dir: &Path) -> (f64, f64, f64, f64) {
         &dir.join("dvl"),
     )
     .eval_return;
-    (s.eval_return, bc, iql, dvl)
+    // offline RL from preference labels: the reward is learned from 300 teacher-labelled pairs of
+    // 25-step segments (the dataset's rewards are not used), then IQL
+    let pref = run(
+        &cfg(
+            &base,
+            &[
+                format!("seed={seed}"),
+                "iql.beta=3".into(),
+                "iql.reward_scale=1.0".into(),
+                "iql.preferences.pairs=300".into(),
+            ],
+        ),
+        &dir.join("pref"),
+    )
+    .eval_return;
+    (s.eval_return, bc, iql, dvl, pref)
 }
 
 #[test]
@@ -70,11 +86,12 @@ fn iql_beats_behaviour_cloning_on_mixed_pendulum_data() {
         std::env::var("OXRL_SEEDS").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![1]);
     for seed in seeds {
         let d = tempfile::tempdir().unwrap();
-        let (expert, bc, iql, dvl) = offline_pendulum(seed, d.path());
-        println!("seed {seed}: expert {expert:.1}, BC {bc:.1}, IQL {iql:.1}, f-DVL (TV, λ 0.8) {dvl:.1}");
+        let (expert, bc, iql, dvl, pref) = offline_pendulum(seed, d.path());
+        println!("seed {seed}: expert {expert:.1}, BC {bc:.1}, IQL {iql:.1}, f-DVL (TV, λ 0.8) {dvl:.1}, preference IQL {pref:.1}");
         // seeds 1–3: BC −1077 / −1231 / −1226, IQL −767 / −466 / −473, f-DVL −734 / −568 / −546
         assert!(iql > bc + 200.0, "IQL {iql} vs BC {bc}");
         assert!(dvl > bc + 200.0, "f-DVL {dvl} vs BC {bc}");
         assert!(iql > -900.0, "IQL {iql}");
+        assert!(pref > bc + 200.0, "preference IQL {pref} vs BC {bc}");
     }
 }

@@ -10,7 +10,7 @@ pub struct Technique {
     pub name: &'static str,
     /// The config setting that switches it on.
     pub config_key: &'static str,
-    /// advantage, loss, regularizer, shaping, data, diagnostic, optimizer.
+    /// advantage, loss, regularizer, shaping, data, diagnostic, optimizer, control.
     pub kind: &'static str,
     pub paper: &'static str,
     /// CONFIRMED or INFERRED.
@@ -228,6 +228,78 @@ pub const TECHNIQUES: &[Technique] = &[
     t("VPL", "oxrl_core::vpl (library: Vpl::new / fit / posterior / rewards, scaled_reward)", "reward", "Personalizing RLHF with Variational Preference Learning (VPL, 2024)", "INFERRED", "a reward model conditioned on a latent user z inferred (Gaussian encoder, mean-pooled context pairs) from that user's own preferences, trained by the ELBO; VPL-SPO's scale-free reward = mean win probability against a reference set"),
     t("SPA-RL", "train.agent_reward = \"spa\", train.spa_alpha, train.spa_beta (agent tasks)", "reward", "Reinforcing LLM Agents via Stepwise Progress Attribution (SPA-RL, 2025)", "CONFIRMED", "a progress estimator (linear in per-turn features, fitted on the batch so each episode's contributions sum to its outcome) attributes the outcome to turns; turn reward α·c_k + β·[executable] on the turn's last action token"),
     t("Path Not Taken diagnostics", "oxrl diagnose A B [--k K]", "diagnostic", "The Path Not Taken: RLVR Provably Learns Off the Principals (2025)", "INFERRED", "update sparsity, top-k spectral drift, principal-subspace rotation and principal energy between two checkpoints"),
+    t(
+        "PPO (control)",
+        "oxrl control: algo = \"ppo\"",
+        "control",
+        "Proximal Policy Optimization Algorithms (2017); CleanRL ppo.py",
+        "CONFIRMED",
+        "vectorised rollouts, GAE with truncation bootstrap, clipped surrogate and value loss, entropy bonus, lr annealing",
+    ),
+    t(
+        "DQN / double DQN",
+        "oxrl control: algo = \"dqn\", dqn.double_q",
+        "control",
+        "Human-level control through deep RL (2015); Deep RL with Double Q-learning (2016)",
+        "CONFIRMED",
+        "ε-greedy, replay, TD target masked by terminated only; double-Q takes the online argmax",
+    ),
+    t(
+        "SAC",
+        "oxrl control: algo = \"sac\"",
+        "control",
+        "Soft Actor-Critic Algorithms and Applications (2018)",
+        "CONFIRMED",
+        "twin Q min target, tanh-squashed Gaussian with log-prob correction, automatic temperature",
+    ),
+    t(
+        "IQL",
+        "oxrl control: algo = \"iql\"",
+        "control",
+        "Offline RL with Implicit Q-Learning (2022)",
+        "CONFIRMED",
+        "offline: expectile value, AWR actor (β = 0 is behaviour cloning), EMA target critic",
+    ),
+    t(
+        "f-DVL",
+        "oxrl control: iql.value_loss = \"chi_square\", \"total_variation\" or \"gumbel\"",
+        "control",
+        "Dual RL: Unification and New Methods for RL and Imitation Learning (2024)",
+        "CONFIRMED",
+        "replaces IQL's expectile with a dual f-divergence value loss; Huber critic (iql.q_huber_delta)",
+    ),
+    t(
+        "Preference-based offline RL",
+        "oxrl control: iql.preferences.pairs",
+        "control",
+        "Preference Transformer (2023) / PEBBLE (2021), Markovian reward",
+        "CONFIRMED",
+        "Bradley–Terry reward MLP from teacher-labelled segment pairs replaces the dataset's rewards for IQL",
+    ),
+    t(
+        "GCBC / GCIVL",
+        "oxrl control: algo = \"gcbc\" or \"gcivl\"",
+        "control",
+        "OGBench: Benchmarking Offline Goal-Conditioned RL (2025)",
+        "CONFIRMED",
+        "hindsight goal relabelling; action-free two-head value with sign-of-target-advantage expectile; AWR actor",
+    ),
+    t(
+        "SAW",
+        "oxrl control: algo = \"saw\"",
+        "control",
+        "Flattening Hierarchies with Policy Bootstrapping (2025)",
+        "CONFIRMED",
+        "low actor on waypoints plus subgoal-advantage-weighted bootstrapping of the flat actor",
+    ),
+    t(
+        "HECRL subgoal selection",
+        "oxrl control: gc.subgoals.enabled",
+        "control",
+        "Hierarchical Entity-centric RL with Factored Subgoal Diffusion (2026)",
+        "CONFIRMED",
+        "test time: candidates filtered by V(s, c) ≥ radius, argmax V(c, g), or g itself; dataset states as the generator",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

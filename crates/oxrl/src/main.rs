@@ -238,6 +238,16 @@ enum ControlCommand {
         stochastic: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A scripted policy instead: `navigator` (point mazes: noisy waypoint following to random
+        /// targets, "navigate"-style episodes of --episode-length steps).
+        #[arg(long, conflicts_with = "checkpoint")]
+        policy: Option<String>,
+        /// Episode length of scripted navigate datasets.
+        #[arg(long, default_value_t = 1000)]
+        episode_length: usize,
+        /// Action noise (std) of the scripted navigator.
+        #[arg(long, default_value_t = 0.5)]
+        noise: f64,
         /// Append to an existing dataset file (mixtures such as expert + random) instead of
         /// refusing to overwrite it.
         #[arg(long)]
@@ -253,7 +263,12 @@ enum ControlCommand {
         /// Evaluation seed (default: the run's seed).
         #[arg(long)]
         seed: Option<u64>,
-        /// Print {"mean_return", "std_return", "returns", "episodes", "env", "algo"} as JSON.
+        /// Override a key of the checkpoint's config for evaluation (e.g.
+        /// gc.subgoals.enabled=true).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Print {"mean_return", "std_return", "returns", "episodes", "env", "algo"} as JSON
+        /// (and "success_rate" on goal-reaching environments).
         #[arg(long)]
         json: bool,
     },
@@ -317,8 +332,9 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = oxrl::control::load_config(config.as_deref(), &sets, resume.as_deref())?;
             let o = oxrl::control::run_control_train(&cfg, out.as_deref(), resume.as_deref(), stop_after, cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
+            let succ = o.summary.eval_success.map(|s| format!(", success {:.0}%", 100.0 * s)).unwrap_or_default();
             println!(
-                "{} on {}: {} steps, {} episodes; training return (last {}) {:.1}; eval return {:.1}",
+                "{} on {}: {} steps, {} episodes; training return (last {}) {:.1}; eval return {:.1}{succ}",
                 cfg.algo,
                 cfg.env.name,
                 o.summary.steps,
@@ -329,10 +345,33 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Control {
-            command: ControlCommand::Collect { env, steps, out, checkpoint, epsilon, stochastic, seed, append },
+            command:
+                ControlCommand::Collect {
+                    env,
+                    steps,
+                    out,
+                    checkpoint,
+                    epsilon,
+                    stochastic,
+                    seed,
+                    policy,
+                    episode_length,
+                    noise,
+                    append,
+                },
         } => {
-            let new =
-                oxrl_control::train::collect_dataset(&env, steps, checkpoint.as_deref(), epsilon, stochastic, seed)?;
+            let new = match policy.as_deref() {
+                None => {
+                    oxrl_control::train::collect_dataset(&env, steps, checkpoint.as_deref(), epsilon, stochastic, seed)?
+                }
+                Some("navigator") => {
+                    let maze = env.strip_prefix("pointmaze-").with_context(|| {
+                        format!("--policy navigator needs a point maze (pointmaze-umaze, …), not {env}")
+                    })?;
+                    oxrl_control::gc::collect_navigate(maze, steps, episode_length, noise, seed)?
+                }
+                Some(p) => bail!("--policy {p:?}: the scripted policies are: navigator"),
+            };
             let d = match (out.exists(), append) {
                 (true, true) => {
                     let mut old = oxrl_control::dataset::Dataset::load_npz(&out)?;
@@ -352,13 +391,20 @@ fn run(cli: Cli) -> Result<()> {
                 rets.len()
             );
         }
-        Command::Control { command: ControlCommand::Eval { checkpoint, episodes, seed, json } } => {
-            let (cfg, mean, std, returns) = oxrl_control::train::eval_checkpoint(&checkpoint, episodes, seed)?;
+        Command::Control { command: ControlCommand::Eval { checkpoint, episodes, seed, sets, json } } => {
+            let (cfg, e) = oxrl_control::train::eval_checkpoint(&checkpoint, episodes, seed, &sets)?;
             if json {
-                let v = serde_json::json!({"mean_return": mean, "std_return": std, "returns": returns, "episodes": episodes, "env": cfg.env.name, "algo": cfg.algo});
+                let mut v = serde_json::json!({"mean_return": e.mean, "std_return": e.std, "returns": e.returns, "episodes": episodes, "env": cfg.env.name, "algo": cfg.algo});
+                if let Some(s) = e.success {
+                    v["success_rate"] = serde_json::json!(s);
+                }
                 println!("{v}");
             } else {
-                println!("{} on {}: mean return {mean:.2} ± {std:.2} over {episodes} episodes", cfg.algo, cfg.env.name);
+                let succ = e.success.map(|s| format!(", success {:.0}%", 100.0 * s)).unwrap_or_default();
+                println!(
+                    "{} on {}: mean return {:.2} ± {:.2} over {episodes} episodes{succ}",
+                    cfg.algo, cfg.env.name, e.mean, e.std
+                );
             }
         }
         Command::Eval { checkpoint, task, k, sets, json, seed, chat, system } => {

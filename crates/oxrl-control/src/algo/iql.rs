@@ -56,6 +56,9 @@ pub struct IqlConfig {
     pub reward_scale: f64,
     pub reward_shift: f64,
     pub steps_per_iteration: u64,
+    /// Learn the reward from synthetic segment preferences instead of using the dataset's rewards
+    /// (`preferences.pairs > 0`).
+    pub preferences: crate::pref::PrefConfig,
 }
 
 impl Default for IqlConfig {
@@ -79,6 +82,7 @@ impl Default for IqlConfig {
             reward_scale: 1.0,
             reward_shift: 0.0,
             steps_per_iteration: 1000,
+            preferences: crate::pref::PrefConfig::default(),
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct Iql {
     data: Option<ReplayBuffer>,
     obs_dim: usize,
     act_dim: usize,
+    /// Pairwise accuracy of the learned reward on fresh teacher pairs (preference mode).
+    pref_accuracy: Option<f64>,
     value_loss: ValueLoss,
     rng: Rng,
     dev: Device,
@@ -190,6 +196,7 @@ impl Iql {
             data: None,
             obs_dim,
             act_dim,
+            pref_accuracy: None,
             rng: Rng::seed_from_u64(oxrl_core::seed::derive(seed, "iql", 0)),
             dev: dev.clone(),
             scale: Tensor::from_vec(scale, (1, act_dim), dev)?,
@@ -211,6 +218,23 @@ impl Iql {
                 self.act_dim
             );
         }
+        let data = if self.cfg.preferences.pairs > 0 {
+            // preference-based: a Bradley–Terry reward model from teacher-labelled segment pairs
+            let pc = self.cfg.preferences.clone();
+            let pairs = crate::pref::teacher_pairs(&data, pc.pairs, pc.segment_length, &mut self.rng)?;
+            let mut rm =
+                crate::pref::RewardModel::new(self.obs_dim, self.act_dim, &pc.hidden, &mut self.rng, &self.dev)?;
+            rm.fit(&data, &pairs, &pc, &mut self.rng, &self.dev)?;
+            self.pref_accuracy = Some(rm.accuracy(
+                &data,
+                &crate::pref::teacher_pairs(&data, 500, pc.segment_length, &mut self.rng)?,
+                pc.segment_length,
+                &self.dev,
+            )?);
+            rm.relabel(&data, &self.dev)?
+        } else {
+            data
+        };
         let mut buf = data.to_buffer()?;
         let (scale, shift) = (self.cfg.reward_scale, self.cfg.reward_shift);
         if scale != 1.0 || shift != 0.0 {
@@ -294,15 +318,22 @@ impl Agent for Iql {
             }
         }
         let k = n as f64;
+        let mut extra = Vec::new();
+        if let Some(a) = self.pref_accuracy {
+            extra.push(("reward_model_accuracy".to_string(), a));
+        }
         Ok(IterStats {
             env_steps: n,
-            metrics: vec![
-                ("value_loss".into(), sums[0] / k),
-                ("actor_loss".into(), sums[1] / k),
-                ("qf_loss".into(), sums[2] / k),
-                ("advantage".into(), sums[3] / k),
-                ("actor_lr".into(), lr),
-            ],
+            metrics: extra
+                .into_iter()
+                .chain(vec![
+                    ("value_loss".into(), sums[0] / k),
+                    ("actor_loss".into(), sums[1] / k),
+                    ("qf_loss".into(), sums[2] / k),
+                    ("advantage".into(), sums[3] / k),
+                    ("actor_lr".into(), lr),
+                ])
+                .collect(),
             episodes: Vec::new(),
         })
     }

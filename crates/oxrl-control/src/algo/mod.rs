@@ -3,6 +3,8 @@
 
 pub mod dqn;
 pub mod dvl;
+pub mod gcivl;
+pub mod hecrl;
 pub mod iql;
 pub mod ppo;
 pub mod sac;
@@ -35,6 +37,8 @@ pub trait Agent {
     fn iterate(&mut self, envs: &mut VecEnv, progress: Progress) -> Result<IterStats>;
     /// Actions for a batch of observations; `deterministic` = the greedy / mean action.
     fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>>;
+    /// Called before each evaluation episode (agents that keep per-episode state reset it).
+    fn reset_episode(&mut self) {}
     /// Save parameters, optimiser state and the agent's random stream (and replay) into `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
     /// Load what `save` wrote; `with_state` = also optimiser, RNG and replay (resume), else only the

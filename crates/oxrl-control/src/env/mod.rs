@@ -7,8 +7,11 @@
 
 pub mod acrobot;
 pub mod cartpole;
+pub mod deep_sea_treasure;
 pub mod mountain_car;
 pub mod pendulum;
+pub mod pixel_grid;
+pub mod point_maze;
 pub mod vec_env;
 
 use anyhow::{bail, Result};
@@ -100,6 +103,10 @@ pub trait Env: Send {
     /// Start a new episode and return its first observation.
     fn reset(&mut self) -> Vec<f32>;
     fn step(&mut self, action: &Action) -> Result<Step>;
+    /// For goal-reaching environments: whether the last step reached the goal (None otherwise).
+    fn success(&self) -> Option<bool> {
+        None
+    }
     fn save(&self) -> EnvState;
     fn restore(&mut self, state: &EnvState) -> Result<()>;
 }
@@ -140,7 +147,22 @@ impl Core {
 }
 
 /// Built-in environment names.
-pub const ENV_NAMES: &[&str] = &["cartpole", "pendulum", "mountain-car", "mountain-car-continuous", "acrobot"];
+pub const ENV_NAMES: &[&str] = &[
+    "cartpole",
+    "pendulum",
+    "mountain-car",
+    "mountain-car-continuous",
+    "acrobot",
+    "pointmaze-umaze",
+    "pointmaze-four-rooms",
+    "pointmaze-medium",
+    "pixelgrid-clean",
+    "pixelgrid-iid",
+    "pixelgrid-exogenous",
+    "pixelgrid-tv",
+    "deep-sea-treasure",
+    "deep-sea-treasure-concave",
+];
 
 /// Make a built-in environment by name (Gymnasium ids are accepted too: `CartPole-v1`, …).
 pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
@@ -153,6 +175,15 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
             Box::new(mountain_car::MountainCarContinuous::new(seed))
         }
         "acrobot" | "acrobot-v1" => Box::new(acrobot::Acrobot::new(seed)),
+        "pointmaze-umaze" => Box::new(point_maze::PointMaze::new("umaze", seed)?),
+        "pointmaze-four-rooms" => Box::new(point_maze::PointMaze::new("four-rooms", seed)?),
+        "pointmaze-medium" => Box::new(point_maze::PointMaze::new("medium", seed)?),
+        "pixelgrid-clean" | "pixelgrid" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Clean, seed)),
+        "pixelgrid-iid" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Iid, seed)),
+        "pixelgrid-exogenous" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Exogenous, seed)),
+        "pixelgrid-tv" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Tv, seed)),
+        "deep-sea-treasure" => Box::new(deep_sea_treasure::DeepSea::new(false, seed)),
+        "deep-sea-treasure-concave" => Box::new(deep_sea_treasure::DeepSea::new(true, seed)),
         _ => bail!("unknown environment {name:?} (built in: {})", ENV_NAMES.join(", ")),
     })
 }

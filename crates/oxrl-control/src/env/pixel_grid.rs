@@ -1,0 +1,270 @@
+//! A pixel gridworld with distractors — the spec's CPU stand-in for SPR, RePo, InfoPower and the
+//! video-representation study: an N × N grid (no interior walls) rendered as a 3 × 2N × 2N image
+//! (2 × 2 pixels per cell; channel 0 the agent, 1 the goal, 2 distractors), flattened channel-major.
+//! Four actions (up, down, left, right; moves into the border are cancelled); reward 1 on reaching
+//! the goal (terminates), minus `step_cost` per step; 50-step limit.
+//!
+//! Noise modes (`noise`): `clean`; `iid` — every pixel gets independent N(0, σ²) noise each step;
+//! `exogenous` — `distractors` squares the size of the agent do their own random walks
+//! (action-independent, temporally correlated) and are drawn in the agent's channel too, at half
+//! intensity, plus channel 2; `tv` — a "noisy TV" patch of uniform random pixels in one corner of
+//! every channel. Ground-truth positions ([`PixelGrid::positions`]) are exposed for linear probes.
+
+use super::{Action, Core, Env, EnvState, Space, Step};
+use anyhow::{bail, Result};
+use rand::Rng as _;
+use rand_distr::{Distribution, Normal};
+
+/// A grid cell (x, y).
+pub type Cell = (i64, i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noise {
+    Clean,
+    Iid,
+    Exogenous,
+    Tv,
+}
+
+impl Noise {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "clean" => Self::Clean,
+            "iid" => Self::Iid,
+            "exogenous" => Self::Exogenous,
+            "tv" => Self::Tv,
+            _ => bail!("unknown pixel-grid noise {s:?} (clean, iid, exogenous, tv)"),
+        })
+    }
+}
+
+pub struct PixelGrid {
+    core: Core,
+    pub n: usize,
+    pub noise: Noise,
+    pub sigma: f32,
+    pub step_cost: f64,
+    pub distractors: usize,
+    name: &'static str,
+    /// agent (x, y), goal (x, y), then each distractor's (x, y)
+    pos: Vec<(i64, i64)>,
+    max_steps: usize,
+}
+
+const MOVES: [(i64, i64); 4] = [(0, -1), (0, 1), (-1, 0), (1, 0)];
+
+impl PixelGrid {
+    pub fn new(noise: Noise, seed: u64) -> Self {
+        let name = match noise {
+            Noise::Clean => "pixelgrid-clean",
+            Noise::Iid => "pixelgrid-iid",
+            Noise::Exogenous => "pixelgrid-exogenous",
+            Noise::Tv => "pixelgrid-tv",
+        };
+        let distractors = if noise == Noise::Exogenous { 3 } else { 0 };
+        Self {
+            core: Core::new(seed),
+            n: 8,
+            noise,
+            sigma: 0.3,
+            step_cost: 0.01,
+            distractors,
+            name,
+            pos: vec![(0, 0); 2 + distractors],
+            max_steps: 50,
+        }
+    }
+
+    /// Ground truth for probes: (agent, goal, distractors).
+    pub fn positions(&self) -> (Cell, Cell, Vec<Cell>) {
+        (self.pos[0], self.pos[1], self.pos[2..].to_vec())
+    }
+
+    pub fn side(&self) -> usize {
+        2 * self.n
+    }
+
+    fn random_cell(&mut self) -> (i64, i64) {
+        (self.core.rng.random_range(0..self.n as i64), self.core.rng.random_range(0..self.n as i64))
+    }
+
+    /// Render the current state (and draw this step's noise).
+    pub fn render(&mut self) -> Vec<f32> {
+        let w = self.side();
+        let mut img = vec![0f32; 3 * w * w];
+        let paint = |img: &mut [f32], c: usize, cell: (i64, i64), v: f32| {
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    let (x, y) = (cell.0 as usize * 2 + dx, cell.1 as usize * 2 + dy);
+                    let p = &mut img[c * w * w + y * w + x];
+                    *p = p.max(v);
+                }
+            }
+        };
+        paint(&mut img, 0, self.pos[0], 1.0);
+        paint(&mut img, 1, self.pos[1], 1.0);
+        for k in 2..self.pos.len() {
+            paint(&mut img, 0, self.pos[k], 0.5);
+            paint(&mut img, 2, self.pos[k], 1.0);
+        }
+        match self.noise {
+            Noise::Iid => {
+                let nd = Normal::new(0.0f32, self.sigma).unwrap();
+                for p in img.iter_mut() {
+                    *p += nd.sample(&mut self.core.rng);
+                }
+            }
+            Noise::Tv => {
+                let patch = w / 4;
+                for c in 0..3 {
+                    for y in 0..patch {
+                        for x in w - patch..w {
+                            img[c * w * w + y * w + x] = self.core.rng.random::<f32>();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        img
+    }
+
+    fn step_distractors(&mut self) {
+        for k in 2..self.pos.len() {
+            let (dx, dy) = MOVES[self.core.rng.random_range(0..4)];
+            let (x, y) = self.pos[k];
+            self.pos[k] = ((x + dx).clamp(0, self.n as i64 - 1), (y + dy).clamp(0, self.n as i64 - 1));
+        }
+    }
+}
+
+impl Env for PixelGrid {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn observation_space(&self) -> Space {
+        let d = 3 * self.side() * self.side();
+        Space::Box { low: vec![f32::NEG_INFINITY; d], high: vec![f32::INFINITY; d] }
+    }
+    fn action_space(&self) -> Space {
+        Space::Discrete(4)
+    }
+    fn max_steps(&self) -> usize {
+        self.max_steps
+    }
+    fn reset(&mut self) -> Vec<f32> {
+        self.pos[0] = self.random_cell();
+        loop {
+            self.pos[1] = self.random_cell();
+            if self.pos[1] != self.pos[0] {
+                break;
+            }
+        }
+        for k in 2..self.pos.len() {
+            self.pos[k] = self.random_cell();
+        }
+        self.core.elapsed = 0;
+        self.render()
+    }
+    fn step(&mut self, action: &Action) -> Result<Step> {
+        let a = action.index()?;
+        if a > 3 {
+            bail!("{}: action {a} outside 0..4", self.name);
+        }
+        let (dx, dy) = MOVES[a];
+        let (x, y) = self.pos[0];
+        self.pos[0] = ((x + dx).clamp(0, self.n as i64 - 1), (y + dy).clamp(0, self.n as i64 - 1));
+        self.step_distractors();
+        let reached = self.pos[0] == self.pos[1];
+        let truncated = self.core.tick(self.max_steps) && !reached;
+        let reward = if reached { 1.0 } else { 0.0 } - self.step_cost;
+        Ok(Step { obs: self.render(), reward, terminated: reached, truncated })
+    }
+    fn success(&self) -> Option<bool> {
+        Some(self.pos[0] == self.pos[1])
+    }
+    fn save(&self) -> EnvState {
+        self.core.save(self.pos.iter().flat_map(|&(x, y)| [x as f64, y as f64]).collect())
+    }
+    fn restore(&mut self, state: &EnvState) -> Result<()> {
+        let n = 2 * self.pos.len();
+        let v = self.core.restore(state, n, self.name)?.to_vec();
+        for (k, p) in self.pos.iter_mut().enumerate() {
+            *p = (v[2 * k] as i64, v[2 * k + 1] as i64);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pixel(img: &[f32], w: usize, c: usize, x: usize, y: usize) -> f32 {
+        img[c * w * w + y * w + x]
+    }
+
+    #[test]
+    fn clean_rendering_is_one_hot_per_channel_and_moves_follow_actions() {
+        let mut e = PixelGrid::new(Noise::Clean, 0);
+        let img = e.reset();
+        let w = e.side();
+        assert_eq!(img.len(), 3 * 16 * 16);
+        let (agent, goal, d) = e.positions();
+        assert!(d.is_empty() && agent != goal);
+        assert_eq!(pixel(&img, w, 0, agent.0 as usize * 2 + 1, agent.1 as usize * 2 + 1), 1.0);
+        assert_eq!(pixel(&img, w, 1, goal.0 as usize * 2, goal.1 as usize * 2), 1.0);
+        assert_eq!(img.iter().filter(|&&v| v != 0.0).count(), 8, "two 2×2 squares");
+        // walk to the goal: right/left then down/up; reward 1 − step cost on arrival
+        let mut last = None;
+        for _ in 0..20 {
+            let (a, g, _) = e.positions();
+            let act = if a.0 < g.0 {
+                3
+            } else if a.0 > g.0 {
+                2
+            } else if a.1 < g.1 {
+                1
+            } else {
+                0
+            };
+            let s = e.step(&Action::Discrete(act)).unwrap();
+            if s.terminated {
+                last = Some(s.reward);
+                break;
+            }
+            assert!((s.reward + 0.01).abs() < 1e-12);
+        }
+        assert!((last.unwrap() - 0.99).abs() < 1e-12);
+        assert_eq!(e.success(), Some(true));
+    }
+
+    #[test]
+    fn exogenous_distractors_move_regardless_of_actions_and_noise_modes_differ() {
+        let mut e = PixelGrid::new(Noise::Exogenous, 1);
+        e.reset();
+        let (_, _, before) = e.positions();
+        let mut moved = false;
+        for _ in 0..10 {
+            e.step(&Action::Discrete(0)).unwrap();
+            moved |= e.positions().2 != before;
+        }
+        assert!(moved);
+        assert_eq!(e.positions().2.len(), 3);
+        // iid noise perturbs every pixel; the TV patch only its corner
+        let mut iid = PixelGrid::new(Noise::Iid, 2);
+        let a = iid.reset();
+        assert!(a.iter().filter(|v| **v != 0.0 && **v != 1.0).count() > 700);
+        let mut tv = PixelGrid::new(Noise::Tv, 3);
+        let img = tv.reset();
+        let w = tv.side();
+        assert!(pixel(&img, w, 2, w - 1, 0) > 0.0);
+        assert!(Noise::parse("fog").is_err());
+        // save / restore continues exactly, noise included
+        let st = iid.save();
+        let next = iid.step(&Action::Discrete(1)).unwrap();
+        let mut again = PixelGrid::new(Noise::Iid, 99);
+        again.restore(&st).unwrap();
+        assert_eq!(again.step(&Action::Discrete(1)).unwrap(), next);
+    }
+}

@@ -1,0 +1,59 @@
+//! Goal-conditioned offline RL on the U-maze (start and goal on either side of the wall, so the
+//! Euclidean direction is wrong): GCBC, GCIVL and SAW from one noisy-navigator dataset.
+
+use oxrl_control::train::{train, TrainOptions};
+use oxrl_control::ControlConfig;
+
+#[test]
+fn saw_and_gcivl_beat_gcbc_on_the_umaze() {
+    let seeds: Vec<u64> =
+        std::env::var("OXRL_SEEDS").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![1]);
+    for seed in seeds {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("umaze.npz");
+        oxrl_control::gc::collect_navigate("umaze", 50_000, 1000, 0.5, seed).unwrap().save_npz(&data).unwrap();
+        let mut success = Vec::new();
+        for algo in ["gcbc", "gcivl", "saw"] {
+            let text = format!(
+                "algo = \"{algo}\"\nseed = {seed}\n[env]\nname = \"pointmaze-umaze\"\n[train]\ntotal_steps = 5000\neval_episodes = 20\n[gc]\ndataset = \"{}\"\nhidden = [128, 128]\nsteps_per_iteration = 500\n",
+                data.display()
+            );
+            let cfg = ControlConfig::load_str("test", &text, &[]).unwrap();
+            let run = dir.path().join(algo);
+            let opts =
+                TrainOptions { run_dir: &run, resume: false, stop_after: None, device: candle_core::Device::Cpu };
+            let s = train(&cfg, &opts, &mut |_| Ok(())).unwrap();
+            success.push(s.eval_success.unwrap());
+        }
+        println!("seed {seed}: success GCBC {:.2}, GCIVL {:.2}, SAW {:.2}", success[0], success[1], success[2]);
+        assert!(success[2] >= 0.7, "SAW {}", success[2]);
+        assert!(success[1] > success[0] && success[2] > success[0], "{success:?}");
+    }
+}
+
+#[test]
+fn hecrl_subgoal_selection_helps_gcivl_on_the_medium_maze() {
+    let seeds: Vec<u64> =
+        std::env::var("OXRL_SEEDS").map(|s| s.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or(vec![1]);
+    for seed in seeds {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("medium.npz");
+        oxrl_control::gc::collect_navigate("medium", 100_000, 1000, 0.5, seed).unwrap().save_npz(&data).unwrap();
+        let text = format!(
+            "algo = \"gcivl\"\nseed = {seed}\n[env]\nname = \"pointmaze-medium\"\n[train]\ntotal_steps = 10000\neval_episodes = 5\n[gc]\ndataset = \"{}\"\nhidden = [128, 128]\nsteps_per_iteration = 1000\n",
+            data.display()
+        );
+        let cfg = ControlConfig::load_str("test", &text, &[]).unwrap();
+        let run = dir.path().join("run");
+        let opts = TrainOptions { run_dir: &run, resume: false, stop_after: None, device: candle_core::Device::Cpu };
+        train(&cfg, &opts, &mut |_| Ok(())).unwrap();
+        let eval = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            oxrl_control::train::eval_checkpoint(&run, 30, None, &sets).unwrap().1.success.unwrap()
+        };
+        let flat = eval(&[]);
+        let hier = eval(&["gc.subgoals.enabled=true", "gc.subgoals.competence_radius=-15", "gc.subgoals.every=10"]);
+        println!("seed {seed}: success flat GCIVL {flat:.2}, with HECRL subgoal selection {hier:.2}");
+        assert!(hier >= flat && hier >= 0.8, "flat {flat} vs subgoals {hier}");
+    }
+}
