@@ -2,7 +2,7 @@
 //! algorithm and its section (`[ppo]`, `[dqn]`, `[sac]`; defaults are CleanRL's), and the training
 //! budget. Unknown keys are errors that name the key; `--set key=value` overrides any key.
 
-use crate::algo::{dqn::DqnConfig, gcivl::GcConfig, iql::IqlConfig, ppo::PpoConfig, sac::SacConfig};
+use crate::algo::{dqn::DqnConfig, gcivl::GcConfig, iql::IqlConfig, ppo::PpoConfig, sac::SacConfig, spr::SprConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -30,6 +30,8 @@ pub struct ControlConfig {
     pub iql: IqlConfig,
     #[serde(default)]
     pub gc: GcConfig,
+    #[serde(default)]
+    pub spr: SprConfig,
 }
 
 fn default_name() -> String {
@@ -72,7 +74,7 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -118,6 +120,7 @@ impl ControlConfig {
             "dqn" => self.dqn.validate(),
             "iql" => self.iql.validate(),
             "gcbc" | "gcivl" | "saw" => self.gc.validate(),
+            "spr" => Ok(()),
             _ => self.sac.validate(),
         }
     }

@@ -7,7 +7,7 @@
 //! Checkpoint folder: `config.toml`, `model.safetensors` (the policy), the agent's state files,
 //! `trainer.json` (step, iteration, episode window, environment states).
 
-use crate::algo::{dqn::Dqn, gcivl::Gcivl, iql::Iql, ppo::Ppo, sac::Sac, Agent, Progress};
+use crate::algo::{dqn::Dqn, gcivl::Gcivl, iql::Iql, ppo::Ppo, sac::Sac, spr::Spr, Agent, Progress};
 use crate::config::ControlConfig;
 use crate::env::{vec_env::VecEnvState, VecEnv};
 use anyhow::{bail, Context, Result};
@@ -23,6 +23,7 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
         "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
         "iql" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
+        "spr" => Box::new(Spr::new(cfg.spr.clone(), envs, cfg.seed, dev)?),
         // GCBC / GCIVL / SAW: one agent, the algorithm name picks the actor objective
         "gcbc" | "gcivl" | "saw" => {
             let actor = match cfg.algo.as_str() {

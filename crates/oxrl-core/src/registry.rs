@@ -300,6 +300,14 @@ pub const TECHNIQUES: &[Technique] = &[
         "CONFIRMED",
         "test time: candidates filtered by V(s, c) ≥ radius, argmax V(c, g), or g itself; dataset states as the generator",
     ),
+    t(
+        "SPR",
+        "oxrl control: algo = \"spr\", spr.spr_weight",
+        "control",
+        "Data-Efficient RL with Self-Predictive Representations (2021)",
+        "CONFIRMED",
+        "pixel DQN plus K-step latent self-prediction (2 − 2cos to EMA-target projections, masked after episode ends); MLP encoder",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

@@ -8,6 +8,7 @@ pub mod hecrl;
 pub mod iql;
 pub mod ppo;
 pub mod sac;
+pub mod spr;
 
 use crate::env::{Action, Space, VecEnv};
 use anyhow::Result;
