@@ -74,7 +74,7 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -119,6 +119,12 @@ impl ControlConfig {
             "ppo" => self.ppo.validate(),
             "dqn" => self.dqn.validate(),
             "iql" => self.iql.validate(),
+            "recoil" => {
+                if self.iql.recoil.expert_dataset.is_empty() {
+                    bail!("iql.recoil.expert_dataset: ReCOIL needs the expert demonstrations (.npz)");
+                }
+                self.iql.validate()
+            }
             "gcbc" | "gcivl" | "saw" => self.gc.validate(),
             "spr" => Ok(()),
             _ => self.sac.validate(),

@@ -22,7 +22,7 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "ppo" => Box::new(Ppo::new(cfg.ppo.clone(), envs, cfg.seed, dev)?),
         "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
         "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
-        "iql" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
+        "iql" | "recoil" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
         "spr" => Box::new(Spr::new(cfg.spr.clone(), envs, cfg.seed, dev)?),
         // GCBC / GCIVL / SAW: one agent, the algorithm name picks the actor objective
         "gcbc" | "gcivl" | "saw" => {

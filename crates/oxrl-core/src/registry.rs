@@ -308,6 +308,14 @@ pub const TECHNIQUES: &[Technique] = &[
         "CONFIRMED",
         "pixel DQN plus K-step latent self-prediction (2 − 2cos to EMA-target projections, masked after episode ends); MLP encoder",
     ),
+    t(
+        "ReCOIL",
+        "oxrl control: algo = \"recoil\", iql.recoil.*",
+        "control",
+        "Dual RL: Unification and New Methods for RL and Imitation Learning (2024)",
+        "INFERRED",
+        "reward-free imitation: expert-half Q to a fixed high target, mixture-half Q to a constant-reward Bellman target; AWR actor (not yet shown to work here)",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

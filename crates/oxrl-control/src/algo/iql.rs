@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use oxrl_core::optim::{AdamW, AdamWConfig};
 use oxrl_core::seed::Rng;
-use rand::SeedableRng;
+use rand::{Rng as _, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -59,6 +59,37 @@ pub struct IqlConfig {
     /// Learn the reward from synthetic segment preferences instead of using the dataset's rewards
     /// (`preferences.pairs > 0`).
     pub preferences: crate::pref::PrefConfig,
+    /// ReCOIL imitation (reward-free) when `recoil.expert_dataset` is set.
+    pub recoil: RecoilConfig,
+}
+
+/// `[iql.recoil]` — ReCOIL: "Dual RL: Unification and New Methods for Reinforcement and Imitation
+/// Learning" (Sikchi et al., 2024). INFERRED from the public implementation the spec read: batches
+/// are half expert, half a mixture (`mix_expert` expert share, the rest from `iql.dataset`); expert
+/// Q values are regressed to `expert_target`, mixture Q to `reward` + γ·mask·V(s') (terminal
+/// transitions to `terminal_value`); V is the implicit maximiser (the value loss) on the mixture
+/// half and the actor AWR on the mixture half. No rewards are read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoilConfig {
+    /// The expert dataset (.npz); empty = ReCOIL off.
+    pub expert_dataset: String,
+    pub mix_expert: f64,
+    pub expert_target: f64,
+    pub reward: f64,
+    pub terminal_value: f64,
+}
+
+impl Default for RecoilConfig {
+    fn default() -> Self {
+        Self {
+            expert_dataset: String::new(),
+            mix_expert: 0.5,
+            expert_target: 200.0,
+            reward: -2.0,
+            terminal_value: -200.0,
+        }
+    }
 }
 
 impl Default for IqlConfig {
@@ -83,6 +114,7 @@ impl Default for IqlConfig {
             reward_shift: 0.0,
             steps_per_iteration: 1000,
             preferences: crate::pref::PrefConfig::default(),
+            recoil: RecoilConfig::default(),
         }
     }
 }
@@ -125,6 +157,8 @@ pub struct Iql {
     act_dim: usize,
     /// Pairwise accuracy of the learned reward on fresh teacher pairs (preference mode).
     pref_accuracy: Option<f64>,
+    /// ReCOIL's expert transitions.
+    expert: Option<ReplayBuffer>,
     value_loss: ValueLoss,
     rng: Rng,
     dev: Device,
@@ -137,6 +171,14 @@ pub struct Iql {
 struct IqlState {
     rng: String,
     step: u64,
+}
+
+/// ReCOIL's mixture-half critic target: `reward` + γ·V(s'), or `terminal_value` at terminals
+/// (detached).
+pub fn recoil_target(v_next: &Tensor, done: &Tensor, gamma: f64, rc: &RecoilConfig) -> Result<Tensor> {
+    let boot = ((v_next * gamma)? + rc.reward)?;
+    let term = Tensor::full(rc.terminal_value as f32, done.shape(), done.device())?;
+    Ok(done.gt(0.5)?.where_cond(&term, &boot)?.detach())
 }
 
 /// Huber loss with threshold δ (elementwise): ½d² inside, δ(|d| − ½δ) outside.
@@ -197,6 +239,7 @@ impl Iql {
             obs_dim,
             act_dim,
             pref_accuracy: None,
+            expert: None,
             rng: Rng::seed_from_u64(oxrl_core::seed::derive(seed, "iql", 0)),
             dev: dev.clone(),
             scale: Tensor::from_vec(scale, (1, act_dim), dev)?,
@@ -241,6 +284,14 @@ impl Iql {
             buf.map_rewards(|r| r * scale + shift);
         }
         self.data = Some(buf);
+        if !self.cfg.recoil.expert_dataset.is_empty() {
+            let e =
+                Dataset::load_npz(Path::new(&self.cfg.recoil.expert_dataset)).context("iql.recoil.expert_dataset")?;
+            if e.obs_dim != self.obs_dim || e.act_dim != self.act_dim {
+                bail!("iql.recoil.expert_dataset: shapes differ from the environment's");
+            }
+            self.expert = Some(e.to_buffer()?);
+        }
         Ok(())
     }
 
@@ -253,7 +304,51 @@ impl Iql {
     }
 
     /// One IQL update; returns (value loss, actor loss, critic loss, mean advantage).
+    /// One ReCOIL update (see [`RecoilConfig`]).
+    fn update_recoil(&mut self, actor_lr: f64) -> Result<[f64; 4]> {
+        let rc = self.cfg.recoil.clone();
+        let half = (self.cfg.batch_size / 2).max(1);
+        let expert = self.expert.as_ref().context("recoil: expert data not loaded")?;
+        let data = self.data.as_ref().context("iql: dataset not loaded")?;
+        let be = expert.sample(half, &mut self.rng, &self.dev)?;
+        let n_e = (0..half).filter(|_| self.rng.random::<f64>() < rc.mix_expert).count();
+        let m1 = expert.sample(n_e.max(1), &mut self.rng, &self.dev)?;
+        let m2 = data.sample((half - n_e).max(1), &mut self.rng, &self.dev)?;
+        let cat = |a: &Tensor, b: &Tensor| Tensor::cat(&[a, b], 0);
+        let (obs, act, next, done) = (
+            cat(&m1.obs, &m2.obs)?,
+            cat(&m1.act, &m2.act)?,
+            cat(&m1.next_obs, &m2.next_obs)?,
+            cat(&m1.done, &m2.done)?,
+        );
+        let qt = Self::q(&self.q1t, &obs, &act)?.minimum(&Self::q(&self.q2t, &obs, &act)?)?.detach();
+        // value: implicit maximiser on the mixture
+        let v = self.v.forward(&obs)?.squeeze(1)?;
+        let v_loss = self.value_loss.mean(&(&qt - &v)?)?;
+        self.v_opt.step(&v_loss.backward()?, self.cfg.lr, 0.0)?;
+        // actor: AWR on the mixture
+        let v_new = self.v.forward(&obs)?.squeeze(1)?.detach();
+        let adv = (&qt - &v_new)?;
+        let w = crate::blocks::awr_weight(&adv, self.cfg.beta, self.cfg.awr_clip)?;
+        let ls = self.log_std.as_tensor().clamp(-5.0, 2.0)?.broadcast_as(act.shape())?;
+        let a_loss = (w * gaussian_log_prob(&self.mean_action(&obs)?, &ls, &act)?)?.mean_all()?.neg()?;
+        self.actor_opt.step(&a_loss.backward()?, actor_lr, 0.0)?;
+        // critic: expert Q → expert_target; mixture Q → reward + γ·mask·V(s') (terminal_value at terminals)
+        let y = recoil_target(&self.v.forward(&next)?.squeeze(1)?, &done, self.cfg.gamma, &rc)?;
+        let y_e = Tensor::full(rc.expert_target as f32, be.rew.shape(), &self.dev)?;
+        let mse = |q: Tensor, t: &Tensor| -> Result<Tensor> { Ok((q - t)?.sqr()?.mean_all()?) };
+        let q_loss = ((mse(Self::q(&self.q1, &obs, &act)?, &y)? + mse(Self::q(&self.q2, &obs, &act)?, &y)?)?
+            + (mse(Self::q(&self.q1, &be.obs, &be.act)?, &y_e)? + mse(Self::q(&self.q2, &be.obs, &be.act)?, &y_e)?)?)?;
+        self.q_opt.step(&q_loss.backward()?, self.cfg.lr, 0.0)?;
+        self.qt_params.ema_from(&self.q_params, self.cfg.tau)?;
+        let s = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+        Ok([s(&v_loss)?, s(&a_loss)?, s(&q_loss)? / 4.0, s(&adv.mean_all()?)?])
+    }
+
     fn update(&mut self, actor_lr: f64) -> Result<[f64; 4]> {
+        if self.expert.is_some() {
+            return self.update_recoil(actor_lr);
+        }
         let b = self.data.as_ref().context("iql: dataset not loaded")?.sample(
             self.cfg.batch_size,
             &mut self.rng,
@@ -384,6 +479,15 @@ impl Agent for Iql {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recoil_target_uses_the_constant_reward_and_terminal_value() {
+        let d = Device::Cpu;
+        let v = Tensor::new(&[10.0f32, 10.0], &d).unwrap();
+        let done = Tensor::new(&[0.0f32, 1.0], &d).unwrap();
+        let y = recoil_target(&v, &done, 0.9, &RecoilConfig::default()).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(y, vec![-2.0 + 9.0, -200.0]);
+    }
 
     #[test]
     fn huber_is_quadratic_inside_and_linear_outside() {
