@@ -239,7 +239,8 @@ enum ControlCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// A scripted policy instead: `navigator` (point mazes: noisy waypoint following to random
-        /// targets, "navigate"-style episodes of --episode-length steps).
+        /// targets, "navigate"-style episodes of --episode-length steps) or `pusher` (push
+        /// gridworlds; --epsilon is its random-move rate).
         #[arg(long, conflicts_with = "checkpoint")]
         policy: Option<String>,
         /// Episode length of scripted navigate datasets.
@@ -370,7 +371,24 @@ fn run(cli: Cli) -> Result<()> {
                     })?;
                     oxrl_control::gc::collect_navigate(maze, steps, episode_length, noise, seed)?
                 }
-                Some(p) => bail!("--policy {p:?}: the scripted policies are: navigator"),
+                Some("pusher") => {
+                    if !env.starts_with("push-") {
+                        bail!("--policy pusher needs a push gridworld (push-1, push-2, push-3), not {env}");
+                    }
+                    let mut rng = oxrl_core::seed::rng(seed, "pusher", 0);
+                    oxrl_control::dataset::collect(
+                        &env,
+                        steps,
+                        &mut |o| {
+                            Ok(oxrl_control::env::Action::Discrete(oxrl_control::env::push_grid::pusher_from_obs(
+                                o, epsilon, &mut rng,
+                            )?))
+                        },
+                        0.0,
+                        seed,
+                    )?
+                }
+                Some(p) => bail!("--policy {p:?}: the scripted policies are: navigator, pusher"),
             };
             let d = match (out.exists(), append) {
                 (true, true) => {

@@ -12,6 +12,7 @@ pub mod mountain_car;
 pub mod pendulum;
 pub mod pixel_grid;
 pub mod point_maze;
+pub mod push_grid;
 pub mod vec_env;
 
 use anyhow::{bail, Result};
@@ -162,6 +163,9 @@ pub const ENV_NAMES: &[&str] = &[
     "pixelgrid-tv",
     "deep-sea-treasure",
     "deep-sea-treasure-concave",
+    "push-1",
+    "push-2",
+    "push-3",
 ];
 
 /// Make a built-in environment by name (Gymnasium ids are accepted too: `CartPole-v1`, …).
@@ -184,6 +188,9 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
         "pixelgrid-tv" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Tv, seed)),
         "deep-sea-treasure" => Box::new(deep_sea_treasure::DeepSea::new(false, seed)),
         "deep-sea-treasure-concave" => Box::new(deep_sea_treasure::DeepSea::new(true, seed)),
+        "push-1" => Box::new(push_grid::PushGrid::new(1, seed)?),
+        "push-2" => Box::new(push_grid::PushGrid::new(2, seed)?),
+        "push-3" => Box::new(push_grid::PushGrid::new(3, seed)?),
         _ => bail!("unknown environment {name:?} (built in: {})", ENV_NAMES.join(", ")),
     })
 }
