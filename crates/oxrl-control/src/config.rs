@@ -83,16 +83,7 @@ impl ControlConfig {
     }
 
     pub fn load_str(origin: &str, text: &str, sets: &[String]) -> Result<Self> {
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
-        let cfg: ControlConfig = if sets.is_empty() {
-            toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?
-        } else {
-            for s in sets {
-                oxrl_core::overrides::apply_override(&mut table, s)?;
-            }
-            ControlConfig::deserialize(toml::Value::Table(table))
-                .map_err(|e| anyhow!("{origin} with --set {}: {e}", sets.join(" ")))?
-        };
+        let cfg: ControlConfig = oxrl_core::overrides::parse_with_overrides(origin, text, sets)?;
         cfg.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
         Ok(cfg)
     }

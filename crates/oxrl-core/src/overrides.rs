@@ -1,6 +1,7 @@
 //! `--set key.path=value` overrides of TOML configs, shared by every config-driven command.
 
 use anyhow::{anyhow, bail, Result};
+use serde::de::DeserializeOwned;
 
 /// Apply `key.path=value` to a TOML table; the value is parsed as TOML, else taken as a string.
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
@@ -23,4 +24,19 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
+}
+
+/// Parse TOML text into a config type, then apply `--set` overrides; errors name `origin` (a file
+/// path or a built-in config) and, for the text alone, its line and column.
+pub fn parse_with_overrides<T: DeserializeOwned>(origin: &str, text: &str, sets: &[String]) -> Result<T> {
+    // Parse the text alone first so errors carry its line and column.
+    let base: T = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+    if sets.is_empty() {
+        return Ok(base);
+    }
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+    for s in sets {
+        apply_override(&mut table, s)?;
+    }
+    T::deserialize(toml::Value::Table(table)).map_err(|e| anyhow!("{origin} with --set {}: {e}", sets.join(" ")))
 }

@@ -878,18 +878,7 @@ impl RunConfig {
 
     /// Load from TOML text; `origin` names it in errors (a file path, or a built-in config).
     pub fn load_str(origin: &str, text: &str, sets: &[String]) -> Result<Self> {
-        // Parse the text alone first so errors carry its line and column.
-        let base: RunConfig = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
-        let cfg = if sets.is_empty() {
-            base
-        } else {
-            let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
-            for s in sets {
-                apply_override(&mut table, s)?;
-            }
-            RunConfig::deserialize(toml::Value::Table(table))
-                .map_err(|e| anyhow!("{origin} with --set {}: {e}", sets.join(" ")))?
-        };
+        let cfg: RunConfig = oxrl_core::overrides::parse_with_overrides(origin, text, sets)?;
         cfg.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
         Ok(cfg)
     }

@@ -76,6 +76,25 @@ pub fn series(records: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// One plot file: (file stem, title, [(metric key, legend label)]).
+type Plot<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Draw each plot whose series have points into `dir/<file>.png`.
+fn draw(dir: &Path, records: &[serde_json::Value], plots: &[Plot]) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for (file, title, keys) in plots {
+        let s: Vec<(String, Vec<(f64, f64)>)> =
+            keys.iter().map(|(k, label)| (label.to_string(), series(records, k))).filter(|s| !s.1.is_empty()).collect();
+        if s.is_empty() {
+            continue;
+        }
+        let p = dir.join(format!("{file}.png"));
+        line_plot(&p, title, &s)?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
 /// The standard plots of an RL run: reward, accuracy, entropy, KL, length.
 pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let text = std::fs::read_to_string(run_dir.join("metrics.jsonl"))?;
@@ -86,7 +105,6 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         .collect();
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;
-    type Plot<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
     let plots: [Plot; 5] = [
         ("reward", "reward (rollout batch)", &[("reward_mean", "mean reward")]),
         (
@@ -102,21 +120,7 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         ("kl", "KL", &[("kl_ref", "KL to reference (k3)"), ("approx_kl", "approx KL to old policy")]),
         ("length", "response length (tokens)", &[("response_length", "mean length")]),
     ];
-    let mut out = Vec::new();
-    for (file, title, keys) in plots {
-        let s: Vec<(String, Vec<(f64, f64)>)> = keys
-            .iter()
-            .map(|(k, label)| (label.to_string(), series(&records, k)))
-            .filter(|s| !s.1.is_empty())
-            .collect();
-        if s.is_empty() {
-            continue;
-        }
-        let p = dir.join(format!("{file}.png"));
-        line_plot(&p, title, &s)?;
-        out.push(p);
-    }
-    Ok(out)
+    draw(&dir, &records, &plots)
 }
 
 /// The plots of a control run: training and evaluation return, episode length, losses.
@@ -125,7 +129,6 @@ pub fn plot_control_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;
-    type Plot<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
     let plots: [Plot; 3] = [
         (
             "return",
@@ -145,19 +148,5 @@ pub fn plot_control_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
             ],
         ),
     ];
-    let mut out = Vec::new();
-    for (file, title, keys) in plots {
-        let s: Vec<(String, Vec<(f64, f64)>)> = keys
-            .iter()
-            .map(|(k, label)| (label.to_string(), series(&records, k)))
-            .filter(|s| !s.1.is_empty())
-            .collect();
-        if s.is_empty() {
-            continue;
-        }
-        let p = dir.join(format!("{file}.png"));
-        line_plot(&p, title, &s)?;
-        out.push(p);
-    }
-    Ok(out)
+    draw(&dir, &records, &plots)
 }

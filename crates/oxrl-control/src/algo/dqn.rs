@@ -5,12 +5,12 @@
 //! network updated every C steps by EMA_τ (τ = 1: hard copy). Truncated episodes keep their
 //! bootstrap: only `terminated` zeroes it.
 
-use super::{linear_schedule, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use super::{linear_schedule, load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
 use crate::buffer::ReplayBuffer;
 use crate::dist::argmax_rows;
 use crate::env::{Action, VecEnv};
 use crate::nn::{rows, Activation, Init, Mlp, Params};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, D};
 use oxrl_core::optim::{AdamW, AdamWConfig};
 use oxrl_core::seed::Rng;
@@ -111,12 +111,6 @@ pub struct Dqn {
     rng: Rng,
     dev: Device,
     n_actions: usize,
-    global_step: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct DqnState {
-    rng: String,
     global_step: u64,
 }
 
@@ -246,8 +240,7 @@ impl Agent for Dqn {
         self.target_params.save(&dir.join("target.safetensors"))?;
         save_opt(&self.opt, &dir.join("optimizer.safetensors"))?;
         self.buffer.save(&dir.join("replay.safetensors"))?;
-        let st = DqnState { rng: rng_pos(&self.rng), global_step: self.global_step };
-        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+        save_state(dir, &self.rng, self.global_step)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
@@ -256,12 +249,7 @@ impl Agent for Dqn {
             self.target_params.load_file(&dir.join("target.safetensors"))?;
             load_opt(&mut self.opt, &dir.join("optimizer.safetensors"))?;
             self.buffer.load(&dir.join("replay.safetensors"))?;
-            let p = dir.join("agent_state.json");
-            let st: DqnState =
-                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("parsing {}", p.display()))?;
-            set_rng_pos(&mut self.rng, &st.rng)?;
-            self.global_step = st.global_step;
+            self.global_step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
     }

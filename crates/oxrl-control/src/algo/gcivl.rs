@@ -16,7 +16,7 @@
 //! Observations are (state, goal): the first `obs_dim − goal_dim` values are the state, and goals
 //! are states of the dataset.
 
-use super::{load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use super::{load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent, IterStats, Progress};
 use crate::blocks::{awr_weight, expectile_loss_signed};
 use crate::dataset::Dataset;
 use crate::env::{Action, VecEnv};
@@ -129,12 +129,6 @@ pub struct Gcivl {
     step: u64,
     /// Per-episode subgoal state: steps taken, subgoals chosen, the current target.
     episode: (usize, usize, Option<Vec<f32>>),
-}
-
-#[derive(Serialize, Deserialize)]
-struct GcState {
-    rng: String,
-    step: u64,
 }
 
 /// A sampled batch: states, next states, actions, goals, rewards, masks (and for SAW waypoints).
@@ -407,30 +401,23 @@ impl Agent for Gcivl {
         save_opt(&self.value_opt, &dir.join("optimizer_value.safetensors"))?;
         save_opt(&self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
         save_opt(&self.low_opt, &dir.join("optimizer_low.safetensors"))?;
-        let st = GcState { rng: rng_pos(&self.rng), step: self.step };
-        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+        save_state(dir, &self.rng, self.step)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.actor_params.load_file(&dir.join("model.safetensors"))?;
         // the value is part of the policy under HECRL's subgoal selection: always loaded
         let p = dir.join("critic.safetensors");
-        let m = candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
+        let m = read_tensors(&p)?;
         self.value_params.load(&m, &p.display().to_string())?;
         if with_state {
             self.low_params.load(&m, &p.display().to_string())?;
-            let t: std::collections::HashMap<String, Tensor> =
-                m.iter().filter_map(|(k, v)| k.strip_prefix("target.").map(|s| (s.to_string(), v.clone()))).collect();
+            let t = strip_prefix(&m, "target.");
             self.target_params.load(&t, &p.display().to_string())?;
             load_opt(&mut self.value_opt, &dir.join("optimizer_value.safetensors"))?;
             load_opt(&mut self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
             load_opt(&mut self.low_opt, &dir.join("optimizer_low.safetensors"))?;
-            let p = dir.join("agent_state.json");
-            let st: GcState =
-                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("parsing {}", p.display()))?;
-            set_rng_pos(&mut self.rng, &st.rng)?;
-            self.step = st.step;
+            self.step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
     }

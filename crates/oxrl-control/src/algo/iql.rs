@@ -13,7 +13,9 @@
 //! evaluation acts with the mean. "Steps" of an offline run are gradient steps.
 
 use super::dvl::ValueLoss;
-use super::{box_bounds, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use super::{
+    box_bounds, load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent, IterStats, Progress,
+};
 use crate::buffer::ReplayBuffer;
 use crate::dataset::Dataset;
 use crate::dist::gaussian_log_prob;
@@ -164,12 +166,6 @@ pub struct Iql {
     dev: Device,
     scale: Tensor,
     bias: Tensor,
-    step: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct IqlState {
-    rng: String,
     step: u64,
 }
 
@@ -447,30 +443,22 @@ impl Agent for Iql {
         save_opt(&self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
         save_opt(&self.q_opt, &dir.join("optimizer_q.safetensors"))?;
         save_opt(&self.v_opt, &dir.join("optimizer_v.safetensors"))?;
-        let st = IqlState { rng: rng_pos(&self.rng), step: self.step };
-        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+        save_state(dir, &self.rng, self.step)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.actor_params.load_file(&dir.join("model.safetensors"))?;
         if with_state {
             let p = dir.join("critic.safetensors");
-            let m =
-                candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
+            let m = read_tensors(&p)?;
             self.q_params.load(&m, &p.display().to_string())?;
             self.v_params.load(&m, &p.display().to_string())?;
-            let t: std::collections::HashMap<String, Tensor> =
-                m.iter().filter_map(|(k, v)| k.strip_prefix("target.").map(|s| (s.to_string(), v.clone()))).collect();
+            let t = strip_prefix(&m, "target.");
             self.qt_params.load(&t, &p.display().to_string())?;
             load_opt(&mut self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
             load_opt(&mut self.q_opt, &dir.join("optimizer_q.safetensors"))?;
             load_opt(&mut self.v_opt, &dir.join("optimizer_v.safetensors"))?;
-            let p = dir.join("agent_state.json");
-            let st: IqlState =
-                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("parsing {}", p.display()))?;
-            set_rng_pos(&mut self.rng, &st.rng)?;
-            self.step = st.step;
+            self.step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
     }

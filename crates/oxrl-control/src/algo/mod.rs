@@ -65,13 +65,43 @@ pub fn box_bounds(space: &Space) -> Result<(Vec<f32>, Vec<f32>)> {
     }
 }
 
-/// Save / restore a ChaCha8 stream position in an agent's JSON state.
-pub(crate) fn rng_pos(rng: &oxrl_core::seed::Rng) -> String {
-    rng.get_word_pos().to_string()
+/// An agent's random-stream position and step counter, saved as `agent_state.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AgentState {
+    rng: String,
+    step: u64,
 }
-pub(crate) fn set_rng_pos(rng: &mut oxrl_core::seed::Rng, s: &str) -> Result<()> {
-    rng.set_word_pos(s.parse().map_err(|_| anyhow::anyhow!("bad rng position {s:?}"))?);
-    Ok(())
+
+/// Write `agent_state.json` (stream position and step counter) into a checkpoint folder.
+pub(crate) fn save_state(dir: &Path, rng: &oxrl_core::seed::Rng, step: u64) -> Result<()> {
+    let st = AgentState { rng: rng.get_word_pos().to_string(), step };
+    oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+}
+
+/// Restore the stream position from `agent_state.json` and return the step counter.
+pub(crate) fn load_state(dir: &Path, rng: &mut oxrl_core::seed::Rng) -> Result<u64> {
+    use anyhow::Context;
+    let p = dir.join("agent_state.json");
+    let st: AgentState =
+        serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("parsing {}", p.display()))?;
+    rng.set_word_pos(st.rng.parse().map_err(|_| anyhow::anyhow!("{}: bad rng position {:?}", p.display(), st.rng))?);
+    Ok(st.step)
+}
+
+/// Read a safetensors file of a checkpoint.
+pub(crate) fn read_tensors(path: &Path) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    use anyhow::Context;
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// The tensors whose names start with `prefix`, with the prefix removed.
+pub(crate) fn strip_prefix(
+    map: &std::collections::HashMap<String, candle_core::Tensor>,
+    prefix: &str,
+) -> std::collections::HashMap<String, candle_core::Tensor> {
+    map.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone()))).collect()
 }
 
 /// Save an optimiser's state tensors to `path`.

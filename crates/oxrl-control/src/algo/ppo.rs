@@ -6,7 +6,7 @@
 //! annealing and global gradient-norm clipping. Continuous actions use a diagonal Gaussian with a
 //! state-independent log-std, clipped to the action bounds when sent to the environment.
 
-use super::{box_bounds, linear_schedule, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use super::{box_bounds, linear_schedule, load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
 use crate::dist;
 use crate::env::{Action, VecEnv};
 use crate::gae::gae;
@@ -96,12 +96,6 @@ pub struct Ppo {
     n_actions: usize,
     bounds: Option<(Vec<f32>, Vec<f32>)>,
     num_envs: usize,
-    iteration: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PpoState {
-    rng: String,
     iteration: u64,
 }
 
@@ -364,20 +358,14 @@ impl Agent for Ppo {
     fn save(&self, dir: &Path) -> Result<()> {
         self.params.save(&dir.join("model.safetensors"))?;
         save_opt(&self.opt, &dir.join("optimizer.safetensors"))?;
-        let st = PpoState { rng: rng_pos(&self.rng), iteration: self.iteration };
-        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+        save_state(dir, &self.rng, self.iteration)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.params.load_file(&dir.join("model.safetensors"))?;
         if with_state {
             load_opt(&mut self.opt, &dir.join("optimizer.safetensors"))?;
-            let p = dir.join("agent_state.json");
-            let st: PpoState =
-                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("parsing {}", p.display()))?;
-            set_rng_pos(&mut self.rng, &st.rng)?;
-            self.iteration = st.iteration;
+            self.iteration = load_state(dir, &mut self.rng)?;
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //! automatic entropy tuning toward target entropy −|A|, delayed policy updates and soft (τ) target
 //! updates. Uniform random actions until `learning_starts`.
 
-use super::{box_bounds, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use super::{
+    box_bounds, load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent, IterStats, Progress,
+};
 use crate::buffer::ReplayBuffer;
 use crate::dist::{gaussian_log_prob, normal_noise};
 use crate::env::{Action, VecEnv};
@@ -100,12 +102,6 @@ pub struct Sac {
     bias: Tensor,
     bounds: (Vec<f32>, Vec<f32>),
     target_entropy: f64,
-    global_step: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SacState {
-    rng: String,
     global_step: u64,
 }
 
@@ -326,19 +322,16 @@ impl Agent for Sac {
         save_opt(&self.q_opt, &dir.join("optimizer_q.safetensors"))?;
         save_opt(&self.alpha_opt, &dir.join("optimizer_alpha.safetensors"))?;
         self.buffer.save(&dir.join("replay.safetensors"))?;
-        let st = SacState { rng: rng_pos(&self.rng), global_step: self.global_step };
-        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+        save_state(dir, &self.rng, self.global_step)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.actor_params.load_file(&dir.join("model.safetensors"))?;
         if with_state {
             let p = dir.join("critic.safetensors");
-            let m =
-                candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
+            let m = read_tensors(&p)?;
             self.q_params.load(&m, &p.display().to_string())?;
-            let t: std::collections::HashMap<String, Tensor> =
-                m.iter().filter_map(|(k, v)| k.strip_prefix("target.").map(|s| (s.to_string(), v.clone()))).collect();
+            let t = strip_prefix(&m, "target.");
             self.qt_params.load(&t, &p.display().to_string())?;
             self.log_alpha.set(
                 &m.get("log_alpha")
@@ -349,12 +342,7 @@ impl Agent for Sac {
             load_opt(&mut self.q_opt, &dir.join("optimizer_q.safetensors"))?;
             load_opt(&mut self.alpha_opt, &dir.join("optimizer_alpha.safetensors"))?;
             self.buffer.load(&dir.join("replay.safetensors"))?;
-            let p = dir.join("agent_state.json");
-            let st: SacState =
-                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("parsing {}", p.display()))?;
-            set_rng_pos(&mut self.rng, &st.rng)?;
-            self.global_step = st.global_step;
+            self.global_step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
     }

@@ -16,7 +16,9 @@
 //! uniform replay; `spr_weight = 0` is the same agent without SPR (the baseline). Augmentation is
 //! a random shift (replicate-pad 1 pixel, random crop).
 
-use super::{linear_schedule, load_opt, rng_pos, save_opt, set_rng_pos, Agent, IterStats, Progress};
+use super::{
+    linear_schedule, load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent, IterStats, Progress,
+};
 use crate::blocks::normalized_l2;
 use crate::dist::argmax_rows;
 use crate::env::{Action, VecEnv};
@@ -149,12 +151,6 @@ pub struct Spr {
     rng: Rng,
     dev: Device,
     n_actions: usize,
-    global_step: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SprState {
-    rng: String,
     global_step: u64,
 }
 
@@ -420,29 +416,18 @@ impl Agent for Spr {
             t.into_iter().map(|(k, v)| (format!("target.{k}"), v)).collect();
         candle_core::safetensors::save(&t, dir.join("targets.safetensors"))?;
         save_opt(&self.opt, &dir.join("optimizer.safetensors"))?;
-        let st = SprState { rng: rng_pos(&self.rng), global_step: self.global_step };
-        oxrl_core::fsutil::write_atomic(&dir.join("agent_state.json"), serde_json::to_string_pretty(&st)?.as_bytes())
+        save_state(dir, &self.rng, self.global_step)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.online.load_file(&dir.join("model.safetensors"))?;
         if with_state {
             let p = dir.join("targets.safetensors");
-            let m =
-                candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
-            let strip = |pre: &str| -> std::collections::HashMap<String, Tensor> {
-                m.iter().filter_map(|(k, v)| k.strip_prefix(pre).map(|s| (s.to_string(), v.clone()))).collect()
-            };
-            let q = strip("target.q_target.");
-            self.q_target.load(&q, &p.display().to_string())?;
-            self.ema_target.load(&strip("target."), &p.display().to_string())?;
+            let m = read_tensors(&p)?;
+            self.q_target.load(&strip_prefix(&m, "target.q_target."), &p.display().to_string())?;
+            self.ema_target.load(&strip_prefix(&m, "target."), &p.display().to_string())?;
             load_opt(&mut self.opt, &dir.join("optimizer.safetensors"))?;
-            let p = dir.join("agent_state.json");
-            let st: SprState = serde_json::from_str(
-                &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
-            )?;
-            set_rng_pos(&mut self.rng, &st.rng)?;
-            self.global_step = st.global_step;
+            self.global_step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
     }
