@@ -16,6 +16,7 @@ pub mod gae;
 pub mod gc;
 pub mod nn;
 pub mod pref;
+pub mod rc_aux;
 pub mod td_jepa;
 pub mod train;
 
