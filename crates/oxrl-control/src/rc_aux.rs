@@ -13,8 +13,11 @@
 use oxrl_core::seed::Rng;
 use rand::Rng as _;
 
+/// A (goal offset δ, budget b) pair.
+pub type Pair = (usize, usize);
+
 /// (positives, hard negatives) as (δ, budget) pairs for horizon `d`.
-pub fn reachability_pairs(d: usize) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+pub fn reachability_pairs(d: usize) -> (Vec<Pair>, Vec<Pair>) {
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
     for delta in 1..=d {
         for b in 1..=d {
