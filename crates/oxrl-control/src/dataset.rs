@@ -195,7 +195,7 @@ impl Dataset {
             let a: Array1<f64> = r.by_name(k).with_context(|| format!("{what}: `{k}` must be a 1-D f32/f64 array"))?;
             Ok(a.iter().map(|&x| x as f32).collect())
         };
-        let b1 = |r: &mut NpzReader<std::fs::File>, k: &str, n: usize| -> Result<Vec<bool>> {
+        let b1 = |r: &mut NpzReader<std::fs::File>, k: &str| -> Result<Vec<bool>> {
             if let Ok(a) = r.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix1>(k) {
                 return Ok(a.to_vec());
             }
@@ -205,7 +205,6 @@ impl Dataset {
             if let Ok(a) = r.by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix1>(k) {
                 return Ok(a.iter().map(|&x| x != 0.0).collect());
             }
-            let _ = n;
             bail!("{what}: `{k}` must be a 1-D bool or float array")
         };
         for k in ["observations", "actions", "terminals"] {
@@ -217,8 +216,8 @@ impl Dataset {
         let act = f2(&mut r, "actions")?;
         let n = obs.nrows();
         let rewards = if names.iter().any(|x| x == "rewards") { f1(&mut r, "rewards")? } else { vec![0.0; n] };
-        let terminals = b1(&mut r, "terminals", n)?;
-        let timeouts = if names.iter().any(|x| x == "timeouts") { b1(&mut r, "timeouts", n)? } else { vec![false; n] };
+        let terminals = b1(&mut r, "terminals")?;
+        let timeouts = if names.iter().any(|x| x == "timeouts") { b1(&mut r, "timeouts")? } else { vec![false; n] };
         if act.nrows() != n || rewards.len() != n || terminals.len() != n || timeouts.len() != n {
             bail!(
                 "{what}: arrays disagree on the number of rows (observations {n}, actions {}, rewards {}, terminals {}, timeouts {})",

@@ -125,7 +125,6 @@ pub fn collect_navigate(maze: &str, steps: usize, episode_length: usize, noise: 
             t += 1;
         }
     }
-    let _ = env.max_steps();
     Ok(d)
 }
 

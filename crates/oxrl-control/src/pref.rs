@@ -81,8 +81,6 @@ pub fn teacher_pairs(d: &Dataset, n: usize, len: usize, rng: &mut Rng) -> Result
 pub struct RewardModel {
     net: Mlp,
     params: Params,
-    obs_dim: usize,
-    act_dim: usize,
 }
 
 impl RewardModel {
@@ -92,7 +90,7 @@ impl RewardModel {
         s.push(1);
         let net = Mlp::new(&s, Activation::Relu, Init::Uniform, rng, dev)?;
         let params = Params(net.vars("reward"));
-        Ok(Self { net, params, obs_dim, act_dim })
+        Ok(Self { net, params })
     }
 
     /// r̂ for (B × (obs+act)) inputs → (B).
@@ -167,7 +165,6 @@ impl RewardModel {
         let mean = r.iter().map(|&x| x as f64).sum::<f64>() / n;
         let sd = (r.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt().max(1e-8);
         out.rewards = r.iter().map(|&x| ((x as f64 - mean) / sd) as f32).collect();
-        let _ = (self.obs_dim, self.act_dim);
         Ok(out)
     }
 }

@@ -5,7 +5,7 @@
 //! network updated every C steps by EMA_τ (τ = 1: hard copy). Truncated episodes keep their
 //! bootstrap: only `terminated` zeroes it.
 
-use super::{linear_schedule, load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
+use super::{epsilon_greedy, linear_schedule, load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
 use crate::buffer::ReplayBuffer;
 use crate::dist::argmax_rows;
 use crate::env::{Action, VecEnv};
@@ -186,10 +186,7 @@ impl Agent for Dqn {
             );
             let obs = envs.obs().to_vec();
             let greedy = self.greedy(&obs)?;
-            let acts: Vec<usize> = greedy
-                .iter()
-                .map(|&g| if self.rng.random::<f64>() < eps { self.rng.random_range(0..self.n_actions) } else { g })
-                .collect();
+            let acts = epsilon_greedy(&greedy, eps, self.n_actions, &mut self.rng);
             let step = envs.step(&acts.iter().map(|&a| Action::Discrete(a)).collect::<Vec<_>>())?;
             for i in 0..n {
                 let next = step.final_obs[i].as_ref().unwrap_or(&step.obs[i]);

@@ -57,6 +57,17 @@ pub fn linear_schedule(start: f64, end: f64, duration: f64, t: f64) -> f64 {
     (slope * t + start).max(end.min(start)).min(end.max(start))
 }
 
+/// ε-greedy: each greedy action is replaced by a uniform one of `n_actions` with probability ε.
+pub(crate) fn epsilon_greedy(
+    greedy: &[usize],
+    eps: f64,
+    n_actions: usize,
+    rng: &mut oxrl_core::seed::Rng,
+) -> Vec<usize> {
+    use rand::Rng as _;
+    greedy.iter().map(|&g| if rng.random::<f64>() < eps { rng.random_range(0..n_actions) } else { g }).collect()
+}
+
 /// Bounds of a box action space (errors for discrete spaces).
 pub fn box_bounds(space: &Space) -> Result<(Vec<f32>, Vec<f32>)> {
     match space {

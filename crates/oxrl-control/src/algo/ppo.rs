@@ -332,11 +332,10 @@ impl Agent for Ppo {
             }
         }
         let kf = k as f64;
-        let (vm, vs) = mean_std(&ret);
+        let (_, vs) = mean_std(&ret);
         let resid: Vec<f64> = ret.iter().zip(&val).map(|(r, v)| r - v).collect();
         let (_, rs) = mean_std(&resid);
         let explained = if vs > 0.0 { 1.0 - rs * rs / (vs * vs) } else { f64::NAN };
-        let _ = vm;
         stats.metrics = vec![
             ("lr".into(), lr),
             ("pg_loss".into(), pg_sum / kf),

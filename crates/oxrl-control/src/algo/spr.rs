@@ -17,7 +17,8 @@
 //! a random shift (replicate-pad 1 pixel, random crop).
 
 use super::{
-    linear_schedule, load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent, IterStats, Progress,
+    epsilon_greedy, linear_schedule, load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent,
+    IterStats, Progress,
 };
 use crate::blocks::normalized_l2;
 use crate::dist::argmax_rows;
@@ -360,10 +361,7 @@ impl Agent for Spr {
             );
             let obs = envs.obs().to_vec();
             let greedy = argmax_rows(&self.head.forward(&self.latent(&self.enc, &rows(&obs, &self.dev)?)?)?)?;
-            let acts: Vec<usize> = greedy
-                .iter()
-                .map(|&g| if self.rng.random::<f64>() < eps { self.rng.random_range(0..self.n_actions) } else { g })
-                .collect();
+            let acts = epsilon_greedy(&greedy, eps, self.n_actions, &mut self.rng);
             let step = envs.step(&acts.iter().map(|&a| Action::Discrete(a)).collect::<Vec<_>>())?;
             for i in 0..n {
                 let next = step.final_obs[i].clone().unwrap_or_else(|| step.obs[i].clone());
