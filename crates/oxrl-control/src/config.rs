@@ -32,6 +32,11 @@ pub struct ControlConfig {
     pub gc: GcConfig,
     #[serde(default)]
     pub spr: SprConfig,
+    #[serde(default)]
+    pub grpo: crate::algo::grpo::GrpoConfig,
+    /// Representation pre-training (pixel gridworld): `objective = "none"` trains on pixels.
+    #[serde(default)]
+    pub repr: crate::repr::ReprConfig,
 }
 
 fn default_name() -> String {
@@ -74,7 +79,7 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -106,6 +111,18 @@ impl ControlConfig {
         if self.train.eval_episodes == 0 || self.train.return_window == 0 {
             bail!("train.eval_episodes and train.return_window must be positive");
         }
+        if self.repr.enabled() {
+            self.repr.validate()?;
+            crate::repr::pixel_noise(&self.env.name).map_err(|e| anyhow!("env.name: {e}"))?;
+            if !matches!(self.algo.as_str(), "dqn" | "ppo") {
+                bail!(
+                    "repr.objective: a pre-trained encoder feeds an online learner (dqn or ppo), not {:?}",
+                    self.algo
+                );
+            }
+        } else {
+            self.repr.validate()?;
+        }
         match self.algo.as_str() {
             "ppo" => self.ppo.validate(),
             "dqn" => self.dqn.validate(),
@@ -118,6 +135,7 @@ impl ControlConfig {
             }
             "gcbc" | "gcivl" | "saw" => self.gc.validate(),
             "spr" => Ok(()),
+            "grpo" => self.grpo.validate(),
             _ => self.sac.validate(),
         }
     }

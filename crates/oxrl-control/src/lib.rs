@@ -17,6 +17,7 @@ pub mod gc;
 pub mod nn;
 pub mod pref;
 pub mod rc_aux;
+pub mod repr;
 pub mod td_jepa;
 pub mod train;
 

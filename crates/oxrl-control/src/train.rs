@@ -10,6 +10,7 @@
 use crate::algo::{dqn::Dqn, gcivl::Gcivl, iql::Iql, ppo::Ppo, sac::Sac, spr::Spr, Agent, Progress};
 use crate::config::ControlConfig;
 use crate::env::{vec_env::VecEnvState, VecEnv};
+use crate::repr::{EnvMaker, FrozenEncoder};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
         "iql" | "recoil" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
         "spr" => Box::new(Spr::new(cfg.spr.clone(), envs, cfg.seed, dev)?),
+        "grpo" => Box::new(crate::algo::grpo::Grpo::new(cfg.grpo.clone(), envs, cfg.seed, dev)?),
         // GCBC / GCIVL / SAW: one agent, the algorithm name picks the actor objective
         "gcbc" | "gcivl" | "saw" => {
             let actor = match cfg.algo.as_str() {
@@ -54,12 +56,12 @@ pub struct EvalResult {
 
 /// Evaluate the deterministic policy over `episodes` episodes, each in a fresh environment seeded
 /// from (seed, "eval", episode).
-pub fn evaluate(agent: &mut dyn Agent, env_name: &str, episodes: usize, seed: u64) -> Result<EvalResult> {
+pub fn evaluate(agent: &mut dyn Agent, envs: &EnvMaker, episodes: usize, seed: u64) -> Result<EvalResult> {
     let mut returns = Vec::with_capacity(episodes);
     let mut successes = 0usize;
     let mut goal_env = false;
     for e in 0..episodes {
-        let mut env = crate::env::make(env_name, oxrl_core::seed::derive(seed, "eval", e as u64))?;
+        let mut env = envs.make(oxrl_core::seed::derive(seed, "eval", e as u64))?;
         let mut obs = env.reset();
         agent.reset_episode();
         let mut total = 0.0;
@@ -142,13 +144,35 @@ fn newest_checkpoint(run_dir: &Path) -> Result<PathBuf> {
     best.map(|(_, p)| p).with_context(|| format!("{}: no step-N checkpoint to resume from", run_dir.display()))
 }
 
-fn save_checkpoint(dir: &Path, cfg: &ControlConfig, agent: &dyn Agent, st: &TrainerState) -> Result<()> {
+fn save_checkpoint(
+    dir: &Path,
+    cfg: &ControlConfig,
+    agent: &dyn Agent,
+    st: &TrainerState,
+    envs: &EnvMaker,
+) -> Result<()> {
     oxrl_core::fsutil::write_dir_atomic(dir, |tmp| {
         std::fs::write(tmp.join("config.toml"), cfg.to_toml()?)?;
+        if let Some(enc) = &envs.encoder {
+            enc.save(&tmp.join(ENCODER_FILE))?;
+        }
         agent.save(tmp)?;
         std::fs::write(tmp.join("trainer.json"), serde_json::to_string(st)?)?;
         Ok(())
     })
+}
+
+/// The pre-trained encoder's file in a checkpoint folder.
+pub const ENCODER_FILE: &str = "encoder.safetensors";
+
+/// The environments of a run whose encoder (if any) is stored in checkpoint `ck`.
+pub fn env_maker_from_checkpoint(cfg: &ControlConfig, ck: &Path, dev: &Device) -> Result<EnvMaker> {
+    if !cfg.repr.enabled() {
+        return Ok(EnvMaker::plain(&cfg.env.name));
+    }
+    let frame_dim = crate::env::make(&cfg.env.name, 0)?.observation_space().dim();
+    let enc = FrozenEncoder::load(&ck.join(ENCODER_FILE), &cfg.repr, frame_dim, dev)?;
+    Ok(EnvMaker { name: cfg.env.name.clone(), encoder: Some(std::sync::Arc::new(enc)) })
 }
 
 /// Train (or resume) a run; `log` receives one JSON record per iteration and per evaluation.
@@ -157,7 +181,17 @@ pub fn train(
     opts: &TrainOptions,
     log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
 ) -> Result<Summary> {
-    let mut envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
+    // representation pre-training comes first (a resumed run reloads its frozen encoder)
+    let maker = if opts.resume {
+        env_maker_from_checkpoint(cfg, &newest_checkpoint(opts.run_dir)?, &opts.device)?
+    } else if cfg.repr.enabled() {
+        let noise = crate::repr::pixel_noise(&cfg.env.name)?;
+        let (enc, _) = crate::repr::pretrain(&cfg.repr, noise, cfg.seed, &opts.device, log)?;
+        EnvMaker { name: cfg.env.name.clone(), encoder: Some(std::sync::Arc::new(enc)) }
+    } else {
+        EnvMaker::plain(&cfg.env.name)
+    };
+    let mut envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
     let mut agent = build_agent(cfg, &envs, &opts.device)?;
     let mut st = TrainerState {
         global_step: 0,
@@ -210,7 +244,7 @@ pub fn train(
         }
         log(&rec)?;
         if st.global_step >= next_eval && st.global_step < total {
-            let e = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
+            let e = evaluate(agent.as_mut(), &maker, cfg.train.eval_episodes, cfg.seed)?;
             st.last_eval = Some(e.mean);
             log(&eval_record(st.global_step, &e))?;
             while next_eval <= st.global_step {
@@ -225,6 +259,7 @@ pub fn train(
                 cfg,
                 agent.as_ref(),
                 &st,
+                &maker,
             )?;
             while next_ck <= st.global_step {
                 next_ck += cfg.train.checkpoint_every;
@@ -234,13 +269,13 @@ pub fn train(
             }
         }
     }
-    let e = evaluate(agent.as_mut(), &cfg.env.name, cfg.train.eval_episodes, cfg.seed)?;
+    let e = evaluate(agent.as_mut(), &maker, cfg.train.eval_episodes, cfg.seed)?;
     log(&eval_record(st.global_step, &e))?;
     st.last_eval = Some(e.mean);
     st.window = window.iter().copied().collect();
     st.envs = envs.save();
     let fin = opts.run_dir.join("checkpoints").join("final");
-    save_checkpoint(&fin, cfg, agent.as_ref(), &st)?;
+    save_checkpoint(&fin, cfg, agent.as_ref(), &st, &maker)?;
     let train_return =
         if window.is_empty() { f64::NAN } else { window.iter().map(|e| e.0).sum::<f64>() / window.len() as f64 };
     Ok(Summary {
@@ -278,10 +313,11 @@ pub fn eval_checkpoint(
     }
     let ck = resolve_checkpoint(path)?;
     let cfg = ControlConfig::load(&ck.join("config.toml"), sets)?;
-    let envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
+    let maker = env_maker_from_checkpoint(&cfg, &ck, &Device::Cpu)?;
+    let envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
     let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
     agent.load(&ck, false)?;
-    let e = evaluate(agent.as_mut(), &cfg.env.name, episodes, seed.unwrap_or(cfg.seed))?;
+    let e = evaluate(agent.as_mut(), &maker, episodes, seed.unwrap_or(cfg.seed))?;
     Ok((cfg, e))
 }
 
@@ -316,10 +352,19 @@ pub fn collect_dataset(
             if canon(&cfg.env.name)? != canon(env)? {
                 bail!("{}: the checkpoint was trained on {}, not {env}", ck.display(), cfg.env.name);
             }
-            let envs = VecEnv::make(&cfg.env.name, cfg.env.num_envs, cfg.seed)?;
+            // a policy on pre-trained features acts on the encoded frame; the dataset keeps pixels
+            let maker = env_maker_from_checkpoint(&cfg, &ck, &Device::Cpu)?;
+            let envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
             let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
             agent.load(&ck, false)?;
-            collect(env, steps, &mut |o| Ok(agent.act(&[o.to_vec()], !stochastic)?.remove(0)), epsilon, seed)
+            let mut policy = |o: &[f32]| {
+                let x = match &maker.encoder {
+                    Some(enc) => enc.encode(o)?,
+                    None => o.to_vec(),
+                };
+                Ok(agent.act(&[x], !stochastic)?.remove(0))
+            };
+            collect(env, steps, &mut policy, epsilon, seed)
         }
     }
 }

@@ -316,6 +316,46 @@ pub const TECHNIQUES: &[Technique] = &[
         "INFERRED",
         "reward-free imitation: expert-half Q to a fixed high target, mixture-half Q to a constant-reward Bellman target; AWR actor (not yet shown to work here)",
     ),
+    t(
+        "Video-representation objectives",
+        "oxrl control: repr.objective = \"autoencoder\", \"forward\", \"contrastive\" or \"inverse\"",
+        "control",
+        "Towards Principled Representation Learning from Videos for RL (2024); ACRO (2022) for inverse",
+        "INFERRED",
+        "pre-trains a frozen pixel encoder on random-policy episodes; DQN / PPO learn on its features; linear-R² and k-NN probes of agent, goal, distractor",
+    ),
+    t(
+        "RePo",
+        "oxrl control: repr.objective = \"repo\", repr.repo.*",
+        "control",
+        "Resilient Model-Based RL by Regularizing Posterior Predictability (2023)",
+        "CONFIRMED",
+        "reward-only latent model, balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO (no Dreamer actor, no alignment)",
+    ),
+    t(
+        "InfoPower",
+        "oxrl control: repr.objective = \"infopower\", repr.infopower.*",
+        "control",
+        "INFOrmation Prioritization through EmPOWERment in Visual Model-Based RL (2022)",
+        "INFERRED",
+        "InfoNCE between observation embeddings and latents, empowerment bound via an inverse model, latent dynamics KL, reward head; frozen latent feeds DQN / PPO",
+    ),
+    t(
+        "GRPO (control)",
+        "oxrl control: algo = \"grpo\"",
+        "control",
+        "DeepSeekMath (2024)",
+        "CONFIRMED",
+        "groups of episodes from one saved start state, binary success, group-normalised advantage, clipped surrogate, optional k3 KL to the initial policy",
+    ),
+    t(
+        "SRPO",
+        "oxrl control: grpo.shaping = \"srpo\", grpo.srpo.*",
+        "control",
+        "Self-Referential Policy Optimization for VLA Models (2025)",
+        "INFERRED",
+        "failed episodes get scale·(1 − d/d_max) from their embedding distance to the group's successes; no success keeps binary rewards",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

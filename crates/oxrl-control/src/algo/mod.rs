@@ -4,11 +4,13 @@
 pub mod dqn;
 pub mod dvl;
 pub mod gcivl;
+pub mod grpo;
 pub mod hecrl;
 pub mod iql;
 pub mod ppo;
 pub mod sac;
 pub mod spr;
+pub mod srpo;
 
 use crate::env::{Action, Space, VecEnv};
 use anyhow::Result;

@@ -8,6 +8,7 @@
 pub mod acrobot;
 pub mod cartpole;
 pub mod deep_sea_treasure;
+pub mod grid_maze;
 pub mod mountain_car;
 pub mod pendulum;
 pub mod pixel_grid;
@@ -166,6 +167,12 @@ pub const ENV_NAMES: &[&str] = &[
     "push-1",
     "push-2",
     "push-3",
+    "gridmaze-umaze",
+    "gridmaze-four-rooms",
+    "gridmaze-medium",
+    "gridmaze-umaze-fixed",
+    "gridmaze-four-rooms-fixed",
+    "gridmaze-medium-fixed",
 ];
 
 /// Make a built-in environment by name (Gymnasium ids are accepted too: `CartPole-v1`, …).
@@ -191,6 +198,9 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
         "push-1" => Box::new(push_grid::PushGrid::new(1, seed)?),
         "push-2" => Box::new(push_grid::PushGrid::new(2, seed)?),
         "push-3" => Box::new(push_grid::PushGrid::new(3, seed)?),
+        k if k.starts_with("gridmaze-") && ENV_NAMES.contains(&k) => {
+            Box::new(grid_maze::GridMaze::new(&k["gridmaze-".len()..], seed)?)
+        }
         _ => bail!("unknown environment {name:?} (built in: {})", ENV_NAMES.join(", ")),
     })
 }

@@ -1,0 +1,277 @@
+//! Group RL on episodes — GRPO ("DeepSeekMath", 2024) for control policies with binary success,
+//! the learner of the policy-steering family (SRPO): each iteration draws `tasks_per_iteration`
+//! tasks (an environment reset), rolls `group_size` episodes from each (the task's state is saved
+//! once and restored before every episode), scores each episode (1 = success; the return where the
+//! environment has no success flag), optionally reshapes the scores with SRPO's progress rewards
+//! ([`super::srpo`]), normalises them within the group, A_i = (s_i − μ_g)/(σ_g + ε)
+//! (`oxrl_core::advantage::Grpo`), and optimises the clipped surrogate over every step of every
+//! episode for `epochs` passes, with an optional k3 KL penalty to the initial policy:
+//!   L = −mean_t min(ρ_t A, clip(ρ_t, 1 ± ε) A) + β·mean_t (e^{ℓ_ref − ℓ} − (ℓ_ref − ℓ) − 1).
+
+use super::srpo::{progress_rewards, SrpoConfig, TrajectoryEncoder};
+use super::{load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
+use crate::dist::{argmax_rows, categorical_log_prob, categorical_sample};
+use crate::env::{Action, Space, VecEnv};
+use crate::nn::{rows, Activation, Init, Mlp, Params};
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput};
+use oxrl_core::optim::{AdamW, AdamWConfig};
+use oxrl_core::seed::Rng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// `[grpo]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoConfig {
+    pub lr: f64,
+    pub group_size: usize,
+    pub tasks_per_iteration: usize,
+    pub epochs: usize,
+    pub clip: f64,
+    /// β of the k3 KL penalty to the initial policy (0 = none).
+    pub kl_coef: f64,
+    pub hidden: Vec<usize>,
+    pub max_grad_norm: f64,
+    /// `binary` (success 1 / 0) or `srpo` (progress rewards for failures).
+    pub shaping: String,
+    pub srpo: SrpoConfig,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            group_size: 8,
+            tasks_per_iteration: 16,
+            epochs: 2,
+            clip: 0.2,
+            kl_coef: 0.0,
+            hidden: vec![128],
+            max_grad_norm: 1.0,
+            shaping: "binary".into(),
+            srpo: SrpoConfig::default(),
+        }
+    }
+}
+
+impl GrpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.group_size < 2 || self.tasks_per_iteration == 0 || self.epochs == 0 {
+            bail!("grpo: group_size must be at least 2, tasks_per_iteration and epochs positive");
+        }
+        if !matches!(self.shaping.as_str(), "binary" | "srpo") {
+            bail!("grpo.shaping: {:?} (binary or srpo)", self.shaping);
+        }
+        if self.clip <= 0.0 || self.kl_coef < 0.0 {
+            bail!("grpo: clip must be positive and kl_coef non-negative");
+        }
+        self.srpo.validate()
+    }
+}
+
+struct Episode {
+    obs: Vec<Vec<f32>>,
+    acts: Vec<usize>,
+    logp: Vec<f32>,
+    success: bool,
+    ret: f64,
+}
+
+pub struct Grpo {
+    pub cfg: GrpoConfig,
+    policy: Mlp,
+    params: Params,
+    reference: Mlp,
+    ref_params: Params,
+    opt: AdamW,
+    encoder: TrajectoryEncoder,
+    rng: Rng,
+    dev: Device,
+    global_step: u64,
+}
+
+impl Grpo {
+    pub fn new(cfg: GrpoConfig, envs: &VecEnv, seed: u64, dev: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let n_actions = match envs.action_space() {
+            Space::Discrete(n) => n,
+            Space::Box { .. } => bail!("grpo: needs a discrete action space"),
+        };
+        let obs_dim = envs.observation_space().dim();
+        let mut sizes = vec![obs_dim];
+        sizes.extend(&cfg.hidden);
+        sizes.push(n_actions);
+        let mut init = oxrl_core::seed::rng(seed, "grpo-init", 0);
+        let orth = Init::Orthogonal { gain: 2f64.sqrt(), last_gain: 0.01 };
+        let policy = Mlp::new(&sizes, Activation::Tanh, orth, &mut init, dev)?;
+        let reference = Mlp::new(&sizes, Activation::Tanh, orth, &mut init, dev)?;
+        let params = Params(policy.vars("policy"));
+        let ref_params = Params(reference.vars("policy"));
+        ref_params.copy_from(&params)?;
+        let mut enc_rng = oxrl_core::seed::rng(seed, "srpo-encoder", 0);
+        Ok(Self {
+            encoder: TrajectoryEncoder::new(&cfg.srpo, obs_dim, &mut enc_rng),
+            opt: AdamW::new(params.vars(), AdamWConfig::default())?,
+            cfg,
+            policy,
+            params,
+            reference,
+            ref_params,
+            rng: Rng::seed_from_u64(oxrl_core::seed::derive(seed, "grpo", 0)),
+            dev: dev.clone(),
+            global_step: 0,
+        })
+    }
+
+    fn rollout(&mut self, env: &mut dyn crate::env::Env, first: &[f32]) -> Result<Episode> {
+        let mut ep = Episode { obs: Vec::new(), acts: Vec::new(), logp: Vec::new(), success: false, ret: 0.0 };
+        let mut obs = first.to_vec();
+        loop {
+            let logits = self.policy.forward(&rows(std::slice::from_ref(&obs), &self.dev)?)?;
+            let a = categorical_sample(&logits, &mut self.rng)?[0];
+            let lp = categorical_log_prob(&logits, &Tensor::new(&[a as u32], &self.dev)?)?.to_vec1::<f32>()?[0];
+            let s = env.step(&Action::Discrete(a))?;
+            ep.obs.push(obs);
+            ep.acts.push(a);
+            ep.logp.push(lp);
+            ep.ret += s.reward;
+            if s.terminated || s.truncated {
+                ep.success = env.success().unwrap_or(false);
+                ep.obs.push(s.obs);
+                break;
+            }
+            obs = s.obs;
+        }
+        Ok(ep)
+    }
+}
+
+impl Agent for Grpo {
+    fn name(&self) -> &'static str {
+        "grpo"
+    }
+
+    fn iterate(&mut self, envs: &mut VecEnv, _progress: Progress) -> Result<IterStats> {
+        let mut stats = IterStats::default();
+        let g = self.cfg.group_size;
+        let mut eps: Vec<Episode> = Vec::new();
+        let mut groups = Vec::new();
+        let n_envs = envs.len();
+        for task in 0..self.cfg.tasks_per_iteration {
+            let env = envs.envs[task % n_envs].as_mut();
+            let first = env.reset();
+            let state = env.save();
+            for _ in 0..g {
+                env.restore(&state)?;
+                let ep = self.rollout(env, &first)?;
+                stats.episodes.push((ep.ret, ep.acts.len()));
+                eps.push(ep);
+                groups.push(task);
+            }
+        }
+        // scores: success (or return), reshaped per group by SRPO
+        let mut scores: Vec<f64> =
+            eps.iter().map(|e| if e.success || e.ret == 0.0 { e.success as u8 as f64 } else { e.ret }).collect();
+        let mut mixed = 0usize;
+        for t in 0..self.cfg.tasks_per_iteration {
+            let idx: Vec<usize> = (t * g..(t + 1) * g).collect();
+            let succ: Vec<bool> = idx.iter().map(|&i| eps[i].success).collect();
+            mixed += (succ.iter().any(|s| *s) && !succ.iter().all(|s| *s)) as usize;
+            if self.cfg.shaping == "srpo" {
+                let emb: Vec<Vec<f32>> = idx.iter().map(|&i| self.encoder.embed(&eps[i].obs)).collect();
+                for (k, r) in progress_rewards(&emb, &succ, self.cfg.srpo.scale).into_iter().enumerate() {
+                    scores[idx[k]] = r;
+                }
+            }
+        }
+        let token_rewards: Vec<Vec<f64>> = scores.iter().map(|&s| vec![s]).collect();
+        let adv = oxrl_core::advantage::Grpo.compute(&AdvantageInput {
+            token_rewards: &token_rewards,
+            groups: &groups,
+            values: None,
+            tasks: None,
+        })?;
+        // flatten every step of every episode
+        let mut obs = Vec::new();
+        let mut acts = Vec::new();
+        let mut old = Vec::new();
+        let mut a_t = Vec::new();
+        for (e, a) in eps.iter().zip(&adv.advantages) {
+            for t in 0..e.acts.len() {
+                obs.push(e.obs[t].clone());
+                acts.push(e.acts[t] as u32);
+                old.push(e.logp[t]);
+                a_t.push(a[0] as f32);
+            }
+        }
+        let n = acts.len();
+        self.global_step += n as u64;
+        let x = rows(&obs, &self.dev)?;
+        let at = Tensor::new(acts.as_slice(), &self.dev)?;
+        let old_t = Tensor::new(old.as_slice(), &self.dev)?;
+        let adv_t = Tensor::new(a_t.as_slice(), &self.dev)?;
+        let ref_lp = if self.cfg.kl_coef > 0.0 {
+            Some(categorical_log_prob(&self.reference.forward(&x)?, &at)?.detach())
+        } else {
+            None
+        };
+        let (mut loss_v, mut kl_v, mut clipped) = (0.0, 0.0, 0.0);
+        for _ in 0..self.cfg.epochs {
+            let lp = categorical_log_prob(&self.policy.forward(&x)?, &at)?;
+            let ratio = (&lp - &old_t)?.exp()?;
+            let s1 = (&ratio * &adv_t)?;
+            let s2 = (ratio.clamp(1.0 - self.cfg.clip, 1.0 + self.cfg.clip)? * &adv_t)?;
+            let mut loss = s1.minimum(&s2)?.mean_all()?.neg()?;
+            clipped = ((&ratio - 1.0)?.abs()?.gt(self.cfg.clip)?.to_dtype(candle_core::DType::F32)?.mean_all()?)
+                .to_scalar::<f32>()? as f64;
+            if let Some(r) = &ref_lp {
+                let d = (r - &lp)?;
+                let k3 = ((d.exp()? - &d)? - 1.0)?.mean_all()?;
+                kl_v = k3.to_scalar::<f32>()? as f64;
+                loss = (loss + (k3 * self.cfg.kl_coef)?)?;
+            }
+            loss_v = loss.to_scalar::<f32>()? as f64;
+            let grads = loss.backward()?;
+            self.opt.step(&grads, self.cfg.lr, self.cfg.max_grad_norm)?;
+        }
+        let nep = eps.len() as f64;
+        stats.env_steps = n as u64;
+        stats.metrics = vec![
+            ("success_rate".into(), eps.iter().filter(|e| e.success).count() as f64 / nep),
+            ("shaped_reward".into(), scores.iter().sum::<f64>() / nep),
+            ("mixed_groups".into(), mixed as f64 / self.cfg.tasks_per_iteration as f64),
+            ("policy_loss".into(), loss_v),
+            ("clip_fraction".into(), clipped),
+        ];
+        if self.cfg.kl_coef > 0.0 {
+            stats.metrics.push(("kl".into(), kl_v));
+        }
+        Ok(stats)
+    }
+
+    fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>> {
+        let logits = self.policy.forward(&rows(obs, &self.dev)?)?;
+        let a = if deterministic { argmax_rows(&logits)? } else { categorical_sample(&logits, &mut self.rng)? };
+        Ok(a.into_iter().map(Action::Discrete).collect())
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.params.save(&dir.join("model.safetensors"))?;
+        self.ref_params.save(&dir.join("reference.safetensors"))?;
+        save_opt(&self.opt, &dir.join("optimizer.safetensors"))?;
+        save_state(dir, &self.rng, self.global_step)
+    }
+
+    fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
+        self.params.load_file(&dir.join("model.safetensors"))?;
+        if with_state {
+            self.ref_params.load_file(&dir.join("reference.safetensors"))?;
+            load_opt(&mut self.opt, &dir.join("optimizer.safetensors"))?;
+            self.global_step = load_state(dir, &mut self.rng)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,526 @@
+//! Representation pre-training for pixel control, and the study that compares objectives: an
+//! encoder φ(o) is pre-trained on random-policy episodes of the distractor gridworld with one
+//! objective, frozen, and an online learner (DQN or PPO) is trained on φ(o) instead of pixels
+//! (`[repr] objective = …` in a control config). The no-auxiliary baseline is the same learner on
+//! raw pixels, trained end to end (`objective = "none"`).
+//!
+//! Objectives, one file each:
+//! - [`autoencoder`], [`forward_model`], [`temporal_contrastive`] — the three video-only
+//!   objectives of "Towards Principled Representation Learning from Videos for RL" (2024);
+//! - [`inverse_dynamics`] — the action-conditioned comparator of that study (multi-step inverse
+//!   dynamics, as in ACRO, "Agent-Controller Representations", 2022);
+//! - [`repo`] — RePo's reward + constrained-KL latent model ("Resilient Model-Based RL by
+//!   Regularizing Posterior Predictability", 2023);
+//! - [`infopower`] — InfoPower's InfoNCE + empowerment model ("INFOrmation Prioritization through
+//!   EmPOWERment in Visual Model-Based RL", 2022).
+//!
+//! After pre-training, linear probes (ridge regression, [`probe`]) on held-out episodes report how
+//! well φ(o) decodes the agent's, the goal's and a distractor's (x, y) cell, as R².
+
+pub mod autoencoder;
+pub mod forward_model;
+pub mod infopower;
+pub mod inverse_dynamics;
+pub mod probe;
+pub mod repo;
+pub mod temporal_contrastive;
+pub mod video;
+
+use crate::env::pixel_grid::Noise;
+use crate::env::{Action, Env, EnvState, Space, Step};
+use crate::nn::{rows, Activation, Init, Mlp, Params};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor, Var};
+use oxrl_core::optim::{AdamW, AdamWConfig};
+use oxrl_core::seed::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use video::Video;
+
+pub const OBJECTIVES: &[&str] = &["none", "autoencoder", "forward", "contrastive", "inverse", "repo", "infopower"];
+
+/// `[repr]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReprConfig {
+    /// One of [`OBJECTIVES`]; `none` = no pre-training (the learner reads pixels).
+    pub objective: String,
+    pub latent_dim: usize,
+    pub hidden: usize,
+    /// Frames of random-policy episodes to pre-train on.
+    pub video_frames: usize,
+    /// Frames of separate episodes for the probes (half fit, half scored).
+    pub probe_frames: usize,
+    pub pretrain_steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub max_grad_norm: f64,
+    /// Largest offset k of the forward-model, contrastive and inverse-dynamics pairs.
+    pub k_max: usize,
+    /// Ridge λ of the linear probes.
+    pub probe_ridge: f64,
+    pub log_every: usize,
+    pub repo: repo::RepoConfig,
+    pub infopower: infopower::InfoPowerConfig,
+}
+
+impl Default for ReprConfig {
+    fn default() -> Self {
+        Self {
+            objective: "none".into(),
+            latent_dim: 32,
+            hidden: 256,
+            video_frames: 20_000,
+            probe_frames: 6_000,
+            pretrain_steps: 3_000,
+            batch_size: 128,
+            lr: 1e-3,
+            max_grad_norm: 10.0,
+            k_max: 3,
+            probe_ridge: 1e-2,
+            log_every: 250,
+            repo: repo::RepoConfig::default(),
+            infopower: infopower::InfoPowerConfig::default(),
+        }
+    }
+}
+
+impl ReprConfig {
+    pub fn enabled(&self) -> bool {
+        self.objective != "none"
+    }
+    pub fn validate(&self) -> Result<()> {
+        if !OBJECTIVES.contains(&self.objective.as_str()) {
+            bail!("repr.objective: unknown objective {:?} (one of {})", self.objective, OBJECTIVES.join(", "));
+        }
+        if self.latent_dim == 0 || self.hidden == 0 || self.batch_size < 2 || self.k_max == 0 || self.log_every == 0 {
+            bail!("repr: latent_dim, hidden, k_max and log_every must be positive and batch_size at least 2");
+        }
+        if self.probe_frames < 100 {
+            bail!("repr.probe_frames: need at least 100 frames");
+        }
+        self.repo.validate()
+    }
+}
+
+/// The pixel-grid noise mode of an environment name (`pixelgrid-exogenous` → Exogenous).
+pub fn pixel_noise(env_name: &str) -> Result<Noise> {
+    let key = env_name.to_ascii_lowercase();
+    match key.strip_prefix("pixelgrid") {
+        Some("") => Ok(Noise::Clean),
+        Some(rest) => Noise::parse(rest.trim_start_matches('-')),
+        None => bail!("representation pre-training needs a pixel-grid environment (pixelgrid-*), not {env_name:?}"),
+    }
+}
+
+/// softplus(x) = max(x, 0) + log(1 + e^{−|x|}), stable for any x.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    Ok((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
+}
+
+/// φ: an MLP from pixels to a latent; stochastic encoders output (μ, σ = softplus(·) + 0.1) and
+/// use μ as the feature.
+pub struct Encoder {
+    pub net: Mlp,
+    pub latent: usize,
+    pub stochastic: bool,
+}
+
+impl Encoder {
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        latent: usize,
+        stochastic: bool,
+        rng: &mut Rng,
+        dev: &Device,
+    ) -> Result<Self> {
+        let out = if stochastic { 2 * latent } else { latent };
+        let net = Mlp::new(&[input, hidden, out], Activation::Relu, Init::Uniform, rng, dev)?;
+        Ok(Self { net, latent, stochastic })
+    }
+    /// (μ, σ) of a batch of frames; σ is None for deterministic encoders.
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let h = self.net.forward(x)?;
+        if !self.stochastic {
+            return Ok((h, None));
+        }
+        let mu = h.narrow(1, 0, self.latent)?;
+        let sd = (softplus(&h.narrow(1, self.latent, self.latent)?)? + 0.1)?;
+        Ok((mu, Some(sd)))
+    }
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(x)?.0)
+    }
+    /// A reparameterised sample μ + σ·ε (μ for deterministic encoders).
+    pub fn sample(&self, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let (mu, sd) = self.forward(x)?;
+        match &sd {
+            Some(s) => {
+                let eps = crate::dist::normal_noise(mu.dims2()?, rng, mu.device())?;
+                Ok(((&mu + (s * eps)?)?, mu, sd))
+            }
+            None => Ok((mu.clone(), mu, None)),
+        }
+    }
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.net.vars("encoder")
+    }
+}
+
+/// Frames `idx` of `video` as a (len × frame_dim) tensor.
+pub(crate) fn frames(video: &Video, idx: &[usize], dev: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(video.gather(idx), (idx.len(), video.frame_dim), dev)?)
+}
+
+/// One-hot rows (len × n) of indices.
+pub(crate) fn one_hot(idx: &[usize], n: usize, dev: &Device) -> Result<Tensor> {
+    let mut v = vec![0f32; idx.len() * n];
+    for (r, &i) in idx.iter().enumerate() {
+        v[r * n + i] = 1.0;
+    }
+    Ok(Tensor::from_vec(v, (idx.len(), n), dev)?)
+}
+
+/// What an objective adds to the encoder: its own heads and a loss on one sampled batch.
+pub trait Objective {
+    /// Parameters trained jointly with the encoder (decoders, classifiers, models).
+    fn vars(&self) -> Vec<(String, Var)>;
+    /// The loss of one batch, and named scalars to log.
+    fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)>;
+    /// Called after every optimiser step with that step's scalars (dual variables update here).
+    fn after_step(&mut self, _metrics: &[(String, f64)]) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn build_objective(
+    cfg: &ReprConfig,
+    frame_dim: usize,
+    n_actions: usize,
+    rng: &mut Rng,
+    dev: &Device,
+) -> Result<(Encoder, Box<dyn Objective>)> {
+    let d = cfg.latent_dim;
+    let stochastic = matches!(cfg.objective.as_str(), "repo" | "infopower");
+    let enc = Encoder::new(frame_dim, cfg.hidden, d, stochastic, rng, dev)?;
+    let h = cfg.hidden;
+    let b = cfg.batch_size;
+    let obj: Box<dyn Objective> = match cfg.objective.as_str() {
+        "autoencoder" => Box::new(autoencoder::Autoencoder::new(d, h, frame_dim, b, rng, dev)?),
+        "forward" => Box::new(forward_model::ForwardModel::new(d, h, frame_dim, cfg.k_max, b, rng, dev)?),
+        "contrastive" => Box::new(temporal_contrastive::TemporalContrastive::new(d, h, cfg.k_max, b, rng, dev)?),
+        "inverse" => Box::new(inverse_dynamics::InverseDynamics::new(d, h, n_actions, cfg.k_max, b, rng, dev)?),
+        "repo" => Box::new(repo::Repo::new(cfg.repo.clone(), d, h, frame_dim, n_actions, b, rng, dev)?),
+        "infopower" => {
+            Box::new(infopower::InfoPower::new(cfg.infopower.clone(), d, h, frame_dim, n_actions, b, rng, dev)?)
+        }
+        other => bail!("repr.objective: {other:?} has no pre-training"),
+    };
+    Ok((enc, obj))
+}
+
+/// A pre-trained encoder, frozen, with the per-dimension mean and standard deviation of its
+/// features on the pre-training frames (features are standardised with them).
+pub struct FrozenEncoder {
+    pub enc: Encoder,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    dev: Device,
+}
+
+impl FrozenEncoder {
+    /// Standardised features of a batch of frames.
+    pub fn encode_batch(&self, frames: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let f = self.enc.features(&rows(frames, &self.dev)?)?.to_vec2::<f32>()?;
+        Ok(f.into_iter()
+            .map(|r| r.iter().enumerate().map(|(i, v)| (v - self.mean[i]) / self.std[i]).collect())
+            .collect())
+    }
+    pub fn encode(&self, frame: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.encode_batch(&[frame.to_vec()])?.remove(0))
+    }
+    /// Raw features of `video` frames `idx` in chunks.
+    fn raw_features(enc: &Encoder, video: &Video, idx: &[usize], dev: &Device) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(idx.len());
+        for chunk in idx.chunks(1024) {
+            let x = Tensor::from_vec(video.gather(chunk), (chunk.len(), video.frame_dim), dev)?;
+            out.extend(enc.features(&x)?.to_vec2::<f32>()?);
+        }
+        Ok(out)
+    }
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut map = Params(self.enc.vars()).tensors();
+        map.insert("feature_mean".into(), Tensor::new(self.mean.as_slice(), &Device::Cpu)?);
+        map.insert("feature_std".into(), Tensor::new(self.std.as_slice(), &Device::Cpu)?);
+        oxrl_core::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
+    }
+    /// Load an encoder saved by [`FrozenEncoder::save`] with the architecture `cfg` describes.
+    pub fn load(path: &Path, cfg: &ReprConfig, frame_dim: usize, dev: &Device) -> Result<Self> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .with_context(|| format!("reading the pre-trained encoder {}", path.display()))?;
+        let stochastic = matches!(cfg.objective.as_str(), "repo" | "infopower");
+        let mut rng = oxrl_core::seed::rng(0, "encoder-shape", 0);
+        let enc = Encoder::new(frame_dim, cfg.hidden, cfg.latent_dim, stochastic, &mut rng, dev)?;
+        Params(enc.vars()).load(&map, &path.display().to_string())?;
+        let vec = |k: &str| -> Result<Vec<f32>> {
+            let t = map.get(k).with_context(|| format!("{}: missing {k}", path.display()))?;
+            let v = t.to_vec1::<f32>()?;
+            if v.len() != cfg.latent_dim {
+                bail!("{}: {k} has {} entries, expected {}", path.display(), v.len(), cfg.latent_dim);
+            }
+            Ok(v)
+        };
+        Ok(Self { mean: vec("feature_mean")?, std: vec("feature_std")?, enc, dev: dev.clone() })
+    }
+}
+
+/// Held-out probes of a representation for the agent's, the goal's and the first distractor's
+/// cell: linear-probe R² of the (x, y) coordinates and 5-nearest-neighbour accuracy of the cell
+/// (chance 1/64 on the 8 × 8 grid).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ProbeReport {
+    pub agent_r2: f64,
+    pub goal_r2: f64,
+    pub agent_knn: f64,
+    pub goal_knn: f64,
+    /// None without distractors.
+    pub distractor_r2: Option<f64>,
+    pub distractor_knn: Option<f64>,
+}
+
+/// Probe standardised features on `probe` (the first half of its episodes fit, the rest score).
+pub fn probe_features(feats: &[Vec<f32>], probe: &Video, ridge: f64) -> Result<ProbeReport> {
+    let (fit, score) = probe.split(0.5);
+    if fit.is_empty() || score.is_empty() {
+        bail!("probe: too few episodes to split");
+    }
+    let xs = |idx: &[usize]| idx.iter().map(|&t| feats[t].clone()).collect::<Vec<_>>();
+    let (fx, sx) = (xs(&fit), xs(&score));
+    let run = |cells: &dyn Fn(usize) -> (i64, i64)| -> Result<(f64, f64)> {
+        let xy = |idx: &[usize]| idx.iter().map(|&t| vec![cells(t).0 as f64, cells(t).1 as f64]).collect::<Vec<_>>();
+        let id = |idx: &[usize]| idx.iter().map(|&t| (cells(t).1 * 64 + cells(t).0) as usize).collect::<Vec<_>>();
+        Ok((
+            probe::ridge_r2(&fx, &xy(&fit), &sx, &xy(&score), ridge)?,
+            probe::knn_accuracy(&fx, &id(&fit), &sx, &id(&score), 5)?,
+        ))
+    };
+    let (agent_r2, agent_knn) = run(&|t| probe.agent[t])?;
+    let (goal_r2, goal_knn) = run(&|t| probe.goal[t])?;
+    let (distractor_r2, distractor_knn) = if probe.distractor.iter().all(|d| d.is_some()) {
+        let (a, b) = run(&|t| probe.distractor[t].unwrap())?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    Ok(ProbeReport { agent_r2, goal_r2, agent_knn, goal_knn, distractor_r2, distractor_knn })
+}
+
+/// Pre-train an encoder with `cfg.objective` on `noise`-mode gridworld episodes; logs a record
+/// every `log_every` steps (`pretrain_step`, `pretrain_loss` and the objective's scalars) and one
+/// with the probes (`probe_agent_r2`, `probe_agent_knn`, … for goal and distractor).
+pub fn pretrain(
+    cfg: &ReprConfig,
+    noise: Noise,
+    seed: u64,
+    dev: &Device,
+    log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
+) -> Result<(FrozenEncoder, ProbeReport)> {
+    cfg.validate()?;
+    let video = Video::collect(noise, cfg.video_frames, oxrl_core::seed::derive(seed, "video", 0))?;
+    let mut rng = oxrl_core::seed::rng(seed, "pretrain", 0);
+    let (enc, mut obj) = build_objective(cfg, video.frame_dim, video.n_actions, &mut rng, dev)?;
+    let mut vars = enc.vars();
+    vars.extend(obj.vars());
+    let mut opt = AdamW::new(vars, AdamWConfig::default())?;
+    let mut acc: Vec<(String, f64)> = Vec::new();
+    let mut n_acc = 0usize;
+    for step in 1..=cfg.pretrain_steps {
+        let (loss, mut metrics) = obj.loss(&enc, &video, &mut rng)?;
+        let grads = loss.backward()?;
+        let info = opt.step(&grads, cfg.lr, cfg.max_grad_norm)?;
+        metrics.insert(0, ("pretrain_loss".into(), loss.to_scalar::<f32>()? as f64));
+        // a non-finite gradient leaves the parameters untouched; count such steps
+        metrics.push(("skipped_updates".into(), info.skipped as u8 as f64));
+        obj.after_step(&metrics)?;
+        if acc.is_empty() {
+            acc = metrics.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
+        }
+        for (a, (_, v)) in acc.iter_mut().zip(&metrics) {
+            a.1 += v;
+        }
+        n_acc += 1;
+        if step % cfg.log_every == 0 || step == cfg.pretrain_steps {
+            let mut rec = json!({"pretrain_step": step});
+            for (k, v) in &acc {
+                let m = v / n_acc as f64;
+                if m.is_finite() {
+                    rec[k] = json!(m);
+                }
+            }
+            log(&rec)?;
+            acc.clear();
+            n_acc = 0;
+        }
+    }
+    // standardise with the pre-training frames' statistics
+    let all: Vec<usize> = (0..video.len()).collect();
+    let feats = FrozenEncoder::raw_features(&enc, &video, &all, dev)?;
+    let d = cfg.latent_dim;
+    let n = feats.len() as f64;
+    let mut mean = vec![0f64; d];
+    let mut var = vec![0f64; d];
+    for f in &feats {
+        for i in 0..d {
+            mean[i] += f[i] as f64 / n;
+        }
+    }
+    for f in &feats {
+        for i in 0..d {
+            var[i] += (f[i] as f64 - mean[i]).powi(2) / n;
+        }
+    }
+    let frozen = FrozenEncoder {
+        mean: mean.iter().map(|&m| m as f32).collect(),
+        std: var.iter().map(|&v| (v.sqrt().max(1e-6)) as f32).collect(),
+        enc,
+        dev: dev.clone(),
+    };
+    let probe_video = Video::collect(noise, cfg.probe_frames, oxrl_core::seed::derive(seed, "probe-video", 0))?;
+    let mut pf = Vec::with_capacity(probe_video.len());
+    for chunk in (0..probe_video.len()).collect::<Vec<_>>().chunks(1024) {
+        let frames: Vec<Vec<f32>> = chunk.iter().map(|&t| probe_video.frame(t).to_vec()).collect();
+        pf.extend(frozen.encode_batch(&frames)?);
+    }
+    let report = probe_features(&pf, &probe_video, cfg.probe_ridge)?;
+    let mut rec = json!({"pretrain_step": cfg.pretrain_steps});
+    if let serde_json::Value::Object(m) = serde_json::to_value(report)? {
+        for (k, v) in m {
+            if !v.is_null() {
+                rec[format!("probe_{k}")] = v;
+            }
+        }
+    }
+    log(&rec)?;
+    Ok((frozen, report))
+}
+
+/// An environment whose observations are a frozen encoder's features of the inner one's frames.
+pub struct Encoded {
+    pub inner: Box<dyn Env>,
+    pub enc: Arc<FrozenEncoder>,
+}
+
+impl Env for Encoded {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn observation_space(&self) -> Space {
+        let d = self.enc.enc.latent;
+        Space::Box { low: vec![f32::NEG_INFINITY; d], high: vec![f32::INFINITY; d] }
+    }
+    fn action_space(&self) -> Space {
+        self.inner.action_space()
+    }
+    fn max_steps(&self) -> usize {
+        self.inner.max_steps()
+    }
+    fn reset(&mut self) -> Vec<f32> {
+        let o = self.inner.reset();
+        // the encoder is a fixed CPU MLP over a correctly sized frame: it cannot fail here
+        self.enc.encode(&o).expect("encoding a frame")
+    }
+    fn step(&mut self, action: &Action) -> Result<Step> {
+        let mut s = self.inner.step(action)?;
+        s.obs = self.enc.encode(&s.obs)?;
+        Ok(s)
+    }
+    fn success(&self) -> Option<bool> {
+        self.inner.success()
+    }
+    fn save(&self) -> EnvState {
+        self.inner.save()
+    }
+    fn restore(&mut self, state: &EnvState) -> Result<()> {
+        self.inner.restore(state)
+    }
+}
+
+/// Makes a run's environments: built-in ones, wrapped in [`Encoded`] when the run has a
+/// pre-trained encoder.
+#[derive(Clone)]
+pub struct EnvMaker {
+    pub name: String,
+    pub encoder: Option<Arc<FrozenEncoder>>,
+}
+
+impl EnvMaker {
+    pub fn plain(name: &str) -> Self {
+        Self { name: name.into(), encoder: None }
+    }
+    pub fn make(&self, seed: u64) -> Result<Box<dyn Env>> {
+        let inner = crate::env::make(&self.name, seed)?;
+        Ok(match &self.encoder {
+            Some(enc) => Box::new(Encoded { inner, enc: enc.clone() }),
+            None => inner,
+        })
+    }
+    /// `n` copies, copy i seeded from (seed, "env", i) as [`crate::env::VecEnv::make`] does.
+    pub fn vec(&self, n: usize, seed: u64) -> Result<crate::env::VecEnv> {
+        if n == 0 {
+            bail!("num_envs must be at least 1");
+        }
+        let envs =
+            (0..n).map(|i| self.make(oxrl_core::seed::derive(seed, "env", i as u64))).collect::<Result<Vec<_>>>()?;
+        Ok(crate::env::VecEnv::new(envs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn softplus_is_stable_and_matches_the_formula() {
+        let x = Tensor::new(&[-100f32, -1.0, 0.0, 2.0, 100.0], &Device::Cpu).unwrap();
+        let y = softplus(&x).unwrap().to_vec1::<f32>().unwrap();
+        let want = [0.0f32, (1.0 + (-1f32).exp()).ln(), 2f32.ln(), 2.0 + (1.0 + (-2f32).exp()).ln(), 100.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn pixel_noise_names() {
+        assert_eq!(pixel_noise("pixelgrid-exogenous").unwrap(), Noise::Exogenous);
+        assert_eq!(pixel_noise("pixelgrid").unwrap(), Noise::Clean);
+        assert!(pixel_noise("cartpole").unwrap_err().to_string().contains("pixel-grid"));
+    }
+
+    #[test]
+    fn frozen_encoder_round_trips_and_wraps_an_environment() {
+        let dev = Device::Cpu;
+        let mut rng = Rng::seed_from_u64(0);
+        let cfg = ReprConfig { objective: "autoencoder".into(), latent_dim: 4, hidden: 8, ..Default::default() };
+        let enc = Encoder::new(768, 8, 4, false, &mut rng, &dev).unwrap();
+        let f = FrozenEncoder { enc, mean: vec![0.5; 4], std: vec![2.0; 4], dev: dev.clone() };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("encoder.safetensors");
+        f.save(&p).unwrap();
+        let g = FrozenEncoder::load(&p, &cfg, 768, &dev).unwrap();
+        let maker = EnvMaker { name: "pixelgrid-iid".into(), encoder: Some(Arc::new(g)) };
+        let mut e = maker.make(3).unwrap();
+        let o = e.reset();
+        assert_eq!(o.len(), 4);
+        assert_eq!(e.observation_space().dim(), 4);
+        // the same frame through the saved encoder gives the same standardised features
+        let mut raw = crate::env::make("pixelgrid-iid", 3).unwrap();
+        let frame = raw.reset();
+        assert_eq!(f.encode(&frame).unwrap(), o);
+        let bad = ReprConfig { latent_dim: 5, ..cfg };
+        assert!(FrozenEncoder::load(&p, &bad, 768, &dev).is_err());
+    }
+}
