@@ -34,6 +34,8 @@ pub struct ControlConfig {
     pub spr: SprConfig,
     #[serde(default)]
     pub grpo: crate::algo::grpo::GrpoConfig,
+    #[serde(default)]
+    pub zeroshot: crate::zeroshot::ZeroShotConfig,
     /// Representation pre-training (pixel gridworld): `objective = "none"` trains on pixels.
     #[serde(default)]
     pub repr: crate::repr::ReprConfig,
@@ -79,7 +81,8 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] = &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo"];
+pub const ALGOS: &[&str] =
+    &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo", "td-jepa", "fb"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -136,6 +139,7 @@ impl ControlConfig {
             "gcbc" | "gcivl" | "saw" => self.gc.validate(),
             "spr" => Ok(()),
             "grpo" => self.grpo.validate(),
+            "td-jepa" | "fb" => self.zeroshot.validate(),
             _ => self.sac.validate(),
         }
     }

@@ -18,7 +18,7 @@ pub mod nn;
 pub mod pref;
 pub mod rc_aux;
 pub mod repr;
-pub mod td_jepa;
 pub mod train;
+pub mod zeroshot;
 
 pub use config::ControlConfig;

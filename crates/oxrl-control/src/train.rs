@@ -26,6 +26,9 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "iql" | "recoil" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
         "spr" => Box::new(Spr::new(cfg.spr.clone(), envs, cfg.seed, dev)?),
         "grpo" => Box::new(crate::algo::grpo::Grpo::new(cfg.grpo.clone(), envs, cfg.seed, dev)?),
+        "td-jepa" | "fb" => {
+            Box::new(crate::zeroshot::ZeroShot::new(&cfg.algo, cfg.zeroshot.clone(), envs, cfg.seed, dev)?)
+        }
         // GCBC / GCIVL / SAW: one agent, the algorithm name picks the actor objective
         "gcbc" | "gcivl" | "saw" => {
             let actor = match cfg.algo.as_str() {
@@ -270,7 +273,11 @@ pub fn train(
         }
     }
     let e = evaluate(agent.as_mut(), &maker, cfg.train.eval_episodes, cfg.seed)?;
-    log(&eval_record(st.global_step, &e))?;
+    let mut rec = eval_record(st.global_step, &e);
+    for (k, v) in agent.final_report(&cfg.env.name)? {
+        rec[k] = json!(v);
+    }
+    log(&rec)?;
     st.last_eval = Some(e.mean);
     st.window = window.iter().copied().collect();
     st.envs = envs.save();

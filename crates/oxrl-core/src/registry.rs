@@ -356,6 +356,22 @@ pub const TECHNIQUES: &[Technique] = &[
         "INFERRED",
         "failed episodes get scale·(1 − d/d_max) from their embedding distance to the group's successes; no success keeps binary rewards",
     ),
+    t(
+        "TD-JEPA",
+        "oxrl control: algo = \"td-jepa\", zeroshot.*",
+        "control",
+        "TD-JEPA: Latent-predictive Representations for Zero-Shot RL (2025)",
+        "CONFIRMED",
+        "reward-free: φ/ψ encoders with policy-conditioned TD latent predictors, orthonormality regulariser, EMA targets; z by least squares or ψ(goal); greedy over discrete actions",
+    ),
+    t(
+        "Forward-backward (FB)",
+        "oxrl control: algo = \"fb\", zeroshot.*",
+        "control",
+        "Learning One Representation to Optimize All Rewards (2021)",
+        "CONFIRMED",
+        "reward-free successor measure F(s,a,z)ᵀB(s') with the FB measure loss and B orthonormality; the zero-shot baseline",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

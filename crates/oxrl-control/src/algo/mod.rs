@@ -42,6 +42,10 @@ pub trait Agent {
     fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>>;
     /// Called before each evaluation episode (agents that keep per-episode state reset it).
     fn reset_episode(&mut self) {}
+    /// Extra scalars for the final evaluation record (e.g. zero-shot task scores); none by default.
+    fn final_report(&mut self, _env_name: &str) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
     /// Save parameters, optimiser state and the agent's random stream (and replay) into `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
     /// Load what `save` wrote; `with_state` = also optimiser, RNG and replay (resume), else only the
