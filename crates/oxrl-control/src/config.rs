@@ -36,6 +36,8 @@ pub struct ControlConfig {
     pub grpo: crate::algo::grpo::GrpoConfig,
     #[serde(default)]
     pub zeroshot: crate::zeroshot::ZeroShotConfig,
+    #[serde(default)]
+    pub morl: crate::zeroshot::morl_fb::MorlFbConfig,
     /// Representation pre-training (pixel gridworld): `objective = "none"` trains on pixels.
     #[serde(default)]
     pub repr: crate::repr::ReprConfig,
@@ -82,7 +84,7 @@ impl Default for TrainSection {
 }
 
 pub const ALGOS: &[&str] =
-    &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo", "td-jepa", "fb"];
+    &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo", "td-jepa", "fb", "morl-fb"];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -140,6 +142,7 @@ impl ControlConfig {
             "spr" => Ok(()),
             "grpo" => self.grpo.validate(),
             "td-jepa" | "fb" => self.zeroshot.validate(),
+            "morl-fb" => self.morl.validate(),
             _ => self.sac.validate(),
         }
     }

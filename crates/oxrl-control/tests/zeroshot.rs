@@ -80,3 +80,36 @@ fn zero_shot_runs_resume_exactly() {
         assert_eq!(first, full, "{algo}");
     }
 }
+
+fn morl(sets: &[&str]) -> ControlConfig {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/dst-morl-fb.toml");
+    ControlConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+#[test]
+fn morl_fb_resumes_exactly() {
+    let cfg = morl(&[
+        "morl.hidden=32",
+        "morl.latent_dim=8",
+        "morl.batch_size=32",
+        "morl.task_samples=64",
+        "morl.learning_starts=100",
+        "morl.steps_per_iteration=100",
+        "train.total_steps=400",
+        "train.checkpoint_every=200",
+    ]);
+    let a = tempfile::tempdir().unwrap();
+    let (s, full) = run(&cfg, a.path(), false, None);
+    s.unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (s, mut first) = run(&cfg, b.path(), false, Some(200));
+    assert!(s.unwrap_err().to_string().contains("stopped after"));
+    let (s, rest) = run(&cfg, b.path(), true, None);
+    s.unwrap();
+    first.retain(|r| r["step"].as_u64().unwrap() <= 200);
+    first.extend(rest);
+    assert_eq!(first, full);
+    let last = full.last().unwrap();
+    assert!((last["hypervolume_optimal"].as_f64().unwrap() - 401.8).abs() < 1e-9, "the true front's hypervolume");
+    assert!(last["hypervolume"].as_f64().unwrap() <= 401.8 + 1e-9);
+}

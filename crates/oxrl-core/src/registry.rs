@@ -372,6 +372,14 @@ pub const TECHNIQUES: &[Technique] = &[
         "CONFIRMED",
         "reward-free successor measure F(s,a,z)ᵀB(s') with the FB measure loss and B orthonormality; the zero-shot baseline",
     ),
+    t(
+        "MORL-FB",
+        "oxrl control: algo = \"morl-fb\", morl.pg_explore, morl.aux_weight",
+        "control",
+        "A Reward-Free Viewpoint on Multi-Objective RL (2026)",
+        "INFERRED",
+        "online FB with task vectors linear in the preference (z_λ = Σ λ_k z_k), preference-drawn z (PG-Explore), auxiliary vector-reward TD loss; hypervolume / expected utility of the greedy front",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

@@ -126,6 +126,9 @@ impl Env for DeepSea {
         let reward = self.weights[0] * self.last_vector[0] + self.weights[1] * self.last_vector[1];
         Ok(Step { obs: self.obs(), reward, terminated, truncated })
     }
+    fn reward_vector(&self) -> Option<Vec<f64>> {
+        Some(self.last_vector.to_vec())
+    }
     fn save(&self) -> EnvState {
         self.core.save(vec![self.pos.0 as f64, self.pos.1 as f64])
     }

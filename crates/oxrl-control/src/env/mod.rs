@@ -109,6 +109,11 @@ pub trait Env: Send {
     fn success(&self) -> Option<bool> {
         None
     }
+    /// For multi-objective environments: the reward vector of the last step (kept through a
+    /// following reset, so it can be read after [`VecEnv`]'s auto-reset). None otherwise.
+    fn reward_vector(&self) -> Option<Vec<f64>> {
+        None
+    }
     fn save(&self) -> EnvState;
     fn restore(&mut self, state: &EnvState) -> Result<()>;
 }

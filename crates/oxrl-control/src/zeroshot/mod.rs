@@ -14,6 +14,7 @@
 //! on the grid mazes (goals and rooms, optimal returns by value iteration).
 
 pub mod fb;
+pub mod morl_fb;
 pub mod tasks;
 pub mod td_jepa;
 
@@ -115,6 +116,13 @@ pub trait ZsModel {
 /// Least-squares task inference: z = argmin ‖Φ z − r‖² + λ‖z‖² from task features Φ (n × d) of
 /// labelled states and their rewards, projected to the sphere of radius √d.
 pub fn infer_task(features: &[Vec<f32>], rewards: &[f64], ridge: f64) -> Result<Vec<f32>> {
+    let z = ridge_solve(features, rewards, ridge)?;
+    let zf: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+    Ok(td_jepa::project_sphere(&[zf]).remove(0))
+}
+
+/// argmin_z ‖Φ z − r‖² + λ‖z‖² (not projected).
+pub fn ridge_solve(features: &[Vec<f32>], rewards: &[f64], ridge: f64) -> Result<Vec<f64>> {
     if features.is_empty() || features.len() != rewards.len() {
         bail!("task inference: need as many rewards as labelled states");
     }
@@ -132,9 +140,7 @@ pub fn infer_task(features: &[Vec<f32>], rewards: &[f64], ridge: f64) -> Result<
     for i in 0..d {
         a[i * d + i] += ridge;
     }
-    let z = solve(&mut a, &mut b, d)?;
-    let zf: Vec<f32> = z.iter().map(|&v| v as f32).collect();
-    Ok(td_jepa::project_sphere(&[zf]).remove(0))
+    solve(&mut a, &mut b, d)
 }
 
 /// Solve A x = b (A d × d, row-major) by Gaussian elimination with partial pivoting.
