@@ -1,32 +1,9 @@
 //! The baselines must learn (shortened versions of the reference runs; the full runs and their
 //! numbers are in the README) and runs must resume exactly.
 
-use anyhow::Result;
-use oxrl_control::train::{train, Summary, TrainOptions};
-use oxrl_control::ControlConfig;
-use std::path::Path;
+mod common;
 
-fn example(name: &str, sets: &[&str]) -> ControlConfig {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control").join(name);
-    ControlConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-}
-
-fn run(
-    cfg: &ControlConfig,
-    dir: &Path,
-    resume: bool,
-    stop_after: Option<u64>,
-) -> (Result<Summary>, Vec<serde_json::Value>) {
-    let opts = TrainOptions { run_dir: dir, resume, stop_after, device: candle_core::Device::Cpu };
-    let mut recs = Vec::new();
-    let s = train(cfg, &opts, &mut |r| {
-        let mut r = r.clone();
-        r.as_object_mut().unwrap().remove("sps");
-        recs.push(r);
-        Ok(())
-    });
-    (s, recs)
-}
+use common::{example, resumes_exactly, run};
 
 fn first_return(recs: &[serde_json::Value]) -> f64 {
     recs.iter().find_map(|r| r["episode_return"].as_f64()).unwrap()
@@ -99,33 +76,10 @@ fn sac_learns_pendulum() {
     assert!(s.eval_return > -400.0, "eval return {}", s.eval_return);
 }
 
-/// Interrupt after a checkpoint, resume, and compare every logged record with an uninterrupted run.
-fn resumes_exactly(cfg: ControlConfig, stop: u64) {
-    let a = tempfile::tempdir().unwrap();
-    let (s, full) = run(&cfg, a.path(), false, None);
-    s.unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let (s, mut first) = run(&cfg, b.path(), false, Some(stop));
-    assert!(s.unwrap_err().to_string().contains("stopped after"));
-    let (s, rest) = run(&cfg, b.path(), true, None);
-    s.unwrap();
-    // records logged after the checkpoint the resumed run started from are replayed
-    let ck_step = full.iter().filter_map(|r| r["step"].as_u64()).filter(|&st| st >= stop).min().unwrap();
-    first.retain(|r| r["step"].as_u64().unwrap() <= ck_step);
-    first.extend(rest);
-    assert_eq!(first.len(), full.len());
-    for (x, y) in first.iter().zip(&full) {
-        for (k, v) in x.as_object().unwrap() {
-            assert_eq!(Some(v), y.get(k), "{k} at step {}", x["step"]);
-        }
-        assert_eq!(x, y);
-    }
-}
-
 #[test]
 fn ppo_dqn_sac_and_grpo_resume_exactly() {
     resumes_exactly(
-        example(
+        &example(
             "cartpole-ppo.toml",
             &[
                 "train.total_steps=4096",
@@ -137,7 +91,7 @@ fn ppo_dqn_sac_and_grpo_resume_exactly() {
         2048,
     );
     resumes_exactly(
-        example(
+        &example(
             "cartpole-dqn.toml",
             &[
                 "train.total_steps=3000",
@@ -151,7 +105,7 @@ fn ppo_dqn_sac_and_grpo_resume_exactly() {
         1000,
     );
     resumes_exactly(
-        example(
+        &example(
             "pendulum-sac.toml",
             &[
                 "train.total_steps=1200",
@@ -167,7 +121,7 @@ fn ppo_dqn_sac_and_grpo_resume_exactly() {
         600,
     );
     resumes_exactly(
-        example(
+        &example(
             "gridmaze-srpo.toml",
             &[
                 "env.name=gridmaze-umaze-fixed",

@@ -2,70 +2,46 @@
 //! checkpoint evaluates with the same encoder; the objectives recover what their theory says they
 //! should (probes on held-out episodes).
 
-use anyhow::Result;
+mod common;
+
+use common::{example, resumes_exactly, run};
 use oxrl_control::repr::{pretrain, ReprConfig};
-use oxrl_control::train::{eval_checkpoint, train, Summary, TrainOptions};
-use oxrl_control::ControlConfig;
-use std::path::Path;
-
-fn example(sets: &[&str]) -> ControlConfig {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/pixelgrid-repr.toml");
-    ControlConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-}
-
-fn run(
-    cfg: &ControlConfig,
-    dir: &Path,
-    resume: bool,
-    stop_after: Option<u64>,
-) -> (Result<Summary>, Vec<serde_json::Value>) {
-    let opts = TrainOptions { run_dir: dir, resume, stop_after, device: candle_core::Device::Cpu };
-    let mut recs = Vec::new();
-    let s = train(cfg, &opts, &mut |r| {
-        let mut r = r.clone();
-        r.as_object_mut().unwrap().remove("sps");
-        recs.push(r);
-        Ok(())
-    });
-    (s, recs)
-}
+use oxrl_control::train::eval_checkpoint;
 
 #[test]
 fn a_pretrained_run_resumes_exactly_and_evaluates_with_its_encoder() {
-    let cfg = example(&[
-        "repr.objective=forward",
-        "repr.video_frames=1500",
-        "repr.probe_frames=600",
-        "repr.pretrain_steps=60",
-        "repr.log_every=20",
-        "repr.hidden=64",
-        "train.total_steps=3000",
-        "train.checkpoint_every=1000",
-        "train.eval_every=0",
-        "train.eval_episodes=3",
-        "dqn.learning_starts=500",
-        "dqn.steps_per_iteration=500",
-        "dqn.hidden=[32, 32]",
-    ]);
-    let a = tempfile::tempdir().unwrap();
-    let (s, full) = run(&cfg, a.path(), false, None);
-    let s = s.unwrap();
+    let cfg = example(
+        "pixelgrid-repr.toml",
+        &[
+            "repr.objective=forward",
+            "repr.video_frames=1500",
+            "repr.probe_frames=600",
+            "repr.pretrain_steps=60",
+            "repr.log_every=20",
+            "repr.hidden=64",
+            "train.total_steps=3000",
+            "train.checkpoint_every=1000",
+            "train.eval_every=0",
+            "train.eval_episodes=3",
+            "dqn.learning_starts=500",
+            "dqn.steps_per_iteration=500",
+            "dqn.hidden=[32, 32]",
+        ],
+    );
+    let full = resumes_exactly(&cfg, 1000);
     let pre: Vec<_> = full.iter().filter(|r| r.get("pretrain_step").is_some()).collect();
     assert_eq!(pre.len(), 4, "three loss records and the probe record");
     assert!(pre[3]["probe_agent_knn"].as_f64().is_some() && pre[3]["probe_distractor_r2"].as_f64().is_some());
-    assert!(a.path().join("checkpoints/final/encoder.safetensors").exists());
+    // a resumed run reloads its encoder instead of pre-training again
     let b = tempfile::tempdir().unwrap();
-    let (r, mut first) = run(&cfg, b.path(), false, Some(1000));
-    assert!(r.unwrap_err().to_string().contains("stopped after"));
+    let (r, _) = run(&cfg, b.path(), false, Some(1000));
+    assert!(r.is_err());
     let (r, rest) = run(&cfg, b.path(), true, None);
-    r.unwrap();
-    assert!(rest.iter().all(|r| r.get("pretrain_step").is_none()), "a resumed run reloads its encoder");
-    first.retain(|r| r["step"].as_u64().is_some_and(|s| s <= 1000));
-    first.extend(rest);
-    let steps: Vec<_> = full.iter().filter(|r| r.get("step").is_some()).cloned().collect();
-    assert_eq!(first, steps);
+    let s = r.unwrap();
+    assert!(rest.iter().all(|r| r.get("pretrain_step").is_none()));
+    assert!(b.path().join("checkpoints/final/encoder.safetensors").exists());
     // the checkpoint evaluates through the same frozen encoder
-    let (_, e) = eval_checkpoint(a.path(), 3, None, &[]).unwrap();
+    let (_, e) = eval_checkpoint(b.path(), 3, None, &[]).unwrap();
     assert_eq!(e.mean, s.eval_return);
 }
 

@@ -2,41 +2,16 @@
 //! maze solves reward tasks it never saw (exact returns against value iteration), and its runs
 //! resume exactly.
 
-use anyhow::Result;
-use oxrl_control::train::{train, Summary, TrainOptions};
-use oxrl_control::ControlConfig;
-use std::path::Path;
+mod common;
 
-fn example(sets: &[&str]) -> ControlConfig {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/fourrooms-td-jepa.toml");
-    ControlConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-}
-
-fn run(
-    cfg: &ControlConfig,
-    dir: &Path,
-    resume: bool,
-    stop_after: Option<u64>,
-) -> (Result<Summary>, Vec<serde_json::Value>) {
-    let opts = TrainOptions { run_dir: dir, resume, stop_after, device: candle_core::Device::Cpu };
-    let mut recs = Vec::new();
-    let s = train(cfg, &opts, &mut |r| {
-        let mut r = r.clone();
-        r.as_object_mut().unwrap().remove("sps");
-        recs.push(r);
-        Ok(())
-    });
-    (s, recs)
-}
+use common::{example, resumes_exactly, run};
 
 #[test]
 fn td_jepa_solves_unseen_reward_tasks_zero_shot() {
-    let cfg = example(&[
-        "zeroshot.hidden=128",
-        "zeroshot.collect_steps=20000",
-        "train.total_steps=5000",
-        "train.eval_episodes=20",
-    ]);
+    let cfg = example(
+        "fourrooms-td-jepa.toml",
+        &["zeroshot.hidden=128", "zeroshot.collect_steps=20000", "train.total_steps=5000", "train.eval_episodes=20"],
+    );
     let d = tempfile::tempdir().unwrap();
     let (s, recs) = run(&cfg, d.path(), false, None);
     s.unwrap();
@@ -56,34 +31,26 @@ fn td_jepa_solves_unseen_reward_tasks_zero_shot() {
 #[test]
 fn zero_shot_runs_resume_exactly() {
     for algo in ["td-jepa", "fb"] {
-        let cfg = example(&[
-            &format!("algo={algo}"),
-            "zeroshot.hidden=32",
-            "zeroshot.latent_dim=8",
-            "zeroshot.batch_size=32",
-            "zeroshot.collect_steps=500",
-            "zeroshot.steps_per_iteration=20",
-            "train.total_steps=100",
-            "train.checkpoint_every=40",
-            "train.eval_episodes=2",
-        ]);
-        let a = tempfile::tempdir().unwrap();
-        let (s, full) = run(&cfg, a.path(), false, None);
-        s.unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let (s, mut first) = run(&cfg, b.path(), false, Some(40));
-        assert!(s.unwrap_err().to_string().contains("stopped after"));
-        let (s, rest) = run(&cfg, b.path(), true, None);
-        s.unwrap();
-        first.retain(|r| r["step"].as_u64().unwrap() <= 40);
-        first.extend(rest);
-        assert_eq!(first, full, "{algo}");
+        let cfg = example(
+            "fourrooms-td-jepa.toml",
+            &[
+                &format!("algo={algo}"),
+                "zeroshot.hidden=32",
+                "zeroshot.latent_dim=8",
+                "zeroshot.batch_size=32",
+                "zeroshot.collect_steps=500",
+                "zeroshot.steps_per_iteration=20",
+                "train.total_steps=100",
+                "train.checkpoint_every=40",
+                "train.eval_episodes=2",
+            ],
+        );
+        resumes_exactly(&cfg, 40);
     }
 }
 
-fn morl(sets: &[&str]) -> ControlConfig {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/dst-morl-fb.toml");
-    ControlConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+fn morl(sets: &[&str]) -> oxrl_control::ControlConfig {
+    example("dst-morl-fb.toml", sets)
 }
 
 #[test]
@@ -98,17 +65,7 @@ fn morl_fb_resumes_exactly() {
         "train.total_steps=400",
         "train.checkpoint_every=200",
     ]);
-    let a = tempfile::tempdir().unwrap();
-    let (s, full) = run(&cfg, a.path(), false, None);
-    s.unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let (s, mut first) = run(&cfg, b.path(), false, Some(200));
-    assert!(s.unwrap_err().to_string().contains("stopped after"));
-    let (s, rest) = run(&cfg, b.path(), true, None);
-    s.unwrap();
-    first.retain(|r| r["step"].as_u64().unwrap() <= 200);
-    first.extend(rest);
-    assert_eq!(first, full);
+    let full = resumes_exactly(&cfg, 200);
     let last = full.last().unwrap();
     assert!((last["hypervolume_optimal"].as_f64().unwrap() - 401.8).abs() < 1e-9, "the true front's hypervolume");
     assert!(last["hypervolume"].as_f64().unwrap() <= 401.8 + 1e-9);

@@ -42,14 +42,11 @@ impl Objective for ForwardModel {
         self.dec.vars("forward_decoder")
     }
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let pairs: Vec<(usize, usize)> = (0..self.batch).map(|_| data.sample_pair(self.k_max, rng)).collect();
-        let anchors: Vec<usize> = pairs.iter().map(|p| p.0).collect();
-        let futures: Vec<usize> = pairs.iter().map(|p| p.0 + p.1).collect();
-        let ks: Vec<usize> = pairs.iter().map(|p| p.1 - 1).collect();
-        let z = enc.features(&frames(data, &anchors, &self.dev)?)?;
-        let inp = Tensor::cat(&[&z, &one_hot(&ks, self.k_max, &self.dev)?], 1)?;
+        let p = data.sample_pairs(self.batch, self.k_max, rng);
+        let z = enc.features(&frames(data, &p.anchors, &self.dev)?)?;
+        let inp = Tensor::cat(&[&z, &one_hot(&p.offsets, self.k_max, &self.dev)?], 1)?;
         let pred = self.dec.forward(&inp)?;
-        let loss = (pred - frames(data, &futures, &self.dev)?)?.sqr()?.mean_all()?;
+        let loss = (pred - frames(data, &p.futures, &self.dev)?)?.sqr()?.mean_all()?;
         let v = loss.to_scalar::<f32>()? as f64;
         Ok((loss, vec![("forward_mse".into(), v)]))
     }

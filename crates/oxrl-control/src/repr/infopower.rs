@@ -16,7 +16,7 @@
 //! the learned representation is frozen and used by the run's DQN / PPO, so the paper's
 //! empowerment bonus for an imagination actor-critic is not part of this study.
 
-use super::{frames, one_hot, video::Video, Encoder, Objective};
+use super::{latent_step, one_hot, video::Video, Encoder, LatentStep, Objective};
 use crate::blocks::gaussian_kl;
 use crate::dist::{categorical_log_prob, log_softmax};
 use crate::nn::{Activation, Init, Mlp};
@@ -104,14 +104,9 @@ impl Objective for InfoPower {
         v
     }
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let t: Vec<usize> = (0..self.batch).map(|_| data.sample_transition(rng)).collect();
-        let t1: Vec<usize> = t.iter().map(|&i| i + 1).collect();
-        let acts: Vec<usize> = t.iter().map(|&i| data.actions[i]).collect();
-        let rew: Vec<f32> = t.iter().map(|&i| data.rewards[i]).collect();
-        let (z_t, _, _) = enc.sample(&frames(data, &t, &self.dev)?, rng)?;
-        let x1 = frames(data, &t1, &self.dev)?;
-        let (z_t1, mu_q, sd_q) = enc.sample(&x1, rng)?;
-        let sd_q = sd_q.ok_or_else(|| anyhow::anyhow!("InfoPower needs a stochastic encoder"))?;
+        let tr = data.sample_transitions(self.batch, rng);
+        let (acts, rew) = (&tr.actions, &tr.rewards);
+        let LatentStep { s_t: z_t, x1, s_t1: z_t1, mu_q, sd_q } = latent_step(enc, data, &tr, rng, &self.dev)?;
         // InfoNCE between observation embeddings and latent samples
         let scores = (self.obs_embed.forward(&x1)?.matmul(&z_t1.t()?)? / (self.latent as f64).sqrt())?;
         let nce = info_nce(&scores)?;
@@ -121,7 +116,7 @@ impl Objective for InfoPower {
         let log_pi = Tensor::full(-(self.n_actions as f32).ln(), self.batch, &self.dev)?;
         let emp = empowerment(&inv, &at, &log_pi)?;
         // dynamics consistency and reward
-        let prior = self.trans.forward(&Tensor::cat(&[&z_t, &one_hot(&acts, self.n_actions, &self.dev)?], 1)?)?;
+        let prior = self.trans.forward(&Tensor::cat(&[&z_t, &one_hot(acts, self.n_actions, &self.dev)?], 1)?)?;
         let (mu_p, sd_p) = super::repo::split_gaussian(&prior, self.latent)?;
         let kl = gaussian_kl(&mu_q, &sd_q, &mu_p, &sd_p)?.mean_all()?;
         let r = Tensor::new(rew.as_slice(), &self.dev)?;

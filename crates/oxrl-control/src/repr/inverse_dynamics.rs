@@ -43,14 +43,11 @@ impl Objective for InverseDynamics {
         self.head.vars("inverse")
     }
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let pairs: Vec<(usize, usize)> = (0..self.batch).map(|_| data.sample_pair(self.k_max, rng)).collect();
-        let a: Vec<usize> = pairs.iter().map(|p| p.0).collect();
-        let b: Vec<usize> = pairs.iter().map(|p| p.0 + p.1).collect();
-        let ks: Vec<usize> = pairs.iter().map(|p| p.1 - 1).collect();
-        let acts: Vec<u32> = a.iter().map(|&t| data.actions[t] as u32).collect();
-        let za = enc.features(&frames(data, &a, &self.dev)?)?;
-        let zb = enc.features(&frames(data, &b, &self.dev)?)?;
-        let logits = self.head.forward(&Tensor::cat(&[&za, &zb, &one_hot(&ks, self.k_max, &self.dev)?], 1)?)?;
+        let p = data.sample_pairs(self.batch, self.k_max, rng);
+        let acts: Vec<u32> = p.anchors.iter().map(|&t| data.actions[t] as u32).collect();
+        let za = enc.features(&frames(data, &p.anchors, &self.dev)?)?;
+        let zb = enc.features(&frames(data, &p.futures, &self.dev)?)?;
+        let logits = self.head.forward(&Tensor::cat(&[&za, &zb, &one_hot(&p.offsets, self.k_max, &self.dev)?], 1)?)?;
         let at = Tensor::new(acts.as_slice(), &self.dev)?;
         let loss = categorical_log_prob(&logits, &at)?.mean_all()?.neg()?;
         let pred = argmax_rows(&logits)?;

@@ -18,7 +18,9 @@
 //! domain is not implemented. β's learning rate defaults to 1e-2 (reference 1e-4 over ~100× more
 //! model updates than a CPU pre-training budget allows).
 
-use super::{frames, one_hot, softplus, video::Video, Encoder, Objective};
+#[cfg(test)]
+use super::frames;
+use super::{latent_step, one_hot, softplus, video::Video, Encoder, LatentStep, Objective};
 use crate::blocks::gaussian_kl;
 use crate::nn::{Activation, Init, Mlp};
 use anyhow::{bail, Result};
@@ -153,15 +155,10 @@ impl Objective for Repo {
         v
     }
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let t: Vec<usize> = (0..self.batch).map(|_| data.sample_transition(rng)).collect();
-        let t1: Vec<usize> = t.iter().map(|&i| i + 1).collect();
-        let acts: Vec<usize> = t.iter().map(|&i| data.actions[i]).collect();
-        let rew: Vec<f32> = t.iter().map(|&i| data.rewards[i]).collect();
-        let (s_t, _, _) = enc.sample(&frames(data, &t, &self.dev)?, rng)?;
-        let x1 = frames(data, &t1, &self.dev)?;
-        let (s_t1, mu_q, sd_q) = enc.sample(&x1, rng)?;
-        let sd_q = sd_q.ok_or_else(|| anyhow::anyhow!("RePo needs a stochastic encoder"))?;
-        let prior = self.trans.forward(&Tensor::cat(&[&s_t, &one_hot(&acts, self.n_actions, &self.dev)?], 1)?)?;
+        let tr = data.sample_transitions(self.batch, rng);
+        let (acts, rew) = (&tr.actions, &tr.rewards);
+        let LatentStep { s_t, x1, s_t1, mu_q, sd_q } = latent_step(enc, data, &tr, rng, &self.dev)?;
+        let prior = self.trans.forward(&Tensor::cat(&[&s_t, &one_hot(acts, self.n_actions, &self.dev)?], 1)?)?;
         let (mu_p, sd_p) = split_gaussian(&prior, self.latent)?;
         let kl = balanced_kl(&mu_q, &sd_q, &mu_p, &sd_p, self.cfg.alpha())?;
         let r = Tensor::new(rew.as_slice(), &self.dev)?;

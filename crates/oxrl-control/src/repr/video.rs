@@ -33,6 +33,21 @@ pub struct Video {
     pub n_actions: usize,
 }
 
+/// A batch of transitions: frames t and t + 1, the action taken and the reward received.
+pub struct Transitions {
+    pub t: Vec<usize>,
+    pub t1: Vec<usize>,
+    pub actions: Vec<usize>,
+    pub rewards: Vec<f32>,
+}
+
+/// A batch of k-step pairs: anchor frames, their k-step successors and k − 1 (a one-hot index).
+pub struct Pairs {
+    pub anchors: Vec<usize>,
+    pub futures: Vec<usize>,
+    pub offsets: Vec<usize>,
+}
+
 impl Video {
     pub fn len(&self) -> usize {
         self.agent.len()
@@ -139,6 +154,27 @@ impl Video {
             if j != t && j != t + k {
                 return j;
             }
+        }
+    }
+
+    /// `n` transitions t → t + 1 with their actions and rewards.
+    pub fn sample_transitions(&self, n: usize, rng: &mut Rng) -> Transitions {
+        let t: Vec<usize> = (0..n).map(|_| self.sample_transition(rng)).collect();
+        Transitions {
+            t1: t.iter().map(|&i| i + 1).collect(),
+            actions: t.iter().map(|&i| self.actions[i]).collect(),
+            rewards: t.iter().map(|&i| self.rewards[i]).collect(),
+            t,
+        }
+    }
+
+    /// `n` k-step pairs (see [`Video::sample_pair`]).
+    pub fn sample_pairs(&self, n: usize, k_max: usize, rng: &mut Rng) -> Pairs {
+        let p: Vec<(usize, usize)> = (0..n).map(|_| self.sample_pair(k_max, rng)).collect();
+        Pairs {
+            anchors: p.iter().map(|x| x.0).collect(),
+            futures: p.iter().map(|x| x.0 + x.1).collect(),
+            offsets: p.iter().map(|x| x.1 - 1).collect(),
         }
     }
 
