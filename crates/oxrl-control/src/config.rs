@@ -38,6 +38,8 @@ pub struct ControlConfig {
     pub zeroshot: crate::zeroshot::ZeroShotConfig,
     #[serde(default)]
     pub morl: crate::zeroshot::morl_fb::MorlFbConfig,
+    #[serde(default)]
+    pub rcaux: crate::rc_aux::RcAuxConfig,
     /// Representation pre-training (pixel gridworld): `objective = "none"` trains on pixels.
     #[serde(default)]
     pub repr: crate::repr::ReprConfig,
@@ -83,8 +85,9 @@ impl Default for TrainSection {
     }
 }
 
-pub const ALGOS: &[&str] =
-    &["ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo", "td-jepa", "fb", "morl-fb"];
+pub const ALGOS: &[&str] = &[
+    "ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo", "td-jepa", "fb", "morl-fb", "rc-aux",
+];
 
 impl ControlConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
@@ -143,6 +146,7 @@ impl ControlConfig {
             "grpo" => self.grpo.validate(),
             "td-jepa" | "fb" => self.zeroshot.validate(),
             "morl-fb" => self.morl.validate(),
+            "rc-aux" => self.rcaux.validate(),
             _ => self.sac.validate(),
         }
     }

@@ -26,6 +26,7 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<B
         "iql" | "recoil" => Box::new(Iql::new(cfg.iql.clone(), envs, cfg.seed, dev)?),
         "spr" => Box::new(Spr::new(cfg.spr.clone(), envs, cfg.seed, dev)?),
         "grpo" => Box::new(crate::algo::grpo::Grpo::new(cfg.grpo.clone(), envs, cfg.seed, dev)?),
+        "rc-aux" => Box::new(crate::rc_aux::RcAux::new(cfg.rcaux.clone(), envs, cfg.seed, dev)?),
         "morl-fb" => Box::new(crate::zeroshot::morl_fb::MorlFb::new(cfg.morl.clone(), envs, cfg.seed, dev)?),
         "td-jepa" | "fb" => {
             Box::new(crate::zeroshot::ZeroShot::new(&cfg.algo, cfg.zeroshot.clone(), envs, cfg.seed, dev)?)

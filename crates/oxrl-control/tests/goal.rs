@@ -57,3 +57,29 @@ fn hecrl_subgoal_selection_helps_gcivl_on_the_medium_maze() {
         assert!(hier >= flat && hier >= 0.8, "flat {flat} vs subgoals {hier}");
     }
 }
+
+mod common;
+
+#[test]
+fn rc_aux_runs_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("umaze.npz");
+    oxrl_control::gc::collect_navigate("umaze", 3_000, 500, 0.5, 1).unwrap().save_npz(&data).unwrap();
+    for extra in [vec![], vec!["rcaux.reach_weight=0", "rcaux.plan_weight=0"]] {
+        let dataset = format!("rcaux.dataset={}", data.display());
+        let mut sets = vec![
+            dataset.as_str(),
+            "rcaux.hidden=32",
+            "rcaux.batch_size=16",
+            "rcaux.plan_samples=20",
+            "rcaux.plan_elites=4",
+            "rcaux.plan_iterations=2",
+            "rcaux.steps_per_iteration=10",
+            "train.total_steps=40",
+            "train.checkpoint_every=20",
+            "train.eval_episodes=1",
+        ];
+        sets.extend(extra);
+        common::resumes_exactly(&common::example("umaze-rc-aux.toml", &sets), 20);
+    }
+}

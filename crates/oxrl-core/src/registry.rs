@@ -380,6 +380,14 @@ pub const TECHNIQUES: &[Technique] = &[
         "INFERRED",
         "online FB with task vectors linear in the preference (z_λ = Σ λ_k z_k), preference-drawn z (PG-Explore), auxiliary vector-reward TD loss; hypervolume / expected utility of the greedy front",
     ),
+    t(
+        "RC-aux",
+        "oxrl control: algo = \"rc-aux\", rcaux.reach_weight, rcaux.plan_weight",
+        "control",
+        "Predictive but Not Plannable: Reachability-Correction auxiliary for latent world models (2026)",
+        "CONFIRMED",
+        "reconstruction-free latent world model (multi-horizon loss, SIGReg-style regulariser) plus a budget-conditioned reachability head; CEM planner cost scaled by max(0.05, 1 − w·p*)",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.
