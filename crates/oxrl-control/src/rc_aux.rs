@@ -12,8 +12,8 @@
 //!   L = ½(L_pos + (L_rand + w_hard·L_hard)/(1 + w_hard)), and again with predicted embeddings as
 //!   goals (weight `pred_weight`). Total = L_pred + λ_sig·SIGReg + w_reach·(L_reach + pred_weight·L_reach_pred).
 //! - The planner: CEM over `plan_horizon` block actions; cost base·max(0.05, 1 − w_plan·p*) with
-//!   base = ‖ê_last − E(goal)‖² and p* = max_k σ(R(ê_k, E(goal), horizon − k)); receding horizon of
-//!   one block. `reach_weight = 0, plan_weight = 0` is the same model and planner without RC-aux.
+//!   base = ‖ê_last − E(goal)‖² and p* = max_k σ(R(ê_k, E(goal), b_k)), b_k the episode's blocks
+//!   left after step k clamped to [1, D]; receding horizon of one block. `reach_weight = 0, plan_weight = 0` is the same model and planner without RC-aux.
 //!
 //! The pieces with their oracles: the pair generator (positives δ ≤ b, temporal hard negatives
 //! b < δ, random negatives by a fixed-point-free permutation), the rollout weights, the planner cost.
@@ -210,6 +210,9 @@ pub struct RcAux {
     data: Option<Windows>,
     /// Remaining repeats of the planned block action.
     queue: Vec<Vec<f32>>,
+    /// The evaluation episode's length limit and the steps taken in it (the planner's budget).
+    max_steps: usize,
+    elapsed: usize,
 }
 
 impl RcAux {
@@ -246,6 +249,8 @@ impl RcAux {
             act_dim,
             data: None,
             queue: Vec::new(),
+            max_steps: envs.envs[0].max_steps(),
+            elapsed: 0,
             cfg,
         })
     }
@@ -408,8 +413,11 @@ impl RcAux {
         Ok(metrics)
     }
 
-    /// Plan `plan_horizon` block actions from `state` to `goal` by CEM; returns the first.
-    pub fn plan(&mut self, state: &[f32], goal: &[f32]) -> Result<Vec<f32>> {
+    /// Plan `plan_horizon` block actions from `state` to `goal` by CEM with `budget` blocks left in
+    /// the episode; returns the first. The head is asked whether the goal is reachable from the
+    /// k-th predicted state within the blocks left after it, clamped to [1, D] (budgets the head
+    /// was trained on).
+    pub fn plan(&mut self, state: &[f32], goal: &[f32], budget: usize) -> Result<Vec<f32>> {
         let (n, hp, ad) = (self.cfg.plan_samples, self.cfg.plan_horizon, self.act_dim);
         let e0 = self.embed(&rows(&[state.to_vec()], &self.dev)?)?;
         let eg = self.embed(&rows(&[goal.to_vec()], &self.dev)?)?;
@@ -429,7 +437,8 @@ impl RcAux {
             for k in 0..hp {
                 e = self.predict(&e, &seq_t.narrow(1, k, 1)?.squeeze(1)?)?;
                 if self.cfg.plan_weight > 0.0 {
-                    let remaining = vec![hp - k - 1; n];
+                    let left = budget.saturating_sub(k + 1).clamp(1, self.cfg.reach_horizon);
+                    let remaining = vec![left; n];
                     let p = sigmoid(&self.reach(&e, &egb, &remaining)?)?;
                     p_star = p_star.maximum(&p)?;
                 }
@@ -491,14 +500,17 @@ impl Agent for RcAux {
         }
         if self.queue.is_empty() {
             let o = &obs[0];
-            let a = self.plan(&o[..self.state_dim], &o[self.state_dim..])?;
+            let budget = self.max_steps.saturating_sub(self.elapsed) / self.cfg.block;
+            let a = self.plan(&o[..self.state_dim], &o[self.state_dim..], budget)?;
             self.queue = vec![a; self.cfg.block];
         }
+        self.elapsed += 1;
         Ok(vec![Action::Continuous(self.queue.remove(0))])
     }
 
     fn reset_episode(&mut self) {
         self.queue.clear();
+        self.elapsed = 0;
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
