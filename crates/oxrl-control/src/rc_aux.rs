@@ -476,22 +476,13 @@ impl Agent for RcAux {
             self.load_data()?;
         }
         let n = self.cfg.steps_per_iteration.min(progress.total_steps.saturating_sub(progress.global_step)).max(1);
-        let mut sums: Vec<(String, f64)> = Vec::new();
+        let mut sums = crate::algo::MetricSum::default();
         for _ in 0..n {
             let m = self.update(progress)?;
             self.step += 1;
-            if sums.is_empty() {
-                sums = m.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
-            }
-            for (s, (_, v)) in sums.iter_mut().zip(&m) {
-                s.1 += v;
-            }
+            sums.add(&m);
         }
-        Ok(IterStats {
-            env_steps: n,
-            metrics: sums.into_iter().map(|(k, v)| (k, v / n as f64)).collect(),
-            episodes: Vec::new(),
-        })
+        Ok(IterStats { env_steps: n, metrics: sums.mean(), episodes: Vec::new() })
     }
 
     fn act(&mut self, obs: &[Vec<f32>], _deterministic: bool) -> Result<Vec<Action>> {

@@ -74,6 +74,29 @@ pub(crate) fn epsilon_greedy(
     greedy.iter().map(|&g| if rng.random::<f64>() < eps { rng.random_range(0..n_actions) } else { g }).collect()
 }
 
+/// Sums named scalars over several updates (names come from the first); `mean` averages them.
+#[derive(Default)]
+pub(crate) struct MetricSum {
+    sums: Vec<(String, f64)>,
+    n: usize,
+}
+
+impl MetricSum {
+    pub(crate) fn add(&mut self, m: &[(String, f64)]) {
+        if self.sums.is_empty() {
+            self.sums = m.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
+        }
+        for (s, (_, v)) in self.sums.iter_mut().zip(m) {
+            s.1 += v;
+        }
+        self.n += 1;
+    }
+    pub(crate) fn mean(self) -> Vec<(String, f64)> {
+        let n = self.n.max(1) as f64;
+        self.sums.into_iter().map(|(k, v)| (k, v / n)).collect()
+    }
+}
+
 /// Bounds of a box action space (errors for discrete spaces).
 pub fn box_bounds(space: &Space) -> Result<(Vec<f32>, Vec<f32>)> {
     match space {

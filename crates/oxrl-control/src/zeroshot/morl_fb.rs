@@ -358,8 +358,7 @@ impl Agent for MorlFb {
     fn iterate(&mut self, envs: &mut VecEnv, progress: Progress) -> Result<IterStats> {
         let n = envs.len();
         let mut stats = IterStats::default();
-        let mut sums: Vec<(String, f64)> = Vec::new();
-        let mut k = 0usize;
+        let mut sums = crate::algo::MetricSum::default();
         let mut taken = 0u64;
         let mut eps = 0.0;
         while taken < self.cfg.steps_per_iteration {
@@ -396,21 +395,13 @@ impl Agent for MorlFb {
                 taken += 1;
                 if self.global_step > self.cfg.learning_starts {
                     let m = self.update()?;
-                    if sums.is_empty() {
-                        sums = m.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
-                    }
-                    for (s, (_, v)) in sums.iter_mut().zip(&m) {
-                        s.1 += v;
-                    }
-                    k += 1;
+                    sums.add(&m);
                 }
             }
         }
         stats.env_steps = taken;
         stats.metrics.push(("epsilon".into(), eps));
-        for (name, v) in sums {
-            stats.metrics.push((name, v / k.max(1) as f64));
-        }
+        stats.metrics.extend(sums.mean());
         Ok(stats)
     }
 
