@@ -443,9 +443,14 @@ impl RcAux {
                     p_star = p_star.maximum(&p)?;
                 }
             }
-            let base = (&e - &egb)?.sqr()?.sum(D::Minus1)?;
-            let mult = ((p_star * (-self.cfg.plan_weight))? + 1.0)?.clamp(0.05, f64::INFINITY)?;
-            let cost = (base * mult)?.to_vec1::<f32>()?;
+            // the tested planner_cost, per candidate
+            let base = (&e - &egb)?.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
+            let p_star = p_star.to_vec1::<f32>()?;
+            let cost: Vec<f32> = base
+                .iter()
+                .zip(&p_star)
+                .map(|(&b, &p)| planner_cost(b as f64, p as f64, self.cfg.plan_weight) as f32)
+                .collect();
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by(|&a, &b| cost[a].total_cmp(&cost[b]).then(a.cmp(&b)));
             let elites = &order[..self.cfg.plan_elites];
