@@ -12,19 +12,23 @@ fn saw_and_gcivl_beat_gcbc_on_the_umaze() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("umaze.npz");
         oxrl_control::gc::collect_navigate("umaze", 50_000, 1000, 0.5, seed).unwrap().save_npz(&data).unwrap();
-        let mut success = Vec::new();
-        for algo in ["gcbc", "gcivl", "saw"] {
-            let text = format!(
-                "algo = \"{algo}\"\nseed = {seed}\n[env]\nname = \"pointmaze-umaze\"\n[train]\ntotal_steps = 5000\neval_episodes = 20\n[gc]\ndataset = \"{}\"\nhidden = [128, 128]\nsteps_per_iteration = 500\n",
-                data.display()
-            );
-            let cfg = ControlConfig::load_str("test", &text, &[]).unwrap();
-            let run = dir.path().join(algo);
-            let opts =
-                TrainOptions { run_dir: &run, resume: false, stop_after: None, device: candle_core::Device::Cpu };
-            let s = train(&cfg, &opts, &mut |_| Ok(())).unwrap();
-            success.push(s.eval_success.unwrap());
-        }
+        let jobs = ["gcbc", "gcivl", "saw"]
+            .into_iter()
+            .map(|algo| {
+                let text = format!(
+                    "algo = \"{algo}\"\nseed = {seed}\n[env]\nname = \"pointmaze-umaze\"\n[train]\ntotal_steps = 5000\neval_episodes = 20\n[gc]\ndataset = \"{}\"\nhidden = [128, 128]\nsteps_per_iteration = 500\n",
+                    data.display()
+                );
+                let run = dir.path().join(algo);
+                Box::new(move || {
+                    let cfg = ControlConfig::load_str("test", &text, &[]).unwrap();
+                    let opts =
+                        TrainOptions { run_dir: &run, resume: false, stop_after: None, device: candle_core::Device::Cpu };
+                    train(&cfg, &opts, &mut |_| Ok(())).unwrap().eval_success.unwrap()
+                }) as Box<dyn FnOnce() -> f64 + Send>
+            })
+            .collect();
+        let success = common::parallel(jobs);
         println!("seed {seed}: success GCBC {:.2}, GCIVL {:.2}, SAW {:.2}", success[0], success[1], success[2]);
         assert!(success[2] >= 0.7, "SAW {}", success[2]);
         assert!(success[1] > success[0] && success[2] > success[0], "{success:?}");
@@ -47,12 +51,18 @@ fn hecrl_subgoal_selection_helps_gcivl_on_the_medium_maze() {
         let run = dir.path().join("run");
         let opts = TrainOptions { run_dir: &run, resume: false, stop_after: None, device: candle_core::Device::Cpu };
         train(&cfg, &opts, &mut |_| Ok(())).unwrap();
-        let eval = |sets: &[&str]| {
-            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-            oxrl_control::train::eval_checkpoint(&run, 30, None, &sets).unwrap().1.success.unwrap()
+        let eval = |sets: &'static [&'static str]| {
+            let run = &run;
+            Box::new(move || {
+                let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+                oxrl_control::train::eval_checkpoint(run, 30, None, &sets).unwrap().1.success.unwrap()
+            }) as Box<dyn FnOnce() -> f64 + Send + '_>
         };
-        let flat = eval(&[]);
-        let hier = eval(&["gc.subgoals.enabled=true", "gc.subgoals.competence_radius=-15", "gc.subgoals.every=10"]);
+        let subgoals = &["gc.subgoals.enabled=true", "gc.subgoals.competence_radius=-15", "gc.subgoals.every=10"];
+        let (flat, hier) = match common::parallel(vec![eval(&[]), eval(subgoals)])[..] {
+            [a, b] => (a, b),
+            _ => unreachable!(),
+        };
         println!("seed {seed}: success flat GCIVL {flat:.2}, with HECRL subgoal selection {hier:.2}");
         assert!(hier >= flat && hier >= 0.8, "flat {flat} vs subgoals {hier}");
     }

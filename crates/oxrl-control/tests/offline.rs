@@ -8,6 +8,8 @@ use oxrl_control::train::{train, Summary, TrainOptions};
 use oxrl_control::ControlConfig;
 use std::path::Path;
 
+mod common;
+
 fn cfg(text: &str, sets: &[String]) -> ControlConfig {
     ControlConfig::load_str("test", text, sets).unwrap()
 }
@@ -46,37 +48,27 @@ fn offline_pendulum(seed: u64, dir: &Path) -> (f64, f64, f64, f64, f64) {
         "algo = \"iql\"\n[env]\nname = \"pendulum\"\n[train]\ntotal_steps = 4000\neval_episodes = 10\n[iql]\ndataset = \"{}\"\nhidden = [64, 64]\nsteps_per_iteration = 500\nreward_scale = 0.1\nlr = 1e-3\n",
         path.display()
     );
-    let bc = run(&cfg(&base, &[format!("seed={seed}"), "iql.beta=0".into()]), &dir.join("bc")).eval_return;
-    let iql = run(&cfg(&base, &[format!("seed={seed}"), "iql.beta=3".into()]), &dir.join("iql")).eval_return;
-    let dvl = run(
-        &cfg(
-            &base,
-            &[
-                format!("seed={seed}"),
-                "iql.beta=3".into(),
-                "iql.value_loss=\"total_variation\"".into(),
-                "iql.dvl_lambda=0.8".into(),
-                "iql.q_huber_delta=20.0".into(),
-            ],
+    // The four offline learners are independent runs on the same dataset: run them side by side.
+    let variants: [(&str, Vec<&str>); 4] = [
+        ("bc", vec!["iql.beta=0"]),
+        ("iql", vec!["iql.beta=3"]),
+        (
+            "dvl",
+            vec!["iql.beta=3", "iql.value_loss=\"total_variation\"", "iql.dvl_lambda=0.8", "iql.q_huber_delta=20.0"],
         ),
-        &dir.join("dvl"),
-    )
-    .eval_return;
-    // offline RL from preference labels: the reward is learned from 300 teacher-labelled pairs of
-    // 25-step segments (the dataset's rewards are not used), then IQL
-    let pref = run(
-        &cfg(
-            &base,
-            &[
-                format!("seed={seed}"),
-                "iql.beta=3".into(),
-                "iql.reward_scale=1.0".into(),
-                "iql.preferences.pairs=300".into(),
-            ],
-        ),
-        &dir.join("pref"),
-    )
-    .eval_return;
+        ("pref", vec!["iql.beta=3", "iql.reward_scale=1.0", "iql.preferences.pairs=300"]),
+    ];
+    let jobs = variants
+        .into_iter()
+        .map(|(name, sets)| {
+            let mut sets: Vec<String> = sets.into_iter().map(String::from).collect();
+            sets.push(format!("seed={seed}"));
+            let (base, out) = (&base, dir.join(name));
+            Box::new(move || run(&cfg(base, &sets), &out).eval_return) as Box<dyn FnOnce() -> f64 + Send + '_>
+        })
+        .collect();
+    let r = common::parallel(jobs);
+    let (bc, iql, dvl, pref) = (r[0], r[1], r[2], r[3]);
     (s.eval_return, bc, iql, dvl, pref)
 }
 

@@ -57,3 +57,13 @@ pub fn resumes_exactly(cfg: &ControlConfig, stop: u64) -> Vec<serde_json::Value>
     }
     full
 }
+
+/// Runs independent jobs (separately seeded training runs) on their own threads and returns their
+/// results in order: CI has two cores and a test binary's long tests would otherwise run one
+/// sub-run after another. A panic in any job fails the test.
+pub fn parallel<'a, T: Send + 'a>(jobs: Vec<Box<dyn FnOnce() -> T + Send + 'a>>) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.into_iter().map(|f| s.spawn(f)).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
