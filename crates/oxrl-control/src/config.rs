@@ -43,6 +43,10 @@ pub struct ControlConfig {
     /// Representation pre-training (pixel gridworld): `objective = "none"` trains on pixels.
     #[serde(default)]
     pub repr: crate::repr::ReprConfig,
+    /// ZPRL policy steering: `mode = "latent"` (or the `"residual"` baseline) pre-trains a base
+    /// policy on demonstrations and the learner acts by steering it.
+    #[serde(default)]
+    pub zprl: crate::zprl::ZprlConfig,
 }
 
 fn default_name() -> String {
@@ -130,6 +134,21 @@ impl ControlConfig {
             }
         } else {
             self.repr.validate()?;
+        }
+        self.zprl.validate()?;
+        if self.zprl.enabled() {
+            if self.repr.enabled() {
+                bail!("zprl.mode: policy steering and a pre-trained [repr] encoder cannot be combined");
+            }
+            if !matches!(self.algo.as_str(), "sac" | "ppo") {
+                bail!("zprl.mode: the steering action is continuous: use algo sac or ppo, not {:?}", self.algo);
+            }
+            if self.env.name != "reach" {
+                bail!(
+                    "zprl.mode: the scripted demonstrator is built in for env.name \"reach\" only, not {:?}",
+                    self.env.name
+                );
+            }
         }
         match self.algo.as_str() {
             "ppo" => self.ppo.validate(),

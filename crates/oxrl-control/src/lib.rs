@@ -20,5 +20,6 @@ pub mod rc_aux;
 pub mod repr;
 pub mod train;
 pub mod zeroshot;
+pub mod zprl;
 
 pub use config::ControlConfig;

@@ -161,6 +161,9 @@ fn save_checkpoint(
         if let Some(enc) = &envs.encoder {
             enc.save(&tmp.join(ENCODER_FILE))?;
         }
+        if let Some(s) = &envs.steer {
+            s.save(&tmp.join(crate::zprl::BASE_POLICY_FILE))?;
+        }
         agent.save(tmp)?;
         std::fs::write(tmp.join("trainer.json"), serde_json::to_string(st)?)?;
         Ok(())
@@ -170,14 +173,19 @@ fn save_checkpoint(
 /// The pre-trained encoder's file in a checkpoint folder.
 pub const ENCODER_FILE: &str = "encoder.safetensors";
 
-/// The environments of a run whose encoder (if any) is stored in checkpoint `ck`.
+/// The environments of a run whose encoder or ZPRL base policy (if any) is stored in checkpoint `ck`.
 pub fn env_maker_from_checkpoint(cfg: &ControlConfig, ck: &Path, dev: &Device) -> Result<EnvMaker> {
-    if !cfg.repr.enabled() {
-        return Ok(EnvMaker::plain(&cfg.env.name));
+    let mut maker = EnvMaker::plain(&cfg.env.name);
+    if cfg.repr.enabled() {
+        let frame_dim = crate::env::make(&cfg.env.name, 0)?.observation_space().dim();
+        let enc = FrozenEncoder::load(&ck.join(ENCODER_FILE), &cfg.repr, frame_dim, dev)?;
+        maker.encoder = Some(std::sync::Arc::new(enc));
     }
-    let frame_dim = crate::env::make(&cfg.env.name, 0)?.observation_space().dim();
-    let enc = FrozenEncoder::load(&ck.join(ENCODER_FILE), &cfg.repr, frame_dim, dev)?;
-    Ok(EnvMaker { name: cfg.env.name.clone(), encoder: Some(std::sync::Arc::new(enc)) })
+    if cfg.zprl.enabled() {
+        let p = ck.join(crate::zprl::BASE_POLICY_FILE);
+        maker.steer = Some(std::sync::Arc::new(crate::zprl::Steering::load(&p, &cfg.zprl, &cfg.env.name, dev)?));
+    }
+    Ok(maker)
 }
 
 /// Train (or resume) a run; `log` receives one JSON record per iteration and per evaluation.
@@ -189,12 +197,18 @@ pub fn train(
     // representation pre-training comes first (a resumed run reloads its frozen encoder)
     let maker = if opts.resume {
         env_maker_from_checkpoint(cfg, &newest_checkpoint(opts.run_dir)?, &opts.device)?
-    } else if cfg.repr.enabled() {
-        let noise = crate::repr::pixel_noise(&cfg.env.name)?;
-        let (enc, _) = crate::repr::pretrain(&cfg.repr, noise, cfg.seed, &opts.device, log)?;
-        EnvMaker { name: cfg.env.name.clone(), encoder: Some(std::sync::Arc::new(enc)) }
     } else {
-        EnvMaker::plain(&cfg.env.name)
+        let mut maker = EnvMaker::plain(&cfg.env.name);
+        if cfg.repr.enabled() {
+            let noise = crate::repr::pixel_noise(&cfg.env.name)?;
+            let (enc, _) = crate::repr::pretrain(&cfg.repr, noise, cfg.seed, &opts.device, log)?;
+            maker.encoder = Some(std::sync::Arc::new(enc));
+        }
+        if cfg.zprl.enabled() {
+            let s = crate::zprl::pretrain(&cfg.zprl, &cfg.env.name, cfg.seed, &opts.device, log)?;
+            maker.steer = Some(std::sync::Arc::new(s));
+        }
+        maker
     };
     let mut envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
     let mut agent = build_agent(cfg, &envs, &opts.device)?;
@@ -278,6 +292,20 @@ pub fn train(
     let mut rec = eval_record(st.global_step, &e);
     for (k, v) in agent.final_report(&cfg.env.name)? {
         rec[k] = json!(v);
+    }
+    if let Some(s) = &maker.steer {
+        // the base policy (δ = 0) and the steered one on the same episodes
+        let n = cfg.train.eval_episodes;
+        let zero = vec![0f32; s.delta_dim()];
+        let base = crate::zprl::report(s, &cfg.env.name, n, cfg.seed, &mut |_| Ok(zero.clone()))?;
+        let steered = crate::zprl::report(s, &cfg.env.name, n, cfg.seed, &mut |o| {
+            Ok(agent.act(&[o.to_vec()], true)?.remove(0).vector()?.to_vec())
+        })?;
+        for (prefix, r) in [("zprl_base", base), ("zprl", steered)] {
+            rec[format!("{prefix}_success")] = json!(r.success);
+            rec[format!("{prefix}_return")] = json!(r.task_return);
+            rec[format!("{prefix}_jerk")] = json!(r.jerk);
+        }
     }
     log(&rec)?;
     st.last_eval = Some(e.mean);

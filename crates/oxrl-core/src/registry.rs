@@ -388,6 +388,14 @@ pub const TECHNIQUES: &[Technique] = &[
         "CONFIRMED",
         "reconstruction-free latent world model (multi-horizon loss, SIGReg-style regulariser) plus a budget-conditioned reachability head; CEM planner cost scaled by max(0.05, 1 − w·p*)",
     ),
+    t(
+        "ZPRL",
+        "oxrl control: zprl.mode = \"latent\" (\"residual\" = the action-residual baseline)",
+        "control",
+        "Beyond Action Residuals: Real-World Robot Policy Steering via Bottleneck Latent RL (2026)",
+        "INFERRED",
+        "BC base policy = encoder → VIB latent → flow-matching action-chunk generator, frozen; SAC / PPO learns a bounded latent offset δz (z' = μ(e(o)) + scale·δz) instead of an action residual",
+    ),
 ];
 
 /// The registry as the Markdown table of `docs/techniques.md`.

@@ -14,6 +14,7 @@ pub mod pendulum;
 pub mod pixel_grid;
 pub mod point_maze;
 pub mod push_grid;
+pub mod reach;
 pub mod vec_env;
 
 use anyhow::{bail, Result};
@@ -172,6 +173,7 @@ pub const ENV_NAMES: &[&str] = &[
     "push-1",
     "push-2",
     "push-3",
+    "reach",
     "gridmaze-umaze",
     "gridmaze-four-rooms",
     "gridmaze-medium",
@@ -203,6 +205,7 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
         "push-1" => Box::new(push_grid::PushGrid::new(1, seed)?),
         "push-2" => Box::new(push_grid::PushGrid::new(2, seed)?),
         "push-3" => Box::new(push_grid::PushGrid::new(3, seed)?),
+        "reach" => Box::new(reach::Reach::new(seed)),
         k if k.starts_with("gridmaze-") && ENV_NAMES.contains(&k) => {
             Box::new(grid_maze::GridMaze::new(&k["gridmaze-".len()..], seed)?)
         }

@@ -478,16 +478,22 @@ impl Env for Encoded {
 pub struct EnvMaker {
     pub name: String,
     pub encoder: Option<Arc<FrozenEncoder>>,
+    /// ZPRL: the learner's action steers this frozen base policy ([`crate::zprl::Steered`]).
+    pub steer: Option<Arc<crate::zprl::Steering>>,
 }
 
 impl EnvMaker {
     pub fn plain(name: &str) -> Self {
-        Self { name: name.into(), encoder: None }
+        Self { name: name.into(), encoder: None, steer: None }
     }
     pub fn make(&self, seed: u64) -> Result<Box<dyn Env>> {
         let inner = crate::env::make(&self.name, seed)?;
-        Ok(match &self.encoder {
+        let inner: Box<dyn Env> = match &self.encoder {
             Some(enc) => Box::new(Encoded { inner, enc: enc.clone() }),
+            None => inner,
+        };
+        Ok(match &self.steer {
+            Some(s) => Box::new(crate::zprl::Steered::new(inner, s.clone())),
             None => inner,
         })
     }
@@ -535,7 +541,7 @@ mod tests {
         let p = dir.path().join("encoder.safetensors");
         f.save(&p).unwrap();
         let g = FrozenEncoder::load(&p, &cfg, 768, &dev).unwrap();
-        let maker = EnvMaker { name: "pixelgrid-iid".into(), encoder: Some(Arc::new(g)) };
+        let maker = EnvMaker { encoder: Some(Arc::new(g)), ..EnvMaker::plain("pixelgrid-iid") };
         let mut e = maker.make(3).unwrap();
         let o = e.reset();
         assert_eq!(o.len(), 4);
