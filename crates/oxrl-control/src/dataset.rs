@@ -5,6 +5,7 @@
 //! from the following row inside an episode; a timeout row without a successor is dropped (it has
 //! nothing to bootstrap from). Loading validates: equal lengths, 2-D observation and action arrays,
 //! never terminal and timeout on one row, next_obs[t] = obs[t+1] within an episode.
+//! [`Dataset::load`] also reads D4RL / Minari HDF5 files (`.h5`, `.hdf5`; see [`crate::hdf5`]).
 //!
 //! `collect` fills a dataset from an environment with a policy (scripted, random or a trained
 //! agent), optionally ε-mixed with uniform random actions.
@@ -218,6 +219,23 @@ impl Dataset {
         let rewards = if names.iter().any(|x| x == "rewards") { f1(&mut r, "rewards")? } else { vec![0.0; n] };
         let terminals = b1(&mut r, "terminals")?;
         let timeouts = if names.iter().any(|x| x == "timeouts") { b1(&mut r, "timeouts")? } else { vec![false; n] };
+        let next =
+            if names.iter().any(|x| x == "next_observations") { Some(f2(&mut r, "next_observations")?) } else { None };
+        Self::from_columns(&what, obs, act, rewards, terminals, timeouts, next)
+    }
+
+    /// A dataset from D4RL-style columns (`next` = None: successors from the following rows),
+    /// validated; `what` names the source in errors.
+    pub fn from_columns(
+        what: &str,
+        obs: Array2<f32>,
+        act: Array2<f32>,
+        rewards: Vec<f32>,
+        terminals: Vec<bool>,
+        timeouts: Vec<bool>,
+        next: Option<Array2<f32>>,
+    ) -> Result<Self> {
+        let n = obs.nrows();
         if act.nrows() != n || rewards.len() != n || terminals.len() != n || timeouts.len() != n {
             bail!(
                 "{what}: arrays disagree on the number of rows (observations {n}, actions {}, rewards {}, terminals {}, timeouts {})",
@@ -232,8 +250,7 @@ impl Dataset {
         let obs_v: Vec<f32> = obs.iter().copied().collect();
         let act_v: Vec<f32> = act.iter().copied().collect();
         let mut d = Dataset::new(obs_dim, act_dim);
-        if names.iter().any(|x| x == "next_observations") {
-            let next = f2(&mut r, "next_observations")?;
+        if let Some(next) = next {
             if next.nrows() != n || next.ncols() != obs_dim {
                 bail!("{what}: next_observations has shape {:?}, observations {:?}", next.dim(), obs.dim());
             }
@@ -272,8 +289,26 @@ impl Dataset {
                 );
             }
         }
-        d.validate().with_context(|| what.clone())?;
+        d.validate().with_context(|| what.to_string())?;
         Ok(d)
+    }
+
+    /// Load `.npz`, or `.h5` / `.hdf5` (D4RL or Minari layout, the `hdf5` feature), by extension.
+    pub fn load(path: &Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("h5" | "hdf5") => Self::load_hdf5(path),
+            _ => Self::load_npz(path),
+        }
+    }
+
+    #[cfg(feature = "hdf5")]
+    pub fn load_hdf5(path: &Path) -> Result<Self> {
+        crate::hdf5::load(path)
+    }
+
+    #[cfg(not(feature = "hdf5"))]
+    pub fn load_hdf5(path: &Path) -> Result<Self> {
+        bail!("{}: reading HDF5 datasets needs the `hdf5` feature of oxrl-control (on by default)", path.display())
     }
 }
 

@@ -14,6 +14,8 @@ pub mod dist;
 pub mod env;
 pub mod gae;
 pub mod gc;
+#[cfg(feature = "hdf5")]
+pub mod hdf5;
 pub mod nn;
 pub mod pref;
 pub mod rc_aux;

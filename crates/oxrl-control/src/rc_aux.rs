@@ -256,7 +256,7 @@ impl RcAux {
     }
 
     fn load_data(&mut self) -> Result<()> {
-        let d = Dataset::load_npz(Path::new(&self.cfg.dataset)).context("rcaux.dataset")?;
+        let d = Dataset::load(Path::new(&self.cfg.dataset)).context("rcaux.dataset")?;
         if d.obs_dim != 2 * self.state_dim || d.act_dim != self.act_dim {
             bail!(
                 "rcaux.dataset: {} has observations of {} and actions of {}, expected {} and {}",

@@ -233,7 +233,7 @@ impl Gcivl {
     }
 
     fn load_data(&mut self) -> Result<()> {
-        let d = Dataset::load_npz(Path::new(&self.cfg.dataset)).context("gc.dataset")?;
+        let d = Dataset::load(Path::new(&self.cfg.dataset)).context("gc.dataset")?;
         if d.obs_dim != self.state_dim + self.cfg.goal_dim || d.act_dim != self.act_dim {
             bail!(
                 "gc.dataset: {} has observations of {} and actions of {}, expected {} and {}",

@@ -246,7 +246,7 @@ impl Iql {
     }
 
     fn load_data(&mut self) -> Result<()> {
-        let data = Dataset::load_npz(Path::new(&self.cfg.dataset)).context("iql.dataset")?;
+        let data = Dataset::load(Path::new(&self.cfg.dataset)).context("iql.dataset")?;
         if data.obs_dim != self.obs_dim || data.act_dim != self.act_dim {
             bail!(
                 "iql.dataset: {} has observations of {} and actions of {}, the environment {} and {}",
@@ -281,8 +281,7 @@ impl Iql {
         }
         self.data = Some(buf);
         if !self.cfg.recoil.expert_dataset.is_empty() {
-            let e =
-                Dataset::load_npz(Path::new(&self.cfg.recoil.expert_dataset)).context("iql.recoil.expert_dataset")?;
+            let e = Dataset::load(Path::new(&self.cfg.recoil.expert_dataset)).context("iql.recoil.expert_dataset")?;
             if e.obs_dim != self.obs_dim || e.act_dim != self.act_dim {
                 bail!("iql.recoil.expert_dataset: shapes differ from the environment's");
             }
