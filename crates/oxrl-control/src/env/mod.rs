@@ -147,6 +147,17 @@ impl Core {
         self.elapsed = state.elapsed;
         Ok(&state.values)
     }
+    /// Save `values` followed by a flag (the goal-reaching environments' "success").
+    pub fn save_flagged(&self, values: &[f64], flag: bool) -> EnvState {
+        let mut v = values.to_vec();
+        v.push(if flag { 1.0 } else { 0.0 });
+        self.save(v)
+    }
+    /// Restore what [`Core::save_flagged`] wrote: `n` values and the flag.
+    pub fn restore_flagged<'a>(&mut self, state: &'a EnvState, n: usize, name: &str) -> Result<(&'a [f64], bool)> {
+        let v = self.restore(state, n + 1, name)?;
+        Ok((&v[..n], v[n] != 0.0))
+    }
     /// Count one step; true when the time limit is reached.
     pub fn tick(&mut self, max_steps: usize) -> bool {
         self.elapsed += 1;

@@ -260,14 +260,12 @@ impl Env for PointMaze {
         Some(self.success)
     }
     fn save(&self) -> EnvState {
-        let mut v = self.state.to_vec();
-        v.push(if self.success { 1.0 } else { 0.0 });
-        self.core.save(v)
+        self.core.save_flagged(&self.state, self.success)
     }
     fn restore(&mut self, state: &EnvState) -> Result<()> {
-        let v = self.core.restore(state, 5, self.name)?;
-        self.state.copy_from_slice(&v[..4]);
-        self.success = v[4] != 0.0;
+        let (v, success) = self.core.restore_flagged(state, 4, self.name)?;
+        self.state.copy_from_slice(v);
+        self.success = success;
         Ok(())
     }
 }
