@@ -389,6 +389,14 @@ pub const TECHNIQUES: &[Technique] = &[
         "reconstruction-free latent world model (multi-horizon loss, SIGReg-style regulariser) plus a budget-conditioned reachability head; CEM planner cost scaled by max(0.05, 1 − w·p*)",
     ),
     t(
+        "LAPO",
+        "oxrl control: algo = \"grpo\", grpo.lapo.enabled, grpo.lapo.max_latent, grpo.lapo.latent_weight, grpo.lapo.step_cost",
+        "control",
+        "LaST-R1: Reinforcing Action via Adaptive Physical Latent Reasoning for VLA Models (2026)",
+        "INFERRED",
+        "0…L_max stochastic latent steps (Gaussian, fed back through a recurrent cell) with a halting head before each action; GRPO's advantage drives separate clipped surrogates for the action and the latent/halting log-probs",
+    ),
+    t(
         "ZPRL",
         "oxrl control: zprl.mode = \"latent\" (\"residual\" = the action-residual baseline)",
         "control",

@@ -8,6 +8,7 @@
 //! episode for `epochs` passes, with an optional k3 KL penalty to the initial policy:
 //!   L = −mean_t min(ρ_t A, clip(ρ_t, 1 ± ε) A) + β·mean_t (e^{ℓ_ref − ℓ} − (ℓ_ref − ℓ) − 1).
 
+use super::lapo::{Decision, LapoConfig, LapoPolicy};
 use super::srpo::{progress_rewards, SrpoConfig, TrajectoryEncoder};
 use super::{load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
 use crate::dist::{argmax_rows, categorical_log_prob, categorical_sample};
@@ -38,6 +39,8 @@ pub struct GrpoConfig {
     /// `binary` (success 1 / 0) or `srpo` (progress rewards for failures).
     pub shaping: String,
     pub srpo: SrpoConfig,
+    /// LAPO: the latent-reasoning policy ([`super::lapo`]) instead of the plain MLP.
+    pub lapo: LapoConfig,
 }
 
 impl Default for GrpoConfig {
@@ -53,6 +56,7 @@ impl Default for GrpoConfig {
             max_grad_norm: 1.0,
             shaping: "binary".into(),
             srpo: SrpoConfig::default(),
+            lapo: LapoConfig::default(),
         }
     }
 }
@@ -68,6 +72,10 @@ impl GrpoConfig {
         if self.clip <= 0.0 || self.kl_coef < 0.0 {
             bail!("grpo: clip must be positive and kl_coef non-negative");
         }
+        if self.lapo.enabled && self.kl_coef > 0.0 {
+            bail!("grpo.kl_coef: the KL penalty is not implemented for the LAPO policy (set 0)");
+        }
+        self.lapo.validate()?;
         self.srpo.validate()
     }
 }
@@ -76,8 +84,12 @@ struct Episode {
     obs: Vec<Vec<f32>>,
     acts: Vec<usize>,
     logp: Vec<f32>,
+    /// LAPO's decisions (latent steps and action), one per step.
+    decisions: Vec<Decision>,
     success: bool,
     ret: f64,
+    /// The environment's hidden parameter this episode (diagnostics only).
+    hidden: Option<f64>,
 }
 
 pub struct Grpo {
@@ -88,6 +100,7 @@ pub struct Grpo {
     ref_params: Params,
     opt: AdamW,
     encoder: TrajectoryEncoder,
+    lapo: Option<LapoPolicy>,
     rng: Rng,
     dev: Device,
     global_step: u64,
@@ -108,12 +121,22 @@ impl Grpo {
         let orth = Init::Orthogonal { gain: 2f64.sqrt(), last_gain: 0.01 };
         let policy = Mlp::new(&sizes, Activation::Tanh, orth, &mut init, dev)?;
         let reference = Mlp::new(&sizes, Activation::Tanh, orth, &mut init, dev)?;
-        let params = Params(policy.vars("policy"));
+        let lapo = if cfg.lapo.enabled {
+            Some(LapoPolicy::new(obs_dim, n_actions, &cfg.hidden, &cfg.lapo, &mut init, dev)?)
+        } else {
+            None
+        };
+        // the trained parameters: the MLP's, or LAPO's
+        let params = match &lapo {
+            Some(l) => l.params(),
+            None => Params(policy.vars("policy")),
+        };
         let ref_params = Params(reference.vars("policy"));
-        ref_params.copy_from(&params)?;
+        ref_params.copy_from(&Params(policy.vars("policy")))?;
         let mut enc_rng = oxrl_core::seed::rng(seed, "srpo-encoder", 0);
         Ok(Self {
             encoder: TrajectoryEncoder::new(&cfg.srpo, obs_dim, &mut enc_rng),
+            lapo,
             opt: AdamW::new(params.vars(), AdamWConfig::default())?,
             cfg,
             policy,
@@ -127,12 +150,32 @@ impl Grpo {
     }
 
     fn rollout(&mut self, env: &mut dyn crate::env::Env, first: &[f32]) -> Result<Episode> {
-        let mut ep = Episode { obs: Vec::new(), acts: Vec::new(), logp: Vec::new(), success: false, ret: 0.0 };
+        let mut ep = Episode {
+            obs: Vec::new(),
+            acts: Vec::new(),
+            logp: Vec::new(),
+            decisions: Vec::new(),
+            success: false,
+            ret: 0.0,
+            hidden: env.hidden_parameter(),
+        };
         let mut obs = first.to_vec();
         loop {
-            let logits = self.policy.forward(&rows(std::slice::from_ref(&obs), &self.dev)?)?;
-            let a = categorical_sample(&logits, &mut self.rng)?[0];
-            let lp = categorical_log_prob(&logits, &Tensor::new(&[a as u32], &self.dev)?)?.to_vec1::<f32>()?[0];
+            let (a, lp) = match &self.lapo {
+                Some(l) => {
+                    let d = l.decide(&obs, false, &mut self.rng)?;
+                    let a = d.action;
+                    ep.decisions.push(d);
+                    // LAPO's behaviour log-probs are computed for the whole batch before updating
+                    (a, 0.0)
+                }
+                None => {
+                    let logits = self.policy.forward(&rows(std::slice::from_ref(&obs), &self.dev)?)?;
+                    let a = categorical_sample(&logits, &mut self.rng)?[0];
+                    let lp = categorical_log_prob(&logits, &Tensor::new(&[a as u32], &self.dev)?)?.to_vec1::<f32>()?[0];
+                    (a, lp)
+                }
+            };
             let s = env.step(&Action::Discrete(a))?;
             ep.obs.push(obs);
             ep.acts.push(a);
@@ -175,6 +218,14 @@ impl Agent for Grpo {
         // scores: success (or return), reshaped per group by SRPO
         let mut scores: Vec<f64> =
             eps.iter().map(|e| if e.success || e.ret == 0.0 { e.success as u8 as f64 } else { e.ret }).collect();
+        let latent_steps = |e: &Episode| {
+            e.decisions.iter().map(|d| d.latents.len() as f64).sum::<f64>() / e.decisions.len().max(1) as f64
+        };
+        if self.lapo.is_some() && self.cfg.lapo.step_cost > 0.0 {
+            for (s, e) in scores.iter_mut().zip(&eps) {
+                *s -= self.cfg.lapo.step_cost * latent_steps(e);
+            }
+        }
         let mut mixed = 0usize;
         for t in 0..self.cfg.tasks_per_iteration {
             let idx: Vec<usize> = (t * g..(t + 1) * g).collect();
@@ -218,13 +269,37 @@ impl Agent for Grpo {
         } else {
             None
         };
+        let decisions: Vec<&Decision> = eps.iter().flat_map(|e| e.decisions.iter()).collect();
+        // LAPO: the behaviour policy's (action, latent) log-probs, before any update
+        let (old_t, old_latent) = match &self.lapo {
+            Some(l) => {
+                let (a, z) = l.log_probs(&x, &decisions)?;
+                (a.detach(), Some(z.detach()))
+            }
+            None => (old_t, None),
+        };
+        let clip = self.cfg.clip;
+        let surrogate = |lp: &Tensor, old: &Tensor| -> Result<(Tensor, Tensor)> {
+            let ratio = (lp - old)?.exp()?;
+            let s1 = (&ratio * &adv_t)?;
+            let s2 = (ratio.clamp(1.0 - clip, 1.0 + clip)? * &adv_t)?;
+            Ok((s1.minimum(&s2)?.mean_all()?, ratio))
+        };
         let (mut loss_v, mut kl_v, mut clipped) = (0.0, 0.0, 0.0);
         for _ in 0..self.cfg.epochs {
-            let lp = categorical_log_prob(&self.policy.forward(&x)?, &at)?;
-            let ratio = (&lp - &old_t)?.exp()?;
-            let s1 = (&ratio * &adv_t)?;
-            let s2 = (ratio.clamp(1.0 - self.cfg.clip, 1.0 + self.cfg.clip)? * &adv_t)?;
-            let mut loss = s1.minimum(&s2)?.mean_all()?.neg()?;
+            let (lp, latent_lp) = match &self.lapo {
+                Some(l) => {
+                    let (a, z) = l.log_probs(&x, &decisions)?;
+                    (a, Some(z))
+                }
+                None => (categorical_log_prob(&self.policy.forward(&x)?, &at)?, None),
+            };
+            let (surr, ratio) = surrogate(&lp, &old_t)?;
+            let mut loss = surr.neg()?;
+            if let (Some(z), Some(old_z)) = (&latent_lp, &old_latent) {
+                let (surr_z, _) = surrogate(z, old_z)?;
+                loss = (loss - (surr_z * self.cfg.lapo.latent_weight)?)?;
+            }
             clipped = ((&ratio - 1.0)?.abs()?.gt(self.cfg.clip)?.to_dtype(candle_core::DType::F32)?.mean_all()?)
                 .to_scalar::<f32>()? as f64;
             if let Some(r) = &ref_lp {
@@ -249,10 +324,27 @@ impl Agent for Grpo {
         if self.cfg.kl_coef > 0.0 {
             stats.metrics.push(("kl".into(), kl_v));
         }
+        if self.lapo.is_some() {
+            stats.metrics.push(("latent_steps".into(), eps.iter().map(latent_steps).sum::<f64>() / nep));
+            // mean latent steps by the environment's hidden parameter (e.g. reversed controls)
+            for (key, on) in [("latent_steps_hidden_on", true), ("latent_steps_hidden_off", false)] {
+                let sel: Vec<f64> =
+                    eps.iter().filter(|e| e.hidden.is_some_and(|h| (h != 0.0) == on)).map(latent_steps).collect();
+                if !sel.is_empty() {
+                    stats.metrics.push((key.into(), sel.iter().sum::<f64>() / sel.len() as f64));
+                }
+            }
+        }
         Ok(stats)
     }
 
     fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>> {
+        if let Some(l) = &self.lapo {
+            return obs
+                .iter()
+                .map(|o| Ok(Action::Discrete(l.decide(o, deterministic, &mut self.rng)?.action)))
+                .collect();
+        }
         let logits = self.policy.forward(&rows(obs, &self.dev)?)?;
         let a = if deterministic { argmax_rows(&logits)? } else { categorical_sample(&logits, &mut self.rng)? };
         Ok(a.into_iter().map(Action::Discrete).collect())

@@ -7,6 +7,7 @@ pub mod gcivl;
 pub mod grpo;
 pub mod hecrl;
 pub mod iql;
+pub mod lapo;
 pub mod ppo;
 pub mod sac;
 pub mod spr;

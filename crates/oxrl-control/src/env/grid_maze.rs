@@ -5,6 +5,12 @@
 //! Reward 1 on the step that reaches the goal (terminates), 0 otherwise; `max_steps` per episode.
 //! Start and goal are random free cells at least `min_distance` apart along the maze; the
 //! `-fixed` variants keep the goal in the far corner (the last free cell) and draw only the start.
+//!
+//! The `-flip` variants hide a physics parameter (LAPO's stand-in, in place of the spec's slippery
+//! floor, which can make cells unreachable): with probability ½ per episode the controls are
+//! reversed (up moves down, left moves right). The observation then also holds the previous action
+//! (one-hot, zeros at the start) and the previous displacement (dx, dy), so the policy can infer the
+//! hidden parameter from its first unblocked move.
 
 use super::point_maze::Layout;
 use super::{Action, Core, Env, EnvState, Space, Step};
@@ -24,6 +30,11 @@ pub struct GridMaze {
     pub min_distance: i64,
     /// A goal kept for every episode (the `-fixed` variants).
     pub fixed_goal: Option<Cell>,
+    /// The `-flip` variants: controls reversed this episode (hidden), previous action and move.
+    pub physics: bool,
+    pub flipped: bool,
+    last_action: Option<usize>,
+    last_move: Cell,
     max_steps: usize,
     name: &'static str,
 }
@@ -38,13 +49,20 @@ impl GridMaze {
             "umaze-fixed" => ("gridmaze-umaze-fixed", 20, 3),
             "four-rooms-fixed" => ("gridmaze-four-rooms-fixed", 40, 8),
             "medium-fixed" => ("gridmaze-medium-fixed", 40, 6),
-            _ => bail!("unknown grid maze {maze:?} (umaze, four-rooms, medium, each optionally -fixed)"),
+            "umaze-flip" => ("gridmaze-umaze-flip", 20, 3),
+            "four-rooms-flip" => ("gridmaze-four-rooms-flip", 40, 8),
+            "medium-flip" => ("gridmaze-medium-flip", 40, 6),
+            _ => bail!("unknown grid maze {maze:?} (umaze, four-rooms, medium, each optionally -fixed or -flip)"),
         };
-        let layout = Layout::named(maze.trim_end_matches("-fixed"))?;
+        let layout = Layout::named(maze.trim_end_matches("-fixed").trim_end_matches("-flip"))?;
         let cells = layout.free_cells();
         let fixed_goal = maze.ends_with("-fixed").then(|| *cells.last().unwrap());
         Ok(Self {
             fixed_goal,
+            physics: maze.ends_with("-flip"),
+            flipped: false,
+            last_action: None,
+            last_move: (0, 0),
             core: Core::new(seed),
             agent: cells[0],
             goal: cells[1],
@@ -65,6 +83,14 @@ impl GridMaze {
         let mut o = vec![0f32; 2 * n];
         o[self.index(self.agent)] = 1.0;
         o[n + self.index(self.goal)] = 1.0;
+        if self.physics {
+            let mut a = [0f32; 4];
+            if let Some(k) = self.last_action {
+                a[k] = 1.0;
+            }
+            o.extend(a);
+            o.extend([self.last_move.0 as f32, self.last_move.1 as f32]);
+        }
         o
     }
 
@@ -86,7 +112,12 @@ impl Env for GridMaze {
     }
     fn observation_space(&self) -> Space {
         let d = 2 * self.cells.len();
-        Space::Box { low: vec![0.0; d], high: vec![1.0; d] }
+        let (mut low, mut high) = (vec![0.0; d], vec![1.0; d]);
+        if self.physics {
+            low.extend([0.0, 0.0, 0.0, 0.0, -1.0, -1.0]);
+            high.extend([1.0; 6]);
+        }
+        Space::Box { low, high }
     }
     fn action_space(&self) -> Space {
         Space::Discrete(4)
@@ -108,6 +139,12 @@ impl Env for GridMaze {
         self.agent = a;
         self.goal = g;
         self.core.elapsed = 0;
+        if self.physics {
+            use rand::Rng as _;
+            self.flipped = self.core.rng.random::<f64>() < 0.5;
+            self.last_action = None;
+            self.last_move = (0, 0);
+        }
         self.obs()
     }
     fn step(&mut self, action: &Action) -> Result<Step> {
@@ -115,11 +152,14 @@ impl Env for GridMaze {
         if a > 3 {
             bail!("{}: action {a} outside 0..4", self.name);
         }
-        let (dx, dy) = MOVES[a];
+        let (dx, dy) = if self.flipped { (-MOVES[a].0, -MOVES[a].1) } else { MOVES[a] };
         let n = (self.agent.0 + dx, self.agent.1 + dy);
+        let before = self.agent;
         if !self.layout.is_wall(n.0, n.1) {
             self.agent = n;
         }
+        self.last_action = Some(a);
+        self.last_move = (self.agent.0 - before.0, self.agent.1 - before.1);
         let reached = self.agent == self.goal;
         let truncated = self.core.tick(self.max_steps) && !reached;
         Ok(Step { obs: self.obs(), reward: reached as u8 as f64, terminated: reached, truncated })
@@ -127,13 +167,26 @@ impl Env for GridMaze {
     fn success(&self) -> Option<bool> {
         Some(self.agent == self.goal)
     }
+    fn hidden_parameter(&self) -> Option<f64> {
+        self.physics.then_some(self.flipped as u8 as f64)
+    }
     fn save(&self) -> EnvState {
-        self.core.save(vec![self.agent.0 as f64, self.agent.1 as f64, self.goal.0 as f64, self.goal.1 as f64])
+        let mut v = vec![self.agent.0 as f64, self.agent.1 as f64, self.goal.0 as f64, self.goal.1 as f64];
+        if self.physics {
+            let last = self.last_action.map_or(-1.0, |a| a as f64);
+            v.extend([self.flipped as u8 as f64, last, self.last_move.0 as f64, self.last_move.1 as f64]);
+        }
+        self.core.save(v)
     }
     fn restore(&mut self, state: &EnvState) -> Result<()> {
-        let v = self.core.restore(state, 4, self.name)?.to_vec();
+        let v = self.core.restore(state, if self.physics { 8 } else { 4 }, self.name)?.to_vec();
         self.agent = (v[0] as i64, v[1] as i64);
         self.goal = (v[2] as i64, v[3] as i64);
+        if self.physics {
+            self.flipped = v[4] != 0.0;
+            self.last_action = (v[5] >= 0.0).then_some(v[5] as usize);
+            self.last_move = (v[6] as i64, v[7] as i64);
+        }
         Ok(())
     }
 }
@@ -175,5 +228,31 @@ mod tests {
             assert_eq!(g.goal, (9, 9));
             assert!(g.layout.distance(g.agent, g.goal) >= 8);
         }
+    }
+
+    #[test]
+    fn flip_variants_reverse_the_controls_on_about_half_the_episodes_and_show_the_last_move() {
+        let mut e = GridMaze::new("four-rooms-flip", 3).unwrap();
+        let n = 2 * e.cells.len();
+        assert_eq!(e.observation_space().dim(), n + 6);
+        let mut flipped = 0;
+        for _ in 0..200 {
+            let o = e.reset();
+            assert!(o[n..].iter().all(|&v| v == 0.0), "no previous action or move at the start");
+            flipped += e.flipped as usize;
+            // from a cell with free cells on both sides horizontally, "right" (3) moves right unless flipped
+            e.set((2, 2), e.goal).unwrap();
+            let s = e.step(&Action::Discrete(3)).unwrap();
+            let want = if e.flipped { (1, 2) } else { (3, 2) };
+            assert_eq!(e.agent, want);
+            assert_eq!(&s.obs[n..], &[0.0, 0.0, 0.0, 1.0, (want.0 - 2) as f32, 0.0]);
+            let saved = e.save();
+            let a = e.step(&Action::Discrete(0)).unwrap();
+            e.restore(&saved).unwrap();
+            assert_eq!(e.step(&Action::Discrete(0)).unwrap(), a);
+        }
+        assert!((70..=130).contains(&flipped), "{flipped} of 200 flipped");
+        // the plain variants keep their observation
+        assert_eq!(GridMaze::new("four-rooms", 0).unwrap().observation_space().dim(), n);
     }
 }

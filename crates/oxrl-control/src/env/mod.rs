@@ -115,6 +115,11 @@ pub trait Env: Send {
     fn reward_vector(&self) -> Option<Vec<f64>> {
         None
     }
+    /// A hidden parameter of the current episode (e.g. reversed controls), for diagnostics only:
+    /// never part of the observation. None by default.
+    fn hidden_parameter(&self) -> Option<f64> {
+        None
+    }
     fn save(&self) -> EnvState;
     fn restore(&mut self, state: &EnvState) -> Result<()>;
 }
@@ -191,6 +196,9 @@ pub const ENV_NAMES: &[&str] = &[
     "gridmaze-umaze-fixed",
     "gridmaze-four-rooms-fixed",
     "gridmaze-medium-fixed",
+    "gridmaze-umaze-flip",
+    "gridmaze-four-rooms-flip",
+    "gridmaze-medium-flip",
 ];
 
 /// Make a built-in environment by name (Gymnasium ids are accepted too: `CartPole-v1`, …).
