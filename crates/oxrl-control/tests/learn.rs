@@ -169,14 +169,12 @@ fn grpo_learns_a_sparse_maze_with_binary_and_srpo_rewards() {
 }
 
 #[test]
-fn lapo_learns_and_a_step_cost_shortens_its_latent_reasoning() {
-    // reversed-controls U-maze, seed 1: with a 0.05 cost per latent step, 200k steps (90 iterations)
-    // raise training success 0.28 -> 0.34 while the latent steps per action fall 0.91 -> 0.58
-    // (README: at 0.02 per step over 600k, success 0.28 -> 0.54 and latent steps 0.9 -> 0.02)
-    let cfg = example(
-        "gridmaze-lapo.toml",
-        &["grpo.lapo.step_cost=0.05", "train.total_steps=200000", "train.eval_every=0", "train.eval_episodes=10"],
-    );
+fn lapo_learns_and_its_latent_reasoning_lengthens() {
+    // reversed-controls U-maze, seed 1: 200k steps (92 iterations) raise training success
+    // 0.31 -> 0.38 while the latent steps per action grow 1.03 -> 1.53 (README: 600k steps reach
+    // 0.60 with ~2.8 latent steps; a step cost shrinks them instead)
+    let cfg =
+        example("gridmaze-lapo.toml", &["train.total_steps=200000", "train.eval_every=0", "train.eval_episodes=10"]);
     let d = tempfile::tempdir().unwrap();
     let (s, recs) = run(&cfg, d.path(), false, None);
     s.unwrap();
@@ -187,8 +185,8 @@ fn lapo_learns_and_a_step_cost_shortens_its_latent_reasoning() {
     let (s0, s1) = (mean("success_rate", head), mean("success_rate", tail));
     let (l0, l1) = (mean("latent_steps", head), mean("latent_steps", tail));
     println!("LAPO: success {s0:.2} -> {s1:.2}, latent steps {l0:.2} -> {l1:.2} over {} iterations", it.len());
-    assert!(s1 > s0 + 0.03, "success {s0} -> {s1}");
-    assert!(l0 > 0.5 && l1 < l0 - 0.2, "latent steps {l0} -> {l1}");
+    assert!(s1 > s0 + 0.05, "success {s0} -> {s1}");
+    assert!(l0 > 0.5 && l1 > l0 + 0.2, "latent steps {l0} -> {l1}");
     // both halves of the hidden parameter are logged
     assert!(tail
         .iter()

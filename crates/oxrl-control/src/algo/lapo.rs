@@ -5,7 +5,9 @@
 //!
 //! Per environment step, from h₀ = tanh(enc(o)):
 //!   for k = 0, 1, …: stop with p_k = σ(w·h_k + b) (forced at k = L_max); otherwise draw a latent
-//!   l_k ~ N(μ(h_k), σ_l² I) and recur h_{k+1} = tanh(W [h_k; l_k] + c); then a ~ softmax(head(h_K)).
+//!   l_k ~ N(μ(h_k), σ_l² I) and recur h_{k+1} = h_k + tanh(W [h_k; l_k] + c) (a residual update:
+//!   the action head reads the same features whatever the number of steps, plus what the latents
+//!   add — a plain h_{k+1} = tanh(…) halved the learning speed here); then a ~ softmax(head(h_K)).
 //! The decision's log-probability splits into the action part log π(a | h_K) and the latent part
 //!   Σ_{k<K} [log(1 − p_k) + log N(l_k; μ(h_k), σ_l²)] + [K < L_max] log p_K,
 //! and the halting probabilities define a distribution over lengths K ∈ {0, …, L_max}
@@ -123,7 +125,7 @@ impl LapoPolicy {
         Ok(self.enc.forward(obs)?.tanh()?)
     }
     fn recur(&self, h: &Tensor, l: &Tensor) -> Result<Tensor> {
-        Ok(self.cell.forward(&Tensor::cat(&[h, l], D::Minus1)?)?.tanh()?)
+        Ok((h + self.cell.forward(&Tensor::cat(&[h, l], D::Minus1)?)?.tanh()?)?)
     }
     fn halt_logit(&self, h: &Tensor) -> Result<Tensor> {
         Ok(self.halt.forward(h)?.squeeze(D::Minus1)?)
