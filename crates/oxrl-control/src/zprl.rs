@@ -620,6 +620,20 @@ mod tests {
     }
 
     #[test]
+    fn the_delta_penalty_costs_penalty_times_mean_squared_delta() {
+        let step = |penalty: f64| {
+            let cfg = ZprlConfig { penalty, ..small() };
+            let s = Arc::new(Steering { base: policy(&cfg), cfg });
+            let mut e = Steered::new(crate::env::make("reach", 4).unwrap(), s);
+            e.reset();
+            // δ beyond the box counts as clipped to it
+            e.step(&Action::Continuous(vec![0.5, -1.0, 2.0, 0.0])).unwrap().reward
+        };
+        let want = 0.5 * (0.25 + 1.0 + 1.0 + 0.0) / 4.0;
+        assert!((step(0.0) - step(0.5) - want).abs() < 1e-9);
+    }
+
+    #[test]
     fn jerk_is_zero_for_constant_velocity_changes_and_matches_by_hand() {
         let line: Vec<Vec<f32>> = (0..5).map(|t| vec![t as f32 * 0.1, 0.5]).collect();
         assert!(jerk(&line) < 1e-7);

@@ -194,6 +194,29 @@ fn lapo_learns_and_its_latent_reasoning_lengthens() {
 }
 
 #[test]
+fn a_lapo_step_cost_shortens_the_latent_reasoning() {
+    // a cost of 0.5 per latent step outweighs any success: the halting head learns to act at once
+    // (seed 1: 0.91 -> 0.04 latent steps per action over 38 iterations)
+    let cfg = example(
+        "gridmaze-lapo.toml",
+        &[
+            "grpo.lapo.step_cost=0.5",
+            "grpo.lr=5e-3",
+            "train.total_steps=80000",
+            "train.eval_every=0",
+            "train.eval_episodes=2",
+        ],
+    );
+    let d = tempfile::tempdir().unwrap();
+    let (s, recs) = run(&cfg, d.path(), false, None);
+    s.unwrap();
+    let steps: Vec<f64> = recs.iter().filter_map(|r| r.get("latent_steps").and_then(|v| v.as_f64())).collect();
+    let (first, last) = (steps[0], steps[steps.len() - 1]);
+    println!("latent steps {first:.2} -> {last:.2} over {} iterations", steps.len());
+    assert!(first > 0.5 && last < 0.5 * first, "latent steps {first} -> {last}");
+}
+
+#[test]
 fn lapo_resumes_exactly() {
     resumes_exactly(
         &example(
