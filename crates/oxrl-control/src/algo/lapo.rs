@@ -95,10 +95,7 @@ impl LapoPolicy {
         cfg.validate()?;
         let mut sizes = vec![obs_dim];
         sizes.extend(hidden);
-        let h = *sizes.last().unwrap();
-        if sizes.len() < 2 {
-            bail!("grpo.lapo: needs at least one hidden layer");
-        }
+        let Some(&h) = hidden.last() else { bail!("grpo.lapo: needs at least one hidden layer") };
         let orth = Init::Orthogonal { gain: 2f64.sqrt(), last_gain: 2f64.sqrt() };
         let d = cfg.latent_dim;
         Ok(Self {
@@ -248,10 +245,8 @@ mod tests {
         for (i, (o, dcs)) in obs.iter().zip(&ds).enumerate() {
             let mut h = p.h0(&rows(std::slice::from_ref(o), &Device::Cpu).unwrap()).unwrap();
             let mut want = 0f64;
-            for k in 0..=3 {
-                if k == 3 {
-                    break;
-                }
+            // a decision of 3 latent steps hit L_max: it has no halting term
+            for k in 0..3 {
                 let pk = sigmoid(&p.halt_logit(&h).unwrap()).unwrap().to_vec1::<f32>().unwrap()[0] as f64;
                 if dcs.latents.len() == k {
                     want += pk.ln();

@@ -127,13 +127,9 @@ mod tests {
             if !reaches {
                 assert_eq!(wins, 0);
                 // it settles at goal + bias
-                assert!((o_dist(&env) - (0.15f64.hypot(0.1))).abs() < 1e-6, "{}", o_dist(&env));
+                assert!((env.distance() - 0.15f64.hypot(0.1)).abs() < 1e-6, "{}", env.distance());
             }
         }
-    }
-
-    fn o_dist(e: &Reach) -> f64 {
-        e.distance()
     }
 
     #[test]
