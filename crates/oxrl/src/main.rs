@@ -143,8 +143,20 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         /// A grid axis: --vary train.advantage=grpo,rloo,nsr (repeatable).
-        #[arg(long = "vary", value_name = "KEY=V1,V2,…", required = true)]
+        #[arg(long = "vary", value_name = "KEY=V1,V2,…", required_unless_present = "budget")]
         vary: Vec<String>,
+        /// The SFT:RL budget-ratio procedure instead of a grid: total cost C shared between SFT
+        /// demonstrations and RL episodes at each of --sft-fractions.
+        #[arg(long, conflicts_with = "vary")]
+        budget: Option<f64>,
+        /// Shares of the budget spent on demonstrations.
+        #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.25,0.5,0.75,1")]
+        sft_fractions: Vec<f64>,
+        /// Cost of one SFT demonstration and of one RL episode, in budget units.
+        #[arg(long, default_value_t = 1.0)]
+        demo_cost: f64,
+        #[arg(long, default_value_t = 1.0)]
+        episode_cost: f64,
         /// Seeds per point (0..N).
         #[arg(long, default_value_t = 1)]
         seeds: usize,
@@ -522,7 +534,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", g.text);
             }
         }
-        Command::Sweep { config, sets, vary, seeds, out } => {
+        Command::Sweep { config, sets, vary, budget, sft_fractions, demo_cost, episode_cost, seeds, out } => {
             let axes = vary.iter().map(|v| oxrl::sweep::parse_vary(v)).collect::<Result<Vec<_>>>()?;
             let out = match out {
                 Some(o) => o,
@@ -531,10 +543,13 @@ fn run(cli: Cli) -> Result<()> {
                     PathBuf::from("runs").join(format!("sweep-{}", base.name))
                 }
             };
+            let budget =
+                budget.map(|total| oxrl::sweep::Budget { total, fractions: sft_fractions, demo_cost, episode_cost });
             let opts = oxrl::sweep::SweepOptions {
                 config: config.as_deref(),
                 sets: &sets,
                 axes: &axes,
+                budget: budget.as_ref(),
                 seeds,
                 out: &out,
                 quiet: cli.quiet,

@@ -9,6 +9,13 @@
 //!
 //! A sweep can be re-run with the same arguments after an interruption: finished runs (marked by
 //! `sweep_run.json`) are kept, unfinished run folders are started over.
+//!
+//! `--budget C` runs the SFT:RL budget-ratio procedure of "A Practitioner's Guide to Multi-turn
+//! Agentic RL" (2025) instead of a grid: a fixed cost C = n_demos·c_demo + n_episodes·c_ep is
+//! split at each fraction f of `--sft-fractions` (default 0, 0.1, 0.25, 0.5, 0.75, 1) — f·C/c_demo
+//! demonstrations for the SFT warm-up (sft.steps = ⌊demos / sft.batch_size⌋) and the rest as RL
+//! episodes (train.steps = ⌊episodes / (prompts_per_step·group_size)⌋) — and the summary names the
+//! split with the best held-out success.
 
 use crate::eval::EvalReport;
 use crate::plots::{line_plot, series};
@@ -100,12 +107,16 @@ pub struct SweepReport {
     pub axes: Vec<String>,
     pub seeds: usize,
     pub points: Vec<PointSummary>,
+    /// The point with the best mean held-out greedy accuracy (the first on ties).
+    pub best: Option<String>,
 }
 
 pub struct SweepOptions<'a> {
     pub config: Option<&'a Path>,
     pub sets: &'a [String],
     pub axes: &'a [Axis],
+    /// The SFT:RL budget procedure instead of the axes' grid.
+    pub budget: Option<&'a Budget>,
     pub seeds: usize,
     pub out: &'a Path,
     pub quiet: bool,
@@ -125,6 +136,60 @@ fn point_name(settings: &[(String, String)]) -> String {
         .join("__")
 }
 
+/// One point of a sweep: the settings it is shown and named by, and the config keys it sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub settings: Vec<(String, String)>,
+    pub sets: Vec<(String, String)>,
+}
+
+/// The SFT:RL budget split (`--budget`): total cost, demonstration share of each point, and the
+/// cost of one demonstration and of one RL episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    pub total: f64,
+    pub fractions: Vec<f64>,
+    pub demo_cost: f64,
+    pub episode_cost: f64,
+}
+
+/// (sft.steps, train.steps) for spending `f` of the budget on demonstrations: whole optimiser
+/// steps that never exceed the budget.
+pub fn budget_split(b: &Budget, f: f64, sft_batch: usize, episodes_per_step: usize) -> (u64, u64) {
+    let demos = f * b.total / b.demo_cost;
+    let episodes = (1.0 - f) * b.total / b.episode_cost;
+    let floor = |x: f64, per: usize| (x / per.max(1) as f64 + 1e-9).floor().max(0.0) as u64;
+    (floor(demos, sft_batch), floor(episodes, episodes_per_step))
+}
+
+/// The points of a budget sweep, checked: C, the costs and the fractions in [0, 1].
+pub fn budget_points(b: &Budget, sft_batch: usize, episodes_per_step: usize) -> Result<Vec<Point>> {
+    if !(b.total > 0.0 && b.demo_cost > 0.0 && b.episode_cost > 0.0) {
+        bail!("--budget, --demo-cost and --episode-cost must be > 0");
+    }
+    if b.fractions.is_empty() || b.fractions.iter().any(|f| !(0.0..=1.0).contains(f)) {
+        bail!("--sft-fractions must be values in [0, 1] (got {:?})", b.fractions);
+    }
+    Ok(b.fractions
+        .iter()
+        .map(|&f| {
+            let (sft, rl) = budget_split(b, f, sft_batch, episodes_per_step);
+            Point {
+                settings: vec![
+                    ("sft_fraction".into(), format!("{f}")),
+                    ("sft.steps".into(), sft.to_string()),
+                    ("train.steps".into(), rl.to_string()),
+                ],
+                sets: vec![
+                    ("train.sft_warmup".into(), (sft > 0).to_string()),
+                    ("sft.steps".into(), sft.max(1).to_string()),
+                    ("train.steps".into(), rl.to_string()),
+                ],
+            }
+        })
+        .collect())
+}
+
 /// Every combination of the axes' values, first axis slowest.
 fn grid(axes: &[Axis]) -> Vec<Vec<(String, String)>> {
     axes.iter().fold(vec![vec![]], |acc, ax| {
@@ -141,24 +206,39 @@ fn grid(axes: &[Axis]) -> Vec<Vec<(String, String)>> {
 }
 
 pub fn run_sweep(o: &SweepOptions) -> Result<SweepReport> {
-    if o.axes.is_empty() {
-        bail!("oxrl sweep needs at least one --vary key=v1,v2,…");
-    }
     if o.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let points = grid(o.axes);
+    let (points, axes): (Vec<Point>, Vec<String>) = match o.budget {
+        Some(b) => {
+            if !o.axes.is_empty() {
+                bail!("oxrl sweep: --budget and --vary cannot be combined");
+            }
+            let base = load_config(o.config, o.sets, None)?;
+            let per_step = base.train.prompts_per_step * base.train.group_size;
+            let pts = budget_points(b, base.sft.batch_size, per_step)?;
+            let axes = pts[0].settings.iter().map(|x| x.0.clone()).collect();
+            (pts, axes)
+        }
+        None => {
+            if o.axes.is_empty() {
+                bail!("oxrl sweep needs at least one --vary key=v1,v2,… (or --budget C)");
+            }
+            let pts = grid(o.axes).into_iter().map(|p| Point { settings: p.clone(), sets: p }).collect();
+            (pts, o.axes.iter().map(|a| a.key.clone()).collect())
+        }
+    };
     // Validate every configuration before training anything.
     for p in &points {
         for seed in 0..o.seeds {
-            let sets = point_sets(o.sets, p, seed);
-            load_config(o.config, &sets, None).with_context(|| format!("sweep point {}", point_name(p)))?;
+            let sets = point_sets(o.sets, &p.sets, seed);
+            load_config(o.config, &sets, None).with_context(|| format!("sweep point {}", point_name(&p.settings)))?;
         }
     }
     std::fs::create_dir_all(o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let mut summaries = Vec::new();
     for (pi, p) in points.iter().enumerate() {
-        let name = point_name(p);
+        let name = point_name(&p.settings);
         let mut runs = Vec::new();
         for seed in 0..o.seeds {
             let dir = o.out.join(&name).join(format!("seed-{seed}"));
@@ -176,7 +256,7 @@ pub fn run_sweep(o: &SweepOptions) -> Result<SweepReport> {
             if !o.quiet {
                 eprintln!("sweep: point {}/{} {name}, seed {seed}", pi + 1, points.len());
             }
-            let cfg = load_config(o.config, &point_sets(o.sets, p, seed), None)?;
+            let cfg = load_config(o.config, &point_sets(o.sets, &p.sets, seed), None)?;
             let t0 = Instant::now();
             let out = run_train(&cfg, Some(&dir), None, None, o.quiet)?;
             let wall_s = t0.elapsed().as_secs_f64();
@@ -192,10 +272,16 @@ pub fn run_sweep(o: &SweepOptions) -> Result<SweepReport> {
             oxrl_lm::fsutil::write_atomic(&marker, serde_json::to_string_pretty(&r)?.as_bytes())?;
             runs.push(r);
         }
-        summaries.push(summarise(&name, p, runs));
+        summaries.push(summarise(&name, &p.settings, runs));
     }
-    let report =
-        SweepReport { axes: o.axes.iter().map(|a| a.key.clone()).collect(), seeds: o.seeds, points: summaries };
+    let mut best: Option<&PointSummary> = None;
+    for p in &summaries {
+        if best.is_none_or(|b| p.accuracy.mean > b.accuracy.mean) {
+            best = Some(p);
+        }
+    }
+    let best = best.map(|p| p.point.clone());
+    let report = SweepReport { axes, seeds: o.seeds, points: summaries, best };
     oxrl_lm::fsutil::write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     oxrl_lm::fsutil::write_atomic(&o.out.join("summary.md"), report.markdown().as_bytes())?;
     overlay_plots(&report, &o.out.join("plots"))?;
@@ -259,6 +345,13 @@ impl SweepReport {
                 ms(&p.mean_entropy, 1.0, 3),
                 ms(&p.mean_length, 1.0, 1),
                 ms(&p.wall_s, 1.0, 0)
+            ));
+        }
+        if let Some(b) = self.points.iter().find(|p| Some(&p.point) == self.best.as_ref()) {
+            s.push_str(&format!(
+                "\nBest held-out greedy accuracy: {} ({:.1} %).\n",
+                b.point.replace("__", ", "),
+                100.0 * b.accuracy.mean
             ));
         }
         s
@@ -325,6 +418,25 @@ mod tests {
         assert_eq!(g.len(), 6);
         assert_eq!(point_name(&g[1]), "train.advantage=grpo__train.lr=5e-5");
         assert_eq!(point_name(&[("eval.k".into(), "[1,8]".into())]), "eval.k=_1_8_");
+    }
+
+    #[test]
+    fn budget_splits_never_exceed_the_budget() {
+        let b = Budget { total: 4096.0, fractions: vec![0.0, 0.25, 1.0], demo_cost: 1.0, episode_cost: 2.0 };
+        // 64 demos per SFT step, 16 episodes per RL step
+        assert_eq!(budget_split(&b, 0.0, 64, 16), (0, 128));
+        assert_eq!(budget_split(&b, 0.25, 64, 16), (16, 96));
+        assert_eq!(budget_split(&b, 1.0, 64, 16), (64, 0));
+        for f in [0.0, 0.1, 0.33, 0.5, 0.9] {
+            let (s, r) = budget_split(&b, f, 64, 16);
+            assert!((s * 64) as f64 * b.demo_cost + (r * 16) as f64 * b.episode_cost <= b.total);
+        }
+        let pts = budget_points(&b, 64, 16).unwrap();
+        assert_eq!(pts.len(), 3);
+        assert_eq!(pts[0].sets[0], ("train.sft_warmup".to_string(), "false".to_string()));
+        assert_eq!(point_name(&pts[1].settings), "sft_fraction=0.25__sft.steps=16__train.steps=96");
+        assert!(budget_points(&Budget { fractions: vec![1.5], ..b.clone() }, 64, 16).is_err());
+        assert!(budget_points(&Budget { total: 0.0, ..b }, 64, 16).is_err());
     }
 
     #[test]

@@ -263,6 +263,70 @@ fn sweep_three_techniques_two_seeds() -> Result<()> {
     Ok(())
 }
 
+/// `oxrl sweep --budget C`: the SFT:RL budget-ratio procedure — each fraction of the budget
+/// becomes whole SFT steps of demonstrations and RL steps of episodes within the budget, every
+/// split trains, and the summary names the best held-out split.
+#[test]
+fn sweep_budget_splits_sft_and_rl() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let out = d.path().join("budget");
+    let cfg = d.path().join("budget.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"budget-test\"\n[task]\nname = \"addition\"\ndigits = 1\ntest_size = 8\n\
+         [model]\nhidden_size = 32\nintermediate_size = 48\nnum_hidden_layers = 1\n\
+         [sft]\nbatch_size = 8\n\
+         [train]\nprompts_per_step = 4\ngroup_size = 4\n\
+         [eval]\nk = [1]\nmax_problems = 8\n",
+    )?;
+    let stdout = run_ok(
+        oxrl()
+            .args(["--quiet", "sweep", "--config"])
+            .arg(&cfg)
+            .args(["--budget", "64", "--sft-fractions", "0,0.5,1", "--out"])
+            .arg(&out),
+    );
+    assert!(stdout.contains("| sft_fraction | sft.steps | train.steps |"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
+    let points = v["points"].as_array().unwrap();
+    // 64 units: 8 demos per SFT step, 16 episodes per RL step
+    let want = [("0", 0, 4), ("0.5", 4, 2), ("1", 8, 0)];
+    assert_eq!(points.len(), 3);
+    let mut best = (f64::NEG_INFINITY, String::new());
+    for (p, (f, sft, rl)) in points.iter().zip(want) {
+        assert_eq!(p["settings"]["sft_fraction"], f);
+        assert_eq!(p["settings"]["sft.steps"], sft.to_string());
+        assert_eq!(p["settings"]["train.steps"], rl.to_string());
+        let run = Path::new(p["runs"][0]["run_dir"].as_str().unwrap());
+        let recs: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<std::result::Result<_, _>>()?;
+        let rl_steps = recs.iter().filter(|r| r["phase"] == "rl" && r.get("accuracy").is_some()).count();
+        assert_eq!(rl_steps, rl, "RL steps of split {f}");
+        assert_eq!(run.join("checkpoints/sft").exists(), sft > 0, "SFT warm-up of split {f}");
+        let acc = p["accuracy"]["mean"].as_f64().unwrap();
+        if acc > best.0 {
+            best = (acc, p["point"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(v["best"], best.1);
+    assert!(stdout.contains("Best held-out greedy accuracy: sft_fraction="), "{stdout}");
+    // --budget and --vary are exclusive; bad fractions are refused before anything trains
+    let both =
+        oxrl().args(["sweep", "--config"]).arg(&cfg).args(["--budget", "64", "--vary", "train.lr=1e-4"]).output()?;
+    assert!(!both.status.success());
+    let bad = oxrl()
+        .args(["sweep", "--config"])
+        .arg(&cfg)
+        .args(["--budget", "64", "--sft-fractions", "0,2", "--out"])
+        .arg(d.path().join("bad"))
+        .output()?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--sft-fractions"));
+    assert!(!d.path().join("bad").exists());
+    Ok(())
+}
+
 /// `oxrl diagnose A B`: a checkpoint against itself is unchanged (sparsity 1, drift and rotation
 /// 0); 10 against 30 SFT steps from the same initialisation has moved, every statistic in range.
 #[test]
