@@ -15,6 +15,7 @@ pub mod countdown;
 pub mod env;
 pub mod grid;
 pub mod grounding;
+pub mod instruct;
 pub mod jsonl;
 pub mod math_answer;
 pub mod multidigit;
@@ -85,6 +86,11 @@ pub trait Task: Send + Sync {
     /// observation); completions are then multi-turn transcripts ([`env`]), and
     /// `max_completion_chars` is per turn. None for single-turn tasks.
     fn environment(&self, _problem: &Problem) -> Option<Box<dyn env::Environment>> {
+        None
+    }
+    /// Rubric tasks: each rubric item of the problem with whether `completion` satisfies it
+    /// (HeRL's hindsight guidance); None when the task has no rubric.
+    fn rubric(&self, _problem: &Problem, _completion: &str) -> Option<Vec<(String, bool)>> {
         None
     }
 }
@@ -205,6 +211,8 @@ pub enum TaskConfig {
     Arith(arith::ArithConfig),
     /// Text GUI grounding with GUI-G1's box reward.
     Grounding(grounding::GroundingConfig),
+    /// Instruction following with a checkable rubric (HeRL's stand-in).
+    Instruct(instruct::InstructConfig),
     /// Multi-turn text gridworld agent task (put the key in the box).
     Grid(grid::GridConfig),
     /// Python functions from examples, rewarded by hidden tests run in the sandbox.
@@ -234,6 +242,7 @@ impl TaskConfig {
             TaskConfig::Countdown(_) => "countdown",
             TaskConfig::Arith(_) => "arith",
             TaskConfig::Grounding(_) => "grounding",
+            TaskConfig::Instruct(_) => "instruct",
             TaskConfig::Grid(_) => "grid",
             TaskConfig::Code(_) => "code",
             TaskConfig::Shop(_) => "shop",
@@ -251,13 +260,14 @@ impl TaskConfig {
             "countdown" => TaskConfig::Countdown(Default::default()),
             "arith" => TaskConfig::Arith(Default::default()),
             "grounding" => TaskConfig::Grounding(Default::default()),
+            "instruct" => TaskConfig::Instruct(Default::default()),
             "grid" => TaskConfig::Grid(Default::default()),
             "code" => TaskConfig::Code(Default::default()),
             "shop" => TaskConfig::Shop(Default::default()),
             "swe-toy" => TaskConfig::SweToy(Default::default()),
             "jsonl" => anyhow::bail!("task `jsonl` needs a config with `train = \"file.jsonl\"`"),
             other => anyhow::bail!(
-                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, grid, shop, swe-toy, code, jsonl)"
+                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, instruct, grid, shop, swe-toy, code, jsonl)"
             ),
         })
     }
@@ -273,6 +283,7 @@ impl TaskConfig {
             TaskConfig::Countdown(c) => Box::new(countdown::Countdown::new(c.clone(), seed)?),
             TaskConfig::Arith(c) => Box::new(arith::Arith::new(c.clone(), seed)?),
             TaskConfig::Grounding(c) => Box::new(grounding::Grounding::new(c.clone(), seed)?),
+            TaskConfig::Instruct(c) => Box::new(instruct::Instruct::new(c.clone(), seed)?),
             TaskConfig::Grid(c) => Box::new(grid::Grid::new(c.clone(), seed)?),
             TaskConfig::Code(c) => Box::new(code::Code::new(c.clone(), seed)?),
             TaskConfig::Shop(c) => Box::new(shop::Shop::new(c.clone(), seed)?),

@@ -509,6 +509,32 @@ pub struct TrainConfig {
     /// RPO's competitor: "greedy" (the prompt's greedy answer) or "peer" (the next response of
     /// the group).
     pub rpo_opponent: String,
+    /// HeRL: hindsight rubric guidance — groups below `herl_threshold` get their best responses
+    /// revised by the policy with the satisfied / unmet rubric items in context (needs a task
+    /// with a rubric, e.g. `instruct`).
+    pub herl: bool,
+    pub herl_threshold: f64,
+    /// Best responses revised per group, and revisions that replace group members.
+    pub herl_candidates: usize,
+    pub herl_replace: usize,
+    /// α of the bonus r + α·(r_he − r) on each revised response.
+    pub herl_bonus: f64,
+    /// γ_s of the hindsight samples' shaped importance weight ρ/(ρ + γ_s).
+    pub herl_gamma: f64,
+    /// Sampling temperature of the revisions.
+    pub herl_temperature: f64,
+    /// The context hindsight samples are trained under: "guidance" (the revision prompt, as the
+    /// released script) or "original" (the original prompt: internalisation).
+    pub herl_context: String,
+    /// ExpRL: the judge's rubric reward against the problem's hidden reference replaces the
+    /// verifier's — "off", "outcome" (r = Σ w_m·g_m on the last token) or "process" (w_m·g_m on
+    /// the token where checkpoint m is first met). Judged by `arena_judge`.
+    pub exprl: String,
+    /// ExpRL as a mid-training prior: the rubric reward for the first N steps, then the
+    /// verifier's sparse reward (0 = the whole run).
+    pub exprl_steps: u64,
+    /// ExpRL: weight of the final-answer checkpoint, the rest shared equally (0 = equal weights).
+    pub exprl_final_weight: f64,
     /// PPR / ReNorm: α of the group-centred process score added to the outcome reward, in
     /// [0, 0.5) (0 = off; needs a task with a process verifier).
     pub ppr_coef: f64,
@@ -544,8 +570,9 @@ pub struct TrainConfig {
     /// TMN-Reweight (`advantage = "tmn"`): floor of the difficulty-adaptive group weight in
     /// [0, 1] (1 = no reweighting).
     pub tmn_min_weight: f64,
-    /// ArenaRL (`advantage = "arena"`): the pairwise judge — "task" (the task's verifier) or a
-    /// model directory / checkpoint used as an LM judge.
+    /// The judge of ArenaRL (`advantage = "arena"`), RPO and ExpRL — "task" (the task's
+    /// verifier; ExpRL: step results matched against the reference) or a model directory /
+    /// checkpoint used as an LM judge.
     pub arena_judge: String,
     /// DCPO (`advantage = "dcpo"`): minimum group reward spread δ, and the spread at which half
     /// the group is selected on each side.
@@ -730,6 +757,17 @@ impl Default for TrainConfig {
             igpo_entropy_keep: 0.2,
             rpo: false,
             rpo_opponent: "greedy".into(),
+            herl: false,
+            herl_threshold: 1.0,
+            herl_candidates: 16,
+            herl_replace: 1,
+            herl_bonus: 0.05,
+            herl_gamma: 1.0,
+            herl_temperature: 0.3,
+            herl_context: "guidance".into(),
+            exprl: "off".into(),
+            exprl_steps: 0,
+            exprl_final_weight: 0.0,
             ppr_coef: 0.0,
             visurf: "off".into(),
             visurf_cap: false,
@@ -1156,7 +1194,61 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&t.tmn_min_weight) {
             err("tmn_min_weight", format!("must be in [0, 1] (got {})", t.tmn_min_weight))?;
         }
-        if t.advantage == "arena" && t.arena_judge != "task" && !Path::new(&t.arena_judge).join("config.json").exists()
+        if !matches!(t.herl_context.as_str(), "guidance" | "original") {
+            err("herl_context", format!("`{}` is not one of guidance, original", t.herl_context))?;
+        }
+        if t.herl_candidates == 0 || t.herl_gamma <= 0.0 || t.herl_temperature < 0.0 || !t.herl_bonus.is_finite() {
+            err(
+                "herl",
+                "herl_candidates must be > 0, herl_gamma > 0, herl_temperature >= 0 and herl_bonus finite".into(),
+            )?;
+        }
+        if t.herl {
+            let clash = [
+                ("exprl", t.exprl != "off"),
+                ("igpo", t.igpo),
+                ("visurf", t.visurf != "off"),
+                ("prefix_rl", t.prefix_rl > 0.0),
+                ("seele", t.seele),
+                ("objective", t.objective != "ppo"),
+                ("reward_model", t.reward_model.is_some()),
+            ];
+            if let Some((k, _)) = clash.iter().find(|x| x.1) {
+                err(
+                    "herl",
+                    format!("HeRL replaces group members with hindsight revisions under its own loss: it cannot be combined with `train.{k}`"),
+                )?;
+            }
+        }
+        if !matches!(t.exprl.as_str(), "off" | "outcome" | "process") {
+            err("exprl", format!("`{}` is not one of off, outcome, process", t.exprl))?;
+        }
+        if !(0.0..=1.0).contains(&t.exprl_final_weight) {
+            err("exprl_final_weight", format!("must be in [0, 1] (got {})", t.exprl_final_weight))?;
+        }
+        if t.exprl != "off" {
+            // The reference must never reach the policy, and the rubric reward is the reward.
+            let clash = [
+                ("prefix_rl", t.prefix_rl > 0.0),
+                ("seele", t.seele),
+                ("igpo", t.igpo),
+                ("visurf", t.visurf != "off"),
+                ("calibrl_coef", t.calibrl_coef > 0.0),
+                ("rpo", t.rpo),
+                ("hierarchical_reward", t.hierarchical_reward),
+                ("reward_model", t.reward_model.is_some()),
+                ("advantage", t.advantage == "arena"),
+            ];
+            if let Some((k, _)) = clash.iter().find(|x| x.1) {
+                err(
+                    "exprl",
+                    format!("ExpRL keeps the reference hidden from the policy and its rubric score is the reward: it cannot be combined with `train.{k}`"),
+                )?;
+            }
+        }
+        if (t.advantage == "arena" || t.rpo || t.exprl != "off")
+            && t.arena_judge != "task"
+            && !Path::new(&t.arena_judge).join("config.json").exists()
         {
             err(
                 "arena_judge",
@@ -1348,6 +1440,14 @@ mod tests {
             (&["train.siren_anchor=sometimes"][..], "train.siren_anchor"),
             (&["train.visurf=sometimes"][..], "train.visurf"),
             (&["train.ppr_coef=0.5"][..], "train.ppr_coef"),
+            (&["train.exprl=\"dense\""][..], "train.exprl"),
+            (&["train.herl=true", "train.herl_context=\"both\""][..], "train.herl_context"),
+            (&["train.herl=true", "train.herl_gamma=0"][..], "train.herl"),
+            (&["train.herl=true", "train.igpo=true"][..], "train.herl"),
+            (&["train.exprl_final_weight=1.5"][..], "train.exprl_final_weight"),
+            (&["train.exprl=\"outcome\"", "train.prefix_rl=0.5"][..], "train.exprl"),
+            (&["train.exprl=\"process\"", "train.visurf=\"always\""][..], "train.exprl"),
+            (&["train.exprl=\"outcome\"", "train.arena_judge=\"/nonexistent\""][..], "train.arena_judge"),
             (&["train.rpo_opponent=best"][..], "train.rpo_opponent"),
             (&["train.papo_coef=0.01", "train.papo_mask_prob=2"][..], "train.papo_coef"),
             (&["train.spae_coef=0.1", "train.spae_probes=0"][..], "train.spae_coef"),

@@ -1,8 +1,10 @@
-//! Pairwise judges behind one trait (ArenaRL's tournaments): a programmatic judge for the
-//! built-in tasks and an LM judge from any checkpoint.
+//! Judges behind one trait — pairwise comparisons (ArenaRL's tournaments, RPO's rubric
+//! preferences) and ExpRL's checkpoint grading against a hidden reference: a programmatic judge
+//! for the built-in tasks and an LM judge from any checkpoint.
 
 use crate::policy::Policy;
 use anyhow::{ensure, Context, Result};
+use oxrl_core::shaping::exprl::{find_value, step_value, Checkpoint, Grade};
 use oxrl_lm::scorer::{score, ScoreOptions};
 use oxrl_tasks::{Problem, Task};
 
@@ -20,6 +22,73 @@ pub trait Judge: Send + Sync {
         let _ = criterion;
         self.compare(problem, first, second)
     }
+    /// ExpRL: grade `response` on each checkpoint of the problem's hidden reference (score in
+    /// [0, 1], and the byte offset where it is first met when the judge can tell).
+    fn grade(&self, problem: &Problem, checkpoints: &[Checkpoint], response: &str) -> Result<Vec<Grade>> {
+        let _ = (checkpoints, response);
+        anyhow::bail!("this judge cannot grade rubric checkpoints (problem {})", problem.id)
+    }
+}
+
+/// ExpRL's rubric of a problem, built from its hidden reference: `meta.checkpoints` (strings, or
+/// `{"checkpoint": …, "weight": …}`; the last is the final answer), else the reference steps
+/// `meta.steps` followed by `answer: <answer>`, else the lines of the reference solution (the
+/// last is the final answer), else the answer alone. `final_weight` > 0 gives the final answer
+/// that weight (the rest shared equally) where `meta.checkpoints` gives no weights.
+pub fn checkpoints(problem: &Problem, final_weight: f64) -> Result<Vec<Checkpoint>> {
+    let id = problem.id;
+    if let Some(c) = problem.meta.get("checkpoints") {
+        let items = c.as_array().ok_or_else(|| anyhow::anyhow!("problem {id}: `meta.checkpoints` must be a list"))?;
+        ensure!(!items.is_empty(), "problem {id}: `meta.checkpoints` is empty");
+        let mut steps = Vec::with_capacity(items.len());
+        let (mut weights, mut given) = (Vec::new(), false);
+        for it in items {
+            match it {
+                serde_json::Value::String(s) => {
+                    steps.push(s.clone());
+                    weights.push(1.0);
+                }
+                serde_json::Value::Object(o) => {
+                    let text = o.get("checkpoint").and_then(|v| v.as_str());
+                    let w = o.get("weight").and_then(|v| v.as_f64()).unwrap_or(1.0);
+                    match text {
+                        Some(t) if w >= 0.0 => {
+                            steps.push(t.to_string());
+                            weights.push(w);
+                            given = true;
+                        }
+                        _ => anyhow::bail!(
+                            "problem {id}: checkpoint items need a `checkpoint` text and a non-negative `weight`"
+                        ),
+                    }
+                }
+                _ => anyhow::bail!("problem {id}: checkpoint items are strings or objects"),
+            }
+        }
+        let mut cps = oxrl_core::shaping::exprl::rubric(&steps, final_weight);
+        if given {
+            cps.iter_mut().zip(weights).for_each(|(c, w)| c.weight = w);
+            ensure!(cps.iter().any(|c| c.weight > 0.0), "problem {id}: every checkpoint weight is 0");
+        }
+        return Ok(cps);
+    }
+    let answer = format!("answer: {}", problem.answer.trim());
+    let mut steps: Vec<String> = match problem.meta.get("steps").and_then(|v| v.as_array()) {
+        Some(st) => {
+            let mut v: Vec<String> = st.iter().filter_map(|x| x.as_str().map(String::from)).collect();
+            v.push(answer.clone());
+            v
+        }
+        None => problem.solution.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+    };
+    if steps.is_empty() {
+        ensure!(
+            !problem.answer.trim().is_empty(),
+            "problem {id}: no reference (solution, meta.steps or answer) to build a rubric from"
+        );
+        steps.push(answer);
+    }
+    Ok(oxrl_core::shaping::exprl::rubric(&steps, final_weight))
 }
 
 /// A problem's `meta.rubric`: a list of criteria (weight 1) or of `{"criterion": …, "weight": …}`.
@@ -82,6 +151,22 @@ impl Judge for TaskJudge<'_> {
             _ => self.compare(problem, first, second)?,
         })
     }
+    /// The spec's programmatic stand-in: the final answer is met when the verifier accepts the
+    /// response (placed on its last token), any other checkpoint when its value is stated as
+    /// the result of a step (`=value`).
+    fn grade(&self, problem: &Problem, checkpoints: &[Checkpoint], response: &str) -> Result<Vec<Grade>> {
+        Ok(checkpoints
+            .iter()
+            .map(|c| {
+                if c.is_final {
+                    Grade { score: self.task.verify(problem, response).correct as u8 as f64, at: None }
+                } else {
+                    let at = find_value(response, step_value(&c.text));
+                    Grade { score: at.is_some() as u8 as f64, at }
+                }
+            })
+            .collect())
+    }
 }
 
 /// A language model as judge: it reads the problem and both answers and is asked which is
@@ -142,6 +227,26 @@ impl Judge for LmJudge {
     }
     fn compare_on(&self, problem: &Problem, criterion: &str, first: &str, second: &str) -> Result<f64> {
         self.p_first(problem, Some(criterion), first, second)
+    }
+    /// g_m = P("A" = met) against "B" = not met, after the reference, the checkpoint and the
+    /// response (the judge reads the reference; the policy never does). Positions are unknown
+    /// (process-level rewards put such checkpoints on the last token).
+    fn grade(&self, problem: &Problem, checkpoints: &[Checkpoint], response: &str) -> Result<Vec<Grade>> {
+        let tok = self.policy.tokenizer.as_ref();
+        let mut prompts = Vec::with_capacity(2 * checkpoints.len());
+        let mut answers = Vec::with_capacity(2 * checkpoints.len());
+        for c in checkpoints {
+            let text = format!(
+                "Problem: {}\nReference solution: {}\nCheckpoint: {}\nResponse: {response}\nDoes the response reach the checkpoint? A = yes, B = no.",
+                problem.prompt, problem.solution, c.text
+            );
+            let p = oxrl_lm::prompt::encode_prompt(tok, &text)?;
+            prompts.extend([p.clone(), p]);
+            answers.extend([vec![self.token_a], vec![self.token_b]]);
+        }
+        let s = score(&self.policy.model, &prompts, &answers, tok.pad_id(), ScoreOptions::default())?;
+        let lp = s.logp.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+        Ok(lp.chunks(2).map(|ab| Grade { score: 1.0 / (1.0 + (ab[1][0] - ab[0][0]).exp()), at: None }).collect())
     }
 }
 

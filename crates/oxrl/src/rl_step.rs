@@ -26,6 +26,7 @@ use oxrl_lm::scorer::{score, score_inputs, ScoreOptions};
 use oxrl_lm::value_head::ValueHead;
 use oxrl_lm::Transformer;
 use oxrl_tasks::Task;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
@@ -99,6 +100,10 @@ struct Sample {
     hint_ratio: f64,
     /// IGPO: solution tokens forced at the start of the response.
     igpo_hint: usize,
+    /// ExpRL at the process level: the rubric reward per response token.
+    exprl_tokens: Option<Vec<f64>>,
+    /// HeRL: a hindsight revision in place of a rollout (trained with the shaped weight).
+    he: bool,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -359,6 +364,8 @@ pub fn rl_step(
             ("prefix_rl", t.prefix_rl > 0.0),
             ("seele", t.seele),
             ("igpo", t.igpo),
+            ("exprl", t.exprl != "off"),
+            ("herl", t.herl),
         ];
         if let Some((k, _)) = unsupported.iter().find(|x| x.1) {
             anyhow::bail!("key `train.{k}`: not supported on multi-turn agent tasks (`{}`)", task.name());
@@ -387,6 +394,22 @@ pub fn rl_step(
         }
     };
     let mut visurf_injected = 0usize;
+    // The judge of ArenaRL, RPO and ExpRL: the given one, or the task's verifier.
+    let task_judge = crate::judge::TaskJudge { task };
+    let judge: &dyn crate::judge::Judge = models.judge.unwrap_or(&task_judge);
+    // ExpRL: the rubric reward against the hidden reference, for the first `exprl_steps` steps.
+    let exprl_on = t.exprl != "off" && (t.exprl_steps == 0 || step_no <= t.exprl_steps);
+    let mut exprl_log: Vec<crate::exprl::Scored> = Vec::new();
+    let mut exprl_leaks = 0usize;
+    let herl = oxrl_core::shaping::herl::Herl {
+        threshold: t.herl_threshold,
+        candidate_limit: t.herl_candidates,
+        replace_top_n: t.herl_replace,
+        bonus: t.herl_bonus,
+        gamma_s: t.herl_gamma,
+    };
+    let (mut herl_triggered, mut herl_revised, mut herl_beat, mut herl_replaced) = (0usize, 0usize, 0usize, 0usize);
+    let mut herl_gain = Vec::new();
     let (mut igpo_triggered, mut igpo_replaced) = (0usize, 0usize);
     // The reward of a verdict on a response of `len` tokens: the verifier's, or the hierarchical
     // gated reward, plus the DAPO overlong penalty.
@@ -477,6 +500,12 @@ pub fn rl_step(
         }
         rounds += 1;
         for (pi, (p, entries)) in problems.iter().zip(drawn).enumerate() {
+            if exprl_on {
+                // The policy-side prompt must not contain the hidden reference (spec: no shared
+                // substring over 20 characters); counted, as a prompt may restate the problem.
+                let shown = tok.decode(&base[pi])?;
+                exprl_leaks += oxrl_core::shaping::exprl::leaked_substring(&shown, &p.solution, 20).is_some() as usize;
+            }
             let mut group = Vec::with_capacity(entries.len());
             for (prompt, hint, c) in entries {
                 gen_tokens += c.tokens.len();
@@ -488,6 +517,24 @@ pub fn rl_step(
                 };
                 let v = task.verify(p, &text);
                 let mut reward = reward_of(&v, c.tokens.len());
+                let mut exprl_tokens = None;
+                if exprl_on {
+                    let sc = crate::exprl::score(
+                        judge,
+                        tok,
+                        p,
+                        &text,
+                        &c.tokens,
+                        t.exprl == "process",
+                        t.exprl_final_weight,
+                    )?;
+                    reward = sc.reward;
+                    if t.overlong_buffer > 0 {
+                        reward += overlong_penalty(c.tokens.len(), budget, t.overlong_buffer);
+                    }
+                    exprl_tokens = sc.tokens.clone();
+                    exprl_log.push(sc);
+                }
                 let episode = if agent { Some(crate::agent::replay(task, p, &text)?) } else { None };
                 let turn_values =
                     if let (Some(ep), false) = (&episode, matches!(t.agent_reward.as_str(), "outcome" | "spa")) {
@@ -517,7 +564,63 @@ pub fn rl_step(
                     episode,
                     hint_ratio: hint.ratio,
                     igpo_hint: 0,
+                    exprl_tokens,
+                    he: false,
                 });
+            }
+            if t.herl {
+                // HeRL: a group below the threshold has its best drafts revised by the policy
+                // with the satisfied / unmet rubric items in context.
+                let status: Vec<Vec<(String, bool)>> = group
+                    .iter()
+                    .map(|s| {
+                        task.rubric(p, &s.text).ok_or_else(|| {
+                            anyhow::anyhow!("key `train.herl`: task `{}` has no rubric (try `instruct`)", task.name())
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                let rewards: Vec<f64> = group.iter().map(|s| s.reward).collect();
+                let satisfied: Vec<usize> = status.iter().map(|r| r.iter().filter(|x| x.1).count()).collect();
+                let cands = oxrl_core::shaping::herl::candidates(&rewards, &satisfied, herl);
+                if !cands.is_empty() {
+                    herl_triggered += 1;
+                    let best = rewards.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let he_prompts: Vec<Vec<u32>> = cands
+                        .iter()
+                        .map(|&i| crate::herl::hindsight_ids(tok, p, &group[i].text, &status[i]))
+                        .collect::<Result<_>>()?;
+                    let mut he_params = params.clone();
+                    he_params.temperature = t.herl_temperature;
+                    let outs = generate(gen_model, &he_prompts, &he_params, pad, &mut rng)?;
+                    let mut revised = Vec::with_capacity(outs.len());
+                    for c in outs {
+                        let text = oxrl_lm::prompt::decode_response(tok, &c.text_tokens())?;
+                        let v = task.verify(p, &text);
+                        let r = reward_of(&v, c.tokens.len());
+                        revised.push((c, text, v, r));
+                    }
+                    let r_he: Vec<f64> = revised.iter().map(|x| x.3).collect();
+                    herl_revised += r_he.len();
+                    herl_beat += r_he.iter().filter(|&&r| r > best).count();
+                    // Bonus: each revised draft's reward moves toward its revision's.
+                    for (k, &i) in cands.iter().enumerate() {
+                        herl_gain.push(r_he[k] - group[i].reward);
+                        group[i].reward = oxrl_core::shaping::herl::bonus(group[i].reward, r_he[k], herl.bonus);
+                    }
+                    // Replacement: the best revisions overwrite randomly chosen members.
+                    let picks = oxrl_core::shaping::herl::replacements(best, &r_he, herl.replace_top_n);
+                    let mut slots: Vec<usize> = (0..group.len()).collect();
+                    slots.shuffle(&mut hint_rng);
+                    for (&k, &slot) in picks.iter().zip(&slots) {
+                        let (c, text, v, r) = revised[k].clone();
+                        let s = &mut group[slot];
+                        s.prompt = if t.herl_context == "guidance" { he_prompts[k].clone() } else { base[pi].clone() };
+                        s.process = process_of(p, &text)?;
+                        (s.completion, s.text, s.correct, s.format_ok, s.reward) = (c, text, v.correct, v.format_ok, r);
+                        s.he = true;
+                        herl_replaced += 1;
+                    }
+                }
             }
             if t.igpo
                 && !p.solution.is_empty()
@@ -654,6 +757,26 @@ pub fn rl_step(
     m.insert("phase".into(), json!("rl"));
     m.insert("step".into(), json!(step_no));
     m.insert("reward_mean".into(), json!(mean(drawn_rewards.iter().copied())));
+    if t.herl {
+        m.insert("herl_triggered".into(), json!(herl_triggered as f64 / groups_drawn.max(1) as f64));
+        m.insert("herl_revisions".into(), json!(herl_revised));
+        m.insert("herl_replaced".into(), json!(herl_replaced));
+        // the share of revisions that beat their group's best original (HeRL's progress signal)
+        if herl_revised > 0 {
+            m.insert("herl_beat_rate".into(), json!(herl_beat as f64 / herl_revised as f64));
+            m.insert("herl_revision_gain".into(), json!(mean(herl_gain.iter().copied())));
+        }
+    }
+    if t.exprl != "off" {
+        m.insert("exprl_active".into(), json!(exprl_on as u8));
+        if exprl_on {
+            m.insert("exprl_reward".into(), json!(mean(exprl_log.iter().map(|x| x.reward))));
+            m.insert("exprl_checkpoints_met".into(), json!(mean(exprl_log.iter().map(|x| x.met))));
+            m.insert("exprl_final".into(), json!(mean(exprl_log.iter().map(|x| x.final_score))));
+            m.insert("exprl_judge_failures".into(), json!(exprl_log.iter().filter(|x| x.failed).count()));
+            m.insert("exprl_prompt_leaks".into(), json!(exprl_leaks));
+        }
+    }
     let rm = mean(drawn_rewards.iter().copied());
     // PIPO: verify the previous update by this batch's mean reward against the window baseline.
     let pipo = if t.pipo_coef > 0.0 {
@@ -780,7 +903,7 @@ pub fn rl_step(
     let diffs: Vec<f64> = samples
         .iter()
         .zip(&logp_old)
-        .filter(|(s, _)| !s.expert)
+        .filter(|(s, _)| !s.expert && !s.he)
         .flat_map(|(s, lo)| {
             // (Forced positions — markers, agent observations — were not sampled.)
             let c = &s.completion;
@@ -852,8 +975,6 @@ pub fn rl_step(
     // 3. Token rewards (outcome on the last token; PPO-style KL penalty in the reward) and
     //    advantages.
     // ArenaRL's and RPO's judge: the configured one, or the task's verifier.
-    let task_judge = crate::judge::TaskJudge { task };
-    let judge: &dyn crate::judge::Judge = models.judge.unwrap_or(&task_judge);
     let arena = if t.advantage == "arena" {
         Some(arena_scores(policy, judge, &samples, &group_problems, budget, &mut m)?)
     } else {
@@ -885,7 +1006,15 @@ pub fn rl_step(
                     );
                     r.iter_mut().zip(placed).for_each(|(x, v)| *x += v);
                 }
-                None => *r.last_mut().unwrap() += arena.as_ref().map_or(s.reward, |a| a[i]),
+                None => match &s.exprl_tokens {
+                    // ExpRL (process): each checkpoint's reward where it is first met; the rest
+                    // of the reward (e.g. an overlong penalty) on the last token.
+                    Some(placed) => {
+                        r.iter_mut().zip(placed).for_each(|(x, v)| *x += v);
+                        *r.last_mut().unwrap() += s.reward - placed.iter().sum::<f64>();
+                    }
+                    None => *r.last_mut().unwrap() += arena.as_ref().map_or(s.reward, |a| a[i]),
+                },
             }
             r
         })
@@ -1279,6 +1408,22 @@ pub fn rl_step(
                     l
                 } else {
                     let (pg, pm) = ppo_clip_loss(&s.logp, &old, &rows(&adv.advantages)?, &mask, clip)?;
+                    // HeRL: hindsight samples take the unclipped shaped weight −A·ρ/(ρ + γ_s),
+                    // ρ against their rollout-time log-probs.
+                    let pg = if idx.iter().any(|&i| samples[i].he) {
+                        let he: Vec<Vec<f64>> = idx.iter().map(|&i| vec![samples[i].he as u8 as f64; width]).collect();
+                        let he = pad_rows(&he.iter().map(|r| r.as_slice()).collect::<Vec<_>>(), width, &dev)?
+                            .to_dtype(pg.dtype())?;
+                        let hl = oxrl_core::shaping::herl::hindsight_loss(
+                            &s.logp,
+                            &old,
+                            &rows(&adv.advantages)?,
+                            t.herl_gamma,
+                        )?;
+                        ((&he * hl)? + ((1.0 - &he)? * pg)?)?
+                    } else {
+                        pg
+                    };
                     add("clipfrac", pm.clipfrac);
                     add("clipfrac_lower", pm.clipfrac_lower);
                     add("approx_kl", pm.approx_kl);

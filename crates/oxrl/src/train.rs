@@ -277,7 +277,7 @@ pub fn run_train(
         min_lr_ratio: t.min_lr_ratio,
     };
     // ArenaRL's and RPO's judge: the task's verifier, or an LM judge loaded once from a checkpoint.
-    let lm_judge = if (t.advantage == "arena" || t.rpo) && t.arena_judge != "task" {
+    let lm_judge = if (t.advantage == "arena" || t.rpo || t.exprl != "off") && t.arena_judge != "task" {
         Some(crate::judge::LmJudge::load(Path::new(&t.arena_judge)).context("key `train.arena_judge`")?)
     } else {
         None

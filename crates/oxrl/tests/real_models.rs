@@ -328,5 +328,21 @@ fn an_lm_judge_from_a_checkpoint_is_order_consistent_and_drives_arena_rl() -> Re
     let steps: Vec<&serde_json::Value> = m.iter().filter(|v| v.get("arena_judge_calls").is_some()).collect();
     assert_eq!(steps.len(), 2);
     assert!(steps.iter().all(|v| v["arena_judge_calls"].as_f64().unwrap() <= 6.0));
+    // ExpRL's checkpoint grades from the same judge: P("A" = met) per reference checkpoint, and
+    // an `oxrl train` step whose rubric reward it gives.
+    let cps = oxrl::judge::checkpoints(&p, 0.0)?;
+    let g = j.grade(&p, &cps, "answer: 4")?;
+    assert_eq!(g.len(), 1);
+    assert!(g[0].score > 0.0 && g[0].score < 1.0 && (g[0].score - 0.5).abs() > 1e-6 && g[0].at.is_none(), "{g:?}");
+    cfg.train.advantage = "grpo".into();
+    cfg.train.exprl = "outcome".into();
+    cfg.train.steps = 1;
+    cfg.validate()?;
+    let out = run_train(&cfg, Some(&d.path().join("exprl")), None, None, true)?;
+    let m = metrics(&out.run_dir);
+    let step = m.iter().find(|v| v.get("exprl_reward").is_some()).expect("an ExpRL step");
+    assert_eq!(step["exprl_judge_failures"], 0);
+    let r = step["exprl_reward"].as_f64().unwrap();
+    assert!(r > 0.0 && r < 1.0, "soft LM-judge grades: {r}");
     Ok(())
 }

@@ -912,3 +912,193 @@ fn prdp_regresses_reward_differences_and_learns() -> Result<()> {
     assert!(r1 > r0 + 0.15, "PRDP learns: {r0:.3} -> {r1:.3}");
     Ok(())
 }
+
+/// A two-digit code the prompt names ("code 47"): the verifier accepts only both digits, which a
+/// fresh model writes ~0.01 % of the time; the hidden reference has the first digit as an
+/// intermediate checkpoint.
+fn two_digit_code(i: u64) -> Problem {
+    let code = ["14", "47", "71"][(i % 3) as usize];
+    Problem {
+        id: i,
+        prompt: format!("code {code}"),
+        answer: code.into(),
+        solution: format!("{}\n{code}", &code[..1]),
+        meta: serde_json::Value::Null,
+    }
+}
+
+/// The spec's deterministic mock judge: a checkpoint is met when the response starts with it,
+/// the final one when it starts with the whole answer.
+struct PrefixJudge;
+
+impl oxrl::judge::Judge for PrefixJudge {
+    fn compare(&self, _: &Problem, _: &str, _: &str) -> Result<f64> {
+        Ok(0.5)
+    }
+    fn grade(
+        &self,
+        p: &Problem,
+        cps: &[oxrl_core::shaping::exprl::Checkpoint],
+        response: &str,
+    ) -> Result<Vec<oxrl_core::shaping::exprl::Grade>> {
+        Ok(cps
+            .iter()
+            .map(|c| {
+                let target = if c.is_final { p.answer.as_str() } else { c.text.as_str() };
+                let met = response.starts_with(target);
+                oxrl_core::shaping::exprl::Grade { score: met as u8 as f64, at: met.then_some(target.len()) }
+            })
+            .collect())
+    }
+}
+
+/// ExpRL (2026, INFERRED): on problems a fresh model never solves, the binary reward leaves
+/// every group degenerate, while the rubric against the hidden reference pays for the first
+/// digit — partial progress is rewarded, the first digit and then the code are learned; as a
+/// mid-training prior it hands over to the sparse reward after `exprl_steps`, and the process
+/// level (reward on the token where a checkpoint is met, REINFORCE++ returns) learns as well.
+#[test]
+fn exprl_rewards_partial_progress_against_hidden_references() -> Result<()> {
+    let task = FirstDigit::with(two_digit_code, |_| 1.0);
+    let (steps, prior) = (80, 60);
+    let lr = 3e-3;
+    let binary = run_phases_judged(&task, &[(&bandit_config("grpo"), steps)], lr, 2, Some(&PrefixJudge), None)?;
+    let mut c = bandit_config("grpo");
+    c.train.exprl = "outcome".into();
+    c.train.exprl_steps = prior;
+    let exp = run_phases_judged(&task, &[(&c, steps)], lr, 2, Some(&PrefixJudge), None)?;
+    let n = steps as usize;
+    for (i, m) in exp.iter().enumerate() {
+        let active = i < prior as usize;
+        assert_eq!(m["exprl_active"], active as u8, "step {}", i + 1);
+        if active {
+            assert_eq!(m["exprl_judge_failures"], 0);
+            assert_eq!(m["exprl_prompt_leaks"], 0, "the reference never enters the prompt");
+            let r = m["exprl_reward"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&r));
+        } else {
+            assert!(m.get("exprl_reward").is_none());
+            assert_eq!(m["reward_mean"], m["accuracy"], "the sparse verifier reward after the switch");
+        }
+    }
+    let degenerate = |run: &[serde_json::Map<String, serde_json::Value>]| mean_of(run, "zero_variance_groups", 0..5);
+    eprintln!(
+        "ExpRL: degenerate groups over steps 1-5 binary {:.2} vs rubric {:.2}; accuracy after the prior binary {:.3} vs ExpRL {:.3}; checkpoints met {:.3} -> {:.3}",
+        degenerate(&binary),
+        degenerate(&exp),
+        mean_of(&binary, "accuracy", prior as usize..n),
+        mean_of(&exp, "accuracy", prior as usize..n),
+        mean_of(&exp, "exprl_checkpoints_met", 0..5),
+        mean_of(&exp, "exprl_checkpoints_met", prior as usize - 5..prior as usize),
+    );
+    assert!(degenerate(&binary) > 0.95, "the binary reward gives no signal at the start");
+    assert!(degenerate(&exp) < degenerate(&binary) - 0.1, "the rubric pays for partial progress");
+    assert!(
+        mean_of(&exp, "exprl_checkpoints_met", prior as usize - 5..prior as usize)
+            > mean_of(&exp, "exprl_checkpoints_met", 0..5) + 0.3,
+        "checkpoints are learned"
+    );
+    let (b, e) = (mean_of(&binary, "accuracy", prior as usize..n), mean_of(&exp, "accuracy", prior as usize..n));
+    assert!(e > b + 0.2 && e > 0.3, "ExpRL primes the sparse-reward phase: {e:.3} vs binary {b:.3}");
+    // Process level: each checkpoint's reward on the token where it is met.
+    let mut c = bandit_config("reinforce_pp");
+    c.train.exprl = "process".into();
+    let proc = run_phases_judged(&task, &[(&c, prior)], lr, 2, Some(&PrefixJudge), None)?;
+    let w = prior as usize;
+    let (p0, p1) = (mean_of(&proc, "exprl_reward", 0..5), mean_of(&proc, "exprl_reward", w - 5..w));
+    eprintln!("ExpRL process level: rubric reward {p0:.3} -> {p1:.3}");
+    assert!(p1 > p0 + 0.2, "the process-level rubric reward is learned: {p0:.3} -> {p1:.3}");
+    Ok(())
+}
+
+/// The bandit with a two-item rubric: the asked digit first, then `!`; the reward is the share
+/// of items met (a fresh model meets each ~1 % of the time, both almost never).
+struct RubricDigit(FirstDigit);
+
+impl RubricDigit {
+    fn status(p: &Problem, c: &str) -> Vec<(String, bool)> {
+        let ch: Vec<char> = c.chars().collect();
+        vec![
+            (format!("start with {}", p.answer), c.starts_with(&p.answer)),
+            ("then an exclamation mark".to_string(), ch.len() >= 2 && ch[1] == '!'),
+        ]
+    }
+}
+
+impl Task for RubricDigit {
+    fn name(&self) -> &str {
+        "rubric-digit"
+    }
+    fn train_problem(&self, index: u64) -> Problem {
+        self.0.train_problem(index)
+    }
+    fn train_size(&self) -> Option<usize> {
+        None
+    }
+    fn test_problems(&self) -> &[Problem] {
+        self.0.test_problems()
+    }
+    fn verify(&self, p: &Problem, c: &str) -> Verdict {
+        let s = Self::status(p, c);
+        let met = s.iter().filter(|x| x.1).count();
+        let mut v = Verdict::judged(met == 2, Some(c.to_string()), "");
+        v.reward = met as f32 / 2.0;
+        v
+    }
+    fn max_completion_chars(&self) -> usize {
+        2
+    }
+    fn rubric(&self, p: &Problem, c: &str) -> Option<Vec<(String, bool)>> {
+        Some(Self::status(p, c))
+    }
+}
+
+/// HeRL (CONFIRMED): unsolved groups get their best drafts revised under the rubric guidance;
+/// revisions that beat the group's best replace members (at most `herl_replace` per triggered
+/// group, the group keeps its size) and train with the shaped weight; both training contexts
+/// learn the rubric; a threshold nothing falls below leaves every group untouched — GRPO exactly.
+#[test]
+fn herl_revises_unsolved_groups_under_rubric_guidance() -> Result<()> {
+    let task = RubricDigit(FirstDigit::new());
+    let steps = 30;
+    let lr = 3e-3;
+    let mut c = bandit_config("grpo");
+    c.train.herl = true;
+    c.train.herl_replace = 2;
+    let guided = run_task(&task, &c, steps, lr)?;
+    let g = c.train.group_size as f64;
+    for m in &guided {
+        let triggered = m["herl_triggered"].as_f64().unwrap() * m["groups_drawn"].as_f64().unwrap();
+        let replaced = m["herl_replaced"].as_f64().unwrap();
+        assert!(replaced <= 2.0 * triggered + 1e-9, "at most herl_replace per triggered group");
+        assert!(m["herl_revisions"].as_f64().unwrap() <= triggered * g + 1e-9);
+        assert_eq!(m["groups_kept"], m["groups_drawn"]);
+    }
+    let n = steps as usize;
+    let replaced: f64 = guided.iter().map(|m| m["herl_replaced"].as_f64().unwrap()).sum();
+    eprintln!(
+        "HeRL: rubric reward steps 1-5 {:.3} -> 25-30 {:.3}; triggered {:.2} -> {:.2}; beat rate {:.3} -> {:.3}; {replaced} replacements",
+        mean_of(&guided, "reward_mean", 0..5),
+        mean_of(&guided, "reward_mean", 25..n),
+        mean_of(&guided, "herl_triggered", 0..5),
+        mean_of(&guided, "herl_triggered", 25..n),
+        mean_of(&guided, "herl_beat_rate", 0..10),
+        mean_of(&guided, "herl_beat_rate", 20..n),
+    );
+    assert!(replaced > 0.0, "revisions that beat the best replaced members");
+    assert!(mean_of(&guided, "reward_mean", 25..n) > mean_of(&guided, "reward_mean", 0..5) + 0.3);
+    assert!(mean_of(&guided, "herl_triggered", 25..n) < mean_of(&guided, "herl_triggered", 0..5));
+    // Internalisation: the revisions trained under the original prompt.
+    c.train.herl_context = "original".into();
+    let orig = run_task(&task, &c, steps, lr)?;
+    assert!(mean_of(&orig, "reward_mean", 25..n) > mean_of(&orig, "reward_mean", 0..5) + 0.3);
+    // A threshold no group is below: nothing triggered, identical to GRPO.
+    c.train.herl_threshold = 0.0;
+    let off = run_task(&task, &c, 3, lr)?;
+    let grpo = run_task(&task, &bandit_config("grpo"), 3, lr)?;
+    for (x, y) in grpo.iter().zip(&off) {
+        assert_eq!(y["herl_triggered"], 0.0);
+        assert_eq!(x["grad_norm"], y["grad_norm"], "untouched groups: GRPO");
+    }
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! Reward shaping and batch filtering around the verifier rewards.
 
 pub mod dynamic_sampling;
+pub mod exprl;
 pub mod gated_reward;
+pub mod herl;
 pub mod hierarchical;
 pub mod igpo;
 pub mod overlong;
