@@ -3,9 +3,8 @@
 //! the verifier's reward — on the last token (outcome level) or spread over the tokens where the
 //! checkpoints are first met (process level).
 
-use crate::judge::{checkpoints, Judge};
-use anyhow::Result;
-use oxrl_core::shaping::exprl::{outcome_reward, process_rewards};
+use crate::judge::Judge;
+use oxrl_core::shaping::exprl::{outcome_reward, process_rewards, Checkpoint};
 use oxrl_lm::Tokenizer;
 use oxrl_tasks::Problem;
 
@@ -23,26 +22,23 @@ pub struct Scored {
     pub failed: bool,
 }
 
-/// Grade `text` (the decoded response of `tokens`) on `problem`'s rubric with `judge`. A judge
-/// error is a zero reward, logged by the caller — never a failed step; a problem without a
-/// reference to build a rubric from is a configuration error.
+/// Grade `text` (the decoded response of `tokens`) with `judge` on the checkpoints `cps` of
+/// `problem`'s rubric ([`crate::judge::checkpoints`], built once per problem). A judge error is a
+/// zero reward, logged by the caller — never a failed step.
 pub fn score(
     judge: &dyn Judge,
     tok: &dyn Tokenizer,
     problem: &Problem,
+    cps: &[Checkpoint],
     text: &str,
     tokens: &[u32],
     process: bool,
-    final_weight: f64,
-) -> Result<Scored> {
-    let cps = checkpoints(problem, final_weight)?;
-    let grades = match judge.grade(problem, &cps, text) {
+) -> Scored {
+    let grades = match judge.grade(problem, cps, text) {
         Ok(g) if g.len() == cps.len() && g.iter().all(|g| g.score.is_finite()) => g,
-        _ => {
-            return Ok(Scored { tokens: process.then(|| vec![0.0; tokens.len()]), failed: true, ..Default::default() })
-        }
+        _ => return Scored { tokens: process.then(|| vec![0.0; tokens.len()]), failed: true, ..Default::default() },
     };
-    let reward = outcome_reward(&cps, &grades);
+    let reward = outcome_reward(cps, &grades);
     let tokens = if process {
         // The token where a byte offset of the decoded text is reached: the shortest prefix
         // whose decoding is at least that long (prefix decodings grow with the prefix).
@@ -61,19 +57,20 @@ pub fn score(
             }
             lo - 1
         };
-        Some(process_rewards(&cps, &grades, tokens.len(), token_of))
+        Some(process_rewards(cps, &grades, tokens.len(), token_of))
     } else {
         None
     };
     let met = grades.iter().filter(|g| g.score >= 0.5).count() as f64 / cps.len() as f64;
     let final_score = cps.iter().zip(&grades).filter(|(c, _)| c.is_final).map(|(_, g)| g.score).sum();
-    Ok(Scored { reward, tokens, met, final_score, failed: false })
+    Scored { reward, tokens, met, final_score, failed: false }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::TaskJudge;
+    use crate::judge::{checkpoints, TaskJudge};
+    use anyhow::Result;
     use oxrl_lm::CharTokenizer;
 
     fn arith_problem() -> Problem {
@@ -91,7 +88,7 @@ mod tests {
         assert_eq!(cps.len(), 3, "two steps and the answer: {cps:?}");
         let full = p.solution.clone();
         let ids = tok.encode(&full)?;
-        let s = score(&judge, &tok, &p, &full, &ids, true, 0.0)?;
+        let s = score(&judge, &tok, &p, &cps, &full, &ids, true);
         assert_eq!((s.reward, s.met, s.final_score, s.failed), (1.0, 1.0, 1.0, false));
         let placed = s.tokens.unwrap();
         assert!((placed.iter().sum::<f64>() - 1.0).abs() < 1e-12);
@@ -102,11 +99,11 @@ mod tests {
         // only the answer: its weight, on the last token
         let only = format!("answer: {}", p.answer);
         let ids = tok.encode(&only)?;
-        let s = score(&judge, &tok, &p, &only, &ids, true, 0.0)?;
+        let s = score(&judge, &tok, &p, &cps, &only, &ids, true);
         assert!((s.reward - 1.0 / 3.0).abs() < 1e-12);
         assert!((s.tokens.unwrap()[ids.len() - 1] - 1.0 / 3.0).abs() < 1e-12);
         // the final weight knob
-        let s = score(&judge, &tok, &p, &only, &ids, false, 0.6)?;
+        let s = score(&judge, &tok, &p, &checkpoints(&p, 0.6)?, &only, &ids, false);
         assert!((s.reward - 0.6).abs() < 1e-12 && s.tokens.is_none());
         Ok(())
     }
@@ -124,7 +121,7 @@ mod tests {
         let tok = CharTokenizer::new();
         let p = arith_problem();
         let ids = tok.encode(&p.solution)?;
-        let s = score(&Broken, &tok, &p, &p.solution, &ids, true, 0.0)?;
+        let s = score(&Broken, &tok, &p, &checkpoints(&p, 0.0)?, &p.solution, &ids, true);
         assert!(s.failed && s.reward == 0.0 && s.tokens.unwrap().iter().all(|&x| x == 0.0));
         Ok(())
     }

@@ -506,6 +506,8 @@ pub fn rl_step(
                 let shown = tok.decode(&base[pi])?;
                 exprl_leaks += oxrl_core::shaping::exprl::leaked_substring(&shown, &p.solution, 20).is_some() as usize;
             }
+            // ExpRL: the problem's rubric, once per group.
+            let rubric = if exprl_on { Some(crate::judge::checkpoints(p, t.exprl_final_weight)?) } else { None };
             let mut group = Vec::with_capacity(entries.len());
             for (prompt, hint, c) in entries {
                 gen_tokens += c.tokens.len();
@@ -518,21 +520,13 @@ pub fn rl_step(
                 let v = task.verify(p, &text);
                 let mut reward = reward_of(&v, c.tokens.len());
                 let mut exprl_tokens = None;
-                if exprl_on {
-                    let sc = crate::exprl::score(
-                        judge,
-                        tok,
-                        p,
-                        &text,
-                        &c.tokens,
-                        t.exprl == "process",
-                        t.exprl_final_weight,
-                    )?;
+                if let Some(cps) = &rubric {
+                    let mut sc = crate::exprl::score(judge, tok, p, cps, &text, &c.tokens, t.exprl == "process");
                     reward = sc.reward;
                     if t.overlong_buffer > 0 {
                         reward += overlong_penalty(c.tokens.len(), budget, t.overlong_buffer);
                     }
-                    exprl_tokens = sc.tokens.clone();
+                    exprl_tokens = sc.tokens.take();
                     exprl_log.push(sc);
                 }
                 let episode = if agent { Some(crate::agent::replay(task, p, &text)?) } else { None };
@@ -571,15 +565,23 @@ pub fn rl_step(
             if t.herl {
                 // HeRL: a group below the threshold has its best drafts revised by the policy
                 // with the satisfied / unmet rubric items in context.
-                let status: Vec<Vec<(String, bool)>> = group
-                    .iter()
-                    .map(|s| {
-                        task.rubric(p, &s.text).ok_or_else(|| {
-                            anyhow::anyhow!("key `train.herl`: task `{}` has no rubric (try `instruct`)", task.name())
-                        })
-                    })
-                    .collect::<Result<_>>()?;
                 let rewards: Vec<f64> = group.iter().map(|s| s.reward).collect();
+                let status: Vec<Vec<(String, bool)>> = if oxrl_core::shaping::herl::triggered(&rewards, herl.threshold)
+                {
+                    group
+                        .iter()
+                        .map(|s| {
+                            task.rubric(p, &s.text).ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "key `train.herl`: task `{}` has no rubric (try `instruct`)",
+                                    task.name()
+                                )
+                            })
+                        })
+                        .collect::<Result<_>>()?
+                } else {
+                    vec![Vec::new(); group.len()]
+                };
                 let satisfied: Vec<usize> = status.iter().map(|r| r.iter().filter(|x| x.1).count()).collect();
                 let cands = oxrl_core::shaping::herl::candidates(&rewards, &satisfied, herl);
                 if !cands.is_empty() {
@@ -1328,10 +1330,14 @@ pub fn rl_step(
                     None
                 };
                 // ViSurf: an injected expert response has ratio 1 (log π_old := log π_θ, detached).
+                // 1 on every position of the minibatch rows whose sample has `flag`.
+                let flag_rows = |flag: fn(&Sample) -> bool| -> Result<Tensor> {
+                    let f: Vec<Vec<f64>> = idx.iter().map(|&i| vec![flag(&samples[i]) as u8 as f64; width]).collect();
+                    pad_rows(&f.iter().map(|r| r.as_slice()).collect::<Vec<_>>(), width, &dev)
+                };
                 let old = rows(&logp_old)?;
                 let old = if idx.iter().any(|&i| samples[i].expert) {
-                    let e: Vec<Vec<f64>> = idx.iter().map(|&i| vec![samples[i].expert as u8 as f64; width]).collect();
-                    let e = pad_rows(&e.iter().map(|r| r.as_slice()).collect::<Vec<_>>(), width, &dev)?;
+                    let e = flag_rows(|s| s.expert)?;
                     ((&e * s.logp.detach())? + ((1.0 - &e)? * old)?)?
                 } else {
                     old
@@ -1411,9 +1417,7 @@ pub fn rl_step(
                     // HeRL: hindsight samples take the unclipped shaped weight −A·ρ/(ρ + γ_s),
                     // ρ against their rollout-time log-probs.
                     let pg = if idx.iter().any(|&i| samples[i].he) {
-                        let he: Vec<Vec<f64>> = idx.iter().map(|&i| vec![samples[i].he as u8 as f64; width]).collect();
-                        let he = pad_rows(&he.iter().map(|r| r.as_slice()).collect::<Vec<_>>(), width, &dev)?
-                            .to_dtype(pg.dtype())?;
+                        let he = flag_rows(|s| s.he)?.to_dtype(pg.dtype())?;
                         let hl = oxrl_core::shaping::herl::hindsight_loss(
                             &s.logp,
                             &old,

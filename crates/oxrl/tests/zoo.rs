@@ -1072,7 +1072,6 @@ fn herl_revises_unsolved_groups_under_rubric_guidance() -> Result<()> {
         let replaced = m["herl_replaced"].as_f64().unwrap();
         assert!(replaced <= 2.0 * triggered + 1e-9, "at most herl_replace per triggered group");
         assert!(m["herl_revisions"].as_f64().unwrap() <= triggered * g + 1e-9);
-        assert_eq!(m["groups_kept"], m["groups_drawn"]);
     }
     let n = steps as usize;
     let replaced: f64 = guided.iter().map(|m| m["herl_replaced"].as_f64().unwrap()).sum();
