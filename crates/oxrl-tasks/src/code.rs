@@ -128,6 +128,7 @@ impl Task for Code {
             (exit, _) => {
                 let why = match exit {
                     Exit::TimedOut => "timed out".to_string(),
+                    Exit::CpuLimit => "timed out (CPU limit)".to_string(),
                     Exit::Signal(s) => format!("killed by signal {s}"),
                     Exit::Code(c) => format!("exit {c}: {}", r.stderr.lines().last().unwrap_or("")),
                 };

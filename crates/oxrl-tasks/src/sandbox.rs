@@ -51,8 +51,11 @@ impl Default for Limits {
 pub enum Exit {
     /// Exited with this status code.
     Code(i32),
-    /// Killed by this signal (e.g. SIGXCPU at the CPU limit, SIGSEGV).
+    /// Killed by this signal (e.g. SIGSEGV).
     Signal(i32),
+    /// Stopped at the CPU-time limit (SIGXCPU). A busy loop reaches this and the wall-clock limit
+    /// at about the same moment, so callers should treat both as "out of time".
+    CpuLimit,
     /// Killed at the wall-clock limit.
     TimedOut,
 }
@@ -209,6 +212,7 @@ impl Sandbox {
                 use std::os::unix::process::ExitStatusExt;
                 break match (status.code(), status.signal()) {
                     (Some(c), _) => Exit::Code(c),
+                    (None, Some(libc::SIGXCPU)) => Exit::CpuLimit,
                     (None, Some(s)) => Exit::Signal(s),
                     _ => Exit::Signal(0),
                 };
@@ -253,11 +257,16 @@ mod tests {
     #[test]
     fn kills_an_infinite_loop() {
         let r = py().run("while True:\n    pass\n", "").unwrap();
-        assert!(matches!(r.exit, Exit::TimedOut | Exit::Signal(_)), "{r:?}");
+        assert!(matches!(r.exit, Exit::TimedOut | Exit::CpuLimit), "{r:?}");
         assert!(r.wall < Duration::from_secs(5), "stopped by the limits: {:?}", r.wall);
         // Sleeping (no CPU) is stopped by the wall clock.
         let r = py().run("import time\ntime.sleep(60)\n", "").unwrap();
         assert_eq!(r.exit, Exit::TimedOut);
+        // With the CPU limit well below the wall clock, a busy loop hits the CPU limit.
+        let s =
+            Sandbox::python(Limits { wall: Duration::from_secs(20), cpu_seconds: 1, ..Default::default() }).unwrap();
+        let r = s.run("while True:\n    pass\n", "").unwrap();
+        assert_eq!(r.exit, Exit::CpuLimit, "{r:?}");
     }
 
     #[test]
