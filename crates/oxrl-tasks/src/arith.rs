@@ -5,7 +5,7 @@
 //! (multiplications first, left to right, then additions and subtractions left to right). The
 //! verifier is an exact match of the final integer. Difficulty knob: the number of operands (2..8).
 
-use crate::{oxrl_rng::Rng, verify_int_answer, Problem, Splits, Task, Verdict};
+use crate::{oxrl_rng::Rng, verify_int_answer, Problem, Splits, Task, Variant, Verdict};
 use anyhow::{ensure, Result};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,82 @@ impl Arith {
     }
 }
 
+/// A prompt `3*4+5-2=` as signed product terms `[('+', [3, 4]), ('+', [5]), ('-', [2])]`.
+fn terms(prompt: &str) -> Option<Vec<(char, Vec<i64>)>> {
+    let body = prompt.strip_suffix('=')?;
+    let mut out: Vec<(char, Vec<i64>)> = Vec::new();
+    let mut sign = '+';
+    for (i, part) in body.split_inclusive(['+', '-']).enumerate() {
+        let (text, next) = match part.strip_suffix(['+', '-']) {
+            Some(t) => (t, part.chars().last()),
+            None => (part, None),
+        };
+        let factors: Option<Vec<i64>> = text.split('*').map(|f| f.parse().ok()).collect();
+        let factors = factors?;
+        if factors.is_empty() || (i == 0 && sign != '+') {
+            return None;
+        }
+        out.push((sign, factors));
+        sign = next.unwrap_or('+');
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn render(terms: &[(char, Vec<i64>)]) -> String {
+    let mut s = String::new();
+    for (i, (sign, f)) in terms.iter().enumerate() {
+        if i > 0 {
+            s.push(*sign);
+        }
+        s.push_str(&f.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("*"));
+    }
+    s.push('=');
+    s
+}
+
+/// SvS's scripted problem rewriter — the spec's stand-in for the policy writing a new problem
+/// with the same answer. 60 %: a consistent rewrite (factors and terms reordered, and half the
+/// time one operand n rewritten as d*(n/d) or a+(n−a), changing the operation mix); 30 %: the
+/// rewrite with one operand raised by 1, which changes the answer ("broken", the acceptance band
+/// must reject it); 10 %: the answer itself as the problem ("leak", too easy — the band's upper
+/// edge must reject it).
+pub fn variant(prompt: &str, answer: &str, rng: &mut Rng) -> Option<Variant> {
+    use rand::seq::{IndexedRandom, SliceRandom};
+    let mut t = terms(prompt)?;
+    let u: f64 = rng.random();
+    if u < 0.1 {
+        return Some(Variant { prompt: format!("{answer}="), label: "leak" });
+    }
+    for (_, f) in t.iter_mut() {
+        f.shuffle(rng);
+    }
+    t.shuffle(rng);
+    let first_plus = t.iter().position(|x| x.0 == '+').expect("the first term is positive");
+    t.swap(0, first_plus);
+    if rng.random::<bool>() {
+        let singles: Vec<usize> = (0..t.len()).filter(|&i| t[i].1.len() == 1 && t[i].1[0] >= 2).collect();
+        if let Some(&i) = singles.choose(rng) {
+            let (sign, n) = (t[i].0, t[i].1[0]);
+            let divisors: Vec<i64> = (2..n).take_while(|d| d * d <= n).filter(|d| n % d == 0).collect();
+            match divisors.choose(rng) {
+                Some(&d) => t[i].1 = vec![d, n / d],
+                None => {
+                    let a = rng.random_range(1..n);
+                    t[i].1 = vec![a];
+                    t.insert(i + 1, (sign, vec![n - a]));
+                }
+            }
+        }
+    }
+    if u < 0.4 {
+        let i = rng.random_range(0..t.len());
+        let j = rng.random_range(0..t[i].1.len());
+        t[i].1[j] += 1;
+        return Some(Variant { prompt: render(&t), label: "broken" });
+    }
+    Some(Variant { prompt: render(&t), label: "consistent" })
+}
+
 impl Task for Arith {
     fn name(&self) -> &str {
         "arith"
@@ -128,11 +204,52 @@ impl Task for Arith {
     fn process_rewards(&self, _problem: &Problem, completion: &str) -> Option<Vec<f64>> {
         Some(crate::equation_step_rewards(completion))
     }
+    fn variant(&self, problem: &Problem, rng: &mut Rng) -> Option<Variant> {
+        variant(&problem.prompt, &problem.answer, rng)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn value(terms: &[(char, Vec<i64>)]) -> i64 {
+        terms.iter().map(|(sign, f)| if *sign == '-' { -f.iter().product::<i64>() } else { f.iter().product() }).sum()
+    }
+
+    #[test]
+    fn svs_variants_keep_break_or_leak_the_answer_as_labelled() {
+        let t = Arith::new(ArithConfig { operands: 4, min_operands: Some(2), ..Default::default() }, 0).unwrap();
+        let mut rng = crate::oxrl_rng::rng(0, "variants", 0);
+        let mut count = std::collections::BTreeMap::new();
+        let mut mix_changed = 0;
+        for i in 0..500 {
+            let p = t.train_problem(i);
+            let orig = terms(&p.prompt).unwrap();
+            assert_eq!(render(&orig), p.prompt, "parse and render round-trip");
+            assert_eq!(value(&orig).to_string(), p.answer);
+            let v = t.variant(&p, &mut rng).unwrap();
+            *count.entry(v.label).or_insert(0) += 1;
+            match v.label {
+                "leak" => assert!(v.prompt.contains(&p.answer)),
+                label => {
+                    let new = terms(&v.prompt).unwrap_or_else(|| panic!("{} parses", v.prompt));
+                    assert_eq!(
+                        value(&new).to_string() == p.answer,
+                        label == "consistent",
+                        "{} → {}",
+                        p.prompt,
+                        v.prompt
+                    );
+                    let ops = |s: &str| s.chars().filter(|c| "+-*".contains(*c)).count();
+                    mix_changed += (ops(&v.prompt) != ops(&p.prompt)) as usize;
+                }
+            }
+        }
+        assert!(count["consistent"] > 250 && count["broken"] > 110 && count["leak"] > 30, "{count:?}");
+        assert!(mix_changed > 100, "half the rewrites change the operation mix ({mix_changed})");
+        assert!(terms("3*4+").is_none() && terms("-3=").is_none() && terms("x=").is_none());
+    }
 
     #[test]
     fn steps_follow_precedence() {

@@ -93,6 +93,19 @@ pub trait Task: Send + Sync {
     fn rubric(&self, _problem: &Problem, _completion: &str) -> Option<Vec<(String, bool)>> {
         None
     }
+    /// A scripted rewrite of the problem's prompt that its reference answer should still answer
+    /// (SvS's CPU stand-in for the policy as problem writer); None when the task has none.
+    fn variant(&self, _problem: &Problem, _rng: &mut oxrl_rng::Rng) -> Option<Variant> {
+        None
+    }
+}
+
+/// A rewritten prompt and what kind of rewrite it is, for diagnostics: "consistent" (same
+/// answer), "broken" (the answer changed) or "leak" (the answer is in the text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub prompt: String,
+    pub label: &'static str,
 }
 
 /// The built-in tasks' principle-based process reward: the completion's comma-separated steps

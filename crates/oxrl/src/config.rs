@@ -535,6 +535,23 @@ pub struct TrainConfig {
     pub exprl_steps: u64,
     /// ExpRL: weight of the final-answer checkpoint, the rest shared equally (0 = equal weights).
     pub exprl_final_weight: f64,
+    /// SvS: variational problem synthesis — correct responses of problems whose accuracy lies in
+    /// [svs_select_lo, svs_select_hi] seed G new problems with the same answer; each is solved G
+    /// times and rewarded 1 when its solve rate lies in [svs_accept_lo, svs_accept_hi].
+    pub svs: bool,
+    pub svs_select_lo: f64,
+    pub svs_select_hi: f64,
+    pub svs_accept_lo: f64,
+    pub svs_accept_hi: f64,
+    /// Who writes the new problems: "policy" (the policy itself from `svs_template`; its problem
+    /// texts train with the synthesis reward) or "task" (the task's scripted rewriter, the spec's
+    /// CPU stand-in: ARITH).
+    pub svs_synthesizer: String,
+    /// The policy's synthesis instruction; `{solution}` is replaced by the correct response.
+    pub svs_template: String,
+    /// At most this many source responses per step (0 = all, as the paper; each costs G + G²
+    /// generations).
+    pub svs_max_sources: usize,
     /// PPR / ReNorm: α of the group-centred process score added to the outcome reward, in
     /// [0, 0.5) (0 = off; needs a task with a process verifier).
     pub ppr_coef: f64,
@@ -768,6 +785,16 @@ impl Default for TrainConfig {
             exprl: "off".into(),
             exprl_steps: 0,
             exprl_final_weight: 0.0,
+            svs: false,
+            svs_select_lo: 0.125,
+            svs_select_hi: 0.5,
+            svs_accept_lo: 0.125,
+            svs_accept_hi: 0.625,
+            svs_synthesizer: "policy".into(),
+            svs_template:
+                "Write a new problem whose answer is the answer of this solution.\nSolution: {solution}\nProblem:"
+                    .into(),
+            svs_max_sources: 0,
             ppr_coef: 0.0,
             visurf: "off".into(),
             visurf_cap: false,
@@ -1220,6 +1247,32 @@ impl RunConfig {
                 )?;
             }
         }
+        let band = |lo: f64, hi: f64| 0.0 <= lo && lo <= hi && hi <= 1.0;
+        if !band(t.svs_select_lo, t.svs_select_hi) || !band(t.svs_accept_lo, t.svs_accept_hi) {
+            err("svs", "0 <= svs_select_lo <= svs_select_hi <= 1 and 0 <= svs_accept_lo <= svs_accept_hi <= 1".into())?;
+        }
+        if !matches!(t.svs_synthesizer.as_str(), "policy" | "task") {
+            err("svs_synthesizer", format!("`{}` is not one of policy, task", t.svs_synthesizer))?;
+        }
+        if !t.svs_template.contains("{solution}") {
+            err("svs_template", "must contain `{solution}` (where the correct response goes)".into())?;
+        }
+        if t.svs {
+            // The synthetic groups carry the verifier's reward against the source's answer.
+            let clash = [
+                ("exprl", t.exprl != "off"),
+                ("reward_model", t.reward_model.is_some()),
+                ("calibrl_coef", t.calibrl_coef > 0.0),
+                ("rpo", t.rpo),
+                ("advantage", t.advantage == "arena"),
+            ];
+            if let Some((k, _)) = clash.iter().find(|x| x.1) {
+                err(
+                    "svs",
+                    format!("SvS's synthetic problems are scored by the verifier against the source answer: it cannot be combined with `train.{k}`"),
+                )?;
+            }
+        }
         if !matches!(t.exprl.as_str(), "off" | "outcome" | "process") {
             err("exprl", format!("`{}` is not one of off, outcome, process", t.exprl))?;
         }
@@ -1445,6 +1498,10 @@ mod tests {
             (&["train.herl=true", "train.herl_gamma=0"][..], "train.herl"),
             (&["train.herl=true", "train.igpo=true"][..], "train.herl"),
             (&["train.exprl_final_weight=1.5"][..], "train.exprl_final_weight"),
+            (&["train.svs=true", "train.svs_select_lo=0.6"][..], "train.svs"),
+            (&["train.svs=true", "train.svs_synthesizer=\"oracle\""][..], "train.svs_synthesizer"),
+            (&["train.svs=true", "train.svs_template=\"Problem:\""][..], "train.svs_template"),
+            (&["train.svs=true", "train.rpo=true"][..], "train.svs"),
             (&["train.exprl=\"outcome\"", "train.prefix_rl=0.5"][..], "train.exprl"),
             (&["train.exprl=\"process\"", "train.visurf=\"always\""][..], "train.exprl"),
             (&["train.exprl=\"outcome\"", "train.arena_judge=\"/nonexistent\""][..], "train.arena_judge"),

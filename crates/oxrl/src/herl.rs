@@ -27,22 +27,7 @@ pub fn hindsight_ids(
     draft: &str,
     rubric: &[(String, bool)],
 ) -> Result<Vec<u32>> {
-    let mut p = problem.clone();
-    let instruction = match p.meta.get_mut("messages").and_then(|m| m.as_array_mut()) {
-        Some(msgs) => {
-            let last_user = msgs.iter_mut().rev().find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"));
-            match last_user {
-                Some(m) => {
-                    let content = m.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string();
-                    m["content"] = serde_json::Value::String(hindsight_text(&content, draft, rubric));
-                    content
-                }
-                None => anyhow::bail!("problem {}: `messages` has no user message to revise under", problem.id),
-            }
-        }
-        None => problem.prompt.clone(),
-    };
-    p.prompt = hindsight_text(&instruction, draft, rubric);
+    let p = crate::policy::rewrite_instruction(problem, |instruction| hindsight_text(instruction, draft, rubric))?;
     crate::policy::prompt_ids(tok, &p)
 }
 

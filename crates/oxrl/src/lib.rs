@@ -27,6 +27,7 @@ pub mod run;
 pub mod runtime;
 pub mod sft;
 pub mod spae_probe;
+pub mod svs;
 pub mod sweep;
 pub mod tensorboard;
 pub mod train;

@@ -106,6 +106,26 @@ impl Policy {
 
 /// A problem's prompt ids: its chat messages (dataset `messages_field`) through the chat
 /// template, else its prompt text (through the template when chat formatting is on).
+/// The problem with its instruction rewritten by `f`: the prompt, or in chat data the last user
+/// message's content (the system prompt and earlier turns stay).
+pub fn rewrite_instruction(problem: &Problem, f: impl FnOnce(&str) -> String) -> Result<Problem> {
+    let mut p = problem.clone();
+    match p.meta.get_mut("messages").and_then(|m| m.as_array_mut()) {
+        Some(msgs) => {
+            let last_user = msgs.iter_mut().rev().find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"));
+            let Some(m) = last_user else {
+                anyhow::bail!("problem {}: `messages` has no user message to rewrite", problem.id)
+            };
+            let content = m.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string();
+            let new = f(&content);
+            m["content"] = serde_json::Value::String(new.clone());
+            p.prompt = new;
+        }
+        None => p.prompt = f(&problem.prompt),
+    }
+    Ok(p)
+}
+
 pub fn prompt_ids(tok: &dyn Tokenizer, problem: &Problem) -> Result<Vec<u32>> {
     match problem.meta.get("messages") {
         Some(m) => {

@@ -104,6 +104,8 @@ struct Sample {
     exprl_tokens: Option<Vec<f64>>,
     /// HeRL: a hindsight revision in place of a rollout (trained with the shaped weight).
     he: bool,
+    /// SvS: a problem text the policy wrote (a synthesis group member), not a solution.
+    synth: bool,
 }
 
 /// Sequences per scorer call outside the update (bounds the logits memory).
@@ -366,6 +368,7 @@ pub fn rl_step(
             ("igpo", t.igpo),
             ("exprl", t.exprl != "off"),
             ("herl", t.herl),
+            ("svs", t.svs),
         ];
         if let Some((k, _)) = unsupported.iter().find(|x| x.1) {
             anyhow::bail!("key `train.{k}`: not supported on multi-turn agent tasks (`{}`)", task.name());
@@ -560,6 +563,7 @@ pub fn rl_step(
                     igpo_hint: 0,
                     exprl_tokens,
                     he: false,
+                    synth: false,
                 });
             }
             if t.herl {
@@ -701,6 +705,72 @@ pub fn rl_step(
         }
     }
     state.cursor = data.cursor;
+    // SvS: the correct responses of under-performing problems seed new problems with the same
+    // answer; their solving groups (and the policy's synthesis groups) join the batch.
+    let mut svs_stats = None;
+    if t.svs {
+        let band = oxrl_core::shaping::svs::Svs {
+            select_lo: t.svs_select_lo,
+            select_hi: t.svs_select_hi,
+            accept_lo: t.svs_accept_lo,
+            accept_hi: t.svs_accept_hi,
+        };
+        let mut sources = Vec::new();
+        for (gi, p) in group_problems.iter().enumerate() {
+            let members: Vec<&Sample> = samples.iter().filter(|s| s.group == gi).collect();
+            let correct: Vec<bool> = members.iter().map(|s| s.correct).collect();
+            sources.extend(band.sources(&correct).into_iter().map(|i| (p.clone(), members[i].text.clone())));
+        }
+        let mut svs_rng = oxrl_core::seed::rng(cfg.seed, "svs", step_no);
+        if t.svs_max_sources > 0 && sources.len() > t.svs_max_sources {
+            sources.shuffle(&mut svs_rng);
+            sources.truncate(t.svs_max_sources);
+        }
+        let synthesizer =
+            if t.svs_synthesizer == "task" { crate::svs::Synthesizer::Task } else { crate::svs::Synthesizer::Policy };
+        let ctx = crate::svs::Ctx {
+            model: &policy.model,
+            tok,
+            task,
+            params: &params,
+            group_size: t.group_size,
+            svs: band,
+            synthesizer,
+            template: &t.svs_template,
+            reward_of: &reward_of,
+        };
+        let (groups, stats) = crate::svs::synthesize(&ctx, &sources, &mut svs_rng)?;
+        for g in groups {
+            for mb in g.members {
+                gen_tokens += mb.completion.tokens.len();
+                let process = if g.synthesis { None } else { process_of(&g.problem, &mb.text)? };
+                samples.push(Sample {
+                    group: groups_kept,
+                    prompt: mb.prompt,
+                    completion: mb.completion,
+                    reward: mb.reward,
+                    correct: mb.correct,
+                    format_ok: mb.format_ok,
+                    solution: if g.synthesis { String::new() } else { g.problem.solution.clone() },
+                    task: g.problem.meta.get("task").and_then(|v| v.as_str()).map(String::from),
+                    rate: g.problem.meta.get("rate").and_then(|v| v.as_f64()).unwrap_or(1.0),
+                    expert: false,
+                    text: mb.text,
+                    process,
+                    turn_values: None,
+                    episode: None,
+                    hint_ratio: 0.0,
+                    igpo_hint: 0,
+                    exprl_tokens: None,
+                    he: false,
+                    synth: g.synthesis,
+                });
+            }
+            group_problems.push(g.problem);
+            groups_kept += 1;
+        }
+        svs_stats = Some(stats);
+    }
     let mut spa_stats = None;
     if agent && t.agent_reward == "spa" {
         // SPA-RL: fit the linear progress estimator on this batch's episodes (contributions sum
@@ -767,6 +837,17 @@ pub fn rl_step(
         if herl_revised > 0 {
             m.insert("herl_beat_rate".into(), json!(herl_beat as f64 / herl_revised as f64));
             m.insert("herl_revision_gain".into(), json!(mean(herl_gain.iter().copied())));
+        }
+    }
+    if let Some(st) = &svs_stats {
+        m.insert("svs_sources".into(), json!(st.sources));
+        m.insert("svs_candidates".into(), json!(st.candidates));
+        m.insert("svs_accepted".into(), json!(st.accepted));
+        m.insert("svs_synthesis_groups".into(), json!(st.synthesis_groups));
+        m.insert("svs_solve_groups".into(), json!(st.solve_groups));
+        for (label, (n, ok, solved)) in &st.by_label {
+            m.insert(format!("svs_accept_rate_{label}"), json!(*ok as f64 / (*n).max(1) as f64));
+            m.insert(format!("svs_solve_rate_{label}"), json!(solved / (*n).max(1) as f64));
         }
     }
     if t.exprl != "off" {
@@ -914,7 +995,9 @@ pub fn rl_step(
         .collect();
     m.insert("mismatch_mean".into(), json!(mean(diffs.iter().copied())));
     m.insert("mismatch_max".into(), json!(diffs.iter().copied().fold(0.0, f64::max)));
-    m.insert("entropy".into(), json!(mean(entropy.iter().flatten().copied())));
+    // (SvS: on solver tokens only — the problem texts the policy wrote are not solutions.)
+    let solver_entropy = entropy.iter().zip(&samples).filter(|(_, s)| !s.synth).flat_map(|(e, _)| e.iter().copied());
+    m.insert("entropy".into(), json!(mean(solver_entropy)));
     if let Some(lr_) = &logp_ref {
         // k3 estimate of KL(π_old || ref), per token
         let kl: Vec<f64> = logp_old

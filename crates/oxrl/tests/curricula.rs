@@ -100,3 +100,104 @@ fn igpo_replaces_all_wrong_groups_with_guided_correct_samples() -> Result<()> {
     assert!(run.iter().all(|m| m["mismatch_max"].as_f64().unwrap() < 1e-3), "kept hint tokens use π_old's log-probs");
     Ok(())
 }
+
+/// The bandit with a scripted rewriter for SvS: half the variants paraphrase the prompt (same answer),
+/// half ask for another digit while the answer stays — the acceptance band must reject those.
+struct Rewritable(FirstDigit);
+
+impl oxrl_tasks::Task for Rewritable {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn train_problem(&self, index: u64) -> Problem {
+        self.0.train_problem(index)
+    }
+    fn train_size(&self) -> Option<usize> {
+        self.0.train_size()
+    }
+    fn test_problems(&self) -> &[Problem] {
+        self.0.test_problems()
+    }
+    fn verify(&self, p: &Problem, completion: &str) -> oxrl_tasks::Verdict {
+        self.0.verify(p, completion)
+    }
+    fn max_completion_chars(&self) -> usize {
+        self.0.max_completion_chars()
+    }
+    fn variant(&self, p: &Problem, rng: &mut oxrl_core::seed::Rng) -> Option<oxrl_tasks::Variant> {
+        use rand::Rng;
+        if rng.random::<bool>() {
+            let prompt = format!("please {}", p.prompt);
+            return Some(oxrl_tasks::Variant { prompt, label: "consistent" });
+        }
+        let others: Vec<&str> = ["1", "4", "7"].into_iter().filter(|d| *d != p.answer).collect();
+        let d = others[rng.random_range(0..others.len())];
+        Some(oxrl_tasks::Variant { prompt: format!("say {d}"), label: "broken" })
+    }
+}
+
+fn rate(run: &[serde_json::Map<String, serde_json::Value>], key: &str) -> f64 {
+    let v: Vec<f64> = run.iter().filter_map(|m| m.get(key).and_then(|x| x.as_f64())).collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+#[test]
+fn svs_adds_solving_groups_for_answer_consistent_synthetic_problems() -> Result<()> {
+    let task = Rewritable(common::FirstDigit::new());
+    let warm = bandit_config("grpo");
+    let mut c = warm.clone();
+    c.train.group_size = 8;
+    c.train.svs = true;
+    c.train.svs_synthesizer = "task".into();
+    c.train.svs_max_sources = 4;
+    // The warmed-up bandit solves most prompts: widen the selection band so they seed synthesis.
+    c.train.svs_select_hi = 0.95;
+    let mut by_policy = c.clone();
+    by_policy.train.svs_synthesizer = "policy".into();
+    let (w, n) = (40, 6);
+    let run = common::run_phases(&task, &[(&warm, w), (&c, n)], 3e-3, 2)?;
+    let svs = &run[w as usize..(w + n) as usize];
+    let sum = |r: &[serde_json::Map<String, serde_json::Value>], k: &str| -> f64 {
+        r.iter().map(|m| m[k].as_f64().unwrap()).sum()
+    };
+    let (ok, bad) = (rate(svs, "svs_accept_rate_consistent"), rate(svs, "svs_accept_rate_broken"));
+    let (solve_ok, solve_bad) = (rate(svs, "svs_solve_rate_consistent"), rate(svs, "svs_solve_rate_broken"));
+    eprintln!("solve rate consistent {solve_ok:.3} vs broken {solve_bad:.3}");
+    eprintln!(
+        "SvS (scripted): sources {}, candidates {}, accepted {}, solve groups {}; acceptance consistent {ok:.3} vs broken {bad:.3}",
+        sum(svs, "svs_sources"),
+        sum(svs, "svs_candidates"),
+        sum(svs, "svs_accepted"),
+        sum(svs, "svs_solve_groups")
+    );
+    for m in svs {
+        assert_eq!(m["svs_candidates"].as_f64(), Some(8.0 * m["svs_sources"].as_f64().unwrap()), "G per source");
+        assert!(m["svs_sources"].as_f64().unwrap() <= 4.0);
+        assert_eq!(m["svs_synthesis_groups"].as_f64(), Some(0.0), "the scripted rewriter has no policy tokens");
+        // The update holds the original groups plus the synthetic solving groups.
+        let kept = m["groups_kept"].as_f64().unwrap();
+        assert_eq!(kept, 12.0 + m["svs_solve_groups"].as_f64().unwrap());
+    }
+    assert!(sum(svs, "svs_sources") >= 8.0 && sum(svs, "svs_solve_groups") >= 4.0);
+    // The warmed-up bandit reads the prompt: a paraphrase is solved against the source answer,
+    // a problem asking for another digit almost never is — the band's lower edge rejects it, and
+    // its upper edge rejects the paraphrases as too easy (solved ≥ 6 of 8).
+    assert!(solve_ok > 0.8 && solve_bad < 0.1, "solve rates {solve_ok:.3} vs {solve_bad:.3}");
+    assert!(ok < 0.2 && bad < 0.2, "both edges of the acceptance band: {ok:.3} / {bad:.3}");
+    // The policy as problem writer (from a less sharp start): its problem texts form synthesis
+    // groups, which enter the update only with an accepted candidate.
+    let run = common::run_phases(&task, &[(&warm, 20), (&by_policy, 4)], 3e-3, 2)?;
+    let policy = &run[20..];
+    assert!(sum(policy, "svs_synthesis_groups") >= 1.0, "some problem text the policy wrote was accepted");
+    for m in policy {
+        let (src, syn) = (m["svs_sources"].as_f64().unwrap(), m["svs_synthesis_groups"].as_f64().unwrap());
+        eprintln!(
+            "SvS (policy): sources {src}, accepted {}, synthesis groups {syn}, solve groups {}",
+            m["svs_accepted"], m["svs_solve_groups"]
+        );
+        assert!(syn <= src && m["svs_accepted"].as_f64().unwrap() <= 8.0 * src);
+        let kept = m["groups_kept"].as_f64().unwrap();
+        assert_eq!(kept, 12.0 + syn + m["svs_solve_groups"].as_f64().unwrap());
+    }
+    Ok(())
+}

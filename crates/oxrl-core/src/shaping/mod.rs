@@ -12,6 +12,7 @@ pub mod rlfr;
 pub mod rpo;
 pub mod seele;
 pub mod spa_rl;
+pub mod svs;
 pub mod turn_rewards;
 pub mod visurf;
 
