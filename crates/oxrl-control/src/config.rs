@@ -47,6 +47,9 @@ pub struct ControlConfig {
     /// policy on demonstrations and the learner acts by steering it.
     #[serde(default)]
     pub zprl: crate::zprl::ZprlConfig,
+    /// LaRe's decoder schedule (with `env.reward = "lare"`).
+    #[serde(default)]
+    pub lare: crate::lare::LareConfig,
 }
 
 fn default_name() -> String {
@@ -63,6 +66,15 @@ pub struct EnvSection {
     pub name: String,
     #[serde(default = "one")]
     pub num_envs: usize,
+    /// How the reward reaches the learner: "dense" (every step), "episodic" (only the episode's
+    /// return, on its last step) or "lare" (episodic, redistributed by LaRe's latent reward;
+    /// see `[lare]`). Evaluation always reports the environment's true return.
+    #[serde(default = "dense")]
+    pub reward: String,
+}
+
+fn dense() -> String {
+    "dense".into()
 }
 
 fn one() -> usize {
@@ -116,6 +128,19 @@ impl ControlConfig {
         crate::env::make(&self.env.name, 0).map_err(|e| anyhow!("env.name: {e}"))?;
         if self.env.num_envs == 0 {
             bail!("env.num_envs: must be at least 1");
+        }
+        if !matches!(self.env.reward.as_str(), "dense" | "episodic" | "lare") {
+            bail!("env.reward: {:?} is not one of dense, episodic, lare", self.env.reward);
+        }
+        self.lare.validate()?;
+        if self.env.reward == "lare" && crate::lare::builtin_candidates(&self.env.name).is_none() {
+            bail!(
+                "env.reward: LaRe has no latent factor functions for {:?} (built in: reach, pendulum)",
+                self.env.name
+            );
+        }
+        if self.env.reward != "dense" && (self.repr.enabled() || self.zprl.enabled()) {
+            bail!("env.reward: a delayed reward cannot be combined with [repr] or [zprl] pre-training");
         }
         if self.train.total_steps == 0 {
             bail!("train.total_steps: must be positive");

@@ -16,6 +16,7 @@ pub mod gae;
 pub mod gc;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
+pub mod lare;
 pub mod nn;
 pub mod pref;
 pub mod rc_aux;

@@ -77,6 +77,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(inp: usize, out: usize, init: Init, gain: f64, rng: &mut Rng, dev: &Device) -> Result<Self> {
+        oxrl_core::threads::resolve_once();
         let (w, b) = match init {
             Init::Orthogonal { .. } => {
                 // orthogonal over (out × in) as PyTorch stores it, transposed into (in × out)

@@ -210,7 +210,19 @@ pub fn train(
         }
         maker
     };
-    let mut envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
+    // The learner's reward: dense, episodic or LaRe's (evaluation keeps the true return).
+    let mut learner_maker = maker.clone();
+    learner_maker.reward = match cfg.env.reward.as_str() {
+        "dense" => crate::lare::RewardMode::Dense,
+        _ if opts.resume => bail!("env.reward = {:?}: such a run cannot be resumed (the delayed reward's episode state and LaRe's decoder are not checkpointed)", cfg.env.reward),
+        "episodic" => crate::lare::RewardMode::Episodic,
+        _ => {
+            let (r, rejected) = crate::lare::build(&cfg.env.name, &cfg.lare, cfg.seed)?;
+            log(&serde_json::json!({"phase": "lare", "factors": r.encoder.names(), "rejected": rejected}))?;
+            crate::lare::RewardMode::Lare(std::sync::Arc::new(std::sync::Mutex::new(r)))
+        }
+    };
+    let mut envs = learner_maker.vec(cfg.env.num_envs, cfg.seed)?;
     let mut agent = build_agent(cfg, &envs, &opts.device)?;
     let mut st = TrainerState {
         global_step: 0,
@@ -292,6 +304,15 @@ pub fn train(
     let mut rec = eval_record(st.global_step, &e);
     for (k, v) in agent.final_report(&cfg.env.name)? {
         rec[k] = json!(v);
+    }
+    if let crate::lare::RewardMode::Lare(r) = &learner_maker.reward {
+        let r = r.lock().map_err(|_| anyhow::anyhow!("LaRe: the shared decoder was poisoned"))?;
+        rec["lare_fits"] = json!(r.fits);
+        if let Some(d) = &r.decoder {
+            // the decoder's weight per raw factor (w_i / σ_i)
+            let w: Vec<f64> = d.w.iter().zip(&d.std).map(|(w, s)| w / s).collect();
+            rec["lare_weights"] = json!(w);
+        }
     }
     if let Some(s) = &maker.steer {
         // the base policy (δ = 0) and the steered one on the same episodes

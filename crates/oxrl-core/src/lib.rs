@@ -16,5 +16,6 @@ pub mod registry;
 pub mod regularizer;
 pub mod seed;
 pub mod shaping;
+pub mod threads;
 pub mod vi;
 pub mod vpl;

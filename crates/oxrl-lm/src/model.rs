@@ -403,6 +403,7 @@ impl candle_core::CustomOp2 for Checkpointed {
 impl Transformer {
     pub fn new(cfg: ModelConfig, params: ParamStore) -> Result<Self> {
         cfg.validate()?;
+        oxrl_core::threads::resolve_once();
         let p = |n: &str| params.tensor(n);
         let opt = |n: String| -> Result<Option<Tensor>> {
             params.get(&n).ok().map(|v| Ok(v.as_tensor().clone())).transpose()

@@ -480,11 +480,13 @@ pub struct EnvMaker {
     pub encoder: Option<Arc<FrozenEncoder>>,
     /// ZPRL: the learner's action steers this frozen base policy ([`crate::zprl::Steered`]).
     pub steer: Option<Arc<crate::zprl::Steering>>,
+    /// How the reward reaches the learner (dense, episodic, or LaRe's decoded latent reward).
+    pub reward: crate::lare::RewardMode,
 }
 
 impl EnvMaker {
     pub fn plain(name: &str) -> Self {
-        Self { name: name.into(), encoder: None, steer: None }
+        Self { name: name.into(), encoder: None, steer: None, reward: crate::lare::RewardMode::Dense }
     }
     pub fn make(&self, seed: u64) -> Result<Box<dyn Env>> {
         let inner = crate::env::make(&self.name, seed)?;
@@ -492,9 +494,14 @@ impl EnvMaker {
             Some(enc) => Box::new(Encoded { inner, enc: enc.clone() }),
             None => inner,
         };
-        Ok(match &self.steer {
+        let inner: Box<dyn Env> = match &self.steer {
             Some(s) => Box::new(crate::zprl::Steered::new(inner, s.clone())),
             None => inner,
+        };
+        Ok(match &self.reward {
+            crate::lare::RewardMode::Dense => inner,
+            crate::lare::RewardMode::Episodic => Box::new(crate::lare::Delayed::new(inner, None)),
+            crate::lare::RewardMode::Lare(r) => Box::new(crate::lare::Delayed::new(inner, Some(r.clone()))),
         })
     }
     /// `n` copies, copy i seeded from (seed, "env", i) as [`crate::env::VecEnv::make`] does.
