@@ -22,6 +22,7 @@ pub mod multidigit;
 pub mod rational;
 pub mod sandbox;
 pub mod shop;
+pub mod ssl;
 pub mod swe_toy;
 
 use anyhow::Result;
@@ -230,6 +231,8 @@ pub enum TaskConfig {
     Grid(grid::GridConfig),
     /// Python functions from examples, rewarded by hidden tests run in the sandbox.
     Code(code::CodeConfig),
+    /// SSL4RL's self-supervised tasks on text-rendered digit images (rotation, jigsaw, …).
+    Ssl(ssl::SslConfig),
     /// WebShop-style catalogue agent task.
     Shop(shop::ShopConfig),
     /// Fix a seeded bug in a tiny Python module (agent task; tests in the sandbox).
@@ -258,6 +261,7 @@ impl TaskConfig {
             TaskConfig::Instruct(_) => "instruct",
             TaskConfig::Grid(_) => "grid",
             TaskConfig::Code(_) => "code",
+            TaskConfig::Ssl(_) => "ssl",
             TaskConfig::Shop(_) => "shop",
             TaskConfig::SweToy(_) => "swe-toy",
             TaskConfig::Jsonl(_) => "jsonl",
@@ -276,11 +280,12 @@ impl TaskConfig {
             "instruct" => TaskConfig::Instruct(Default::default()),
             "grid" => TaskConfig::Grid(Default::default()),
             "code" => TaskConfig::Code(Default::default()),
+            "ssl" => TaskConfig::Ssl(Default::default()),
             "shop" => TaskConfig::Shop(Default::default()),
             "swe-toy" => TaskConfig::SweToy(Default::default()),
             "jsonl" => anyhow::bail!("task `jsonl` needs a config with `train = \"file.jsonl\"`"),
             other => anyhow::bail!(
-                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, instruct, grid, shop, swe-toy, code, jsonl)"
+                "unknown task `{other}` (built-in: addition, subtraction, multiplication, countdown, arith, grounding, instruct, grid, shop, swe-toy, code, ssl, jsonl)"
             ),
         })
     }
@@ -299,6 +304,7 @@ impl TaskConfig {
             TaskConfig::Instruct(c) => Box::new(instruct::Instruct::new(c.clone(), seed)?),
             TaskConfig::Grid(c) => Box::new(grid::Grid::new(c.clone(), seed)?),
             TaskConfig::Code(c) => Box::new(code::Code::new(c.clone(), seed)?),
+            TaskConfig::Ssl(c) => Box::new(ssl::Ssl::new(c.clone(), seed)?),
             TaskConfig::Shop(c) => Box::new(shop::Shop::new(c.clone(), seed)?),
             TaskConfig::SweToy(c) => Box::new(swe_toy::SweToy::new(c.clone(), seed)?),
             TaskConfig::Jsonl(c) => Box::new(jsonl::JsonlTask::load(c.clone(), seed)?),
