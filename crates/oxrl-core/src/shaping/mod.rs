@@ -8,6 +8,7 @@ pub mod hierarchical;
 pub mod igpo;
 pub mod overlong;
 pub mod ppr;
+pub mod rebel;
 pub mod rlfr;
 pub mod rpo;
 pub mod seele;
