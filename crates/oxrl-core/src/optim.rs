@@ -46,6 +46,8 @@ pub struct AdamW {
     step: u64,
     pub config: AdamWConfig,
     fused: bool,
+    /// Per-parameter learning-rate multipliers (1 unless set by [`AdamW::scale_lr`]).
+    lr_scale: Vec<f64>,
 }
 
 /// Run `f` on the contiguous f32 data of a CPU tensor; None for other devices, dtypes or layouts.
@@ -92,7 +94,21 @@ impl AdamW {
     pub fn new(params: Vec<(String, Var)>, config: AdamWConfig) -> Result<Self> {
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { params, m, v, step: 0, config, fused: true })
+        let lr_scale = vec![1.0; params.len()];
+        Ok(Self { params, m, v, step: 0, config, fused: true, lr_scale })
+    }
+
+    /// Multiply the learning rate of every parameter whose name starts with `prefix` by `scale`
+    /// (e.g. a critic's faster rate); returns how many parameters matched.
+    pub fn scale_lr(&mut self, prefix: &str, scale: f64) -> usize {
+        let mut n = 0;
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            if name.starts_with(prefix) {
+                self.lr_scale[i] = scale;
+                n += 1;
+            }
+        }
+        n
     }
 
     pub fn steps_taken(&self) -> u64 {
@@ -152,6 +168,7 @@ impl AdamW {
             let Some(g) = grads.get(p.as_tensor()) else {
                 continue;
             };
+            let lr = lr * self.lr_scale[i];
             let decay = if c.weight_decay > 0.0 && p.rank() >= 2 { 1.0 - lr * c.weight_decay } else { 1.0 };
             if self.fused {
                 let coefs = Coefs {
@@ -345,6 +362,26 @@ mod tests {
         assert_eq!(a.as_tensor().to_vec1::<f32>()?, before);
         assert_eq!(opt.steps_taken(), 1);
         let _ = DType::F32;
+        Ok(())
+    }
+
+    #[test]
+    fn per_parameter_lr_scale() -> Result<()> {
+        // beta = 0, eps = 0: each update is lr·scale·sign(g).
+        let dev = Device::Cpu;
+        let a = Var::from_tensor(&Tensor::new(&[1.0f32], &dev)?)?;
+        let b = Var::from_tensor(&Tensor::new(&[1.0f32], &dev)?)?;
+        let cfg = AdamWConfig { beta1: 0.0, beta2: 0.0, eps: 0.0, weight_decay: 0.0 };
+        let mut opt = AdamW::new(vec![("policy.w".into(), a.clone()), ("value_head.w".into(), b.clone())], cfg)?;
+        assert_eq!(opt.scale_lr("value_head.", 10.0), 1);
+        for fused in [true, false] {
+            opt.set_fused(fused);
+            let (a0, b0) = (a.as_tensor().to_vec1::<f32>()?[0], b.as_tensor().to_vec1::<f32>()?[0]);
+            let loss = (a.as_tensor() + b.as_tensor())?.sum_all()?;
+            opt.step(&loss.backward()?, 0.01, 0.0)?;
+            let (da, db) = (a0 - a.as_tensor().to_vec1::<f32>()?[0], b0 - b.as_tensor().to_vec1::<f32>()?[0]);
+            assert!((da - 0.01).abs() < 1e-6 && (db - 0.1).abs() < 1e-6, "fused {fused}: {da} {db}");
+        }
         Ok(())
     }
 

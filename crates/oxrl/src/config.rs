@@ -354,6 +354,12 @@ pub struct TrainConfig {
     pub lambda: f64,
     /// A value head on the policy trunk (needed by `gae`).
     pub value_head: bool,
+    /// The value head's learning rate as a multiple of the policy's (the practitioner's guide
+    /// trains the critic at 10×: 1e-5 against 1e-6).
+    pub value_lr_mult: f64,
+    /// The first N RL steps train only the value head (verl's critic warm-up): a fresh critic's
+    /// advantages are noise.
+    pub critic_warmup: u64,
     pub vf_coef: f64,
     pub value_clip: f64,
     /// Lite PPO: divide by the std of group-centred rewards instead of raw rewards.
@@ -696,6 +702,8 @@ impl Default for TrainConfig {
             gamma: 1.0,
             lambda: 0.95,
             value_head: false,
+            value_lr_mult: 1.0,
+            critic_warmup: 0,
             vf_coef: 0.5,
             value_clip: 0.5,
             lite_ppo_centered_std: false,
@@ -1326,6 +1334,12 @@ impl RunConfig {
         if est.needs_groups() && t.group_size < 2 {
             err("group_size", format!("`{}` compares responses within a group: needs group_size >= 2", t.advantage))?;
         }
+        if !(t.value_lr_mult > 0.0 && t.value_lr_mult.is_finite()) {
+            err("value_lr_mult", format!("must be positive (got {})", t.value_lr_mult))?;
+        }
+        if t.critic_warmup > 0 && !t.value_head {
+            err("critic_warmup", "needs a value head (train.value_head = true)".into())?;
+        }
         if est.needs_values() && !t.value_head {
             err("value_head", format!("`{}` needs a value head: set train.value_head = true", t.advantage))?;
         }
@@ -1470,6 +1484,8 @@ mod tests {
             (&["train.clip_high=-0.1"][..], "train.clip_high"),
             (&["train.dual_clip=0.5"][..], "train.dual_clip"),
             (&["train.advantage=gae"][..], "train.value_head"),
+            (&["train.critic_warmup=3"][..], "train.critic_warmup"),
+            (&["train.value_lr_mult=0"][..], "train.value_lr_mult"),
             (&["train.group_size=1"][..], "train.group_size"),
             (&["train.advantage=nope"][..], "train.advantage"),
             (&["train.kl_in=both"][..], "train.kl_in"),

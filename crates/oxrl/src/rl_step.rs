@@ -1312,6 +1312,10 @@ pub fn rl_step(
     };
     let mut nan_skipped = 0usize;
     let n_groups = groups_kept;
+    let critic_warm = models.value.is_some() && step_no <= t.critic_warmup;
+    if t.critic_warmup > 0 {
+        m.insert("critic_warmup".into(), json!(critic_warm as u8));
+    }
     // Per-response loss weights: the estimator's sample weights (e.g. PSR/NSR drop one side) and
     // DAPO overlong filtering (responses cut by the token budget carry no loss).
     let use_keep = t.mask_truncated || adv.sample_weight.is_some();
@@ -1631,9 +1635,15 @@ pub fn rl_step(
                     let ent = aggregate(&s.entropy, &mask, t.loss_agg, agg_norm)?;
                     loss = (loss - (ent * t.entropy_coef)?)?;
                 }
+                if critic_warm {
+                    // Critic warm-up: only the value head learns (no policy loss, no gradient
+                    // into the shared trunk).
+                    loss = loss.zeros_like()?;
+                }
                 if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &s.hidden, &adv.returns, &values_old)
                 {
-                    let vl = clipped_value_loss(&vh.forward(h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
+                    let h = if critic_warm { h.detach() } else { h.clone() };
+                    let vl = clipped_value_loss(&vh.forward(&h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
                     let vl = aggregate(&vl, &s.mask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
                     add("value_loss", vl.to_scalar::<f32>()? as f64);
                     loss = (loss + (vl * t.vf_coef)?)?;

@@ -368,7 +368,10 @@ fn optimizer(cfg: &RunConfig, policy: &Policy, value: Option<&ValueHead>) -> Res
     if let Some(v) = value {
         vars.extend(v.named_vars());
     }
-    AdamW::new(vars, AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay })
+    let mut opt =
+        AdamW::new(vars, AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay })?;
+    opt.scale_lr("value_head.", t.value_lr_mult);
+    Ok(opt)
 }
 
 fn eval_scalars(r: &EvalReport) -> Vec<(String, f64)> {

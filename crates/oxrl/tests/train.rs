@@ -244,3 +244,44 @@ fn latent_reasoning_runs_checkpoint_and_resume_exactly() -> Result<()> {
     assert!(e.contains("model.latent.start"), "{e}");
     Ok(())
 }
+
+/// PPO's critic warm-up: the first steps train only the value head — the policy does not move
+/// between minibatches (every importance ratio stays 1) while the value loss falls — and the
+/// policy learns after it (with the value head at 10× the policy's learning rate).
+#[test]
+fn critic_warmup_trains_only_the_value_head_first() -> Result<()> {
+    let d = tempfile::tempdir()?;
+    let mut table: toml::Table = toml::from_str(&tiny(5).to_toml()?)?;
+    for s in [
+        "train.advantage=gae",
+        "train.value_head=true",
+        "train.group_size=2",
+        "train.steps=4",
+        "train.critic_warmup=2",
+        "train.value_lr_mult=10",
+        "train.epochs=2",
+    ] {
+        oxrl::config::apply_override(&mut table, s)?;
+    }
+    let cfg: RunConfig = serde::Deserialize::deserialize(toml::Value::Table(table))?;
+    cfg.validate()?;
+    let o = run_train(&cfg, Some(&d.path().join("run")), None, None, true)?;
+    let steps: Vec<serde_json::Value> =
+        metrics(&o.run_dir).into_iter().filter(|v| v["phase"] == "rl" && v.get("reward_mean").is_some()).collect();
+    assert_eq!(steps.len(), 4);
+    for s in &steps {
+        let warm = s["critic_warmup"].as_u64().unwrap() == 1;
+        let (kl, ratio) = (s["approx_kl"].as_f64().unwrap(), s["ratio_mean"].as_f64().unwrap());
+        eprintln!(
+            "step {}: warm-up {warm}, approx_kl {kl:.2e}, ratio {ratio:.6}, value loss {}",
+            s["step"], s["value_loss"]
+        );
+        assert_eq!(warm, s["step"].as_u64().unwrap() <= 2);
+        if warm {
+            assert!(kl.abs() < 1e-9 && (ratio - 1.0).abs() < 1e-9, "the policy must not move during warm-up");
+        } else {
+            assert!(kl.abs() > 1e-9, "the policy learns after the warm-up");
+        }
+    }
+    Ok(())
+}
