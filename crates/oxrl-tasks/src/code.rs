@@ -96,15 +96,7 @@ impl Task for Code {
     fn name(&self) -> &str {
         "code"
     }
-    fn train_problem(&self, index: u64) -> Problem {
-        self.splits.train(index, |r| self.make(r))
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.splits.test
-    }
+    crate::generated_splits!();
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         let n = problem.meta.get("tests").and_then(|t| t.as_array()).map_or(0, |t| t.len());
         if n == 0 {

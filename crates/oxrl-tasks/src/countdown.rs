@@ -229,15 +229,7 @@ impl Task for Countdown {
     fn name(&self) -> &str {
         "countdown"
     }
-    fn train_problem(&self, index: u64) -> Problem {
-        self.splits.train(index, |r| self.make(r))
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.splits.test
-    }
+    crate::generated_splits!();
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         let Some(text) = after_answer_marker(completion) else {
             return Verdict::bad_format("no `answer:` marker");

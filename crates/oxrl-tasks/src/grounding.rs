@@ -158,15 +158,7 @@ impl Task for Grounding {
     fn name(&self) -> &str {
         "grounding"
     }
-    fn train_problem(&self, index: u64) -> Problem {
-        self.splits.train(index, |r| self.make(r))
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.splits.test
-    }
+    crate::generated_splits!();
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         let Some(gt) = parse_box(&problem.answer) else {
             return Verdict::bad_format("the reference answer is not a box");

@@ -146,15 +146,7 @@ impl Task for Instruct {
     fn name(&self) -> &str {
         "instruct"
     }
-    fn train_problem(&self, index: u64) -> Problem {
-        self.splits.train(index, |r| self.make(r))
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.splits.test
-    }
+    crate::generated_splits!();
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         let Some(r) = rubric(problem, completion) else {
             return Verdict::bad_format("the problem has no instruction constraints in `meta`");

@@ -9,6 +9,24 @@
 //! (text GUI grounding with GUI-G1's box reward) and [`jsonl`]
 //! (user data with the [`math_answer`] verifier).
 
+/// The split methods of a [`Task`] whose problems come from a [`Splits`] field `splits` and a
+/// generator method `make(&self, &mut Rng) -> (key, Problem)`: an unbounded train split and the
+/// fixed held-out test split.
+#[macro_export]
+macro_rules! generated_splits {
+    () => {
+        fn train_problem(&self, index: u64) -> $crate::Problem {
+            self.splits.train(index, |r| self.make(r))
+        }
+        fn train_size(&self) -> Option<usize> {
+            None
+        }
+        fn test_problems(&self) -> &[$crate::Problem] {
+            &self.splits.test
+        }
+    };
+}
+
 pub mod arith;
 pub mod code;
 pub mod countdown;

@@ -148,15 +148,7 @@ impl Task for MultiDigit {
             Op::Mul => "multiplication",
         }
     }
-    fn train_problem(&self, index: u64) -> Problem {
-        self.splits.train(index, |r| self.make(r))
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.splits.test
-    }
+    crate::generated_splits!();
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         verify_int_answer(completion, &problem.answer)
     }

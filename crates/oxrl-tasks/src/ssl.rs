@@ -263,15 +263,7 @@ impl Task for Ssl {
     fn name(&self) -> &str {
         "ssl"
     }
-    fn train_problem(&self, index: u64) -> Problem {
-        self.splits.train(index, |r| self.make(r))
-    }
-    fn train_size(&self) -> Option<usize> {
-        None
-    }
-    fn test_problems(&self) -> &[Problem] {
-        &self.splits.test
-    }
+    crate::generated_splits!();
     fn verify(&self, p: &Problem, completion: &str) -> Verdict {
         let answer = completion.lines().next().unwrap_or("").trim();
         let kind = p.meta.get("kind").and_then(|k| k.as_str()).unwrap_or("");
