@@ -474,3 +474,31 @@ fn control_train_eval_and_errors() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
 }
+
+/// Every shipped example config loads and validates (the control ones as control configs), so a
+/// renamed or removed key cannot leave a broken example behind.
+#[test]
+fn every_example_config_loads() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for (dir, control) in [(root.clone(), false), (root.join("control"), true)] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            if control {
+                oxrl_control::ControlConfig::load(&f, &[]).map(|_| ())
+            } else {
+                RunConfig::load(Some(&f), &[]).map(|_| ())
+            }
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", f.display()))?;
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} examples");
+    Ok(())
+}
