@@ -420,6 +420,11 @@ pub struct TrainConfig {
     /// A reward model trained by `oxrl rm` (directory): its score replaces the verifier's
     /// reward (the verifier still reports correctness in the metrics).
     pub reward_model: Option<PathBuf>,
+    /// More reward models (directories) scoring alongside `reward_model`: the reward is the
+    /// members' mean − `rm_uncertainty`·std (logged as `rm_ensemble_std`).
+    pub reward_model_ensemble: Vec<PathBuf>,
+    /// k of the ensemble's pessimistic reward mean − k·std (0 = the plain mean).
+    pub rm_uncertainty: f64,
     /// RLFR: λ of the flow reward added to every token's advantage (0 = off).
     pub rlfr_coef: f64,
     /// RLFR: training problems whose expert solutions' hidden states the field is fitted on,
@@ -731,6 +736,8 @@ impl Default for TrainConfig {
             verl_tau: 0.05,
             verl_stride: 4,
             reward_model: None,
+            reward_model_ensemble: Vec::new(),
+            rm_uncertainty: 1.0,
             rlfr_coef: 0.0,
             rlfr_fit_prompts: 256,
             rlfr_fit_steps: 400,
@@ -1337,6 +1344,12 @@ impl RunConfig {
         if !(t.value_lr_mult > 0.0 && t.value_lr_mult.is_finite()) {
             err("value_lr_mult", format!("must be positive (got {})", t.value_lr_mult))?;
         }
+        if !t.reward_model_ensemble.is_empty() && t.reward_model.is_none() {
+            err("reward_model_ensemble", "needs `train.reward_model` (the first member)".into())?;
+        }
+        if !(t.rm_uncertainty >= 0.0 && t.rm_uncertainty.is_finite()) {
+            err("rm_uncertainty", format!("must be finite and >= 0 (got {})", t.rm_uncertainty))?;
+        }
         if t.critic_warmup > 0 && !t.value_head {
             err("critic_warmup", "needs a value head (train.value_head = true)".into())?;
         }
@@ -1485,6 +1498,7 @@ mod tests {
             (&["train.dual_clip=0.5"][..], "train.dual_clip"),
             (&["train.advantage=gae"][..], "train.value_head"),
             (&["train.critic_warmup=3"][..], "train.critic_warmup"),
+            (&["train.reward_model_ensemble=[\"a\"]"][..], "train.reward_model_ensemble"),
             (&["train.value_lr_mult=0"][..], "train.value_lr_mult"),
             (&["train.group_size=1"][..], "train.group_size"),
             (&["train.advantage=nope"][..], "train.advantage"),

@@ -68,6 +68,37 @@ impl RewardModel {
     }
 }
 
+/// One reward model or an ensemble of them (`train.reward_model` plus
+/// `train.reward_model_ensemble`): the reward is the members' mean minus `uncertainty` times their
+/// standard deviation — a pessimistic reward where the models disagree, the usual guard against
+/// over-optimising a learned reward.
+pub struct RewardEnsemble {
+    pub members: Vec<RewardModel>,
+    pub uncertainty: f64,
+}
+
+impl RewardEnsemble {
+    /// (rewards, the members' standard deviation) per response.
+    pub fn rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let scores: Vec<Vec<f64>> =
+            self.members.iter().map(|m| m.rewards(prompts, responses)).collect::<Result<_>>()?;
+        Ok(combine(&scores, self.uncertainty))
+    }
+}
+
+/// Per response: mean − k·std over the members' scores (population std), and the std.
+pub fn combine(scores: &[Vec<f64>], k: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = scores.first().map_or(0, |s| s.len());
+    let m = scores.len().max(1) as f64;
+    (0..n)
+        .map(|i| {
+            let mean = scores.iter().map(|s| s[i]).sum::<f64>() / m;
+            let sd = (scores.iter().map(|s| (s[i] - mean).powi(2)).sum::<f64>() / m).sqrt();
+            (mean - k * sd, sd)
+        })
+        .unzip()
+}
+
 fn pair_scores(rm: &RewardModel, pairs: &[&Pair], grad: bool) -> Result<(Tensor, Tensor)> {
     let mut prompts: Vec<Vec<u32>> = pairs.iter().map(|p| p.prompt.clone()).collect();
     prompts.extend(pairs.iter().map(|p| p.prompt.clone()));
@@ -144,4 +175,19 @@ pub fn run_rm(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<RmOutc
     crate::sft::save_checkpoint(&run, "final", &rm.policy, cfg, c.steps)?;
     rm.head.save(&run.checkpoint_dir("final").join(HEAD_FILE))?;
     Ok(RmOutcome { run_dir: run.path.clone(), accuracy_before: acc0, accuracy_after: acc1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combine;
+
+    #[test]
+    fn ensemble_reward_is_the_mean_minus_k_std() {
+        let (r, sd) = combine(&[vec![1.0, 0.0], vec![3.0, 0.0]], 0.5);
+        assert_eq!(sd, vec![1.0, 0.0]);
+        assert_eq!(r, vec![1.5, 0.0]);
+        // One member, or agreeing members: the plain reward.
+        assert_eq!(combine(&[vec![0.3, -2.0]], 1.0).0, vec![0.3, -2.0]);
+        assert_eq!(combine(&[vec![0.3], vec![0.3]], 2.0).0, vec![0.3]);
+    }
 }

@@ -68,7 +68,7 @@ pub struct Models<'a> {
     /// RLFR's reference velocity field (fitted once before RL).
     pub flow: Option<&'a oxrl_core::shaping::rlfr::FlowField>,
     /// A trained Bradley–Terry reward model whose scores replace the verifier's reward.
-    pub reward_model: Option<&'a crate::reward_model::RewardModel>,
+    pub reward_model: Option<&'a crate::reward_model::RewardEnsemble>,
 }
 
 /// One response of the rollout batch.
@@ -807,13 +807,18 @@ pub fn rl_step(
         let acc = drawn_correct as f64 / drawn_rewards.len().max(1) as f64;
         state.prefix_acc = Some(state.prefix_acc.map_or(acc, |a| 0.9 * a + 0.1 * acc));
     }
+    let mut rm_disagreement = None;
     if let Some(rm) = models.reward_model {
-        // The reward model's score is the reward (correctness stays the verifier's).
+        // The reward model's score is the reward (correctness stays the verifier's); an
+        // ensemble's is mean − k·std.
         let prompts: Vec<Vec<u32>> = samples.iter().map(|s| s.prompt.clone()).collect();
         let resp: Vec<Vec<u32>> = samples.iter().map(|s| s.completion.tokens.clone()).collect();
-        let r = rm.rewards(&prompts, &resp)?;
+        let (r, sd) = rm.rewards(&prompts, &resp)?;
         samples.iter_mut().zip(&r).for_each(|(s, &r)| s.reward = r);
         drawn_rewards = r;
+        if rm.members.len() > 1 {
+            rm_disagreement = Some(mean(sd.into_iter()));
+        }
     }
     if t.ppr_coef > 0.0 {
         // PPR / ReNorm: outcome + α·(group-centred process score), α < ½.
@@ -829,6 +834,10 @@ pub fn rl_step(
     m.insert("phase".into(), json!("rl"));
     m.insert("step".into(), json!(step_no));
     m.insert("reward_mean".into(), json!(mean(drawn_rewards.iter().copied())));
+    if let Some(sd) = rm_disagreement {
+        // the ensemble members' mean standard deviation (their disagreement)
+        m.insert("rm_ensemble_std".into(), json!(sd));
+    }
     if t.herl {
         m.insert("herl_triggered".into(), json!(herl_triggered as f64 / groups_drawn.max(1) as f64));
         m.insert("herl_revisions".into(), json!(herl_revised));

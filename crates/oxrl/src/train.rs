@@ -159,7 +159,16 @@ pub fn run_train(
 
     let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal, flow);
     let reward_model = match &t.reward_model {
-        Some(dir) => Some(crate::reward_model::RewardModel::load(dir, &device).context("key `train.reward_model`")?),
+        Some(dir) => {
+            let mut members =
+                vec![crate::reward_model::RewardModel::load(dir, &device).context("key `train.reward_model`")?];
+            for d in &t.reward_model_ensemble {
+                members.push(
+                    crate::reward_model::RewardModel::load(d, &device).context("key `train.reward_model_ensemble`")?,
+                );
+            }
+            Some(crate::reward_model::RewardEnsemble { members, uncertainty: t.rm_uncertainty })
+        }
         None => None,
     };
     let dph_on = t.dph_divergence != "none" && t.dph_coef > 0.0;
@@ -282,7 +291,7 @@ pub fn run_train(
     } else {
         None
     };
-    if let Some(rm) = &reward_model {
+    for rm in reward_model.iter().flat_map(|e| &e.members) {
         anyhow::ensure!(
             rm.policy.model.cfg.vocab_size == policy.model.cfg.vocab_size,
             "key `train.reward_model`: its vocabulary ({}) differs from the policy's ({}); it scores the policy's token ids",

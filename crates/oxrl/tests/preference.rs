@@ -67,6 +67,7 @@ fn a_trained_reward_model_ranks_held_out_pairs_and_drives_rl() -> Result<()> {
     eprintln!("held-out pairwise accuracy {:.3} -> {:.3}", o.accuracy_before, o.accuracy_after);
     assert!(o.accuracy_after > 0.85, "the reward model learns the preferences: {:.3}", o.accuracy_after);
     let rm = oxrl::reward_model::RewardModel::load(&o.run_dir, &candle_core::Device::Cpu)?;
+    let rm = oxrl::reward_model::RewardEnsemble { members: vec![rm], uncertainty: 0.0 };
     // RL on the bandit with the reward model as the only reward
     let run = common::run_phases_judged(
         &common::FirstDigit::new(),
@@ -88,6 +89,24 @@ fn a_trained_reward_model_ranks_held_out_pairs_and_drives_rl() -> Result<()> {
     let out = oxrl::train::run_train(&tcfg, Some(&d.path().join("train")), None, None, true)?;
     let recs = common::metrics(&out.run_dir);
     assert!(recs.iter().any(|m| m["phase"] == "rl" && m["reward_mean"].is_number()));
+    // An ensemble: a copy of the same model agrees exactly (std 0); a second model trained from
+    // another seed for a few steps disagrees, and its pessimistic reward is logged.
+    let mut cfg2 = cfg.clone();
+    (cfg2.seed, cfg2.rm.steps) = (7, 10);
+    let o2 = oxrl::reward_model::run_rm(&cfg2, Some(&d.path().join("rm2")), true)?;
+    for (member, agrees) in [(&o.run_dir, true), (&o2.run_dir, false)] {
+        let mut e = tcfg.clone();
+        e.train.reward_model_ensemble = vec![member.clone()];
+        e.validate()?;
+        let out = oxrl::train::run_train(&e, Some(&d.path().join(format!("ens-{agrees}"))), None, None, true)?;
+        let rec = common::metrics(&out.run_dir)
+            .into_iter()
+            .find(|m| m["phase"] == "rl" && m["reward_mean"].is_number())
+            .unwrap();
+        let sd = rec["rm_ensemble_std"].as_f64().unwrap();
+        eprintln!("ensemble with {}: member std {sd:.4}", if agrees { "itself" } else { "another model" });
+        assert_eq!(sd == 0.0, agrees, "{sd}");
+    }
     // a directory without a reward head is refused by name
     let e = oxrl::reward_model::RewardModel::load(d.path(), &candle_core::Device::Cpu).err().unwrap();
     assert!(format!("{e:#}").contains("reward_head.safetensors"), "{e:#}");

@@ -126,7 +126,7 @@ pub fn run_phases_judged(
     lr: f64,
     budget: usize,
     judge: Option<&dyn oxrl::judge::Judge>,
-    reward_model: Option<&oxrl::reward_model::RewardModel>,
+    reward_model: Option<&oxrl::reward_model::RewardEnsemble>,
 ) -> Result<Vec<Map<String, Value>>> {
     let first = phases[0].0;
     let policy = Policy::from_config(first, &candle_core::Device::Cpu)?;
