@@ -1,16 +1,16 @@
-//! Bradley–Terry reward models (oxrl_core::loss::preference): `oxrl rm --config FILE` trains the
-//! policy's trunk with a scalar head read at the last response token on preference pairs (the
-//! `oxrl dpo` JSONL format), with the centring term λ·(r_w + r_l)² because the BT loss is
-//! shift-invariant; `train.reward_model = DIR` makes a trained one the reward of `oxrl train`
-//! (the verifier still reports correctness for the metrics).
+//! Reward models (oxrl_core::loss::preference): `oxrl rm --config FILE` trains the policy's trunk
+//! with a scalar head read at the last response token on preference pairs (the `oxrl dpo` JSONL
+//! format; Bradley–Terry with an optional margin) and rankings (`"ranked": [best, …, worst]`;
+//! Plackett–Luce), with the centring term λ·(r_w + r_l)² because both losses are shift-invariant;
+//! `train.reward_model = DIR` makes a trained one the reward of `oxrl train` (the verifier still
+//! reports correctness for the metrics), `train.reward_model_ensemble` adds members.
 
 use crate::config::RunConfig;
-use crate::dpo::{load_pairs, Pair};
 use crate::policy::Policy;
 use crate::run::RunDir;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Tensor};
-use oxrl_core::loss::preference::bt_loss;
+use oxrl_core::loss::preference::{bt_loss, plackett_luce_loss};
 use oxrl_core::optim::{AdamW, AdamWConfig};
 use oxrl_lm::scorer::{score, ScoreOptions};
 use oxrl_lm::value_head::ValueHead;
@@ -99,26 +99,111 @@ pub fn combine(scores: &[Vec<f64>], k: f64) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-fn pair_scores(rm: &RewardModel, pairs: &[&Pair], grad: bool) -> Result<(Tensor, Tensor)> {
-    let mut prompts: Vec<Vec<u32>> = pairs.iter().map(|p| p.prompt.clone()).collect();
-    prompts.extend(pairs.iter().map(|p| p.prompt.clone()));
-    let mut resp: Vec<Vec<u32>> = pairs.iter().map(|p| p.chosen.clone()).collect();
-    resp.extend(pairs.iter().map(|p| p.rejected.clone()));
-    let s = rm.scores(&prompts, &resp, grad)?;
-    let n = pairs.len();
-    Ok((s.narrow(0, 0, n)?, s.narrow(0, n, n)?))
+/// One preference record: a prompt and K ≥ 2 responses ranked best first (a pair is K = 2).
+pub struct Ranking {
+    pub prompt: Vec<u32>,
+    pub ranked: Vec<Vec<u32>>,
 }
 
-/// Pairwise accuracy r(chosen) > r(rejected).
-pub fn pairwise_accuracy(rm: &RewardModel, pairs: &[Pair]) -> Result<f64> {
-    let mut right = 0usize;
-    for chunk in pairs.chunks(32) {
-        let refs: Vec<&Pair> = chunk.iter().collect();
-        let (w, l) = pair_scores(rm, &refs, false)?;
-        let (w, l) = (w.to_dtype(DType::F64)?.to_vec1::<f64>()?, l.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        right += w.iter().zip(&l).filter(|(a, b)| a > b).count();
+/// Read the reward model's preference data: `{"prompt" | "messages", "chosen", "rejected"}` pairs
+/// (the `oxrl dpo` format) or `{"prompt" | "messages", "ranked": [best, …, worst]}` rankings,
+/// mixed freely; errors name the file and line.
+pub fn load_rankings(path: &Path, policy: &Policy) -> Result<Vec<Ranking>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let tok = policy.tokenizer.as_ref();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        let texts: Vec<String> = match v.get("ranked") {
+            Some(r) => {
+                let list = r.as_array().with_context(|| format!("{}: `ranked` must be a list of strings", at()))?;
+                let t: Option<Vec<String>> = list.iter().map(|x| x.as_str().map(String::from)).collect();
+                let t = t.with_context(|| format!("{}: `ranked` must be a list of strings", at()))?;
+                ensure!(t.len() >= 2, "{}: `ranked` needs at least 2 responses (got {})", at(), t.len());
+                t
+            }
+            None => ["chosen", "rejected"]
+                .iter()
+                .map(|k| v.get(*k).and_then(|x| x.as_str()).map(String::from))
+                .collect::<Option<Vec<_>>>()
+                .with_context(|| {
+                    format!("{}: missing string field `chosen` / `rejected` (or a `ranked` list)", at())
+                })?,
+        };
+        let (prompt, meta) = match v.get("messages") {
+            Some(m) => (String::new(), json!({ "messages": m })),
+            None => match v.get("prompt").and_then(|x| x.as_str()) {
+                Some(p) => (p.to_string(), serde_json::Value::Null),
+                None => bail!("{}: missing string field `prompt` (or `messages`)", at()),
+            },
+        };
+        let p = oxrl_tasks::Problem { id: i as u64, prompt, answer: String::new(), solution: String::new(), meta };
+        let ranked = texts
+            .iter()
+            .map(|t| oxrl_lm::prompt::encode_response(tok, t).with_context(at))
+            .collect::<Result<Vec<_>>>()?;
+        out.push(Ranking { prompt: crate::policy::prompt_ids(tok, &p).with_context(at)?, ranked });
     }
-    Ok(right as f64 / pairs.len().max(1) as f64)
+    ensure!(!out.is_empty(), "{}: no preference records", path.display());
+    Ok(out)
+}
+
+/// The reward of every response of every ranking (in order).
+fn ranking_scores(rm: &RewardModel, items: &[&Ranking], grad: bool) -> Result<Vec<Tensor>> {
+    let prompts: Vec<Vec<u32>> =
+        items.iter().flat_map(|r| std::iter::repeat_n(r.prompt.clone(), r.ranked.len())).collect();
+    let resp: Vec<Vec<u32>> = items.iter().flat_map(|r| r.ranked.iter().cloned()).collect();
+    let s = rm.scores(&prompts, &resp, grad)?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut at = 0;
+    for r in items {
+        out.push(s.narrow(0, at, r.ranked.len())?);
+        at += r.ranked.len();
+    }
+    Ok(out)
+}
+
+/// Share of the ordered pairs (i ranked above j) the model orders the same way; for pairs,
+/// r(chosen) > r(rejected).
+pub fn pairwise_accuracy(rm: &RewardModel, items: &[Ranking]) -> Result<f64> {
+    let (mut right, mut total) = (0usize, 0usize);
+    for chunk in items.chunks(32) {
+        let refs: Vec<&Ranking> = chunk.iter().collect();
+        for s in ranking_scores(rm, &refs, false)? {
+            let v = s.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            for i in 0..v.len() {
+                for j in i + 1..v.len() {
+                    right += (v[i] > v[j]) as usize;
+                    total += 1;
+                }
+            }
+        }
+    }
+    Ok(right as f64 / total.max(1) as f64)
+}
+
+/// The training loss of a batch: Bradley–Terry (with the margin) on pairs, Plackett–Luce on
+/// longer rankings (equal to BT without margin at K = 2), averaged over records; plus the centring
+/// term λ·(2·mean r)² per record (λ·(r_w + r_l)² for a pair). Returns (loss, preference part).
+fn ranking_loss(scores: &[Tensor], margin: f64, centring: f64) -> Result<(Tensor, Tensor)> {
+    let mut pref = Vec::with_capacity(scores.len());
+    let mut cent = Vec::with_capacity(scores.len());
+    for s in scores {
+        let k = s.dim(0)?;
+        pref.push(if k == 2 {
+            bt_loss(&s.narrow(0, 0, 1)?, &s.narrow(0, 1, 1)?, margin)?
+        } else {
+            plackett_luce_loss(&s.unsqueeze(0)?)?
+        });
+        cent.push((s.mean_all()? * 2.0)?.sqr()?);
+    }
+    let pref = (Tensor::stack(&pref, 0)?.mean_all()?).to_dtype(DType::F32)?;
+    let cent = (Tensor::stack(&cent, 0)?.mean_all()?.to_dtype(DType::F32)? * centring)?;
+    Ok(((&pref + cent)?, pref))
 }
 
 pub struct RmOutcome {
@@ -133,7 +218,7 @@ pub fn run_rm(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<RmOutc
     let device = oxrl_lm::default_device();
     let policy = Policy::from_config(cfg, &device)?;
     let head = ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, &device)?;
-    let mut pairs = load_pairs(path, &policy)?;
+    let mut pairs = load_rankings(path, &policy)?;
     let rm = RewardModel { policy, head };
     let mut rng = oxrl_core::seed::rng(cfg.seed, "rm-split", 0);
     for i in (1..pairs.len()).rev() {
@@ -151,12 +236,9 @@ pub fn run_rm(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<RmOutc
     pb.set_prefix("rm");
     let mut rng = oxrl_core::seed::rng(cfg.seed, "rm-batches", 0);
     for step in 0..c.steps {
-        let batch: Vec<&Pair> =
+        let batch: Vec<&Ranking> =
             (0..c.batch_size.min(pairs.len())).map(|_| &pairs[rng.random_range(0..pairs.len())]).collect();
-        let (w, l) = pair_scores(&rm, &batch, true)?;
-        let bt = bt_loss(&w, &l, c.margin)?;
-        let centring = ((&w + &l)?.sqr()?.mean_all()? * c.centring)?;
-        let loss = (&bt + centring)?;
+        let (loss, bt) = ranking_loss(&ranking_scores(&rm, &batch, true)?, c.margin, c.centring)?;
         let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if lv.is_finite() {
             // (the model's backward also collects the gradients of checkpointed layers)
