@@ -264,10 +264,108 @@ impl Task for Grid {
     }
 }
 
+/// ReBel's ground-truth tracker on GRID (the spec's stand-in): what the observations so far
+/// revealed — the visited cells, the key's cell (or `in_hand`) and the box's cell once seen from
+/// it or next to it. Observations are GRID's (`r,c NESW[ on k| on b][ has k]`, possibly after
+/// "Nothing happens.").
+pub fn rebel_tracker(observations: &[String]) -> oxrl_core::shaping::rebel::Tracker {
+    let mut t = oxrl_core::shaping::rebel::Tracker::default();
+    for o in observations {
+        let o = o.trim().trim_start_matches("Nothing happens.").trim();
+        let mut parts = o.split_whitespace();
+        let (Some(pos), Some(nesw)) = (parts.next(), parts.next()) else { continue };
+        let Some((r, c)) =
+            pos.split_once(',').and_then(|(r, c)| Some((r.parse::<i64>().ok()?, c.parse::<i64>().ok()?)))
+        else {
+            continue;
+        };
+        t.visited.insert(format!("{r},{c}"));
+        let near = [(r - 1, c), (r, c + 1), (r + 1, c), (r, c - 1)];
+        for (ch, (nr, nc)) in nesw.chars().zip(near) {
+            match ch {
+                'k' => t.objects.insert("key".into(), format!("{nr},{nc}")),
+                'b' => t.objects.insert("box".into(), format!("{nr},{nc}")),
+                _ => None,
+            };
+        }
+        if o.contains(" on k") {
+            t.objects.insert("key".into(), format!("{r},{c}"));
+        }
+        if o.contains(" on b") {
+            t.objects.insert("box".into(), format!("{r},{c}"));
+        }
+        if o.contains(" has k") {
+            t.objects.insert("key".into(), "in_hand".into());
+        }
+    }
+    t
+}
+
+/// The task phase the environment implies after an observation: `deliver` while holding the key,
+/// else `find key`.
+pub fn rebel_phase(observation: &str) -> &'static str {
+    if observation.contains(" has k") {
+        "deliver"
+    } else {
+        "find key"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::env::replay;
+
+    /// ReBel's stand-in: a scripted agent states beliefs from the tracker with errors injected at
+    /// rate p (a contradicted key cell, a wrong phase, a wrong prediction); the consistency reward
+    /// falls as p rises, and a claim about a cell the agent never saw is not penalised.
+    #[test]
+    fn rebel_consistency_falls_with_injected_belief_errors() {
+        use oxrl_core::shaping::rebel::{consistency_reward, Belief, Rebel};
+        use rand::Rng;
+        let t = Grid::new(GridConfig { size: 5, max_turns: 20, test_size: 10, ..Default::default() }, 0).unwrap();
+        let c = Rebel::default();
+        let mut rng = crate::oxrl_rng::rng(0, "rebel", 0);
+        let mut mean_at = |p: f64, unobserved_box: bool| -> f64 {
+            let (mut total, mut n) = (0.0, 0usize);
+            for i in 0..30 {
+                let prob = t.train_problem(i);
+                let mut e = GridEnv::from_meta(&prob.meta, 20).unwrap();
+                let mut obs = vec![e.observe()];
+                for a in expert_actions(&e.clone()) {
+                    let next = e.clone().step(&a).observation;
+                    let truth = rebel_tracker(&obs);
+                    let mut b = Belief::default();
+                    b.task.phase = rebel_phase(obs.last().unwrap()).into();
+                    b.state.objects = truth.objects.clone();
+                    b.state.visited = truth.visited.iter().cloned().collect();
+                    b.prediction = next.clone();
+                    if unobserved_box && !truth.objects.contains_key("box") {
+                        b.state.objects.insert("box".into(), "0,0".into());
+                    }
+                    if rng.random::<f64>() < p {
+                        b.state.objects.insert("key".into(), "9,9".into());
+                    }
+                    if rng.random::<f64>() < p {
+                        b.task.phase = "deliver".into();
+                    }
+                    if rng.random::<f64>() < p {
+                        b.prediction = "9,9 #### on b".into();
+                    }
+                    let step = obs.len() + 1; // (past the lenient first two steps)
+                    total +=
+                        consistency_reward(Some(&b), &truth, rebel_phase(obs.last().unwrap()), Some(&next), step, &c);
+                    n += 1;
+                    obs.push(e.step(&a).observation);
+                }
+            }
+            total / n as f64
+        };
+        let (r0, r3, r6) = (mean_at(0.0, false), mean_at(0.3, false), mean_at(0.6, false));
+        eprintln!("ReBel consistency on GRID: error rate 0 → {r0:.3}, 0.3 → {r3:.3}, 0.6 → {r6:.3}");
+        assert!(r0 > r3 + 0.05 && r3 > r6 + 0.05, "{r0:.3} {r3:.3} {r6:.3}");
+        assert!((mean_at(0.0, true) - r0).abs() < 1e-12, "unobserved claims are not penalised");
+    }
 
     fn env(agent: Cell, key: Cell, boxc: Cell, closed: bool) -> GridEnv {
         let meta = serde_json::json!({"size": 4, "agent": [agent.0, agent.1], "key": [key.0, key.1],
