@@ -1,5 +1,6 @@
 //! Reward shaping and batch filtering around the verifier rewards.
 
+pub mod clg;
 pub mod dynamic_sampling;
 pub mod exprl;
 pub mod gated_reward;
