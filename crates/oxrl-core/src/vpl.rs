@@ -126,6 +126,13 @@ impl Vpl {
         Ok(Self { cfg, embed_dim, encoder, reward, conditional })
     }
 
+    /// The trainable variables by name (`encoder.*`, `reward.*`), for saving.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut v = self.reward.vars("reward");
+        v.extend(self.encoder.vars("encoder"));
+        v
+    }
+
     /// (μ, log σ²) of q(z | context), `[z_dim]` each; the prior (0, 0) without context.
     pub fn posterior(&self, context: &[Pair]) -> Result<(Tensor, Tensor)> {
         let z = self.cfg.z_dim;

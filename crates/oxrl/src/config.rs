@@ -926,11 +926,30 @@ pub struct RmConfig {
     /// λ of the centring term λ·(r_w + r_l)² (BT is shift-invariant).
     pub centring: f64,
     pub test_fraction: f64,
+    /// "bt" (Bradley–Terry / Plackett–Luce on the trunk) or "vpl" (a user-conditioned reward on
+    /// frozen embeddings; pairs carry a `user`; test_fraction holds out users).
+    pub kind: String,
+    /// VPL: latent user dimension, hidden width and β of the KL term.
+    pub vpl_z_dim: usize,
+    pub vpl_hidden: usize,
+    pub vpl_beta: f64,
 }
 
 impl Default for RmConfig {
     fn default() -> Self {
-        Self { pairs: None, steps: 200, batch_size: 16, lr: 5e-4, margin: 0.0, centring: 1e-3, test_fraction: 0.1 }
+        Self {
+            pairs: None,
+            steps: 200,
+            batch_size: 16,
+            lr: 5e-4,
+            margin: 0.0,
+            centring: 1e-3,
+            test_fraction: 0.1,
+            kind: "bt".into(),
+            vpl_z_dim: 8,
+            vpl_hidden: 32,
+            vpl_beta: 1e-2,
+        }
     }
 }
 
@@ -1037,6 +1056,12 @@ impl RunConfig {
         )?;
         check(rmc.margin >= 0.0 && rmc.centring >= 0.0, "rm.margin", "rm.margin and rm.centring must be >= 0".into())?;
         check((0.0..1.0).contains(&rmc.test_fraction), "rm.test_fraction", "must be in [0, 1)".into())?;
+        check(matches!(rmc.kind.as_str(), "bt" | "vpl"), "rm.kind", format!("`{}` is not one of bt, vpl", rmc.kind))?;
+        check(
+            rmc.vpl_z_dim > 0 && rmc.vpl_hidden > 0 && rmc.vpl_beta >= 0.0,
+            "rm.vpl_z_dim",
+            "rm.vpl_z_dim and rm.vpl_hidden must be > 0 and rm.vpl_beta >= 0".into(),
+        )?;
         let dp = &self.dpo;
         check(dp.beta > 0.0 && dp.lr > 0.0, "dpo.beta", "dpo.beta and dpo.lr must be > 0".into())?;
         check(dp.steps > 0 && dp.batch_size > 0, "dpo.steps", "dpo.steps and dpo.batch_size must be > 0".into())?;

@@ -103,6 +103,8 @@ pub fn combine(scores: &[Vec<f64>], k: f64) -> (Vec<f64>, Vec<f64>) {
 pub struct Ranking {
     pub prompt: Vec<u32>,
     pub ranked: Vec<Vec<u32>>,
+    /// The labeller (`"user"`, a string or number), for VPL.
+    pub user: Option<String>,
 }
 
 /// Read the reward model's preference data: `{"prompt" | "messages", "chosen", "rejected"}` pairs
@@ -146,7 +148,8 @@ pub fn load_rankings(path: &Path, policy: &Policy) -> Result<Vec<Ranking>> {
             .iter()
             .map(|t| oxrl_lm::prompt::encode_response(tok, t).with_context(at))
             .collect::<Result<Vec<_>>>()?;
-        out.push(Ranking { prompt: crate::policy::prompt_ids(tok, &p).with_context(at)?, ranked });
+        let user = v.get("user").map(|u| u.as_str().map(String::from).unwrap_or_else(|| u.to_string()));
+        out.push(Ranking { prompt: crate::policy::prompt_ids(tok, &p).with_context(at)?, ranked, user });
     }
     ensure!(!out.is_empty(), "{}: no preference records", path.display());
     Ok(out)
@@ -208,13 +211,114 @@ fn ranking_loss(scores: &[Tensor], margin: f64, centring: f64) -> Result<(Tensor
 
 pub struct RmOutcome {
     pub run_dir: std::path::PathBuf,
+    /// Held-out accuracy before training (VPL: the unconditional Bradley–Terry baseline's, trained
+    /// on the same embeddings).
     pub accuracy_before: f64,
     pub accuracy_after: f64,
+}
+
+/// Frozen embeddings e(x, y) of (prompt, response) rows: the final hidden state at the response's
+/// last token (its end-of-sequence token), `[N][D]`.
+fn embeddings(policy: &Policy, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    let pad = policy.tokenizer.pad_id();
+    let mut out = Vec::with_capacity(prompts.len());
+    for (p, r) in prompts.chunks(64).zip(responses.chunks(64)) {
+        let s = score(&policy.model, p, r, pad, ScoreOptions { hidden: true, ..Default::default() })?;
+        let h = s.hidden.expect("asked for").to_dtype(DType::F32)?;
+        for (i, resp) in r.iter().enumerate() {
+            out.push(h.get(i)?.get(resp.len().saturating_sub(1))?.to_vec1::<f32>()?);
+        }
+    }
+    Ok(out)
+}
+
+/// VPL through `oxrl rm` (`rm.kind = "vpl"`): pairs carry a `user`; every (prompt, response) is
+/// embedded once by the frozen model; held-out users' target pairs are ranked with z inferred
+/// from their own context pairs (the first half of each user's pairs), against the unconditional
+/// Bradley–Terry model on the same embeddings.
+fn run_vpl(
+    cfg: &RunConfig,
+    items: Vec<Ranking>,
+    policy: &Policy,
+    quiet: bool,
+    out: Option<&Path>,
+) -> Result<RmOutcome> {
+    use oxrl_core::vpl::{Pair as VPair, User, Vpl, VplConfig};
+    let c = &cfg.rm;
+    let mut by_user: std::collections::BTreeMap<String, Vec<&Ranking>> = Default::default();
+    for (i, r) in items.iter().enumerate() {
+        ensure!(r.ranked.len() == 2, "key `rm.kind`: VPL trains on pairs (record {} is a ranking)", i + 1);
+        let Some(u) = &r.user else {
+            bail!("key `rm.kind`: VPL needs a `user` on every pair (record {} has none)", i + 1)
+        };
+        by_user.entry(u.clone()).or_default().push(r);
+    }
+    ensure!(by_user.len() >= 2, "key `rm.kind`: VPL needs pairs from at least 2 users (got {})", by_user.len());
+    let prompts: Vec<Vec<u32>> = items.iter().flat_map(|r| [r.prompt.clone(), r.prompt.clone()]).collect();
+    let resp: Vec<Vec<u32>> = items.iter().flat_map(|r| r.ranked.clone()).collect();
+    if !quiet {
+        eprintln!("vpl: embedding {} responses", resp.len());
+    }
+    let e = embeddings(policy, &prompts, &resp)?;
+    let index: std::collections::HashMap<*const Ranking, usize> =
+        items.iter().enumerate().map(|(i, r)| (r as *const Ranking, i)).collect();
+    let pair = |r: &Ranking| {
+        let i = index[&(r as *const Ranking)];
+        VPair { chosen: e[2 * i].clone(), rejected: e[2 * i + 1].clone() }
+    };
+    let mut users: Vec<User> = by_user
+        .values()
+        .filter(|rs| rs.len() >= 2)
+        .map(|rs| {
+            let half = rs.len() / 2;
+            User {
+                context: rs[..half].iter().map(|r| pair(r)).collect(),
+                target: rs[half..].iter().map(|r| pair(r)).collect(),
+            }
+        })
+        .collect();
+    let mut rng = oxrl_core::seed::rng(cfg.seed, "rm-split", 0);
+    for i in (1..users.len()).rev() {
+        users.swap(i, rng.random_range(0..=i));
+    }
+    let n_test = ((users.len() as f64 * c.test_fraction).round() as usize).clamp(1, users.len() - 1);
+    let test = users.split_off(users.len() - n_test);
+    let vc = VplConfig {
+        z_dim: c.vpl_z_dim,
+        hidden: c.vpl_hidden,
+        beta: c.vpl_beta,
+        lr: c.lr,
+        steps: c.steps as usize,
+        batch_users: c.batch_size,
+        seed: cfg.seed,
+    };
+    let dim = e.first().map_or(0, |x| x.len());
+    let mut base = Vpl::new(dim, vc.clone(), false)?;
+    let mut vpl = Vpl::new(dim, vc, true)?;
+    let (lb, lv) = (base.fit(&users)?, vpl.fit(&users)?);
+    let (acc_b, acc_v) = (base.accuracy(&test)?, vpl.accuracy(&test)?);
+    let mut run = RunDir::create(out, &cfg.name)?;
+    run.write_config(&cfg.to_toml()?)?;
+    run.log(&json!({"phase": "rm", "kind": "vpl", "users": users.len(), "heldout_users": test.len(),
+        "bt_loss": lb, "vpl_loss": lv, "heldout_accuracy_bt": acc_b, "heldout_accuracy_vpl": acc_v}))?;
+    let map: std::collections::HashMap<String, Tensor> =
+        vpl.named_vars().into_iter().map(|(k, v)| (k, v.as_detached_tensor())).collect();
+    let dir = run.checkpoint_dir("final");
+    std::fs::create_dir_all(&dir)?;
+    oxrl_core::fsutil::write_atomic_with(&dir.join("vpl.safetensors"), |tmp| {
+        Ok(candle_core::safetensors::save(&map, tmp)?)
+    })?;
+    Ok(RmOutcome { run_dir: run.path.clone(), accuracy_before: acc_b, accuracy_after: acc_v })
 }
 
 pub fn run_rm(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<RmOutcome> {
     let c = &cfg.rm;
     let Some(path) = &c.pairs else { bail!("key `rm.pairs`: set the preference-pair JSONL file") };
+    if c.kind == "vpl" {
+        let policy = Policy::from_config(cfg, &oxrl_lm::default_device())?;
+        let items = load_rankings(path, &policy)?;
+        return run_vpl(cfg, items, &policy, quiet, out);
+    }
     let device = oxrl_lm::default_device();
     let policy = Policy::from_config(cfg, &device)?;
     let head = ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, &device)?;
