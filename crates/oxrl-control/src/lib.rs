@@ -12,6 +12,7 @@ pub mod config;
 pub mod dataset;
 pub mod dist;
 pub mod env;
+pub mod found_rl;
 pub mod gae;
 pub mod gc;
 #[cfg(feature = "hdf5")]
