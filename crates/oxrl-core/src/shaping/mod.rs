@@ -17,6 +17,7 @@ pub mod spa_rl;
 pub mod svs;
 pub mod turn_rewards;
 pub mod visurf;
+pub mod vsc_rl;
 
 pub use dynamic_sampling::{group_is_informative, DynamicFilter};
 pub use overlong::overlong_penalty;
