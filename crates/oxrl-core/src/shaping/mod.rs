@@ -11,6 +11,7 @@ pub mod overlong;
 pub mod ppr;
 pub mod rebel;
 pub mod rlfr;
+pub mod rlir;
 pub mod rpo;
 pub mod seele;
 pub mod spa_rl;
