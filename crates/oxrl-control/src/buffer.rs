@@ -80,6 +80,11 @@ impl ReplayBuffer {
         Ok(())
     }
 
+    /// The slot the next [`ReplayBuffer::push`] writes (ring position).
+    pub fn next_slot(&self) -> usize {
+        self.pos
+    }
+
     /// Transform every stored reward (e.g. scale and shift an offline dataset's rewards).
     pub fn map_rewards(&mut self, f: impl Fn(f64) -> f64) {
         for r in self.rew.iter_mut().take(self.len) {

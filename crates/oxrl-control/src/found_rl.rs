@@ -16,8 +16,10 @@
 //!   running statistics: `b = clip((raw − μ)/√(var + 1e−8), −1, 1)·scale`.
 //!
 //! CONFIRMED from ys-qu/found-rl (train_rl_asycn_vlm.py server loops and CLIP bonus;
-//! agents/rl_vlm/models/sac.py, drqv2.py: "pvp" = VMR, "awac" = AWAG). Library pieces: wiring them
-//! into the SAC learner with a scripted "VLM" is not done yet.
+//! agents/rl_vlm/models/sac.py, drqv2.py: "pvp" = VMR, "awac" = AWAG). SAC uses the server, VMR and
+//! AWAG with `sac.guide = "scripted"` (reach's noisy expert as the slow "VLM"; its answers attach to
+//! the replay slots at the next iteration, a fixed point, so runs stay reproducible); the CLIP
+//! bonus has no image-rendering environment to run on yet.
 
 use anyhow::Result;
 use candle_core::Tensor;

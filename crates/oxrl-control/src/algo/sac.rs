@@ -38,6 +38,23 @@ pub struct SacConfig {
     pub autotune: bool,
     pub hidden: Vec<usize>,
     pub steps_per_iteration: u64,
+    /// Found-RL guidance: "none", or "scripted" — a slow scripted "VLM" (reach's noisy expert,
+    /// answering in batches on its own thread) proposes actions for every `guide_every`-th
+    /// transition; its answers are attached to the replay slots at the next iteration (a fixed
+    /// point, so runs stay reproducible) and train the critic (VMR) and the actor (AWAG).
+    pub guide: String,
+    pub guide_every: u64,
+    pub guide_noise: f64,
+    /// Milliseconds the scripted model spends per batch (its slowness).
+    pub guide_delay_ms: u64,
+    /// VMR: margin m and the λ schedule (1 until `vmr_decay_start`, 0 at `vmr_decay_end` steps).
+    pub vmr_margin: f64,
+    pub vmr_decay_start: u64,
+    pub vmr_decay_end: u64,
+    /// AWAG: c_awag, β and w_max.
+    pub awag_coef: f64,
+    pub awag_beta: f64,
+    pub awag_w_max: f64,
 }
 
 impl Default for SacConfig {
@@ -56,6 +73,16 @@ impl Default for SacConfig {
             autotune: true,
             hidden: vec![256, 256],
             steps_per_iteration: 1000,
+            guide: "none".into(),
+            guide_every: 4,
+            guide_noise: 0.3,
+            guide_delay_ms: 5,
+            vmr_margin: 2.0,
+            vmr_decay_start: 50_000,
+            vmr_decay_end: 150_000,
+            awag_coef: 0.01,
+            awag_beta: 2.0,
+            awag_w_max: 20.0,
         }
     }
 }
@@ -72,6 +99,17 @@ impl SacConfig {
         }
         if !(0.0..=1.0).contains(&self.tau) || !(0.0..=1.0).contains(&self.gamma) || self.alpha < 0.0 {
             bail!("sac: tau and gamma must be in [0, 1] and alpha non-negative");
+        }
+        if !matches!(self.guide.as_str(), "none" | "scripted") {
+            bail!("sac.guide: `{}` is not one of none, scripted", self.guide);
+        }
+        if self.guide_every == 0
+            || self.vmr_margin < 0.0
+            || self.awag_coef < 0.0
+            || self.awag_beta <= 0.0
+            || self.awag_w_max <= 0.0
+        {
+            bail!("sac: guide_every and awag_beta, awag_w_max must be positive, vmr_margin and awag_coef >= 0");
         }
         Ok(())
     }
@@ -103,6 +141,48 @@ pub struct Sac {
     bounds: (Vec<f32>, Vec<f32>),
     target_entropy: f64,
     global_step: u64,
+    /// Found-RL guidance: the model server, the requests of this iteration (id, replay slot),
+    /// and each slot's guide action (with the id of the transition it belongs to).
+    server: Option<crate::found_rl::BatchServer<(u64, Vec<f32>), Vec<f32>>>,
+    pending: Vec<(u64, usize)>,
+    slot_id: Vec<u64>,
+    slot_guide: Vec<Option<Vec<f32>>>,
+    transitions: u64,
+}
+
+/// The Found-RL guide model: reach's noisy scripted expert (seeded per request, so its answers do
+/// not depend on timing), answering a batch at a time after `guide_delay_ms`.
+#[allow(clippy::type_complexity)]
+fn guide_server(
+    cfg: &SacConfig,
+    obs_dim: usize,
+    act_dim: usize,
+    seed: u64,
+) -> Result<Option<crate::found_rl::BatchServer<(u64, Vec<f32>), Vec<f32>>>> {
+    match cfg.guide.as_str() {
+        "none" => Ok(None),
+        "scripted" => {
+            anyhow::ensure!(
+                obs_dim == 4 && act_dim == 2,
+                "sac.guide = \"scripted\": the scripted guide is reach's expert (4-d observation, 2-d action)"
+            );
+            let (noise, delay) = (cfg.guide_noise, std::time::Duration::from_millis(cfg.guide_delay_ms));
+            Ok(Some(crate::found_rl::BatchServer::new(
+                64,
+                std::time::Duration::from_millis(2),
+                move |reqs: &[(u64, Vec<f32>)]| {
+                    std::thread::sleep(delay);
+                    reqs.iter()
+                        .map(|(id, o)| {
+                            let mut rng = oxrl_core::seed::rng(seed, "guide", *id);
+                            crate::env::reach::expert_action(o, [0.0, 0.0], noise, &mut rng)
+                        })
+                        .collect()
+                },
+            )))
+        }
+        other => bail!("sac.guide: `{other}` is not one of none, scripted"),
+    }
 }
 
 /// The squashed action and its log-prob: a = tanh(u)·scale + bias, u = μ + σ·ε,
@@ -179,6 +259,11 @@ impl Sac {
             bounds,
             target_entropy: -(act_dim as f64),
             global_step: 0,
+            server: guide_server(&cfg, obs_dim, act_dim, seed)?,
+            pending: Vec::new(),
+            slot_id: if cfg.guide == "none" { Vec::new() } else { vec![u64::MAX; cfg.buffer_size] },
+            slot_guide: if cfg.guide == "none" { Vec::new() } else { vec![None; cfg.buffer_size] },
+            transitions: 0,
             cfg,
         })
     }
@@ -210,8 +295,63 @@ impl Sac {
         })
     }
 
+    /// Attach the guide's answers to this iteration's requests (waiting for any still running).
+    fn attach_guidance(&mut self) -> Result<()> {
+        let Some(server) = &self.server else { return Ok(()) };
+        let mut got = std::collections::HashMap::new();
+        let t0 = std::time::Instant::now();
+        while got.len() < self.pending.len() {
+            got.extend(server.take());
+            if got.len() < self.pending.len() {
+                anyhow::ensure!(t0.elapsed().as_secs() < 600, "sac.guide: the guide model stopped answering");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        for (id, slot) in self.pending.drain(..) {
+            if let Some(a) = got.remove(&id) {
+                // (a slot overwritten since the request belongs to a newer transition)
+                if self.slot_id[slot] == id {
+                    self.slot_guide[slot] = Some(a);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// log π(a | s) of given (squashed) actions.
+    fn log_prob_of(&self, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
+        let (mean, ls) = self.actor_out(obs)?;
+        let y = act.broadcast_sub(&self.bias)?.broadcast_div(&self.scale)?.clamp(-1.0 + 1e-6, 1.0 - 1e-6)?;
+        let u = ((((&y + 1.0)? / (y.neg()? + 1.0)?)?.log()?) * 0.5)?;
+        let corr = ((y.sqr()?.neg()? + 1.0)?.broadcast_mul(&self.scale)? + 1e-6)?.log()?.sum(D::Minus1)?;
+        Ok((gaussian_log_prob(&mean, &ls, &u)? - corr)?)
+    }
+
     fn update(&mut self, metrics: &mut [f64; 5]) -> Result<()> {
-        let b = self.buffer.sample(self.cfg.batch_size, &mut self.rng, &self.dev)?;
+        if self.buffer.is_empty() {
+            bail!("sampling from an empty replay buffer");
+        }
+        let idx = self.buffer.sample_indices(self.cfg.batch_size, &mut self.rng);
+        let b = self.buffer.gather(&idx, &self.dev)?;
+        // Found-RL: the sampled rows that carry a guide action.
+        let guide = if self.server.is_some() {
+            let has: Vec<f32> = idx.iter().map(|&i| self.slot_guide[i].is_some() as u8 as f32).collect();
+            let acts: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| match &self.slot_guide[i] {
+                    Some(a) => a.clone(),
+                    None => vec![0.0; self.act_dim],
+                })
+                .collect();
+            let any = has.iter().any(|&h| h > 0.0);
+            let n = idx.len();
+            any.then(|| -> Result<(Tensor, Tensor)> {
+                Ok((Tensor::from_vec(has, n, &self.dev)?, Tensor::from_vec(acts, (n, self.act_dim), &self.dev)?))
+            })
+            .transpose()?
+        } else {
+            None
+        };
         let alpha = self.alpha()?;
         // critic
         let (next_a, next_lp) = self.sample_action(&b.next_obs)?;
@@ -220,7 +360,15 @@ impl Sac {
         let y = (&b.rew + ((soft * (b.done.neg()? + 1.0)?)? * self.cfg.gamma)?)?.detach();
         let q1 = Self::q(&self.q1, &b.obs, &b.act)?;
         let q2 = Self::q(&self.q2, &b.obs, &b.act)?;
-        let qf_loss = ((&q1 - &y)?.sqr()?.mean_all()? + (&q2 - &y)?.sqr()?.mean_all()?)?;
+        let mut qf_loss = ((&q1 - &y)?.sqr()?.mean_all()? + (&q2 - &y)?.sqr()?.mean_all()?)?;
+        if let Some((has, a_vlm)) = &guide {
+            // VMR: the guide action's value a margin above the behaviour action's.
+            let lam = crate::found_rl::vmr_lambda(self.global_step, self.cfg.vmr_decay_start, self.cfg.vmr_decay_end);
+            let m = self.cfg.vmr_margin;
+            let v1 = crate::found_rl::vmr_loss(&Self::q(&self.q1, &b.obs, a_vlm)?, &q1, has, m, lam)?;
+            let v2 = crate::found_rl::vmr_loss(&Self::q(&self.q2, &b.obs, a_vlm)?, &q2, has, m, lam)?;
+            qf_loss = (qf_loss + (v1 + v2)?)?;
+        }
         let g = qf_loss.backward()?;
         self.q_opt.step(&g, self.cfg.q_lr, 0.0)?;
         metrics[0] += qf_loss.to_scalar::<f32>()? as f64 / 2.0;
@@ -231,7 +379,25 @@ impl Sac {
                 let alpha = self.alpha()?;
                 let (pi, lp) = self.sample_action(&b.obs)?;
                 let min_q = Self::q(&self.q1, &b.obs, &pi)?.minimum(&Self::q(&self.q2, &b.obs, &pi)?)?;
-                let actor_loss = ((&lp * alpha)? - min_q)?.mean_all()?;
+                let mut actor_loss = ((&lp * alpha)? - min_q)?.mean_all()?;
+                if let (Some((has, a_vlm)), true) = (&guide, self.cfg.awag_coef > 0.0) {
+                    // AWAG: imitate the guide where its action beats the deterministic policy's.
+                    let qmin = |a: &Tensor| -> Result<Tensor> {
+                        Ok(Self::q(&self.q1, &b.obs, a)?.minimum(&Self::q(&self.q2, &b.obs, a)?)?.detach())
+                    };
+                    let (mean, _) = self.actor_out(&b.obs)?;
+                    let det = mean.tanh()?.broadcast_mul(&self.scale)?.broadcast_add(&self.bias)?;
+                    let lp_vlm = self.log_prob_of(&b.obs, a_vlm)?;
+                    let (l, _) = crate::found_rl::awag_loss(
+                        &qmin(a_vlm)?,
+                        &qmin(&det)?,
+                        &lp_vlm,
+                        has,
+                        self.cfg.awag_beta,
+                        self.cfg.awag_w_max,
+                    )?;
+                    actor_loss = (actor_loss + (l * self.cfg.awag_coef)?)?;
+                }
                 let g = actor_loss.backward()?;
                 self.actor_opt.step(&g, self.cfg.policy_lr, 0.0)?;
                 metrics[2] += actor_loss.to_scalar::<f32>()? as f64;
@@ -262,6 +428,7 @@ impl Agent for Sac {
         let mut m = [0.0f64; 5];
         let mut updates = 0usize;
         let mut taken = 0u64;
+        self.attach_guidance()?;
         while taken < self.cfg.steps_per_iteration {
             let obs = envs.obs().to_vec();
             let acts: Vec<Vec<f32>> = if self.global_step < self.cfg.learning_starts {
@@ -276,7 +443,18 @@ impl Agent for Sac {
             let step = envs.step(&acts.iter().map(|a| Action::Continuous(a.clone())).collect::<Vec<_>>())?;
             for i in 0..n {
                 let next = step.final_obs[i].as_ref().unwrap_or(&step.obs[i]);
+                let slot = self.buffer.next_slot();
                 self.buffer.push(&obs[i], &acts[i], step.rewards[i], next, step.terminated[i])?;
+                if let Some(server) = &self.server {
+                    // The slot now holds transition `id`; an older guide answer goes with the old one.
+                    let id = self.transitions;
+                    (self.slot_id[slot], self.slot_guide[slot]) = (id, None);
+                    if id.is_multiple_of(self.cfg.guide_every) {
+                        server.submit(id, (id, obs[i].clone()));
+                        self.pending.push((id, slot));
+                    }
+                }
+                self.transitions += 1;
             }
             stats.episodes.extend(step.finished.iter().copied());
             for _ in 0..n {
@@ -327,6 +505,9 @@ impl Agent for Sac {
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.actor_params.load_file(&dir.join("model.safetensors"))?;
+        if with_state && self.server.is_some() {
+            bail!("sac.guide: a guided run cannot be resumed (the guide's answers are not checkpointed)");
+        }
         if with_state {
             let p = dir.join("critic.safetensors");
             let m = read_tensors(&p)?;
