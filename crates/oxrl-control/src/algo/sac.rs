@@ -143,22 +143,19 @@ pub struct Sac {
     global_step: u64,
     /// Found-RL guidance: the model server, the requests of this iteration (id, replay slot),
     /// and each slot's guide action (with the id of the transition it belongs to).
-    server: Option<crate::found_rl::BatchServer<(u64, Vec<f32>), Vec<f32>>>,
+    server: Option<GuideServer>,
     pending: Vec<(u64, usize)>,
     slot_id: Vec<u64>,
     slot_guide: Vec<Option<Vec<f32>>>,
     transitions: u64,
 }
 
+/// The guide model's server: requests (transition id, observation) → proposed action.
+type GuideServer = crate::found_rl::BatchServer<(u64, Vec<f32>), Vec<f32>>;
+
 /// The Found-RL guide model: reach's noisy scripted expert (seeded per request, so its answers do
 /// not depend on timing), answering a batch at a time after `guide_delay_ms`.
-#[allow(clippy::type_complexity)]
-fn guide_server(
-    cfg: &SacConfig,
-    obs_dim: usize,
-    act_dim: usize,
-    seed: u64,
-) -> Result<Option<crate::found_rl::BatchServer<(u64, Vec<f32>), Vec<f32>>>> {
+fn guide_server(cfg: &SacConfig, obs_dim: usize, act_dim: usize, seed: u64) -> Result<Option<GuideServer>> {
     match cfg.guide.as_str() {
         "none" => Ok(None),
         "scripted" => {
