@@ -7,15 +7,14 @@
 //! accuracy). The result is an ordinary checkpoint.
 
 use crate::config::RunConfig;
-use crate::policy::{prompt_ids, Policy};
+use crate::policy::Policy;
 use crate::run::RunDir;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use candle_core::{DType, Tensor};
 use oxrl_core::loss::preference::dpo_loss;
 use oxrl_core::optim::{AdamW, AdamWConfig};
 use oxrl_lm::scorer::{score, ScoreOptions};
 use oxrl_lm::Transformer;
-use oxrl_tasks::Problem;
 use rand::Rng;
 use serde_json::json;
 use std::path::Path;
@@ -28,40 +27,25 @@ pub struct Pair {
     pub rejected: Vec<u32>,
 }
 
-/// Read and tokenise the pairs of `path`; errors name the file and line.
+/// Read and tokenise the pairs of `path` (the reward model's reader, pairs only); errors name the
+/// file and line.
 pub fn load_pairs(path: &Path, policy: &Policy) -> Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let tok = policy.tokenizer.as_ref();
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
-        let field = |k: &str| -> Result<String> {
-            match v.get(k).and_then(|x| x.as_str()) {
-                Some(s) => Ok(s.to_string()),
-                None => bail!("{}: missing string field `{k}`", at()),
-            }
-        };
-        let mut meta = serde_json::Value::Null;
-        let prompt = match v.get("messages") {
-            Some(m) => {
-                meta = json!({ "messages": m });
-                String::new()
-            }
-            None => field("prompt")?,
-        };
-        let p = Problem { id: i as u64, prompt, answer: String::new(), solution: String::new(), meta };
-        out.push(Pair {
-            prompt: prompt_ids(tok, &p).with_context(at)?,
-            chosen: oxrl_lm::prompt::encode_response(tok, &field("chosen")?).with_context(at)?,
-            rejected: oxrl_lm::prompt::encode_response(tok, &field("rejected")?).with_context(at)?,
-        });
-    }
-    ensure!(!out.is_empty(), "{}: no preference pairs", path.display());
-    Ok(out)
+    crate::reward_model::load_rankings(path, policy)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            ensure!(
+                r.ranked.len() == 2,
+                "{}: record {}: DPO trains on chosen / rejected pairs (got a ranking of {})",
+                path.display(),
+                i + 1,
+                r.ranked.len()
+            );
+            let rejected = r.ranked.pop().expect("two responses");
+            let chosen = r.ranked.pop().expect("two responses");
+            Ok(Pair { prompt: r.prompt, chosen, rejected })
+        })
+        .collect()
 }
 
 /// Sequence log-probs `[2N]` (chosen then rejected) of `pairs` under `model`.
