@@ -22,6 +22,7 @@
 //! refitted after every episode by default and pays 0 — never the episodic return — before its
 //! first fit (one −35 return spike among the dense rewards cost SAC on reach most of its progress).
 
+use crate::dataset::{action_row, random_action};
 use crate::env::{Action, Env, EnvState, Space, Step};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -248,25 +249,11 @@ pub fn build(env: &str, cfg: &LareConfig, seed: u64) -> Result<(Redistributor, V
     while transitions.len() < cfg.verify_samples {
         let a = random_action(&e.action_space(), &mut rng);
         let st = e.step(&a)?;
-        let av = match &a {
-            Action::Continuous(v) => v.clone(),
-            Action::Discrete(i) => vec![*i as f32],
-        };
-        transitions.push((s0, av, st.obs.clone()));
+        transitions.push((s0, action_row(&a), st.obs.clone()));
         s0 = if st.terminated || st.truncated { e.reset() } else { st.obs };
     }
     let (enc, rejected) = consolidate(&cands, &transitions)?;
     Ok((Redistributor::new(cfg.clone(), enc), rejected))
-}
-
-fn random_action(space: &Space, rng: &mut oxrl_core::seed::Rng) -> Action {
-    use rand::Rng;
-    match space {
-        Space::Discrete(n) => Action::Discrete(rng.random_range(0..*n)),
-        Space::Box { low, high } => {
-            Action::Continuous(low.iter().zip(high).map(|(l, h)| l + (h - l) * rng.random::<f32>()).collect())
-        }
-    }
 }
 
 /// How an environment's reward reaches the learner.
@@ -321,10 +308,7 @@ impl Env for Delayed {
         let done = st.terminated || st.truncated;
         st.reward = if done { self.ret } else { 0.0 };
         if let Some(shared) = &self.lare {
-            let av = match action {
-                Action::Continuous(v) => v.clone(),
-                Action::Discrete(i) => vec![*i as f32],
-            };
+            let av = action_row(action);
             let mut r = shared.lock().map_err(|_| anyhow::anyhow!("LaRe: the shared decoder was poisoned"))?;
             let z = r.encoder.encode(&self.last_obs, &av, &st.obs);
             st.reward = r.decoder.as_ref().map_or(0.0, |d| d.reward(&z));

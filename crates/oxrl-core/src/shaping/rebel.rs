@@ -390,7 +390,9 @@ mod tests {
         // All steps in one group: step-level GRPO over the prompt (centred values sum to 0).
         let one = |o: f64| Trajectory { prompt: 0, outcome: o, steps: vec![("k".into(), 0.2); 3] };
         let adv = advantages(&[one(1.0), one(0.0)], &Rebel { omega: 1.0, ..c });
-        let step_sum: f64 = adv.iter().flatten().sum::<f64>() - 3.0 * (0.5 - 0.5);
-        assert!(step_sum.abs() < 1e-9);
+        // A_ep = ±0.5 on the two trajectories' 3 steps each and the one group's centred step
+        // values: everything sums to 0, and the winner's steps all rank above the loser's.
+        assert!(adv.iter().flatten().sum::<f64>().abs() < 1e-9);
+        assert!(adv[0].iter().all(|a| adv[1].iter().all(|b| a > b)));
     }
 }
