@@ -201,7 +201,8 @@ pub fn train(
         let mut maker = EnvMaker::plain(&cfg.env.name);
         if cfg.repr.enabled() {
             let noise = crate::repr::pixel_noise(&cfg.env.name)?;
-            let (enc, _) = crate::repr::pretrain(&cfg.repr, noise, cfg.seed, &opts.device, log)?;
+            let recolor = crate::repr::pixel_recolored(&cfg.env.name);
+            let (enc, _) = crate::repr::pretrain_in(&cfg.repr, noise, recolor, cfg.seed, &opts.device, log)?;
             maker.encoder = Some(std::sync::Arc::new(enc));
         }
         if cfg.zprl.enabled() {
@@ -425,4 +426,106 @@ pub fn collect_dataset(
             collect(env, steps, &mut policy, epsilon, seed)
         }
     }
+}
+
+/// What RePo's test-time alignment did ([`align_checkpoint`]).
+#[derive(Debug, Clone)]
+pub struct AlignReport {
+    /// The source policy in its own domain (the reference).
+    pub source: EvalResult,
+    /// In the target domain with the source encoder (no adaptation).
+    pub before: EvalResult,
+    /// In the target domain with the aligned encoder.
+    pub after: EvalResult,
+    /// How well the encoder used on target frames reproduces the source encoder's features of the
+    /// same states, on held-out pairs: R² = 1 − Σ(f_tgt − f_src)² / Σ(f_src − mean f_src)² over the
+    /// standardised features (1 exact, 0 no better than the mean feature).
+    pub pair_r2_before: f64,
+    pub pair_r2_after: f64,
+    /// Share of held-out states where the policy acts on the target frame as on the source frame.
+    pub agreement_before: f64,
+    pub agreement_after: f64,
+}
+
+/// RePo's test-time, reward-free alignment of a checkpoint's pre-trained encoder to the recoloured
+/// world `target_env` ([`crate::repr::repo_align`]; settings from `[repr.align]`, `sets` override
+/// them); the policy stays frozen. Writes a checkpoint for `target_env` (the aligned encoder and
+/// the unchanged policy) to `out` and evaluates the policy before and after over `episodes`.
+pub fn align_checkpoint(
+    path: &Path,
+    target_env: &str,
+    out: &Path,
+    episodes: usize,
+    sets: &[String],
+    log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
+) -> Result<AlignReport> {
+    use crate::repr::repo_align::{align_encoder, AlignData};
+    if episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let ck = resolve_checkpoint(path)?;
+    let cfg = ControlConfig::load(&ck.join("config.toml"), sets)?;
+    if !cfg.repr.enabled() {
+        bail!("{}: alignment adapts a pre-trained encoder; this run has repr.objective = \"none\"", ck.display());
+    }
+    let source_env = crate::env::make(&cfg.env.name, 0)?.name();
+    if crate::repr::pixel_recolored(source_env) {
+        bail!("{}: the checkpoint already acts in a recoloured world ({source_env})", ck.display());
+    }
+    let want = format!("{source_env}-recolor");
+    if crate::env::make(target_env, 0)?.name() != want {
+        bail!("--env {target_env}: the target domain of a {source_env} checkpoint is {want}");
+    }
+    let dev = Device::Cpu;
+    let maker = env_maker_from_checkpoint(&cfg, &ck, &dev)?;
+    let src = maker.encoder.clone().context("the checkpoint has no encoder")?;
+    let envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
+    let mut agent = build_agent(&cfg, &envs, &dev)?;
+    agent.load(&ck, false)?;
+    let noise = crate::repr::pixel_noise(source_env)?;
+    let data = AlignData::collect(noise, &cfg.repr.align, cfg.seed)?;
+    let aligned = std::sync::Arc::new(align_encoder(&src, &data, &cfg.repr.align, cfg.seed, &dev, log)?);
+    // held-out pairs: the feature gap and whether the policy still acts the same
+    let pairs =
+        crate::repr::video::Video::collect(noise, 1000, oxrl_core::seed::derive(cfg.seed, "align-eval-pairs", 0))?;
+    let src_frames: Vec<Vec<f32>> = (0..pairs.len()).map(|t| pairs.frame(t).to_vec()).collect();
+    let tgt_frames: Vec<Vec<f32>> = src_frames.iter().map(|f| crate::env::pixel_grid::recolor_image(f)).collect();
+    let f_src = src.encode_batch(&src_frames)?;
+    let a_src = agent.act(&f_src, true)?;
+    let dims = f_src[0].len();
+    let mean: Vec<f64> =
+        (0..dims).map(|i| f_src.iter().map(|r| r[i] as f64).sum::<f64>() / f_src.len() as f64).collect();
+    let sst: f64 = f_src.iter().flat_map(|r| r.iter().enumerate().map(|(i, &v)| (v as f64 - mean[i]).powi(2))).sum();
+    let mut r2_and_agreement = |enc: &FrozenEncoder| -> Result<(f64, f64)> {
+        let f = enc.encode_batch(&tgt_frames)?;
+        let sse: f64 =
+            f.iter().zip(&f_src).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2))).sum();
+        let acts = agent.act(&f, true)?;
+        let agree = acts.iter().zip(&a_src).filter(|(a, b)| a == b).count() as f64 / acts.len() as f64;
+        Ok((1.0 - sse / sst.max(1e-12), agree))
+    };
+    let (pair_r2_before, agreement_before) = r2_and_agreement(&src)?;
+    let (pair_r2_after, agreement_after) = r2_and_agreement(&aligned)?;
+    let seed = cfg.seed;
+    let source = evaluate(agent.as_mut(), &maker, episodes, seed)?;
+    let mut target = maker.clone();
+    target.name = want.clone();
+    let before = evaluate(agent.as_mut(), &target, episodes, seed)?;
+    target.encoder = Some(aligned.clone());
+    let after = evaluate(agent.as_mut(), &target, episodes, seed)?;
+    // the adapted checkpoint: the same policy files, the aligned encoder, the target environment
+    let mut out_cfg = cfg.clone();
+    out_cfg.env.name = want;
+    oxrl_core::fsutil::write_dir_atomic(out, |tmp| {
+        for entry in std::fs::read_dir(&ck)? {
+            let p = entry?.path();
+            let name = p.file_name().context("a checkpoint file name")?.to_owned();
+            if p.is_file() && name != "config.toml" && name != ENCODER_FILE {
+                std::fs::copy(&p, tmp.join(&name))?;
+            }
+        }
+        std::fs::write(tmp.join("config.toml"), out_cfg.to_toml()?)?;
+        aligned.save(&tmp.join(ENCODER_FILE))
+    })?;
+    Ok(AlignReport { source, before, after, pair_r2_before, pair_r2_after, agreement_before, agreement_after })
 }

@@ -72,3 +72,70 @@ fn under_exogenous_noise_inverse_dynamics_encodes_the_agent_and_video_objectives
     let tc = probe("pixelgrid-exogenous", "contrastive", 1);
     assert!(tc.agent_r2 < 0.5 && tc.goal_knn > 0.3, "temporal contrast keeps the goal, not the agent: {tc:?}");
 }
+
+#[test]
+fn repo_alignment_restores_the_source_features_in_the_recoloured_world() {
+    // RePo's test-time alignment: a checkpoint trained in the source palette meets the recoloured
+    // world; a colour map in front of the frozen encoder, trained from target frames (χ² support
+    // alignment) and 20 paired frames, gives back the source features and the policy's actions.
+    let cfg = example(
+        "pixelgrid-repr.toml",
+        &[
+            "repr.objective=repo",
+            "repr.video_frames=2000",
+            "repr.probe_frames=600",
+            "repr.pretrain_steps=300",
+            "repr.hidden=64",
+            "train.total_steps=2000",
+            "train.eval_every=0",
+            "train.eval_episodes=3",
+            "dqn.learning_starts=500",
+            "dqn.hidden=[32, 32]",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = run(&cfg, dir.path(), false, None);
+    r.unwrap();
+    let sets: Vec<String> = [
+        "repr.align.steps=2000",
+        "repr.align.source_frames=2000",
+        "repr.align.target_frames=2000",
+        "repr.align.paired_frames=20",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = dir.path().join("aligned");
+    let mut records = Vec::new();
+    let rep =
+        oxrl_control::train::align_checkpoint(dir.path(), "pixelgrid-exogenous-recolor", &out, 10, &sets, &mut |r| {
+            records.push(r.clone());
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "R² {:.3} -> {:.3}, agreement {:.2} -> {:.2}, returns source {:.3} before {:.3} after {:.3}",
+        rep.pair_r2_before,
+        rep.pair_r2_after,
+        rep.agreement_before,
+        rep.agreement_after,
+        rep.source.mean,
+        rep.before.mean,
+        rep.after.mean
+    );
+    assert!(rep.pair_r2_before < 0.0, "the source encoder misreads the new palette: {}", rep.pair_r2_before);
+    assert!(rep.pair_r2_after > 0.8, "aligned features match the source's: {}", rep.pair_r2_after);
+    assert!(rep.agreement_after > rep.agreement_before + 0.2 && rep.agreement_after > 0.6, "{rep:?}");
+    assert!(records.iter().any(|r| r["align_step"] == 2000 && r["disc_kl"].as_f64().is_some()));
+    // the adapted checkpoint is an ordinary checkpoint of the target world
+    let (c, e) = eval_checkpoint(&out, 10, None, &[]).unwrap();
+    assert_eq!(c.env.name, "pixelgrid-exogenous-recolor");
+    assert_eq!(e.mean, rep.after.mean);
+    // a target that is not this checkpoint's world recoloured, or a checkpoint already adapted
+    let bad =
+        oxrl_control::train::align_checkpoint(dir.path(), "pixelgrid-clean-recolor", &out, 1, &sets, &mut |_| Ok(()));
+    assert!(bad.unwrap_err().to_string().contains("pixelgrid-exogenous-recolor"));
+    let again =
+        oxrl_control::train::align_checkpoint(&out, "pixelgrid-exogenous-recolor", &out, 1, &sets, &mut |_| Ok(()));
+    assert!(again.unwrap_err().to_string().contains("already"));
+}

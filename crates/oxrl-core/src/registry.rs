@@ -305,11 +305,11 @@ pub const TECHNIQUES: &[Technique] = &[
     ),
     t(
         "HECRL subgoal selection",
-        "oxrl control: gc.subgoals.enabled",
+        "oxrl control: gc.subgoals.enabled, gc.subgoals.generator",
         "control",
         "Hierarchical Entity-centric RL with Factored Subgoal Diffusion (2026)",
         "CONFIRMED",
-        "test time: candidates filtered by V(s, c) ≥ radius, argmax V(c, g), or g itself; dataset states as the generator",
+        "test time: candidates filtered by V(s, c) ≥ radius, argmax V(c, g), or g itself; generators: dataset states, or factored (subsets of entities set to the goal, INFERRED); push-N-gc entity gridworld with projected goals (gc.goal_indices)",
     ),
     t(
         "SPR",
@@ -341,7 +341,15 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "Resilient Model-Based RL by Regularizing Posterior Predictability (2023)",
         "CONFIRMED",
-        "reward-only latent model, balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO (no Dreamer actor, no alignment)",
+        "reward-only latent model, balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO (no Dreamer actor)",
+    ),
+    t(
+        "RePo test-time alignment",
+        "oxrl control align, repr.align.*",
+        "control",
+        "Resilient Model-Based RL by Regularizing Posterior Predictability (2023)",
+        "CONFIRMED",
+        "reward-free adaptation to pixelgrid-*-recolor: VDB discriminator, χ² support alignment with density ratio τ and dual u (or GAN BCE), paired-frame calibration; adapts the encoder or a folded colour map; policy frozen",
     ),
     t(
         "InfoPower",

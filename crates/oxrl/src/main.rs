@@ -285,6 +285,31 @@ enum ControlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// RePo's test-time, reward-free alignment: adapt a checkpoint's pre-trained encoder to the
+    /// recoloured world (`pixelgrid-<noise>-recolor`) from target frames and a few paired frames,
+    /// the policy frozen; writes a checkpoint for the target world and reports the policy before
+    /// and after.
+    Align {
+        /// Checkpoint directory, or a run folder (uses checkpoints/final).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The target world: the checkpoint's environment with `-recolor`.
+        #[arg(long)]
+        env: String,
+        /// Folder for the adapted checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+        /// Evaluation episodes for each of source, target before and target after.
+        #[arg(long, default_value_t = 50)]
+        episodes: usize,
+        /// Override `[repr.align]` (or any key) of the checkpoint's config, e.g.
+        /// repr.align.steps=1000.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -385,7 +410,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Some("pusher") => {
                     if !env.starts_with("push-") {
-                        bail!("--policy pusher needs a push gridworld (push-1, push-2, push-3), not {env}");
+                        bail!("--policy pusher needs a push gridworld (push-1, push-2, push-3, push-N-gc), not {env}");
                     }
                     let mut rng = oxrl_core::seed::rng(seed, "pusher", 0);
                     oxrl_control::dataset::collect(
@@ -420,6 +445,48 @@ fn run(cli: Cli) -> Result<()> {
                 d.len(),
                 rets.len()
             );
+        }
+        Command::Control { command: ControlCommand::Align { checkpoint, env, out, episodes, sets, json } } => {
+            let quiet = cli.quiet || json;
+            let mut log = |r: &serde_json::Value| -> Result<()> {
+                if !quiet {
+                    eprintln!("{r}");
+                }
+                Ok(())
+            };
+            let r = oxrl_control::train::align_checkpoint(&checkpoint, &env, &out, episodes, &sets, &mut log)?;
+            let succ = |e: &oxrl_control::train::EvalResult| e.success.unwrap_or(f64::NAN);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "source_return": r.source.mean, "source_success": succ(&r.source),
+                        "before_return": r.before.mean, "before_success": succ(&r.before),
+                        "after_return": r.after.mean, "after_success": succ(&r.after),
+                        "pair_r2_before": r.pair_r2_before, "pair_r2_after": r.pair_r2_after,
+                        "agreement_before": r.agreement_before, "agreement_after": r.agreement_after,
+                        "episodes": episodes, "out": out.display().to_string(),
+                    })
+                );
+            } else {
+                println!(
+                    "source world: return {:.3} (success {:.0}%); {env} with the source encoder: {:.3} ({:.0}%); aligned: {:.3} ({:.0}%)",
+                    r.source.mean,
+                    100.0 * succ(&r.source),
+                    r.before.mean,
+                    100.0 * succ(&r.before),
+                    r.after.mean,
+                    100.0 * succ(&r.after)
+                );
+                println!(
+                    "held-out pairs: features' R² against the source world {:.3} -> {:.3}, same action as there {:.0}% -> {:.0}%; adapted checkpoint: {}",
+                    r.pair_r2_before,
+                    r.pair_r2_after,
+                    100.0 * r.agreement_before,
+                    100.0 * r.agreement_after,
+                    out.display()
+                );
+            }
         }
         Command::Control { command: ControlCommand::Eval { checkpoint, episodes, seed, sets, json } } => {
             let (cfg, e) = oxrl_control::train::eval_checkpoint(&checkpoint, episodes, seed, &sets)?;

@@ -12,9 +12,13 @@
 //!   weighted bootstrapping term min(exp(α_kl·(V(w, g) − V(s, g))), 100)·‖μ(s, g) − sg(μ_low(s, w))‖²
 //!   (the KL between constant-std Gaussians). Only the flat actor acts at test time.
 //!
-//! Policies are Gaussians with constant std, so log-likelihoods are squared errors of the mean.
-//! Observations are (state, goal): the first `obs_dim − goal_dim` values are the state, and goals
-//! are states of the dataset.
+//! Policies are Gaussians with constant std, so log-likelihoods are squared errors of the mean;
+//! on discrete action spaces they are categorical (AWR-weighted cross-entropy, and SAW's
+//! bootstrapping term is KL(sg(π_low) ‖ π)). Observations are (state, goal): the first
+//! `obs_dim − goal_dim` values are the state. Goals are dataset states, or with `goal_indices` the
+//! entries of a state that a goal specifies (the push gridworld's goal is where the boxes are,
+//! wherever the agent stands); a relabelled goal is reached at row t when t is the goal row or the
+//! goal entries of s_t equal the goal.
 
 use super::{load_opt, load_state, read_tensors, save_opt, save_state, strip_prefix, Agent, IterStats, Progress};
 use crate::blocks::{awr_weight, expectile_loss_signed};
@@ -39,6 +43,9 @@ pub struct GcConfig {
     #[serde(skip)]
     pub actor: String,
     pub goal_dim: usize,
+    /// The state entries a goal specifies, in goal order (empty: the whole state, so goal_dim must
+    /// equal the state size).
+    pub goal_indices: Vec<usize>,
     pub gamma: f64,
     pub expectile: f64,
     pub tau: f64,
@@ -63,6 +70,7 @@ impl Default for GcConfig {
             dataset: String::new(),
             actor: "awr".into(),
             goal_dim: 2,
+            goal_indices: Vec::new(),
             gamma: 0.99,
             expectile: 0.7,
             tau: 0.005,
@@ -95,9 +103,7 @@ impl GcConfig {
         if self.goal_dim == 0 || self.batch_size == 0 || self.subgoal_steps == 0 || self.steps_per_iteration == 0 {
             bail!("gc: goal_dim, batch_size, subgoal_steps and steps_per_iteration must be positive");
         }
-        if self.subgoals.enabled && (self.subgoals.candidates == 0 || self.subgoals.every == 0) {
-            bail!("gc.subgoals: candidates and every must be positive");
-        }
+        self.subgoals.validate()?;
         self.value_goals.validate("gc.value_goals")?;
         self.actor_goals.validate("gc.actor_goals")
     }
@@ -126,17 +132,21 @@ pub struct Gcivl {
     dev: Device,
     state_dim: usize,
     act_dim: usize,
+    /// Discrete action spaces: the number of actions (the actors output logits).
+    n_actions: Option<usize>,
     step: u64,
     /// Per-episode subgoal state: steps taken, subgoals chosen, the current target.
     episode: (usize, usize, Option<Vec<f32>>),
 }
 
-/// A sampled batch: states, next states, actions, goals, rewards, masks (and for SAW waypoints).
+/// A sampled batch: states, next states, actions, goals (and the goal rows' whole states), rewards,
+/// masks.
 struct GcBatch {
     s: Tensor,
     s2: Tensor,
     a: Tensor,
     g: Tensor,
+    gs: Tensor,
     r: Tensor,
     m: Tensor,
 }
@@ -149,16 +159,30 @@ impl Gcivl {
             bail!("gc.goal_dim {} leaves no state in observations of {obs_dim}", cfg.goal_dim);
         }
         let state_dim = obs_dim - cfg.goal_dim;
-        if state_dim != cfg.goal_dim {
+        if cfg.goal_indices.is_empty() && state_dim != cfg.goal_dim {
             bail!(
-                "gc: goals are dataset states, so goal_dim ({}) must equal the state size ({state_dim})",
+                "gc: goals are dataset states, so goal_dim ({}) must equal the state size ({state_dim}) unless gc.goal_indices picks the goal's entries",
                 cfg.goal_dim
             );
         }
+        if !cfg.goal_indices.is_empty()
+            && (cfg.goal_indices.len() != cfg.goal_dim || cfg.goal_indices.iter().any(|&i| i >= state_dim))
+        {
+            bail!(
+                "gc.goal_indices: {} entries below the state size {state_dim} are needed (goal_dim {}), got {:?}",
+                cfg.goal_dim,
+                cfg.goal_dim,
+                cfg.goal_indices
+            );
+        }
         let act_dim = envs.action_space().dim();
+        let n_actions = match envs.action_space() {
+            crate::env::Space::Discrete(n) => Some(n),
+            crate::env::Space::Box { .. } => None,
+        };
         let mut init = oxrl_core::seed::rng(seed, "gc-init", 0);
         let mk = |out: usize, init: &mut Rng| -> Result<Mlp> {
-            let mut s = vec![2 * state_dim];
+            let mut s = vec![state_dim + cfg.goal_dim];
             s.extend(&cfg.hidden);
             s.push(out);
             let mut m = Mlp::new(&s, Activation::Relu, Init::Uniform, init, dev)?;
@@ -167,8 +191,8 @@ impl Gcivl {
         };
         let value = mk(2, &mut init)?;
         let target = mk(2, &mut init)?;
-        let actor = mk(act_dim, &mut init)?;
-        let low = mk(act_dim, &mut init)?;
+        let actor = mk(n_actions.unwrap_or(act_dim), &mut init)?;
+        let low = mk(n_actions.unwrap_or(act_dim), &mut init)?;
         let value_params = Params(value.vars("value"));
         let target_params = Params(target.vars("value"));
         target_params.copy_from(&value_params)?;
@@ -191,6 +215,7 @@ impl Gcivl {
             dev: dev.clone(),
             state_dim,
             act_dim,
+            n_actions,
             step: 0,
             episode: (0, 0, None),
             cfg,
@@ -202,23 +227,33 @@ impl Gcivl {
         let sc = self.cfg.subgoals.clone();
         let (steps, chosen, current) = self.episode.clone();
         let target = if steps.is_multiple_of(sc.every) && chosen < sc.max_subgoals {
-            if self.data.is_none() {
-                self.load_data()?;
-            }
-            let n_rows = self.data.as_ref().unwrap().d.len();
-            let picks: Vec<usize> = (0..sc.candidates).map(|_| self.rng.random_range(0..n_rows)).collect();
-            let d = &self.data.as_ref().unwrap().d;
-            let cands: Vec<Vec<f32>> = picks.iter().map(|&i| self.state(d, i)).collect();
+            let cands: Vec<Vec<f32>> = if sc.generator == "factored" {
+                let gi: Vec<usize> = if self.cfg.goal_indices.is_empty() {
+                    (0..self.state_dim).collect()
+                } else {
+                    self.cfg.goal_indices.clone()
+                };
+                super::hecrl::factored_candidates(s, g, &gi, sc.entity_dims)
+            } else {
+                if self.data.is_none() {
+                    self.load_data()?;
+                }
+                let n_rows = self.data.as_ref().unwrap().d.len();
+                let picks: Vec<usize> = (0..sc.candidates).map(|_| self.rng.random_range(0..n_rows)).collect();
+                let d = &self.data.as_ref().unwrap().d;
+                picks.iter().map(|&i| self.state(d, i)).collect()
+            };
             let n = cands.len();
             let st = rows(&vec![s.to_vec(); n], &self.dev)?;
             let gt = rows(&vec![g.to_vec(); n], &self.dev)?;
             let ct = rows(&cands, &self.dev)?;
-            let v_s_c = self.v_mean(&st, &ct)?.to_vec1::<f32>()?;
+            let cg: Vec<Vec<f32>> = cands.iter().map(|c| self.goal_of(c)).collect();
+            let v_s_c = self.v_mean(&st, &rows(&cg, &self.dev)?)?.to_vec1::<f32>()?;
             let v_c_g = self.v_mean(&ct, &gt)?.to_vec1::<f32>()?;
             let v_s_g = self.v_mean(&st.narrow(0, 0, 1)?, &gt.narrow(0, 0, 1)?)?.to_vec1::<f32>()?[0];
             let t = match super::hecrl::select(&v_s_c, &v_c_g, v_s_g, sc.competence_radius as f32) {
                 super::hecrl::Target::Goal => None,
-                super::hecrl::Target::Subgoal(i) => Some(cands[i].clone()),
+                super::hecrl::Target::Subgoal(i) => Some(cg[i].clone()),
             };
             self.episode.1 += 1;
             t
@@ -253,6 +288,15 @@ impl Gcivl {
         d.obs(i)[..self.state_dim].to_vec()
     }
 
+    /// What a goal says of a state: the `goal_indices` entries, or the whole state.
+    fn goal_of(&self, state: &[f32]) -> Vec<f32> {
+        if self.cfg.goal_indices.is_empty() {
+            state.to_vec()
+        } else {
+            self.cfg.goal_indices.iter().map(|&i| state[i]).collect()
+        }
+    }
+
     /// States, next states, actions of rows `idx` and states of rows `goals` as goals.
     fn batch(&self, idx: &[usize], goals: &[usize]) -> Result<GcBatch> {
         let data = self.data.as_ref().context("gc: dataset not loaded")?;
@@ -260,14 +304,24 @@ impl Gcivl {
         let s: Vec<Vec<f32>> = idx.iter().map(|&i| self.state(d, i)).collect();
         let s2: Vec<Vec<f32>> = idx.iter().map(|&i| d.next_obs(i)[..self.state_dim].to_vec()).collect();
         let a: Vec<Vec<f32>> = idx.iter().map(|&i| d.action(i).to_vec()).collect();
-        let g: Vec<Vec<f32>> = goals.iter().map(|&j| self.state(d, j)).collect();
-        let (r, m): (Vec<f32>, Vec<f32>) = idx.iter().zip(goals).map(|(&t, &j)| reward_mask(t, j)).unzip();
+        let gs: Vec<Vec<f32>> = goals.iter().map(|&j| self.state(d, j)).collect();
+        let g: Vec<Vec<f32>> = gs.iter().map(|x| self.goal_of(x)).collect();
+        let (r, m): (Vec<f32>, Vec<f32>) = idx
+            .iter()
+            .zip(goals)
+            .enumerate()
+            .map(|(k, (&t, &j))| {
+                let reached = !self.cfg.goal_indices.is_empty() && self.goal_of(&s[k]) == g[k];
+                reward_mask(t, if reached { t } else { j })
+            })
+            .unzip();
         let n = idx.len();
         Ok(GcBatch {
             s: rows(&s, &self.dev)?,
             s2: rows(&s2, &self.dev)?,
             a: rows(&a, &self.dev)?,
             g: rows(&g, &self.dev)?,
+            gs: rows(&gs, &self.dev)?,
             r: Tensor::from_vec(r, n, &self.dev)?,
             m: Tensor::from_vec(m, n, &self.dev)?,
         })
@@ -284,13 +338,34 @@ impl Gcivl {
         Ok(((a + b)? * 0.5)?.detach())
     }
 
-    fn mu(net: &Mlp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
-        Ok(net.forward(&Tensor::cat(&[s, g], 1)?)?.tanh()?)
+    /// The actor's output at (s, g): the Gaussian mean tanh(·), or logits on discrete actions.
+    fn mu(&self, net: &Mlp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let out = net.forward(&Tensor::cat(&[s, g], 1)?)?;
+        Ok(if self.n_actions.is_some() { out } else { out.tanh()? })
     }
 
-    /// Weighted squared error Σ w·‖a − μ‖² / B (a constant-std Gaussian's negative log-likelihood).
-    fn weighted_mse(w: &Tensor, a: &Tensor, mu: &Tensor) -> Result<Tensor> {
-        Ok((w * (a - mu)?.sqr()?.sum(D::Minus1)?)?.mean_all()?)
+    /// Weighted negative log-likelihood Σ w·nll / B of dataset actions `a`: ‖a − μ‖² for a
+    /// constant-std Gaussian, −log softmax(logits)[a] on discrete actions.
+    fn weighted_nll(&self, w: &Tensor, a: &Tensor, out: &Tensor) -> Result<Tensor> {
+        let nll = if self.n_actions.is_some() {
+            let idx = a.squeeze(1)?.to_dtype(candle_core::DType::U32)?;
+            crate::dist::categorical_log_prob(out, &idx)?.neg()?
+        } else {
+            (a - out)?.sqr()?.sum(D::Minus1)?
+        };
+        Ok((w * nll)?.mean_all()?)
+    }
+
+    /// Weighted divergence Σ w·D / B of the actor from a fixed target policy: ‖μ − μ_target‖² (the
+    /// KL of constant-std Gaussians up to scale), KL(π_target ‖ π) on discrete actions.
+    fn weighted_divergence(&self, w: &Tensor, target: &Tensor, out: &Tensor) -> Result<Tensor> {
+        let d = if self.n_actions.is_some() {
+            let lt = crate::dist::log_softmax(target)?;
+            (lt.exp()? * (&lt - crate::dist::log_softmax(out)?)?)?.sum(D::Minus1)?
+        } else {
+            (target - out)?.sqr()?.sum(D::Minus1)?
+        };
+        Ok((w * d)?.mean_all()?)
     }
 
     fn update(&mut self) -> Result<[f64; 3]> {
@@ -321,8 +396,8 @@ impl Gcivl {
             "bc" => Tensor::ones(b, candle_core::DType::F32, &self.dev)?,
             _ => awr_weight(&(self.v_mean(&ab.s2, &ab.g)? - self.v_mean(&ab.s, &ab.g)?)?, self.cfg.alpha, 100.0)?,
         };
-        let mu = Self::mu(&self.actor, &ab.s, &ab.g)?;
-        let mut a_loss = Self::weighted_mse(&w, &ab.a, &mu)?;
+        let mu = self.mu(&self.actor, &ab.s, &ab.g)?;
+        let mut a_loss = self.weighted_nll(&w, &ab.a, &mu)?;
         let mut low_loss_v = 0.0;
         if self.cfg.actor == "saw" {
             // waypoints k steps ahead (clipped at the trajectory's end)
@@ -330,15 +405,15 @@ impl Gcivl {
             let lb = self.batch(&idx, &wp)?;
             let w_low =
                 awr_weight(&(self.v_mean(&lb.s2, &lb.g)? - self.v_mean(&lb.s, &lb.g)?)?, self.cfg.alpha_low, 100.0)?;
-            let mu_low = Self::mu(&self.low, &lb.s, &lb.g)?;
-            let low_loss = Self::weighted_mse(&w_low, &lb.a, &mu_low)?;
+            let mu_low = self.mu(&self.low, &lb.s, &lb.g)?;
+            let low_loss = self.weighted_nll(&w_low, &lb.a, &mu_low)?;
             self.low_opt.step(&low_loss.backward()?, self.cfg.lr, 0.0)?;
             low_loss_v = low_loss.to_scalar::<f32>()? as f64;
             // bootstrapping: the flat actor toward the (fixed) low actor's mode at the waypoint
             let w_kl =
-                awr_weight(&(self.v_mean(&lb.g, &ab.g)? - self.v_mean(&ab.s, &ab.g)?)?, self.cfg.alpha_kl, 100.0)?;
-            let target_mode = Self::mu(&self.low, &lb.s, &lb.g)?.detach();
-            a_loss = (a_loss + Self::weighted_mse(&w_kl, &target_mode, &mu)?)?;
+                awr_weight(&(self.v_mean(&lb.gs, &ab.g)? - self.v_mean(&ab.s, &ab.g)?)?, self.cfg.alpha_kl, 100.0)?;
+            let target_mode = self.mu(&self.low, &lb.s, &lb.g)?.detach();
+            a_loss = (a_loss + self.weighted_divergence(&w_kl, &target_mode, &mu)?)?;
         }
         self.actor_opt.step(&a_loss.backward()?, self.cfg.lr, 0.0)?;
         self.target_params.ema_from(&self.value_params, self.cfg.tau)?;
@@ -376,7 +451,7 @@ impl Agent for Gcivl {
         self.episode = (0, 0, None);
     }
 
-    fn act(&mut self, obs: &[Vec<f32>], _deterministic: bool) -> Result<Vec<Action>> {
+    fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>> {
         let o = rows(obs, &self.dev)?;
         let s = o.narrow(1, 0, self.state_dim)?;
         let g = if self.cfg.subgoals.enabled {
@@ -388,7 +463,15 @@ impl Agent for Gcivl {
         } else {
             o.narrow(1, self.state_dim, self.cfg.goal_dim)?
         };
-        let mu = Self::mu(&self.actor, &s, &g)?;
+        let mu = self.mu(&self.actor, &s, &g)?;
+        if self.n_actions.is_some() {
+            let picks = if deterministic {
+                crate::dist::argmax_rows(&mu)?
+            } else {
+                crate::dist::categorical_sample(&mu, &mut self.rng)?
+            };
+            return Ok(picks.into_iter().map(Action::Discrete).collect());
+        }
         Ok(mu.to_vec2::<f32>()?.into_iter().map(Action::Continuous).collect())
     }
 
@@ -420,5 +503,51 @@ impl Agent for Gcivl {
             self.step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projected_goals_are_reached_when_their_entries_match_and_discrete_actors_give_indices() {
+        // push-1-gc: state (agent x, y, box x, y), goal (box x, y)
+        let envs = VecEnv::make("push-1-gc", 1, 0).unwrap();
+        let cfg =
+            GcConfig { dataset: "unused.npz".into(), goal_dim: 2, goal_indices: vec![2, 3], ..Default::default() };
+        let mut agent = Gcivl::new(cfg, &envs, 0, &Device::Cpu).unwrap();
+        let mut d = Dataset::new(6, 1);
+        let rows = [[1.0, 1.0, 2.0, 2.0], [1.0, 2.0, 2.0, 2.0], [2.0, 2.0, 3.0, 2.0]];
+        for w in rows.windows(2) {
+            let o = [w[0][0], w[0][1], w[0][2], w[0][3], 9.0, 9.0];
+            let n = [w[1][0], w[1][1], w[1][2], w[1][3], 9.0, 9.0];
+            d.push(&o, &[3.0], -1.0, &n, false, false);
+        }
+        let last = [2.0, 2.0, 3.0, 2.0, 9.0, 9.0];
+        d.push(&last, &[0.0], -1.0, &last, false, true);
+        let ends = trajectory_ends(&d);
+        agent.data = Some(Data { d, ends });
+        // goal row 1 has row 0's box cell (only the agent moved): reached at t = 0; row 2 is not
+        let b = agent.batch(&[0, 0, 2], &[1, 2, 2]).unwrap();
+        assert_eq!(b.r.to_vec1::<f32>().unwrap(), vec![0.0, -1.0, 0.0]);
+        assert_eq!(b.m.to_vec1::<f32>().unwrap(), vec![0.0, 1.0, 0.0]);
+        assert_eq!(b.g.to_vec2::<f32>().unwrap(), vec![vec![2.0, 2.0], vec![3.0, 2.0], vec![3.0, 2.0]]);
+        assert_eq!(b.gs.dims(), &[3, 4]);
+        // a categorical actor: an action index per observation; its loss is the weighted NLL
+        let acts = agent.act(&[vec![1.0, 1.0, 2.0, 2.0, 3.0, 2.0]], true).unwrap();
+        assert!(matches!(acts[0], Action::Discrete(i) if i < 4));
+        let logits = Tensor::new(&[[0f32, 0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let a = Tensor::new(&[[2f32]], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[2f32], &Device::Cpu).unwrap();
+        let nll = agent.weighted_nll(&w, &a, &logits).unwrap().to_scalar::<f32>().unwrap();
+        assert!((nll - 2.0 * 4f32.ln()).abs() < 1e-5, "{nll}");
+        // KL(π_target ‖ π) is 0 for equal logits and positive otherwise
+        let other = Tensor::new(&[[1f32, 0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        assert!(agent.weighted_divergence(&w, &logits, &logits).unwrap().to_scalar::<f32>().unwrap().abs() < 1e-6);
+        assert!(agent.weighted_divergence(&w, &other, &logits).unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        // goal entries must exist in the state
+        let bad = GcConfig { dataset: "x.npz".into(), goal_dim: 2, goal_indices: vec![2, 4], ..Default::default() };
+        assert!(Gcivl::new(bad, &envs, 0, &Device::Cpu).is_err());
     }
 }

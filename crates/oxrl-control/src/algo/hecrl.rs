@@ -4,8 +4,12 @@
 //! low level cannot reach (V(s, c) < `competence_radius`, in value units of −1 per step), pick the
 //! candidate with the highest V(c, g), and head for g itself when V(s, g) beats every candidate.
 //!
-//! The paper's generator is a conditional diffusion model over entity sets; here candidates are
-//! states drawn uniformly from the offline dataset (the spec's nonparametric stand-in), and the low
+//! The paper's generator is a conditional diffusion model over entity sets. Two nonparametric
+//! stand-ins generate candidates here: `dataset` — states drawn uniformly from the offline dataset
+//! (the spec's stand-in); `factored` (INFERRED: the factored generator's structure without the
+//! network) — the current state with a subset of its entities set to their goal values, every
+//! non-empty subset once (entities are consecutive `entity_dims`-sized groups of the goal's
+//! entries), so each candidate finishes some objects and leaves the others where they are. The low
 //! level is the goal-conditioned agent ([`super::gcivl`]) acting toward the chosen subgoal.
 
 use serde::{Deserialize, Serialize};
@@ -20,12 +24,60 @@ pub struct SubgoalConfig {
     pub every: usize,
     pub max_subgoals: usize,
     pub competence_radius: f64,
+    /// `dataset` (uniform dataset states) or `factored` (subsets of entities moved to the goal).
+    pub generator: String,
+    /// Goal entries per entity for the `factored` generator (2 for (x, y) entities).
+    pub entity_dims: usize,
 }
 
 impl Default for SubgoalConfig {
     fn default() -> Self {
-        Self { enabled: false, candidates: 256, every: 25, max_subgoals: 32, competence_radius: -30.0 }
+        Self {
+            enabled: false,
+            candidates: 256,
+            every: 25,
+            max_subgoals: 32,
+            competence_radius: -30.0,
+            generator: "dataset".into(),
+            entity_dims: 2,
+        }
     }
+}
+
+impl SubgoalConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.enabled && (self.candidates == 0 || self.every == 0) {
+            anyhow::bail!("gc.subgoals: candidates and every must be positive");
+        }
+        if !["dataset", "factored"].contains(&self.generator.as_str()) {
+            anyhow::bail!("gc.subgoals.generator: {:?} is not one of dataset, factored", self.generator);
+        }
+        if self.entity_dims == 0 {
+            anyhow::bail!("gc.subgoals.entity_dims must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// The `factored` generator: for every non-empty subset of the goal's entities (consecutive
+/// `entity_dims` entries of `goal_indices`), state `s` with those entities' entries set to the
+/// goal's — 2^E − 1 candidate states, subsets in binary order (entity 0 alone first).
+pub fn factored_candidates(s: &[f32], g: &[f32], goal_indices: &[usize], entity_dims: usize) -> Vec<Vec<f32>> {
+    let entities = goal_indices.len() / entity_dims.max(1);
+    let entities = entities.min(12);
+    (1u32..(1 << entities))
+        .map(|mask| {
+            let mut c = s.to_vec();
+            for e in 0..entities {
+                if mask & (1 << e) != 0 {
+                    for k in e * entity_dims..(e + 1) * entity_dims {
+                        c[goal_indices[k]] = g[k];
+                    }
+                }
+            }
+            c
+        })
+        .collect()
 }
 
 /// What to head for.
@@ -70,6 +122,18 @@ mod tests {
         assert_eq!(select(&v_s_c, &v_c_g, -7.0, -30.0), Target::Goal);
         // nothing reachable → the goal
         assert_eq!(select(&[-40.0, -35.0], &[0.0, 0.0], -90.0, -30.0), Target::Goal);
+        // the factored generator: state (agent, box 0, box 1) with goals for the two boxes
+        let s = [0.0, 0.0, 1.0, 1.0, 2.0, 2.0];
+        let g = [5.0, 5.0, 4.0, 4.0];
+        let c = factored_candidates(&s, &g, &[2, 3, 4, 5], 2);
+        assert_eq!(
+            c,
+            vec![
+                vec![0.0, 0.0, 5.0, 5.0, 2.0, 2.0],
+                vec![0.0, 0.0, 1.0, 1.0, 4.0, 4.0],
+                vec![0.0, 0.0, 5.0, 5.0, 4.0, 4.0]
+            ]
+        );
         // a filtered candidate is never chosen, whatever its value toward g
         for v in [0.0f32, 10.0, 1e6] {
             assert_ne!(select(&[-31.0, -1.0], &[v, -50.0], -60.0, -30.0), Target::Subgoal(0));

@@ -184,11 +184,18 @@ pub const ENV_NAMES: &[&str] = &[
     "pixelgrid-iid",
     "pixelgrid-exogenous",
     "pixelgrid-tv",
+    "pixelgrid-clean-recolor",
+    "pixelgrid-iid-recolor",
+    "pixelgrid-exogenous-recolor",
+    "pixelgrid-tv-recolor",
     "deep-sea-treasure",
     "deep-sea-treasure-concave",
     "push-1",
     "push-2",
     "push-3",
+    "push-1-gc",
+    "push-2-gc",
+    "push-3-gc",
     "reach",
     "gridmaze-umaze",
     "gridmaze-four-rooms",
@@ -219,11 +226,18 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
         "pixelgrid-iid" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Iid, seed)),
         "pixelgrid-exogenous" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Exogenous, seed)),
         "pixelgrid-tv" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Tv, seed)),
+        k if k.starts_with("pixelgrid-") && k.ends_with("-recolor") && ENV_NAMES.contains(&k) => {
+            let noise = pixel_grid::Noise::parse(&k["pixelgrid-".len()..k.len() - "-recolor".len()])?;
+            Box::new(pixel_grid::PixelGrid::recolored(noise, seed))
+        }
         "deep-sea-treasure" => Box::new(deep_sea_treasure::DeepSea::new(false, seed)),
         "deep-sea-treasure-concave" => Box::new(deep_sea_treasure::DeepSea::new(true, seed)),
         "push-1" => Box::new(push_grid::PushGrid::new(1, seed)?),
         "push-2" => Box::new(push_grid::PushGrid::new(2, seed)?),
         "push-3" => Box::new(push_grid::PushGrid::new(3, seed)?),
+        "push-1-gc" => Box::new(push_grid::PushGrid::goal_conditioned(1, seed)?),
+        "push-2-gc" => Box::new(push_grid::PushGrid::goal_conditioned(2, seed)?),
+        "push-3-gc" => Box::new(push_grid::PushGrid::goal_conditioned(3, seed)?),
         "reach" => Box::new(reach::Reach::new(seed)),
         k if k.starts_with("gridmaze-") && ENV_NAMES.contains(&k) => {
             Box::new(grid_maze::GridMaze::new(&k["gridmaze-".len()..], seed)?)

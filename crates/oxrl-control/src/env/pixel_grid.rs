@@ -9,6 +9,10 @@
 //! (action-independent, temporally correlated) and are drawn in the agent's channel too, at half
 //! intensity, plus channel 2; `tv` — a "noisy TV" patch of uniform random pixels in one corner of
 //! every channel. Ground-truth positions ([`PixelGrid::positions`]) are exposed for linear probes.
+//!
+//! `pixelgrid-<noise>-recolor` is the same world in another palette — every pixel's (agent, goal,
+//! distractor) channel vector goes through a fixed colour matrix onto a tinted background
+//! ([`recolor_image`]) — the new visual domain of RePo's test-time alignment.
 
 use super::{Action, Core, Env, EnvState, Space, Step};
 use anyhow::{bail, Result};
@@ -45,6 +49,8 @@ pub struct PixelGrid {
     pub sigma: f32,
     pub step_cost: f64,
     pub distractors: usize,
+    /// Render in the shifted palette ([`recolor_image`]).
+    pub recolor: bool,
     name: &'static str,
     /// agent (x, y), goal (x, y), then each distractor's (x, y)
     pos: Vec<(i64, i64)>,
@@ -69,10 +75,24 @@ impl PixelGrid {
             sigma: 0.3,
             step_cost: 0.01,
             distractors,
+            recolor: false,
             name,
             pos: vec![(0, 0); 2 + distractors],
             max_steps: 50,
         }
+    }
+
+    /// The same world rendered in the shifted palette (`pixelgrid-<noise>-recolor`).
+    pub fn recolored(noise: Noise, seed: u64) -> Self {
+        let mut g = Self::new(noise, seed);
+        g.recolor = true;
+        g.name = match noise {
+            Noise::Clean => "pixelgrid-clean-recolor",
+            Noise::Iid => "pixelgrid-iid-recolor",
+            Noise::Exogenous => "pixelgrid-exogenous-recolor",
+            Noise::Tv => "pixelgrid-tv-recolor",
+        };
+        g
     }
 
     /// Ground truth for probes: (agent, goal, distractors).
@@ -126,7 +146,11 @@ impl PixelGrid {
             }
             _ => {}
         }
-        img
+        if self.recolor {
+            recolor_image(&img)
+        } else {
+            img
+        }
     }
 
     fn step_distractors(&mut self) {
@@ -136,6 +160,28 @@ impl PixelGrid {
             self.pos[k] = ((x + dx).clamp(0, self.n as i64 - 1), (y + dy).clamp(0, self.n as i64 - 1));
         }
     }
+}
+
+/// The shifted palette's colour matrix: column k is the colour that channel k (agent, goal,
+/// distractor) takes.
+pub const RECOLOR: [[f32; 3]; 3] = [[0.1, 0.8, 0.5], [0.7, 0.1, 0.5], [0.6, 0.5, 0.0]];
+/// The shifted palette's background colour.
+pub const RECOLOR_BACKGROUND: [f32; 3] = [0.2, 0.1, 0.3];
+
+/// A channel-major 3 × H × W image in the shifted palette: out_c = background_c + Σ_k M_ck·in_k.
+/// Applied to a source rendering (noise included), it gives the same state in the target domain.
+pub fn recolor_image(img: &[f32]) -> Vec<f32> {
+    let hw = img.len() / 3;
+    let mut out = vec![0f32; img.len()];
+    for c in 0..3 {
+        for i in 0..hw {
+            out[c * hw + i] = RECOLOR_BACKGROUND[c]
+                + RECOLOR[c][0] * img[i]
+                + RECOLOR[c][1] * img[hw + i]
+                + RECOLOR[c][2] * img[2 * hw + i];
+        }
+    }
+    out
 }
 
 impl Env for PixelGrid {
@@ -266,5 +312,32 @@ mod tests {
         let mut again = PixelGrid::new(Noise::Iid, 99);
         again.restore(&st).unwrap();
         assert_eq!(again.step(&Action::Discrete(1)).unwrap(), next);
+    }
+
+    #[test]
+    fn the_recolored_world_is_the_same_state_in_another_palette() {
+        for noise in [Noise::Clean, Noise::Exogenous, Noise::Iid] {
+            let (mut src, mut tgt) = (PixelGrid::new(noise, 7), PixelGrid::recolored(noise, 7));
+            let (a, b) = (src.reset(), tgt.reset());
+            assert_eq!(recolor_image(&a), b);
+            for t in 0..10 {
+                let (x, y) = (src.step(&Action::Discrete(t % 4)).unwrap(), tgt.step(&Action::Discrete(t % 4)).unwrap());
+                assert_eq!(recolor_image(&x.obs), y.obs);
+                assert_eq!((x.reward, x.terminated), (y.reward, y.terminated));
+                assert_eq!(src.positions(), tgt.positions());
+            }
+        }
+        // the agent's pixel takes column 0 of the matrix on the background; an empty pixel is background
+        let mut e = PixelGrid::recolored(Noise::Clean, 0);
+        let img = e.reset();
+        let w = e.side();
+        let (agent, goal, _) = e.positions();
+        let (ax, ay) = (agent.0 as usize * 2, agent.1 as usize * 2);
+        for c in 0..3 {
+            assert!((pixel(&img, w, c, ax, ay) - (RECOLOR_BACKGROUND[c] + RECOLOR[c][0])).abs() < 1e-6);
+        }
+        let empty = (0..8).flat_map(|x| (0..8).map(move |y| (x, y))).find(|&p| p != agent && p != goal).unwrap();
+        assert_eq!(pixel(&img, w, 2, empty.0 as usize * 2, empty.1 as usize * 2), RECOLOR_BACKGROUND[2]);
+        assert_eq!(e.name(), "pixelgrid-clean-recolor");
     }
 }

@@ -5,6 +5,10 @@
 //! targets (2) — flattened in that order; reward −1 per step and 0 on the step that covers every
 //! target (which terminates); 100·N-step limit. Boxes and targets start on interior cells so every
 //! box can be pushed in both axes. [`pusher_action`] is the scripted noisy pusher for datasets.
+//!
+//! The goal-conditioned variants `push-N-gc` (for GCIVL / HECRL) observe (state, goal) instead:
+//! the state is the agent's and the boxes' (x, y), the goal the target cells' (x, y) — what a goal
+//! says of a state is where its boxes are (`gc.goal_indices`), wherever the agent stands.
 
 use super::{Action, Core, Env, EnvState, Space, Step};
 use anyhow::{bail, Result};
@@ -18,6 +22,8 @@ pub struct PushGrid {
     core: Core,
     pub n: usize,
     name: &'static str,
+    /// Observe (agent, boxes | targets) coordinates without type tags (the `-gc` variants).
+    goal_obs: bool,
     pub agent: (i64, i64),
     pub boxes: Vec<(i64, i64)>,
     pub targets: Vec<(i64, i64)>,
@@ -30,16 +36,29 @@ fn inside(p: (i64, i64)) -> bool {
 
 impl PushGrid {
     pub fn new(n: usize, seed: u64) -> Result<Self> {
-        let name = match n {
-            1 => "push-1",
-            2 => "push-2",
-            3 => "push-3",
+        Self::with_layout(n, false, seed)
+    }
+
+    /// The goal-conditioned variant: observations (agent, boxes | targets) as plain coordinates.
+    pub fn goal_conditioned(n: usize, seed: u64) -> Result<Self> {
+        Self::with_layout(n, true, seed)
+    }
+
+    fn with_layout(n: usize, goal_obs: bool, seed: u64) -> Result<Self> {
+        let name = match (n, goal_obs) {
+            (1, false) => "push-1",
+            (2, false) => "push-2",
+            (3, false) => "push-3",
+            (1, true) => "push-1-gc",
+            (2, true) => "push-2-gc",
+            (3, true) => "push-3-gc",
             _ => bail!("push gridworld: 1 to 3 boxes (got {n})"),
         };
         Ok(Self {
             core: Core::new(seed),
             n,
             name,
+            goal_obs,
             agent: (0, 0),
             boxes: vec![(0, 0); n],
             targets: vec![(0, 0); n],
@@ -52,6 +71,13 @@ impl PushGrid {
     }
 
     fn obs(&self) -> Vec<f32> {
+        if self.goal_obs {
+            return std::iter::once(self.agent)
+                .chain(self.boxes.iter().copied())
+                .chain(self.targets.iter().copied())
+                .flat_map(|p| [p.0 as f32, p.1 as f32])
+                .collect();
+        }
         let mut o = vec![self.agent.0 as f32, self.agent.1 as f32, 0.0];
         for b in &self.boxes {
             o.extend([b.0 as f32, b.1 as f32, 1.0]);
@@ -85,7 +111,7 @@ impl Env for PushGrid {
         self.name
     }
     fn observation_space(&self) -> Space {
-        let d = 3 * (1 + 2 * self.n);
+        let d = if self.goal_obs { 2 * (1 + 2 * self.n) } else { 3 * (1 + 2 * self.n) };
         Space::Box { low: vec![0.0; d], high: vec![SIDE as f32; d] }
     }
     fn action_space(&self) -> Space {
@@ -212,14 +238,20 @@ pub fn pusher_action(env: &PushGrid, epsilon: f64, rng: &mut oxrl_core::seed::Rn
     rng.random_range(0..4)
 }
 
-/// The scripted pusher acting on an observation (the entity list holds the whole state).
+/// The scripted pusher acting on an observation (the entity list holds the whole state): either
+/// layout — typed entities (3 + 6N values) or the `-gc` coordinates (2 + 4N values).
 pub fn pusher_from_obs(obs: &[f32], epsilon: f64, rng: &mut oxrl_core::seed::Rng) -> Result<usize> {
-    if !obs.len().is_multiple_of(3) || obs.len() < 9 || !(obs.len() / 3 - 1).is_multiple_of(2) {
-        bail!("pusher: {} values are not an (agent, boxes, targets) entity list", obs.len());
-    }
-    let n = (obs.len() / 3 - 1) / 2;
+    let (n, stride) = match obs.len() {
+        9 => (1, 3),
+        15 => (2, 3),
+        21 => (3, 3),
+        6 => (1, 2),
+        10 => (2, 2),
+        14 => (3, 2),
+        l => bail!("pusher: {l} values are not a push-gridworld observation of 1 to 3 boxes"),
+    };
     let mut e = PushGrid::new(n, 0)?;
-    let at = |k: usize| (obs[3 * k] as i64, obs[3 * k + 1] as i64);
+    let at = |k: usize| (obs[stride * k] as i64, obs[stride * k + 1] as i64);
     e.agent = at(0);
     e.boxes = (0..n).map(|i| at(1 + i)).collect();
     e.targets = (0..n).map(|i| at(1 + n + i)).collect();
@@ -290,5 +322,16 @@ mod tests {
             e.apply(rng.random_range(0..4));
         }
         assert!(pusher_from_obs(&[0.0; 12], 0.0, &mut rng).is_err());
+        // the goal-conditioned layout carries the same state as plain coordinates
+        let mut g = PushGrid::goal_conditioned(3, 5).unwrap();
+        for _ in 0..20 {
+            let o = g.reset();
+            assert_eq!(o.len(), 14);
+            assert_eq!(&o[..2], &[g.agent.0 as f32, g.agent.1 as f32]);
+            assert_eq!(&o[8..10], &[g.targets[0].0 as f32, g.targets[0].1 as f32]);
+            let (mut r1, mut r2) = (oxrl_core::seed::Rng::seed_from_u64(9), oxrl_core::seed::Rng::seed_from_u64(9));
+            assert_eq!(pusher_from_obs(&o, 0.0, &mut r1).unwrap(), pusher_action(&g, 0.0, &mut r2));
+            g.apply(rng.random_range(0..4));
+        }
     }
 }

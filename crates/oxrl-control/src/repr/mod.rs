@@ -23,6 +23,7 @@ pub mod infopower;
 pub mod inverse_dynamics;
 pub mod probe;
 pub mod repo;
+pub mod repo_align;
 pub mod temporal_contrastive;
 pub mod video;
 
@@ -64,6 +65,8 @@ pub struct ReprConfig {
     pub log_every: usize,
     pub repo: repo::RepoConfig,
     pub infopower: infopower::InfoPowerConfig,
+    /// RePo's test-time alignment (`oxrl control align`).
+    pub align: repo_align::AlignConfig,
 }
 
 impl Default for ReprConfig {
@@ -83,6 +86,7 @@ impl Default for ReprConfig {
             log_every: 250,
             repo: repo::RepoConfig::default(),
             infopower: infopower::InfoPowerConfig::default(),
+            align: repo_align::AlignConfig::default(),
         }
     }
 }
@@ -101,18 +105,26 @@ impl ReprConfig {
         if self.probe_frames < 100 {
             bail!("repr.probe_frames: need at least 100 frames");
         }
-        self.repo.validate()
+        self.repo.validate()?;
+        self.align.validate()
     }
 }
 
 /// The pixel-grid noise mode of an environment name (`pixelgrid-exogenous` → Exogenous).
 pub fn pixel_noise(env_name: &str) -> Result<Noise> {
     let key = env_name.to_ascii_lowercase();
+    let key = key.strip_suffix("-recolor").unwrap_or(&key);
     match key.strip_prefix("pixelgrid") {
         Some("") => Ok(Noise::Clean),
         Some(rest) => Noise::parse(rest.trim_start_matches('-')),
         None => bail!("representation pre-training needs a pixel-grid environment (pixelgrid-*), not {env_name:?}"),
     }
+}
+
+/// Whether a pixel-grid environment renders in the shifted palette (`pixelgrid-<noise>-recolor`).
+pub fn pixel_recolored(env_name: &str) -> bool {
+    let key = env_name.to_ascii_lowercase();
+    key.starts_with("pixelgrid") && key.ends_with("-recolor")
 }
 
 /// softplus(x) = max(x, 0) + log(1 + e^{−|x|}), stable for any x.
@@ -167,6 +179,14 @@ impl Encoder {
     }
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.net.vars("encoder")
+    }
+    /// A trainable copy with its own parameters (the same architecture and values).
+    pub fn duplicate(&self, dev: &Device) -> Result<Self> {
+        let dims = self.net.layers[0].w.dims();
+        let mut rng = oxrl_core::seed::rng(0, "encoder-shape", 0);
+        let copy = Self::new(dims[0], dims[1], self.latent, self.stochastic, &mut rng, dev)?;
+        Params(copy.vars()).copy_from(&Params(self.vars()))?;
+        Ok(copy)
     }
 }
 
@@ -256,6 +276,10 @@ pub struct FrozenEncoder {
 }
 
 impl FrozenEncoder {
+    /// Another encoder behind this one's feature standardisation (RePo's aligned target encoder).
+    pub fn with_encoder(&self, enc: Encoder) -> Self {
+        Self { enc, mean: self.mean.clone(), std: self.std.clone(), dev: self.dev.clone() }
+    }
     /// Standardised features of a batch of frames.
     pub fn encode_batch(&self, frames: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         let f = self.enc.features(&rows(frames, &self.dev)?)?.to_vec2::<f32>()?;
@@ -352,8 +376,20 @@ pub fn pretrain(
     dev: &Device,
     log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
 ) -> Result<(FrozenEncoder, ProbeReport)> {
+    pretrain_in(cfg, noise, false, seed, dev, log)
+}
+
+/// [`pretrain`] in the source or the recoloured palette.
+pub fn pretrain_in(
+    cfg: &ReprConfig,
+    noise: Noise,
+    recolor: bool,
+    seed: u64,
+    dev: &Device,
+    log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
+) -> Result<(FrozenEncoder, ProbeReport)> {
     cfg.validate()?;
-    let video = Video::collect(noise, cfg.video_frames, oxrl_core::seed::derive(seed, "video", 0))?;
+    let video = Video::collect_in(noise, recolor, cfg.video_frames, oxrl_core::seed::derive(seed, "video", 0))?;
     let mut rng = oxrl_core::seed::rng(seed, "pretrain", 0);
     let (enc, mut obj) = build_objective(cfg, video.frame_dim, video.n_actions, &mut rng, dev)?;
     let mut vars = enc.vars();
@@ -412,7 +448,8 @@ pub fn pretrain(
         enc,
         dev: dev.clone(),
     };
-    let probe_video = Video::collect(noise, cfg.probe_frames, oxrl_core::seed::derive(seed, "probe-video", 0))?;
+    let probe_video =
+        Video::collect_in(noise, recolor, cfg.probe_frames, oxrl_core::seed::derive(seed, "probe-video", 0))?;
     let mut pf = Vec::with_capacity(probe_video.len());
     for chunk in (0..probe_video.len()).collect::<Vec<_>>().chunks(1024) {
         let frames: Vec<Vec<f32>> = chunk.iter().map(|&t| probe_video.frame(t).to_vec()).collect();
@@ -535,6 +572,8 @@ mod tests {
         assert_eq!(pixel_noise("pixelgrid-exogenous").unwrap(), Noise::Exogenous);
         assert_eq!(pixel_noise("pixelgrid").unwrap(), Noise::Clean);
         assert!(pixel_noise("cartpole").unwrap_err().to_string().contains("pixel-grid"));
+        assert_eq!(pixel_noise("pixelgrid-exogenous-recolor").unwrap(), Noise::Exogenous);
+        assert!(pixel_recolored("pixelgrid-iid-recolor") && !pixel_recolored("pixelgrid-iid"));
     }
 
     #[test]

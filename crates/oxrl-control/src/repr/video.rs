@@ -70,10 +70,17 @@ impl Video {
     /// Collect at least `frames` frames of `noise`-mode pixel-grid episodes with uniform random
     /// actions (whole episodes: the last one is finished).
     pub fn collect(noise: Noise, frames: usize, seed: u64) -> Result<Self> {
+        Self::collect_in(noise, false, frames, seed)
+    }
+
+    /// [`Video::collect`] in the source palette or the recoloured one (the same episodes for the
+    /// same seed).
+    pub fn collect_in(noise: Noise, recolor: bool, frames: usize, seed: u64) -> Result<Self> {
         if frames < 2 {
             bail!("repr.video_frames: need at least 2 frames");
         }
-        let mut env = PixelGrid::new(noise, oxrl_core::seed::derive(seed, "video-env", 0));
+        let env_seed = oxrl_core::seed::derive(seed, "video-env", 0);
+        let mut env = if recolor { PixelGrid::recolored(noise, env_seed) } else { PixelGrid::new(noise, env_seed) };
         let mut rng = oxrl_core::seed::rng(seed, "video-policy", 0);
         let frame_dim = env.observation_space().dim();
         let mut v = Video {
