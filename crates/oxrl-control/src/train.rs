@@ -213,6 +213,10 @@ pub fn train(
     };
     // The learner's reward: dense, episodic or LaRe's (evaluation keeps the true return).
     let mut learner_maker = maker.clone();
+    // InfoPower's empowerment bonus is paid to the learner only
+    if cfg.repr.objective == "infopower" && cfg.repr.infopower.bonus != 0.0 {
+        learner_maker.empowerment_bonus = Some((cfg.repr.infopower.bonus, cfg.repr.infopower.bonus_centred));
+    }
     learner_maker.reward = match cfg.env.reward.as_str() {
         "dense" => crate::lare::RewardMode::Dense,
         _ if opts.resume => bail!("env.reward = {:?}: such a run cannot be resumed (the delayed reward's episode state and LaRe's decoder are not checkpointed)", cfg.env.reward),

@@ -139,3 +139,40 @@ fn repo_alignment_restores_the_source_features_in_the_recoloured_world() {
         oxrl_control::train::align_checkpoint(&out, "pixelgrid-exogenous-recolor", &out, 1, &sets, &mut |_| Ok(()));
     assert!(again.unwrap_err().to_string().contains("already"));
 }
+
+#[test]
+fn an_infopower_run_with_the_empowerment_bonus_resumes_exactly() {
+    let cfg = example(
+        "pixelgrid-repr.toml",
+        &[
+            "repr.objective=infopower",
+            "repr.infopower.bonus=0.1",
+            "repr.video_frames=1500",
+            "repr.probe_frames=600",
+            "repr.pretrain_steps=60",
+            "repr.log_every=20",
+            "repr.hidden=64",
+            "train.total_steps=2000",
+            "train.checkpoint_every=1000",
+            "train.eval_every=0",
+            "train.eval_episodes=3",
+            "dqn.learning_starts=500",
+            "dqn.steps_per_iteration=500",
+            "dqn.hidden=[32, 32]",
+        ],
+    );
+    let full = resumes_exactly(&cfg, 1000);
+    // the learner's returns carry the bonus: before learning starts both runs act alike (random
+    // actions from the same stream), so their first training returns differ by the bonus alone
+    let first = |recs: &[serde_json::Value]| {
+        recs.iter().find_map(|r| r.get("episode_return").and_then(|v| v.as_f64())).expect("a training return")
+    };
+    let mut off = cfg.clone();
+    off.repr.infopower.bonus = 0.0;
+    let d = tempfile::tempdir().unwrap();
+    let (r, plain) = run(&off, d.path(), false, Some(500));
+    r.unwrap_err();
+    let (with, without) = (first(&full), first(&plain));
+    println!("first training return with the bonus {with:.4}, without {without:.4}");
+    assert!((with - without).abs() > 1e-3, "{with} vs {without}");
+}

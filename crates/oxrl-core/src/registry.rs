@@ -357,7 +357,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "INFOrmation Prioritization through EmPOWERment in Visual Model-Based RL (2022)",
         "INFERRED",
-        "InfoNCE between observation embeddings and latents, empowerment bound via an inverse model, latent dynamics KL, reward head; frozen latent feeds DQN / PPO",
+        "InfoNCE between observation embeddings and latents, empowerment bound via an inverse model, latent dynamics KL, reward head; frozen latent feeds DQN / PPO, whose reward gets α_emp·(log q(a | z, z') − log π) (repr.infopower.bonus)",
     ),
     t(
         "GRPO (control)",

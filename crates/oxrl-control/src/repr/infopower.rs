@@ -12,9 +12,15 @@
 //!   ½(r_t − R(z_{t+1}))²;
 //! - total = w_nce·NCE − λ_emp·empowerment + β·KL + reward.
 //!
+//! - policy reward = r + α_emp·(log q(a_t | z_t, z_{t+1}) − log π(a_t | z_t)) (`bonus` = α_emp;
+//!   the inverse model is kept with the frozen encoder and the learner's environments pay it,
+//!   [`super::Encoded`]); `bonus_centred` subtracts its maximum log |A| so that it never pays for
+//!   merely lasting longer in an episodic task.
+//!
 //! Differences, stated: the grid is fully observed, so the latent model has no recurrent belief;
-//! the learned representation is frozen and used by the run's DQN / PPO, so the paper's
-//! empowerment bonus for an imagination actor-critic is not part of this study.
+//! the learned representation is frozen and used by the run's DQN / PPO, and the bonus is
+//! evaluated on the real transitions that learner collects (there is no imagination rollout), on
+//! the posterior means rather than samples.
 
 use super::{latent_step, one_hot, video::Video, Encoder, LatentStep, Objective};
 use crate::blocks::gaussian_kl;
@@ -34,11 +40,22 @@ pub struct InfoPowerConfig {
     pub empowerment_weight: f64,
     pub kl_weight: f64,
     pub reward_weight: f64,
+    /// α_emp: the empowerment bonus added to the learner's reward (0 = off).
+    pub bonus: f64,
+    /// Subtract log |A| from the bonus (never positive).
+    pub bonus_centred: bool,
 }
 
 impl Default for InfoPowerConfig {
     fn default() -> Self {
-        Self { nce_weight: 1.0, empowerment_weight: 1.0, kl_weight: 1.0, reward_weight: 1.0 }
+        Self {
+            nce_weight: 1.0,
+            empowerment_weight: 1.0,
+            kl_weight: 1.0,
+            reward_weight: 1.0,
+            bonus: 0.1,
+            bonus_centred: false,
+        }
     }
 }
 
@@ -96,6 +113,9 @@ impl InfoPower {
 }
 
 impl Objective for InfoPower {
+    fn inverse_model(&self) -> Option<&Mlp> {
+        Some(&self.inverse)
+    }
     fn vars(&self) -> Vec<(String, Var)> {
         let mut v = self.obs_embed.vars("obs_embed");
         v.extend(self.trans.vars("transition"));

@@ -105,6 +105,9 @@ impl ReprConfig {
         if self.probe_frames < 100 {
             bail!("repr.probe_frames: need at least 100 frames");
         }
+        if !self.infopower.bonus.is_finite() {
+            bail!("repr.infopower.bonus must be finite");
+        }
         self.repo.validate()?;
         self.align.validate()
     }
@@ -238,6 +241,11 @@ pub trait Objective {
     fn after_step(&mut self, _metrics: &[(String, f64)]) -> Result<()> {
         Ok(())
     }
+    /// The inverse-dynamics model q(a | z_t, z_{t+1}) to keep with the frozen encoder for a
+    /// policy bonus (InfoPower's empowerment); none by default.
+    fn inverse_model(&self) -> Option<&Mlp> {
+        None
+    }
 }
 
 fn build_objective(
@@ -272,13 +280,29 @@ pub struct FrozenEncoder {
     pub enc: Encoder,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// InfoPower's inverse model q(a | z_t, z_{t+1}) on raw latent means (the empowerment bonus).
+    pub inverse: Option<Mlp>,
     dev: Device,
 }
 
 impl FrozenEncoder {
     /// Another encoder behind this one's feature standardisation (RePo's aligned target encoder).
     pub fn with_encoder(&self, enc: Encoder) -> Self {
-        Self { enc, mean: self.mean.clone(), std: self.std.clone(), dev: self.dev.clone() }
+        Self { enc, mean: self.mean.clone(), std: self.std.clone(), inverse: None, dev: self.dev.clone() }
+    }
+    /// Raw latent means of a batch of frames (what the inverse model reads).
+    pub fn raw_batch(&self, frames: &[Vec<f32>]) -> Result<Tensor> {
+        self.enc.features(&rows(frames, &self.dev)?)
+    }
+    /// InfoPower's per-transition empowerment estimate log q(a | z, z') − log π(a | z) under the
+    /// uniform behaviour policy, for raw latent means `z`, `z1` (1 × d) and action `a` of `n`;
+    /// `centred` subtracts its maximum log n, so the bonus is never positive.
+    pub fn empowerment_bonus(&self, z: &Tensor, z1: &Tensor, a: usize, n: usize, centred: bool) -> Result<f64> {
+        let inv = self.inverse.as_ref().context("the encoder has no inverse model (repr.objective = \"infopower\")")?;
+        let logits = inv.forward(&Tensor::cat(&[z, z1], 1)?)?;
+        let lq = crate::dist::log_softmax(&logits)?.to_vec2::<f32>()?[0][a] as f64;
+        let log_n = (n as f64).ln();
+        Ok(if centred { lq } else { lq + log_n })
     }
     /// Standardised features of a batch of frames.
     pub fn encode_batch(&self, frames: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
@@ -301,6 +325,9 @@ impl FrozenEncoder {
     }
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut map = Params(self.enc.vars()).tensors();
+        if let Some(inv) = &self.inverse {
+            map.extend(Params(inv.vars("inverse")).tensors());
+        }
         map.insert("feature_mean".into(), Tensor::new(self.mean.as_slice(), &Device::Cpu)?);
         map.insert("feature_std".into(), Tensor::new(self.std.as_slice(), &Device::Cpu)?);
         oxrl_core::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
@@ -321,7 +348,17 @@ impl FrozenEncoder {
             }
             Ok(v)
         };
-        Ok(Self { mean: vec("feature_mean")?, std: vec("feature_std")?, enc, dev: dev.clone() })
+        // InfoPower's inverse model travels with its encoder
+        let inverse = if cfg.objective == "infopower" {
+            let n_actions = 4;
+            let inv =
+                Mlp::new(&[2 * cfg.latent_dim, cfg.hidden, n_actions], Activation::Relu, Init::Uniform, &mut rng, dev)?;
+            Params(inv.vars("inverse")).load(&map, &path.display().to_string())?;
+            Some(inv)
+        } else {
+            None
+        };
+        Ok(Self { mean: vec("feature_mean")?, std: vec("feature_std")?, inverse, enc, dev: dev.clone() })
     }
 }
 
@@ -442,9 +479,20 @@ pub fn pretrain_in(
             var[i] += (f[i] as f64 - mean[i]).powi(2) / n;
         }
     }
+    let inverse = match obj.inverse_model() {
+        Some(m) => {
+            let sizes: Vec<usize> =
+                std::iter::once(m.layers[0].w.dims()[0]).chain(m.layers.iter().map(|l| l.w.dims()[1])).collect();
+            let copy = Mlp::new(&sizes, m.act, Init::Uniform, &mut rng, dev)?;
+            Params(copy.vars("inverse")).copy_from(&Params(m.vars("inverse")))?;
+            Some(copy)
+        }
+        None => None,
+    };
     let frozen = FrozenEncoder {
         mean: mean.iter().map(|&m| m as f32).collect(),
         std: var.iter().map(|&v| (v.sqrt().max(1e-6)) as f32).collect(),
+        inverse,
         enc,
         dev: dev.clone(),
     };
@@ -468,10 +516,28 @@ pub fn pretrain_in(
     Ok((frozen, report))
 }
 
-/// An environment whose observations are a frozen encoder's features of the inner one's frames.
+/// An environment whose observations are a frozen encoder's features of the inner one's frames;
+/// with `bonus` (InfoPower's α_emp and whether it is centred) every step's reward also gets
+/// α·(log q(a | z_t, z_{t+1}) − log π(a)) from the encoder's inverse model (learners' environments
+/// only; evaluation keeps the task reward).
 pub struct Encoded {
     pub inner: Box<dyn Env>,
     pub enc: Arc<FrozenEncoder>,
+    pub bonus: Option<(f64, bool)>,
+    /// The last frame's raw latent mean (for the bonus).
+    last: Option<Tensor>,
+}
+
+impl Encoded {
+    pub fn new(inner: Box<dyn Env>, enc: Arc<FrozenEncoder>, bonus: Option<(f64, bool)>) -> Self {
+        Self { inner, enc, bonus, last: None }
+    }
+    fn observe(&mut self, frame: &[f32]) -> Result<Vec<f32>> {
+        if self.bonus.is_some() {
+            self.last = Some(self.enc.raw_batch(&[frame.to_vec()])?);
+        }
+        self.enc.encode(frame)
+    }
 }
 
 impl Env for Encoded {
@@ -491,21 +557,52 @@ impl Env for Encoded {
     fn reset(&mut self) -> Vec<f32> {
         let o = self.inner.reset();
         // the encoder is a fixed CPU MLP over a correctly sized frame: it cannot fail here
-        self.enc.encode(&o).expect("encoding a frame")
+        self.observe(&o).expect("encoding a frame")
     }
     fn step(&mut self, action: &Action) -> Result<Step> {
         let mut s = self.inner.step(action)?;
-        s.obs = self.enc.encode(&s.obs)?;
+        let before = self.last.take();
+        s.obs = self.observe(&s.obs)?;
+        if let (Some((alpha, centred)), Some(z), Some(z1)) = (self.bonus, before, self.last.as_ref()) {
+            let n = self.inner.action_space().size();
+            s.reward += alpha * self.enc.empowerment_bonus(&z, z1, action.index()?, n, centred)?;
+        }
         Ok(s)
     }
     fn success(&self) -> Option<bool> {
         self.inner.success()
     }
     fn save(&self) -> EnvState {
-        self.inner.save()
+        let mut st = self.inner.save();
+        if self.bonus.is_some() {
+            // the bonus needs the last frame's latent: appended (then a has-latent flag)
+            let d = self.enc.enc.latent;
+            match self.last.as_ref().and_then(|z| z.flatten_all().and_then(|z| z.to_vec1::<f32>()).ok()) {
+                Some(z) => st.values.extend(z.iter().map(|&v| v as f64).chain([1.0])),
+                None => st.values.extend(std::iter::repeat_n(0.0, d).chain([0.0])),
+            }
+        }
+        st
     }
     fn restore(&mut self, state: &EnvState) -> Result<()> {
-        self.inner.restore(state)
+        if self.bonus.is_none() {
+            return self.inner.restore(state);
+        }
+        let d = self.enc.enc.latent;
+        let n = state.values.len();
+        if n < d + 1 {
+            bail!("{}: a saved state without the empowerment bonus's latent", self.inner.name());
+        }
+        let mut inner = state.clone();
+        inner.values.truncate(n - d - 1);
+        self.inner.restore(&inner)?;
+        self.last = if state.values[n - 1] == 1.0 {
+            let z: Vec<f32> = state.values[n - d - 1..n - 1].iter().map(|&v| v as f32).collect();
+            Some(Tensor::from_vec(z, (1, d), &self.enc.dev)?)
+        } else {
+            None
+        };
+        Ok(())
     }
 }
 
@@ -519,16 +616,24 @@ pub struct EnvMaker {
     pub steer: Option<Arc<crate::zprl::Steering>>,
     /// How the reward reaches the learner (dense, episodic, or LaRe's decoded latent reward).
     pub reward: crate::lare::RewardMode,
+    /// InfoPower's empowerment bonus (α, centred) on encoded environments (learners only).
+    pub empowerment_bonus: Option<(f64, bool)>,
 }
 
 impl EnvMaker {
     pub fn plain(name: &str) -> Self {
-        Self { name: name.into(), encoder: None, steer: None, reward: crate::lare::RewardMode::Dense }
+        Self {
+            name: name.into(),
+            encoder: None,
+            steer: None,
+            reward: crate::lare::RewardMode::Dense,
+            empowerment_bonus: None,
+        }
     }
     pub fn make(&self, seed: u64) -> Result<Box<dyn Env>> {
         let inner = crate::env::make(&self.name, seed)?;
         let inner: Box<dyn Env> = match &self.encoder {
-            Some(enc) => Box::new(Encoded { inner, enc: enc.clone() }),
+            Some(enc) => Box::new(Encoded::new(inner, enc.clone(), self.empowerment_bonus)),
             None => inner,
         };
         let inner: Box<dyn Env> = match &self.steer {
@@ -582,7 +687,7 @@ mod tests {
         let mut rng = Rng::seed_from_u64(0);
         let cfg = ReprConfig { objective: "autoencoder".into(), latent_dim: 4, hidden: 8, ..Default::default() };
         let enc = Encoder::new(768, 8, 4, false, &mut rng, &dev).unwrap();
-        let f = FrozenEncoder { enc, mean: vec![0.5; 4], std: vec![2.0; 4], dev: dev.clone() };
+        let f = FrozenEncoder { enc, mean: vec![0.5; 4], std: vec![2.0; 4], inverse: None, dev: dev.clone() };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("encoder.safetensors");
         f.save(&p).unwrap();
@@ -598,5 +703,53 @@ mod tests {
         assert_eq!(f.encode(&frame).unwrap(), o);
         let bad = ReprConfig { latent_dim: 5, ..cfg };
         assert!(FrozenEncoder::load(&p, &bad, 768, &dev).is_err());
+    }
+
+    #[test]
+    fn the_empowerment_bonus_is_paid_to_learners_by_hand_and_survives_save_and_restore() {
+        let dev = Device::Cpu;
+        let mut rng = Rng::seed_from_u64(1);
+        let cfg = ReprConfig { objective: "infopower".into(), latent_dim: 4, hidden: 8, ..Default::default() };
+        let enc = Encoder::new(768, 8, 4, true, &mut rng, &dev).unwrap();
+        // an inverse model whose logits are its last bias whatever the latents: q = softmax(b)
+        let inv = Mlp::new(&[8, 8, 4], Activation::Relu, Init::Uniform, &mut rng, &dev).unwrap();
+        for l in &inv.layers {
+            l.w.set(&l.w.as_tensor().zeros_like().unwrap()).unwrap();
+        }
+        let b = [2f32.ln(), 0.0, 0.0, 0.0];
+        inv.layers[1].b.set(&Tensor::new(&b, &dev).unwrap().reshape(inv.layers[1].b.shape()).unwrap()).unwrap();
+        let f = FrozenEncoder { enc, mean: vec![0.0; 4], std: vec![1.0; 4], inverse: Some(inv), dev: dev.clone() };
+        // the inverse model travels with the encoder
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("encoder.safetensors");
+        f.save(&p).unwrap();
+        let f = Arc::new(FrozenEncoder::load(&p, &cfg, 768, &dev).unwrap());
+        assert!(f.inverse.is_some());
+        // q = (2, 1, 1, 1)/5: bonus(a) = log q(a) + log 4, centred = log q(a)
+        let q = [0.4f64, 0.2, 0.2, 0.2];
+        let alpha = 0.5;
+        let plain = EnvMaker { encoder: Some(f.clone()), ..EnvMaker::plain("pixelgrid-clean") };
+        let paid = EnvMaker { empowerment_bonus: Some((alpha, false)), ..plain.clone() };
+        let centred = EnvMaker { empowerment_bonus: Some((alpha, true)), ..plain.clone() };
+        let (mut e0, mut e1, mut e2) = (plain.make(5).unwrap(), paid.make(5).unwrap(), centred.make(5).unwrap());
+        assert_eq!(e0.reset(), e1.reset());
+        e2.reset();
+        for t in 0..6 {
+            let a = Action::Discrete(t % 4);
+            let (s0, s1, s2) = (e0.step(&a).unwrap(), e1.step(&a).unwrap(), e2.step(&a).unwrap());
+            assert_eq!(s0.obs, s1.obs);
+            let want1 = s0.reward + alpha * (q[t % 4].ln() + 4f64.ln());
+            let want2 = s0.reward + alpha * q[t % 4].ln();
+            assert!((s1.reward - want1).abs() < 1e-5 && (s2.reward - want2).abs() < 1e-5, "{t}");
+            if s0.terminated || s0.truncated {
+                break;
+            }
+        }
+        // save / restore continues exactly, the bonus's latent included
+        let st = e1.save();
+        let next = e1.step(&Action::Discrete(1)).unwrap();
+        let mut again = paid.make(99).unwrap();
+        again.restore(&st).unwrap();
+        assert_eq!(again.step(&Action::Discrete(1)).unwrap(), next);
     }
 }
