@@ -194,6 +194,34 @@ fn lapo_learns_and_its_latent_reasoning_lengthens() {
 }
 
 #[test]
+fn a_lapo_warmup_on_expert_demonstrations_gives_rl_a_head_start() {
+    // 100 demonstrations of the privileged expert, 500 SFT steps (action NLL over every thinking
+    // length + latent alignment to future-observation embeddings) before GRPO; seed 1 (README:
+    // first-10-iteration success 0.29 -> 0.54, and 200k steps reach 0.46 / 0.85 / 0.86 on seeds 1-3
+    // against 0.39 / 0.40 / 0.36 without)
+    let run_with = |warm: &str| {
+        let cfg = example(
+            "gridmaze-lapo.toml",
+            &["train.total_steps=12000", "train.eval_every=0", "train.eval_episodes=2", warm],
+        );
+        let d = tempfile::tempdir().unwrap();
+        let (s, recs) = run(&cfg, d.path(), false, None);
+        s.unwrap();
+        recs.into_iter().filter(|r| r.get("success_rate").is_some()).collect::<Vec<_>>()
+    };
+    let cold = run_with("grpo.lapo.warmup_episodes=0");
+    let warm = run_with("grpo.lapo.warmup_episodes=100");
+    let mean =
+        |r: &[serde_json::Value]| r.iter().map(|x| x["success_rate"].as_f64().unwrap()).sum::<f64>() / r.len() as f64;
+    let (c, w) = (mean(&cold[..5]), mean(&warm[..5]));
+    println!("first 5 iterations: success without warm-up {c:.2}, with {w:.2}; warm-up {}", warm[0]);
+    assert!(w > c + 0.1, "{c} vs {w}");
+    assert_eq!(warm[0]["warmup_demo_success"], 1.0);
+    assert!(warm[0]["warmup_action_nll"].as_f64().unwrap() < 0.8 * 4f64.ln());
+    assert!(cold[0].get("warmup_action_nll").is_none() && warm[1].get("warmup_action_nll").is_none());
+}
+
+#[test]
 fn a_lapo_step_cost_shortens_the_latent_reasoning() {
     // a cost of 0.5 per latent step outweighs any success: the halting head learns to act at once
     // (seed 1: 0.91 -> 0.04 latent steps per action over 38 iterations)
@@ -218,20 +246,24 @@ fn a_lapo_step_cost_shortens_the_latent_reasoning() {
 
 #[test]
 fn lapo_resumes_exactly() {
-    resumes_exactly(
-        &example(
-            "gridmaze-lapo.toml",
-            &[
-                "grpo.tasks_per_iteration=4",
-                "grpo.hidden=[16]",
-                "train.total_steps=3000",
-                "train.checkpoint_every=1000",
-                "train.eval_episodes=2",
-                "train.eval_every=0",
-            ],
-        ),
-        1000,
-    );
+    for warmup in ["0", "10"] {
+        resumes_exactly(
+            &example(
+                "gridmaze-lapo.toml",
+                &[
+                    "grpo.tasks_per_iteration=4",
+                    "grpo.hidden=[16]",
+                    "train.total_steps=3000",
+                    "train.checkpoint_every=1000",
+                    "train.eval_episodes=2",
+                    "train.eval_every=0",
+                    &format!("grpo.lapo.warmup_episodes={warmup}"),
+                    "grpo.lapo.warmup_steps=20",
+                ],
+            ),
+            1000,
+        );
+    }
 }
 
 #[test]

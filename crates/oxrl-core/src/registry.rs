@@ -409,11 +409,11 @@ pub const TECHNIQUES: &[Technique] = &[
     ),
     t(
         "LAPO",
-        "oxrl control: algo = \"grpo\", grpo.lapo.enabled, grpo.lapo.max_latent, grpo.lapo.latent_weight, grpo.lapo.step_cost",
+        "oxrl control: algo = \"grpo\", grpo.lapo.enabled, grpo.lapo.max_latent, grpo.lapo.latent_weight, grpo.lapo.step_cost, grpo.lapo.warmup_episodes",
         "control",
         "LaST-R1: Reinforcing Action via Adaptive Physical Latent Reasoning for VLA Models (2026)",
         "INFERRED",
-        "0…L_max stochastic latent steps (Gaussian, fed back through a recurrent cell) with a halting head before each action; GRPO's advantage drives separate clipped surrogates for the action and the latent/halting log-probs",
+        "0…L_max stochastic latent steps (Gaussian, fed back through a recurrent cell) with a halting head before each action; GRPO's advantage drives separate clipped surrogates for the action and the latent/halting log-probs; warm-up on expert demonstrations with latent-to-future-observation alignment",
     ),
     t(
         "ZPRL",

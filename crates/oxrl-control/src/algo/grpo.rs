@@ -149,6 +149,50 @@ impl Grpo {
         })
     }
 
+    /// LAPO's warm-up: expert demonstrations (not counted as the learner's environment steps), then
+    /// `warmup_steps` updates of action NLL + latent alignment ([`LapoPolicy::warmup_loss`]).
+    fn warm_up(&mut self, envs: &mut VecEnv) -> Result<Vec<(String, f64)>> {
+        let lc = self.cfg.lapo.clone();
+        let demos = super::lapo::collect_demos(envs.envs[0].as_mut(), lc.warmup_episodes)?;
+        let obs_dim = demos[0].obs[0].len();
+        let world = super::lapo::WorldEncoder::new(obs_dim, lc.latent_dim, &mut self.rng);
+        let index: Vec<(usize, usize)> =
+            demos.iter().enumerate().flat_map(|(e, d)| (0..d.acts.len()).map(move |t| (e, t))).collect();
+        let policy = self.lapo.as_ref().expect("LAPO");
+        let (mut nll_acc, mut align_acc, mut n_acc) = (0.0, 0.0, 0usize);
+        for step in 0..lc.warmup_steps {
+            let picks: Vec<(usize, usize)> =
+                (0..lc.warmup_batch).map(|_| index[rand::Rng::random_range(&mut self.rng, 0..index.len())]).collect();
+            let obs: Vec<Vec<f32>> = picks.iter().map(|&(e, t)| demos[e].obs[t].clone()).collect();
+            let acts: Vec<u32> = picks.iter().map(|&(e, t)| demos[e].acts[t] as u32).collect();
+            let futures = (0..lc.max_latent)
+                .map(|k| {
+                    let f: Vec<Vec<f32>> = picks
+                        .iter()
+                        .map(|&(e, t)| world.embed(&demos[e].obs[(t + k + 1).min(demos[e].obs.len() - 1)]))
+                        .collect();
+                    rows(&f, &self.dev)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (loss, nll, align) =
+                policy.warmup_loss(&rows(&obs, &self.dev)?, &Tensor::new(acts, &self.dev)?, &futures)?;
+            self.opt.step(&loss.backward()?, lc.warmup_lr, self.cfg.max_grad_norm)?;
+            // report the last tenth of the warm-up
+            if step >= lc.warmup_steps - lc.warmup_steps.div_ceil(10) {
+                nll_acc += nll;
+                align_acc += align;
+                n_acc += 1;
+            }
+        }
+        let k = n_acc.max(1) as f64;
+        Ok(vec![
+            ("warmup_action_nll".into(), nll_acc / k),
+            ("warmup_align".into(), align_acc / k),
+            ("warmup_demo_steps".into(), index.len() as f64),
+            ("warmup_demo_success".into(), demos.iter().filter(|d| d.success).count() as f64 / demos.len() as f64),
+        ])
+    }
+
     fn rollout(&mut self, env: &mut dyn crate::env::Env, first: &[f32]) -> Result<Episode> {
         let mut ep = Episode {
             obs: Vec::new(),
@@ -198,6 +242,12 @@ impl Agent for Grpo {
     }
 
     fn iterate(&mut self, envs: &mut VecEnv, _progress: Progress) -> Result<IterStats> {
+        // LAPO's warm-up on expert demonstrations, once before the first RL update
+        let warm = if self.lapo.is_some() && self.global_step == 0 && self.cfg.lapo.warmup_episodes > 0 {
+            self.warm_up(envs)?
+        } else {
+            Vec::new()
+        };
         let mut stats = IterStats::default();
         let g = self.cfg.group_size;
         let mut eps: Vec<Episode> = Vec::new();
@@ -324,6 +374,7 @@ impl Agent for Grpo {
         if self.cfg.kl_coef > 0.0 {
             stats.metrics.push(("kl".into(), kl_v));
         }
+        stats.metrics.extend(warm);
         if self.lapo.is_some() {
             stats.metrics.push(("latent_steps".into(), eps.iter().map(latent_steps).sum::<f64>() / nep));
             // mean latent steps by the environment's hidden parameter (e.g. reversed controls)

@@ -16,6 +16,15 @@
 //! clipped ratios: L = −[surr(ρ_action) + `latent_weight`·surr(ρ_latent)]; `step_cost` per latent
 //! step is subtracted from an episode's score before normalisation. With `max_latent = 0` the latent
 //! part is identically 0 and LAPO is plain action GRPO on the same network.
+//!
+//! Warm-up (SFT, `warmup_episodes` > 0): before RL, demonstrations of the environment's privileged
+//! scripted expert ([`crate::env::Env::expert_action`]) train the policy with every latent at its
+//! mean: the action's negative log-likelihood averaged over the thinking lengths 0 … L_max (RL
+//! will stop at any of them), plus `align_weight` × the mean over k < L_max of
+//! ‖μ(h_k) − E(o_{t+k+1})‖² / d — latent thought k is pulled toward the embedding of the
+//! observation k + 1 steps ahead (clipped at the episode's end). E, the "world encoder", is a fixed
+//! seeded random projection of observations rescaled to unit RMS (a stand-in for a pretrained
+//! video encoder).
 
 use crate::dist::{argmax_rows, categorical_log_prob, categorical_sample};
 use crate::nn::{rows, Activation, Init, Linear, Mlp, Params};
@@ -41,11 +50,31 @@ pub struct LapoConfig {
     pub latent_weight: f64,
     /// Score penalty per latent step (mean over the episode's decisions).
     pub step_cost: f64,
+    /// Warm-up: expert demonstration episodes before RL (0 = no warm-up).
+    pub warmup_episodes: usize,
+    /// Warm-up gradient steps.
+    pub warmup_steps: usize,
+    pub warmup_batch: usize,
+    pub warmup_lr: f64,
+    /// Weight of the latent-to-future-observation alignment in the warm-up (0 = action SFT only).
+    pub align_weight: f64,
 }
 
 impl Default for LapoConfig {
     fn default() -> Self {
-        Self { enabled: false, max_latent: 4, latent_dim: 8, latent_std: 0.3, latent_weight: 1.0, step_cost: 0.0 }
+        Self {
+            enabled: false,
+            max_latent: 4,
+            latent_dim: 8,
+            latent_std: 0.3,
+            latent_weight: 1.0,
+            step_cost: 0.0,
+            warmup_episodes: 0,
+            warmup_steps: 500,
+            warmup_batch: 256,
+            warmup_lr: 1e-3,
+            align_weight: 1.0,
+        }
     }
 }
 
@@ -54,8 +83,11 @@ impl LapoConfig {
         if self.latent_dim == 0 || self.latent_std <= 0.0 {
             bail!("grpo.lapo: latent_dim and latent_std must be positive");
         }
-        if self.latent_weight < 0.0 || self.step_cost < 0.0 {
-            bail!("grpo.lapo: latent_weight and step_cost must be non-negative");
+        if self.latent_weight < 0.0 || self.step_cost < 0.0 || self.align_weight < 0.0 {
+            bail!("grpo.lapo: latent_weight, step_cost and align_weight must be non-negative");
+        }
+        if self.warmup_episodes > 0 && (self.warmup_steps == 0 || self.warmup_batch == 0 || self.warmup_lr <= 0.0) {
+            bail!("grpo.lapo: a warm-up needs positive warmup_steps, warmup_batch and warmup_lr");
         }
         Ok(())
     }
@@ -197,6 +229,25 @@ impl LapoPolicy {
         Ok((action_lp, latent_lp))
     }
 
+    /// The warm-up loss on demonstration steps: (total, action NLL, alignment). `futures[k]` holds
+    /// the embeddings E(o_{t+k+1}) (B × d) for k < L_max.
+    pub fn warmup_loss(&self, obs: &Tensor, actions: &Tensor, futures: &[Tensor]) -> Result<(Tensor, f64, f64)> {
+        let l_max = self.cfg.max_latent;
+        let mut h = self.h0(obs)?;
+        let mut nll = categorical_log_prob(&self.head.forward(&h)?, actions)?.mean_all()?.neg()?;
+        let mut align = Tensor::zeros((), candle_core::DType::F32, &self.dev)?;
+        for fut in futures.iter().take(l_max) {
+            let mu = self.mean.forward(&h)?;
+            align = (align + (&mu - fut)?.sqr()?.mean_all()?)?;
+            h = self.recur(&h, &mu)?;
+            nll = (nll + categorical_log_prob(&self.head.forward(&h)?, actions)?.mean_all()?.neg()?)?;
+        }
+        let nll = (nll / (l_max + 1) as f64)?;
+        let align = if l_max > 0 { (align / l_max as f64)? } else { align };
+        let total = (&nll + (&align * self.cfg.align_weight)?)?;
+        Ok((total, nll.to_scalar::<f32>()? as f64, align.to_scalar::<f32>()? as f64))
+    }
+
     /// P(K = k), k = 0 … L_max, for one observation with every latent at its mean.
     pub fn halting_distribution(&self, obs: &[f32]) -> Result<Vec<f64>> {
         let mut h = self.h0(&rows(&[obs.to_vec()], &self.dev)?)?;
@@ -211,6 +262,63 @@ impl LapoPolicy {
         out.push(alive);
         Ok(out)
     }
+}
+
+/// The warm-up's fixed "world encoder": a seeded random projection of observations to the latent
+/// size, each embedding rescaled to unit RMS.
+pub struct WorldEncoder {
+    proj: Vec<f32>,
+    obs_dim: usize,
+    d: usize,
+}
+
+impl WorldEncoder {
+    pub fn new(obs_dim: usize, d: usize, rng: &mut Rng) -> Self {
+        let proj = (0..obs_dim * d).map(|_| StandardNormal.sample(rng)).collect();
+        Self { proj, obs_dim, d }
+    }
+    pub fn embed(&self, obs: &[f32]) -> Vec<f32> {
+        let mut e = vec![0f32; self.d];
+        for (i, &x) in obs.iter().enumerate().take(self.obs_dim) {
+            if x != 0.0 {
+                for (j, v) in e.iter_mut().enumerate() {
+                    *v += x * self.proj[i * self.d + j];
+                }
+            }
+        }
+        let rms = (e.iter().map(|v| v * v).sum::<f32>() / self.d as f32).sqrt().max(1e-6);
+        e.iter().map(|v| v / rms).collect()
+    }
+}
+
+/// One expert episode: observations o_0 … o_T and actions a_0 … a_{T−1}.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub obs: Vec<Vec<f32>>,
+    pub acts: Vec<usize>,
+    pub success: bool,
+}
+
+/// `episodes` episodes of the environment's privileged expert.
+pub fn collect_demos(env: &mut dyn crate::env::Env, episodes: usize) -> Result<Vec<Demo>> {
+    let mut out = Vec::with_capacity(episodes);
+    for _ in 0..episodes {
+        let mut obs = vec![env.reset()];
+        let mut acts = Vec::new();
+        loop {
+            let Some(a) = env.expert_action() else {
+                bail!("grpo.lapo.warmup_episodes: {} has no scripted expert for demonstrations", env.name());
+            };
+            let s = env.step(&crate::env::Action::Discrete(a))?;
+            obs.push(s.obs);
+            acts.push(a);
+            if s.terminated || s.truncated {
+                out.push(Demo { obs, acts, success: env.success().unwrap_or(false) });
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn sigmoid(x: &Tensor) -> Result<Tensor> {
@@ -267,6 +375,57 @@ mod tests {
             let want_a = categorical_log_prob(&logits, &a).unwrap().to_vec1::<f32>().unwrap()[0];
             assert!((alp[i] - want_a).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn the_warmup_loss_by_hand_and_the_expert_solves_flipped_mazes() {
+        let p = policy(2);
+        let dev = Device::Cpu;
+        let obs = vec![vec![0.2f32, -0.1, 0.4, 0.0, 0.3], vec![-0.5, 0.1, 0.0, 0.2, 0.1]];
+        let acts = Tensor::new(&[1u32, 3], &dev).unwrap();
+        let fut: Vec<Tensor> =
+            (0..2).map(|k| Tensor::new(&[[k as f32, 0.5, -0.5], [0.1, 0.2, 0.3]], &dev).unwrap()).collect();
+        let (loss, nll, align) = p.warmup_loss(&rows(&obs, &dev).unwrap(), &acts, &fut).unwrap();
+        // by hand: h_0, then h_{k+1} = recur(h_k, μ(h_k)); NLL averaged over lengths 0..=2
+        let mut h = p.h0(&rows(&obs, &dev).unwrap()).unwrap();
+        let nll_at = |h: &Tensor| {
+            categorical_log_prob(&p.head.forward(h).unwrap(), &acts)
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let (mut want_nll, mut want_align) = (-nll_at(&h), 0.0);
+        for f in &fut {
+            let mu = p.mean.forward(&h).unwrap();
+            want_align += (&mu - f).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+            h = p.recur(&h, &mu).unwrap();
+            want_nll -= nll_at(&h);
+        }
+        assert!((nll - want_nll / 3.0).abs() < 1e-5 && (align - want_align / 2.0).abs() < 1e-5);
+        let total = loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((total - (nll + align)).abs() < 1e-5, "align_weight 1");
+        // L_max = 0: the plain action NLL
+        let p0 = policy(0);
+        let (l0, n0, a0) = p0.warmup_loss(&rows(&obs, &dev).unwrap(), &acts, &[]).unwrap();
+        let h0 = p0.h0(&rows(&obs, &dev).unwrap()).unwrap();
+        let want = -categorical_log_prob(&p0.head.forward(&h0).unwrap(), &acts)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((n0 as f32 - want).abs() < 1e-6 && a0 == 0.0 && (l0.to_scalar::<f32>().unwrap() - want).abs() < 1e-6);
+        // the world encoder's embeddings have unit RMS; the expert solves every episode, flipped or not
+        let w = WorldEncoder::new(5, 3, &mut Rng::seed_from_u64(3));
+        let e = w.embed(&obs[0]);
+        assert!(((e.iter().map(|v| v * v).sum::<f32>() / 3.0).sqrt() - 1.0).abs() < 1e-5);
+        let mut env = crate::env::grid_maze::GridMaze::new("four-rooms-flip", 4).unwrap();
+        let demos = collect_demos(&mut env, 20).unwrap();
+        assert!(demos.iter().all(|d| d.success && d.obs.len() == d.acts.len() + 1));
+        let mut cart = crate::env::make("cartpole", 0).unwrap();
+        assert!(collect_demos(cart.as_mut(), 1).unwrap_err().to_string().contains("expert"));
     }
 
     #[test]

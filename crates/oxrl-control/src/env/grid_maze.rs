@@ -167,6 +167,13 @@ impl Env for GridMaze {
     fn success(&self) -> Option<bool> {
         Some(self.agent == self.goal)
     }
+    /// A shortest-path move toward the goal, in this episode's controls (reversed when flipped).
+    fn expert_action(&self) -> Option<usize> {
+        let next = self.layout.next_cell(self.agent, self.goal);
+        let step = (next.0 - self.agent.0, next.1 - self.agent.1);
+        let want = if self.flipped { (-step.0, -step.1) } else { step };
+        MOVES.iter().position(|&m| m == want)
+    }
     fn hidden_parameter(&self) -> Option<f64> {
         self.physics.then_some(self.flipped as u8 as f64)
     }

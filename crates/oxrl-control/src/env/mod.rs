@@ -120,6 +120,11 @@ pub trait Env: Send {
     fn hidden_parameter(&self) -> Option<f64> {
         None
     }
+    /// A privileged scripted expert's action in the current state (demonstrations for warm-ups);
+    /// None where the environment has none.
+    fn expert_action(&self) -> Option<usize> {
+        None
+    }
     fn save(&self) -> EnvState;
     fn restore(&mut self, state: &EnvState) -> Result<()>;
 }
