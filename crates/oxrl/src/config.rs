@@ -425,6 +425,9 @@ pub struct TrainConfig {
     pub reward_model_ensemble: Vec<PathBuf>,
     /// k of the ensemble's pessimistic reward mean − k·std (0 = the plain mean).
     pub rm_uncertainty: f64,
+    /// A VPL reward model's user: preference pairs (the `oxrl rm` JSONL format) whose posterior
+    /// mean z personalises the reward (required for a VPL model, ignored by others).
+    pub reward_model_user: Option<PathBuf>,
     /// RLFR: λ of the flow reward added to every token's advantage (0 = off).
     pub rlfr_coef: f64,
     /// RLFR: training problems whose expert solutions' hidden states the field is fitted on,
@@ -738,6 +741,7 @@ impl Default for TrainConfig {
             reward_model: None,
             reward_model_ensemble: Vec::new(),
             rm_uncertainty: 1.0,
+            reward_model_user: None,
             rlfr_coef: 0.0,
             rlfr_fit_prompts: 256,
             rlfr_fit_steps: 400,
@@ -1368,6 +1372,9 @@ impl RunConfig {
         }
         if !(t.value_lr_mult > 0.0 && t.value_lr_mult.is_finite()) {
             err("value_lr_mult", format!("must be positive (got {})", t.value_lr_mult))?;
+        }
+        if t.reward_model_user.is_some() && t.reward_model.is_none() {
+            err("reward_model_user", "personalises `train.reward_model`, which is not set".into())?;
         }
         if !t.reward_model_ensemble.is_empty() && t.reward_model.is_none() {
             err("reward_model_ensemble", "needs `train.reward_model` (the first member)".into())?;

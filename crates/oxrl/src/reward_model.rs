@@ -3,7 +3,10 @@
 //! format; Bradley–Terry with an optional margin) and rankings (`"ranked": [best, …, worst]`;
 //! Plackett–Luce), with the centring term λ·(r_w + r_l)² because both losses are shift-invariant;
 //! `train.reward_model = DIR` makes a trained one the reward of `oxrl train` (the verifier still
-//! reports correctness for the metrics), `train.reward_model_ensemble` adds members.
+//! reports correctness for the metrics), `train.reward_model_ensemble` adds members. A VPL model
+//! (`rm.kind = "vpl"`) is personalised at load time: `train.reward_model_user` names preference
+//! pairs of one user, whose posterior mean z conditions r(prompt, response | z) on the frozen
+//! model's embeddings.
 
 use crate::config::RunConfig;
 use crate::policy::Policy;
@@ -23,11 +26,24 @@ const HEAD_FILE: &str = "reward_head.safetensors";
 pub struct RewardModel {
     pub policy: Policy,
     pub head: ValueHead,
+    /// VPL: the user-conditioned reward on the frozen model's last-token embeddings, and the
+    /// user's posterior mean z (the head is unused then).
+    pub vpl: Option<(oxrl_core::vpl::Vpl, Tensor)>,
 }
+
+/// The VPL model's settings beside its weights.
+const VPL_FILE: &str = "vpl.safetensors";
+const VPL_META: &str = "vpl.json";
 
 impl RewardModel {
     /// Rewards `[N]` of `responses` to `prompts`: the head at each response's last token.
     pub fn scores(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Result<Tensor> {
+        if let Some((vpl, z)) = &self.vpl {
+            let e = embeddings(&self.policy, prompts, responses)?;
+            let dim = e.first().map_or(0, |x| x.len());
+            let e = Tensor::from_vec(e.concat(), (responses.len(), dim), &candle_core::Device::Cpu)?;
+            return vpl.rewards(&e, z);
+        }
         let pad = self.policy.tokenizer.pad_id();
         let s = score(
             &self.policy.model,
@@ -53,8 +69,17 @@ impl RewardModel {
 
     /// Load a reward model saved by `oxrl rm` (a checkpoint directory or its run folder).
     pub fn load(dir: &Path, device: &candle_core::Device) -> Result<Self> {
+        Self::load_for(dir, None, device)
+    }
+
+    /// [`RewardModel::load`]; a VPL model is personalised to the user whose preference pairs
+    /// `user` names (required for VPL).
+    pub fn load_for(dir: &Path, user: Option<&Path>, device: &candle_core::Device) -> Result<Self> {
         let dir =
             if dir.join("checkpoints/final").is_dir() { dir.join("checkpoints/final") } else { dir.to_path_buf() };
+        if dir.join(VPL_FILE).is_file() {
+            return Self::load_vpl(&dir, user, device);
+        }
         ensure!(
             dir.join(HEAD_FILE).is_file(),
             "{}: no {HEAD_FILE} (not a reward model saved by `oxrl rm`)",
@@ -64,7 +89,48 @@ impl RewardModel {
             Policy::load(&dir, device).with_context(|| format!("loading the reward model {}", dir.display()))?;
         let head = ValueHead::new(policy.model.cfg.hidden_size, 0, device)?;
         head.load(&dir.join(HEAD_FILE))?;
-        Ok(Self { policy, head })
+        Ok(Self { policy, head, vpl: None })
+    }
+
+    fn load_vpl(dir: &Path, user: Option<&Path>, device: &candle_core::Device) -> Result<Self> {
+        use oxrl_core::vpl::{Pair as VPair, Vpl, VplConfig};
+        let Some(user) = user else {
+            bail!(
+                "{}: a VPL reward model is personalised: set `train.reward_model_user` to that user's preference pairs",
+                dir.display()
+            )
+        };
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(VPL_META)).with_context(|| format!("reading {}", dir.display()))?,
+        )
+        .with_context(|| format!("{}: {VPL_META}", dir.display()))?;
+        let num = |k: &str| -> Result<f64> {
+            meta[k].as_f64().with_context(|| format!("{}: {VPL_META} has no number `{k}`", dir.display()))
+        };
+        let cfg = VplConfig {
+            z_dim: num("z_dim")? as usize,
+            hidden: num("hidden")? as usize,
+            beta: num("beta")?,
+            ..VplConfig::default()
+        };
+        let vpl = Vpl::new(num("embed_dim")? as usize, cfg, true)?;
+        let map = candle_core::safetensors::load(dir.join(VPL_FILE), &candle_core::Device::Cpu)?;
+        for (k, v) in vpl.named_vars() {
+            let t = map.get(&k).with_context(|| format!("{}: {VPL_FILE} has no {k}", dir.display()))?;
+            v.set(t)?;
+        }
+        let policy =
+            Policy::load(dir, device).with_context(|| format!("loading the reward model {}", dir.display()))?;
+        // the user's posterior mean from their pairs
+        let pairs = load_rankings(user, &policy).context("key `train.reward_model_user`")?;
+        ensure!(!pairs.is_empty(), "key `train.reward_model_user`: {} has no pairs", user.display());
+        let prompts: Vec<Vec<u32>> = pairs.iter().flat_map(|r| [r.prompt.clone(), r.prompt.clone()]).collect();
+        let resp: Vec<Vec<u32>> = pairs.iter().flat_map(|r| r.ranked[..2].to_vec()).collect();
+        let e = embeddings(&policy, &prompts, &resp)?;
+        let context: Vec<VPair> = e.chunks(2).map(|c| VPair { chosen: c[0].clone(), rejected: c[1].clone() }).collect();
+        let (z, _) = vpl.posterior(&context)?;
+        let head = ValueHead::new(policy.model.cfg.hidden_size, 0, device)?;
+        Ok(Self { policy, head, vpl: Some((vpl, z)) })
     }
 }
 
@@ -303,11 +369,12 @@ fn run_vpl(
         "bt_loss": lb, "vpl_loss": lv, "heldout_accuracy_bt": acc_b, "heldout_accuracy_vpl": acc_v}))?;
     let map: std::collections::HashMap<String, Tensor> =
         vpl.named_vars().into_iter().map(|(k, v)| (k, v.as_detached_tensor())).collect();
+    // the frozen embedding model, then the VPL weights and settings beside it
+    crate::sft::save_checkpoint(&run, "final", policy, cfg, 0)?;
     let dir = run.checkpoint_dir("final");
-    std::fs::create_dir_all(&dir)?;
-    oxrl_core::fsutil::write_atomic_with(&dir.join("vpl.safetensors"), |tmp| {
-        Ok(candle_core::safetensors::save(&map, tmp)?)
-    })?;
+    oxrl_core::fsutil::write_atomic_with(&dir.join(VPL_FILE), |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))?;
+    let meta = json!({"embed_dim": dim, "z_dim": c.vpl_z_dim, "hidden": c.vpl_hidden, "beta": c.vpl_beta});
+    oxrl_core::fsutil::write_atomic_with(&dir.join(VPL_META), |tmp| Ok(std::fs::write(tmp, meta.to_string())?))?;
     Ok(RmOutcome { run_dir: run.path.clone(), accuracy_before: acc_b, accuracy_after: acc_v })
 }
 
@@ -323,7 +390,7 @@ pub fn run_rm(cfg: &RunConfig, out: Option<&Path>, quiet: bool) -> Result<RmOutc
     let policy = Policy::from_config(cfg, &device)?;
     let head = ValueHead::new(policy.model.cfg.hidden_size, cfg.seed, &device)?;
     let mut pairs = load_rankings(path, &policy)?;
-    let rm = RewardModel { policy, head };
+    let rm = RewardModel { policy, head, vpl: None };
     let mut rng = oxrl_core::seed::rng(cfg.seed, "rm-split", 0);
     for i in (1..pairs.len()).rev() {
         pairs.swap(i, rng.random_range(0..=i));

@@ -160,11 +160,14 @@ pub fn run_train(
     let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal, flow);
     let reward_model = match &t.reward_model {
         Some(dir) => {
+            let user = t.reward_model_user.as_deref();
             let mut members =
-                vec![crate::reward_model::RewardModel::load(dir, &device).context("key `train.reward_model`")?];
+                vec![crate::reward_model::RewardModel::load_for(dir, user, &device)
+                    .context("key `train.reward_model`")?];
             for d in &t.reward_model_ensemble {
                 members.push(
-                    crate::reward_model::RewardModel::load(d, &device).context("key `train.reward_model_ensemble`")?,
+                    crate::reward_model::RewardModel::load_for(d, user, &device)
+                        .context("key `train.reward_model_ensemble`")?,
                 );
             }
             Some(crate::reward_model::RewardEnsemble { members, uncertainty: t.rm_uncertainty })

@@ -176,6 +176,47 @@ fn vpl_reward_model_separates_opposite_users() -> Result<()> {
     eprintln!("held-out users: Bradley–Terry {:.3}, VPL {:.3}", o.accuracy_before, o.accuracy_after);
     assert!(o.accuracy_after > 0.85 && o.accuracy_before < 0.7, "{:.3} / {:.3}", o.accuracy_before, o.accuracy_after);
     assert!(o.run_dir.join("checkpoints/final/vpl.safetensors").is_file());
+    // personalised as a reward: z from one user's pairs; ranking other users' pairs of either type
+    let user_file = |u: usize| -> Result<std::path::PathBuf> {
+        let p = d.path().join(format!("u{u}.jsonl"));
+        let lines: String =
+            s.lines().filter(|l| l.contains(&format!("\"user\": \"u{u}\""))).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, lines)?;
+        Ok(p)
+    };
+    let dev = candle_core::Device::Cpu;
+    let agreement = |rm: &oxrl::reward_model::RewardModel, users: &[usize]| -> Result<f64> {
+        let mut ok = 0usize;
+        let mut n = 0usize;
+        for &u in users {
+            let pairs = oxrl::reward_model::load_rankings(&user_file(u)?, &rm.policy)?;
+            for p in &pairs {
+                let r = rm.rewards(&[p.prompt.clone(), p.prompt.clone()], &p.ranked)?;
+                ok += (r[0] > r[1]) as usize;
+                n += 1;
+            }
+        }
+        Ok(ok as f64 / n as f64)
+    };
+    for (who, same, other) in [(0usize, [2usize, 4, 6], [1usize, 3, 5]), (1, [3, 5, 7], [2, 4, 6])] {
+        let rm = oxrl::reward_model::RewardModel::load_for(&o.run_dir, Some(&user_file(who)?), &dev)?;
+        let (a, b) = (agreement(&rm, &same)?, agreement(&rm, &other)?);
+        eprintln!("reward personalised to u{who}: agrees with its type {a:.2}, with the other {b:.2}");
+        assert!(a > 0.8 && b < 0.2, "{a} / {b}");
+    }
+    let e = oxrl::reward_model::RewardModel::load(&o.run_dir, &dev).err().unwrap();
+    assert!(format!("{e:#}").contains("reward_model_user"), "{e:#}");
+    // `oxrl train` with the personalised reward
+    let tcfg = RunConfig::load_str(
+        "vpl train",
+        "name = \"vpl-train\"\n[model]\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n[task]\nname = \"addition\"\ndigits = 1\ntest_size = 4\n[train]\nsteps = 1\nprompts_per_step = 2\ngroup_size = 2\nmax_new_tokens = 4\n[eval]\nk = [1]\nmax_problems = 2\nmax_new_tokens = 4\n",
+        &[
+            format!("train.reward_model={}", o.run_dir.display()),
+            format!("train.reward_model_user={}", user_file(0)?.display()),
+        ],
+    )?;
+    let out = oxrl::train::run_train(&tcfg, Some(&d.path().join("train")), None, None, true)?;
+    assert!(common::metrics(&out.run_dir).iter().any(|m| m["phase"] == "rl" && m["reward_mean"].is_number()));
     // pairs without a user are refused by record
     std::fs::write(&path, "{\"prompt\": \"pick\", \"chosen\": \"1\", \"rejected\": \"2\"}\n")?;
     let e = oxrl::reward_model::run_rm(&cfg, Some(&d.path().join("vpl2")), true).err().unwrap();
