@@ -161,6 +161,12 @@ impl Spr {
             crate::env::Space::Discrete(n) => n,
             _ => bail!("spr needs a discrete action space"),
         };
+        if envs.len() != 1 {
+            bail!(
+                "spr: the K-step prediction windows read one environment's transitions in order; set env.num_envs = 1 (got {})",
+                envs.len()
+            );
+        }
         let obs_dim = envs.observation_space().dim();
         if cfg.augment && obs_dim != 3 * cfg.image_side * cfg.image_side {
             bail!("spr.augment: observations of {obs_dim} are not 3 × {0} × {0} images (set spr.image_side or spr.augment = false)", cfg.image_side);
@@ -442,6 +448,16 @@ mod tests {
             let (mn, mx) = r.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
             assert!(mn.abs() < 1e-6 && (mx - 1.0).abs() < 1e-4, "{r:?}");
         }
+    }
+
+    #[test]
+    fn windows_need_one_environment_in_order() {
+        let two = VecEnv::make("pixelgrid-clean", 2, 0).unwrap();
+        let e = Spr::new(SprConfig::default(), &two, 0, &Device::Cpu).err().unwrap();
+        assert!(e.to_string().contains("num_envs = 1"), "{e}");
+        assert!(
+            Spr::new(SprConfig::default(), &VecEnv::make("pixelgrid-clean", 1, 0).unwrap(), 0, &Device::Cpu).is_ok()
+        );
     }
 
     #[test]
