@@ -127,3 +127,42 @@ fn rc_aux_runs_resume_exactly() {
         common::resumes_exactly(&common::example("umaze-rc-aux.toml", &sets), 20);
     }
 }
+
+#[test]
+fn a_gcivl_run_with_the_diffusion_subgoal_generator_resumes_exactly_and_plans_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("umaze.npz");
+    oxrl_control::gc::collect_navigate("umaze", 3_000, 500, 0.5, 1).unwrap().save_npz(&data).unwrap();
+    let dataset = format!("gc.dataset={}", data.display());
+    let sets = [
+        dataset.as_str(),
+        "gc.hidden=[32, 32]",
+        "gc.batch_size=32",
+        "gc.steps_per_iteration=10",
+        "gc.subgoals.generator=diffusion",
+        "gc.subgoals.diffusion_hidden=32",
+        "gc.subgoals.candidates=16",
+        "train.total_steps=40",
+        "train.checkpoint_every=20",
+        "train.eval_episodes=1",
+    ];
+    let cfg = common::example("umaze-saw.toml", &sets);
+    let recs = common::resumes_exactly(&cfg, 20);
+    assert!(recs.iter().any(|r| r["diffusion_loss"].as_f64().is_some_and(|l| l > 0.0)));
+    // the trained generator proposes the candidates of HECRL's selection at evaluation
+    let run = dir.path().join("run");
+    let (r, _) = common::run(&cfg, &run, false, None);
+    r.unwrap();
+    let on = ["gc.subgoals.enabled=true".to_string()];
+    let (_, e) = oxrl_control::train::eval_checkpoint(&run, 2, None, &on).unwrap();
+    assert_eq!(e.returns.len(), 2);
+    // a checkpoint trained without it cannot plan with it
+    let flat =
+        common::example("umaze-saw.toml", &[&sets[..4], &["train.total_steps=40", "train.eval_episodes=1"]].concat());
+    let run2 = dir.path().join("flat");
+    common::run(&flat, &run2, false, None).0.unwrap();
+    let err = oxrl_control::train::eval_checkpoint(&run2, 1, None, &["gc.subgoals.generator=diffusion".to_string()])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("diffusion"), "{err}");
+}

@@ -309,7 +309,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "Hierarchical Entity-centric RL with Factored Subgoal Diffusion (2026)",
         "CONFIRMED",
-        "test time: candidates filtered by V(s, c) ≥ radius, argmax V(c, g), or g itself; generators: dataset states, or factored (subsets of entities set to the goal, INFERRED); push-N-gc entity gridworld with projected goals (gc.goal_indices)",
+        "test time: candidates filtered by V(s, c) ≥ radius, argmax V(c, g), or g itself; generators: a conditional DDPM over (s, w, g) with s and g inpainted (trained alongside), dataset states, or factored (subsets of entities set to the goal, INFERRED); push-N-gc entity gridworld with projected goals (gc.goal_indices)",
     ),
     t(
         "SPR",

@@ -137,6 +137,8 @@ pub struct Gcivl {
     step: u64,
     /// Per-episode subgoal state: steps taken, subgoals chosen, the current target.
     episode: (usize, usize, Option<Vec<f32>>),
+    /// HECRL's diffusion generator and its optimiser (`gc.subgoals.generator = "diffusion"`).
+    diffusion: Option<(super::subgoal_diffusion::SubgoalDiffusion, AdamW)>,
 }
 
 /// A sampled batch: states, next states, actions, goals (and the goal rows' whole states), rewards,
@@ -198,7 +200,23 @@ impl Gcivl {
         target_params.copy_from(&value_params)?;
         let actor_params = Params(actor.vars("actor"));
         let low_params = Params(low.vars("low_actor"));
+        let diffusion = if cfg.subgoals.generator == "diffusion" {
+            let sc = &cfg.subgoals;
+            let m = super::subgoal_diffusion::SubgoalDiffusion::new(
+                state_dim,
+                cfg.goal_dim,
+                sc.diffusion_hidden,
+                sc.diffusion_steps,
+                &mut init,
+                dev,
+            )?;
+            let opt = AdamW::new(m.vars(), AdamWConfig::default())?;
+            Some((m, opt))
+        } else {
+            None
+        };
         Ok(Self {
+            diffusion,
             value_opt: AdamW::new(value_params.vars(), AdamWConfig::default())?,
             actor_opt: AdamW::new(actor_params.vars(), AdamWConfig::default())?,
             low_opt: AdamW::new(low_params.vars(), AdamWConfig::default())?,
@@ -227,7 +245,9 @@ impl Gcivl {
         let sc = self.cfg.subgoals.clone();
         let (steps, chosen, current) = self.episode.clone();
         let target = if steps.is_multiple_of(sc.every) && chosen < sc.max_subgoals {
-            let cands: Vec<Vec<f32>> = if sc.generator == "factored" {
+            let cands: Vec<Vec<f32>> = if let Some((m, _)) = &self.diffusion {
+                m.sample(s, g, sc.candidates, &mut self.rng, &mut |_| {})?
+            } else if sc.generator == "factored" {
                 let gi: Vec<usize> = if self.cfg.goal_indices.is_empty() {
                     (0..self.state_dim).collect()
                 } else {
@@ -281,7 +301,35 @@ impl Gcivl {
         }
         let ends = trajectory_ends(&d);
         self.data = Some(Data { d, ends });
+        // the diffusion generator standardises with the data's statistics (a fixed sample of
+        // triples; the saved statistics win when a checkpoint is loaded)
+        if self.diffusion.as_ref().is_some_and(|(m, _)| m.mean.iter().all(|&v| v == 0.0)) {
+            let mut rng = oxrl_core::seed::rng(0, "diffusion-statistics", 0);
+            let n = self.data.as_ref().map_or(0, |x| x.d.len());
+            let idx: Vec<usize> = (0..4096.min(n)).map(|_| rng.random_range(0..n)).collect();
+            let triples = self.triples(&idx, &mut rng);
+            if let Some((m, _)) = self.diffusion.as_mut() {
+                m.fit_statistics(&triples);
+            }
+        }
         Ok(())
+    }
+
+    /// (s_t, w = s_{min(t+k, end)}, goal of a uniform future state of the trajectory) per row.
+    fn triples(&self, idx: &[usize], rng: &mut Rng) -> Vec<Vec<f32>> {
+        let data = self.data.as_ref().expect("loaded");
+        let k = self.cfg.subgoals.waypoint_k;
+        let mix = GoalMix { p_cur: 0.0, p_traj: 1.0, p_rand: 0.0, geometric: false };
+        idx.iter()
+            .map(|&t| {
+                let w = (t + k).min(data.ends[t]);
+                let j = sample_goal(t, &data.ends, &mix, self.cfg.gamma, rng);
+                let mut row = self.state(&data.d, t);
+                row.extend(self.state(&data.d, w));
+                row.extend(self.goal_of(&self.state(&data.d, j)));
+                row
+            })
+            .collect()
     }
 
     fn state(&self, d: &Dataset, i: usize) -> Vec<f32> {
@@ -368,7 +416,7 @@ impl Gcivl {
         Ok((w * d)?.mean_all()?)
     }
 
-    fn update(&mut self) -> Result<[f64; 3]> {
+    fn update(&mut self) -> Result<[f64; 4]> {
         let (n, b) = (self.data.as_ref().unwrap().d.len(), self.cfg.batch_size);
         let idx: Vec<usize> = (0..b).map(|_| self.rng.random_range(0..n)).collect();
         let ends = self.data.as_ref().unwrap().ends.clone();
@@ -417,7 +465,18 @@ impl Gcivl {
         }
         self.actor_opt.step(&a_loss.backward()?, self.cfg.lr, 0.0)?;
         self.target_params.ema_from(&self.value_params, self.cfg.tau)?;
-        Ok([v_loss.to_scalar::<f32>()? as f64, a_loss.to_scalar::<f32>()? as f64, low_loss_v])
+        let mut diffusion_loss = 0.0;
+        if self.diffusion.is_some() {
+            let mut rng = std::mem::replace(&mut self.rng, Rng::seed_from_u64(0));
+            let triples = self.triples(&idx, &mut rng);
+            if let Some((m, opt)) = self.diffusion.as_mut() {
+                let l = m.loss(&triples, &mut rng)?;
+                opt.step(&l.backward()?, self.cfg.lr, 10.0)?;
+                diffusion_loss = l.to_scalar::<f32>()? as f64;
+            }
+            self.rng = rng;
+        }
+        Ok([v_loss.to_scalar::<f32>()? as f64, a_loss.to_scalar::<f32>()? as f64, low_loss_v, diffusion_loss])
     }
 }
 
@@ -431,7 +490,7 @@ impl Agent for Gcivl {
             self.load_data()?;
         }
         let n = self.cfg.steps_per_iteration.min(progress.total_steps.saturating_sub(progress.global_step)).max(1);
-        let mut sums = [0.0; 3];
+        let mut sums = [0.0; 4];
         for _ in 0..n {
             let m = self.update()?;
             self.step += 1;
@@ -443,6 +502,9 @@ impl Agent for Gcivl {
         let mut metrics = vec![("value_loss".into(), sums[0] / k), ("actor_loss".into(), sums[1] / k)];
         if self.cfg.actor == "saw" {
             metrics.push(("low_actor_loss".into(), sums[2] / k));
+        }
+        if self.diffusion.is_some() {
+            metrics.push(("diffusion_loss".into(), sums[3] / k));
         }
         Ok(IterStats { env_steps: n, metrics, episodes: Vec::new() })
     }
@@ -480,6 +542,12 @@ impl Agent for Gcivl {
         let mut rest = self.value_params.tensors();
         rest.extend(self.target_params.tensors().into_iter().map(|(k, v)| (format!("target.{k}"), v)));
         rest.extend(self.low_params.tensors());
+        if let Some((m, opt)) = &self.diffusion {
+            rest.extend(Params(m.vars()).tensors());
+            rest.insert("diffusion_stats.mean".into(), Tensor::new(m.mean.as_slice(), &Device::Cpu)?);
+            rest.insert("diffusion_stats.std".into(), Tensor::new(m.std.as_slice(), &Device::Cpu)?);
+            save_opt(opt, &dir.join("optimizer_diffusion.safetensors"))?;
+        }
         candle_core::safetensors::save(&rest, dir.join("critic.safetensors"))?;
         save_opt(&self.value_opt, &dir.join("optimizer_value.safetensors"))?;
         save_opt(&self.actor_opt, &dir.join("optimizer_actor.safetensors"))?;
@@ -493,6 +561,17 @@ impl Agent for Gcivl {
         let p = dir.join("critic.safetensors");
         let m = read_tensors(&p)?;
         self.value_params.load(&m, &p.display().to_string())?;
+        if let Some((d, opt)) = &mut self.diffusion {
+            if !m.contains_key("diffusion_stats.mean") {
+                bail!("{}: trained without the diffusion subgoal generator (gc.subgoals.generator)", p.display());
+            }
+            Params(d.vars()).load(&m, &p.display().to_string())?;
+            d.mean = m["diffusion_stats.mean"].to_vec1::<f32>()?;
+            d.std = m["diffusion_stats.std"].to_vec1::<f32>()?;
+            if with_state {
+                load_opt(opt, &dir.join("optimizer_diffusion.safetensors"))?;
+            }
+        }
         if with_state {
             self.low_params.load(&m, &p.display().to_string())?;
             let t = strip_prefix(&m, "target.");

@@ -4,8 +4,10 @@
 //! low level cannot reach (V(s, c) < `competence_radius`, in value units of −1 per step), pick the
 //! candidate with the highest V(c, g), and head for g itself when V(s, g) beats every candidate.
 //!
-//! The paper's generator is a conditional diffusion model over entity sets. Two nonparametric
-//! stand-ins generate candidates here: `dataset` — states drawn uniformly from the offline dataset
+//! The paper's generator is a conditional diffusion model; `diffusion` is one over the flat
+//! (state, waypoint, goal) triple ([`super::subgoal_diffusion`], trained alongside the agent
+//! whenever it is the configured generator). Two nonparametric stand-ins also generate candidates:
+//! `dataset` — states drawn uniformly from the offline dataset
 //! (the spec's stand-in); `factored` (INFERRED: the factored generator's structure without the
 //! network) — the current state with a subset of its entities set to their goal values, every
 //! non-empty subset once (entities are consecutive `entity_dims`-sized groups of the goal's
@@ -24,8 +26,13 @@ pub struct SubgoalConfig {
     pub every: usize,
     pub max_subgoals: usize,
     pub competence_radius: f64,
-    /// `dataset` (uniform dataset states) or `factored` (subsets of entities moved to the goal).
+    /// `dataset` (uniform dataset states), `factored` (subsets of entities moved to the goal) or
+    /// `diffusion` (a conditional DDPM trained with the agent).
     pub generator: String,
+    /// Diffusion: denoising steps, hidden units, and the waypoint offset k (w = s_{t+k}).
+    pub diffusion_steps: usize,
+    pub diffusion_hidden: usize,
+    pub waypoint_k: usize,
     /// Goal entries per entity for the `factored` generator (2 for (x, y) entities).
     pub entity_dims: usize,
 }
@@ -40,6 +47,9 @@ impl Default for SubgoalConfig {
             competence_radius: -30.0,
             generator: "dataset".into(),
             entity_dims: 2,
+            diffusion_steps: 10,
+            diffusion_hidden: 256,
+            waypoint_k: 25,
         }
     }
 }
@@ -49,8 +59,11 @@ impl SubgoalConfig {
         if self.enabled && (self.candidates == 0 || self.every == 0) {
             anyhow::bail!("gc.subgoals: candidates and every must be positive");
         }
-        if !["dataset", "factored"].contains(&self.generator.as_str()) {
-            anyhow::bail!("gc.subgoals.generator: {:?} is not one of dataset, factored", self.generator);
+        if !["dataset", "factored", "diffusion"].contains(&self.generator.as_str()) {
+            anyhow::bail!("gc.subgoals.generator: {:?} is not one of dataset, factored, diffusion", self.generator);
+        }
+        if self.diffusion_steps == 0 || self.diffusion_hidden == 0 || self.waypoint_k == 0 {
+            anyhow::bail!("gc.subgoals: diffusion_steps, diffusion_hidden and waypoint_k must be positive");
         }
         if self.entity_dims == 0 {
             anyhow::bail!("gc.subgoals.entity_dims must be positive");

@@ -12,6 +12,7 @@ pub mod ppo;
 pub mod sac;
 pub mod spr;
 pub mod srpo;
+pub mod subgoal_diffusion;
 
 use crate::env::{Action, Space, VecEnv};
 use anyhow::Result;
