@@ -298,7 +298,9 @@ impl FrozenEncoder {
     /// uniform behaviour policy, for raw latent means `z`, `z1` (1 × d) and action `a` of `n`;
     /// `centred` subtracts its maximum log n, so the bonus is never positive.
     pub fn empowerment_bonus(&self, z: &Tensor, z1: &Tensor, a: usize, n: usize, centred: bool) -> Result<f64> {
-        let inv = self.inverse.as_ref().context("the encoder has no inverse model (repr.objective = \"infopower\")")?;
+        let inv = self.inverse.as_ref().context(
+            "the encoder has no inverse model (saved before InfoPower's bonus existed): set repr.infopower.bonus = 0",
+        )?;
         let logits = inv.forward(&Tensor::cat(&[z, z1], 1)?)?;
         let lq = crate::dist::log_softmax(&logits)?.to_vec2::<f32>()?[0][a] as f64;
         let log_n = (n as f64).ln();
@@ -348,13 +350,19 @@ impl FrozenEncoder {
             }
             Ok(v)
         };
-        // InfoPower's inverse model travels with its encoder
+        // InfoPower's inverse model travels with its encoder (encoders saved before the bonus
+        // existed have none: a bonus then fails with a message naming the key)
         let inverse = if cfg.objective == "infopower" {
             let n_actions = 4;
             let inv =
                 Mlp::new(&[2 * cfg.latent_dim, cfg.hidden, n_actions], Activation::Relu, Init::Uniform, &mut rng, dev)?;
-            Params(inv.vars("inverse")).load(&map, &path.display().to_string())?;
-            Some(inv)
+            let params = Params(inv.vars("inverse"));
+            if params.0.iter().all(|(k, _)| map.contains_key(k)) {
+                params.load(&map, &path.display().to_string())?;
+                Some(inv)
+            } else {
+                None
+            }
         } else {
             None
         };
@@ -751,5 +759,20 @@ mod tests {
         let mut again = paid.make(99).unwrap();
         again.restore(&st).unwrap();
         assert_eq!(again.step(&Action::Discrete(1)).unwrap(), next);
+        // an encoder saved without its inverse model loads, and a bonus on it is refused by key
+        let bare = f.with_encoder(f.enc.duplicate(&dev).unwrap());
+        bare.save(&p).unwrap();
+        let bare = Arc::new(FrozenEncoder::load(&p, &cfg, 768, &dev).unwrap());
+        assert!(bare.inverse.is_none());
+        let mut e = EnvMaker {
+            encoder: Some(bare),
+            empowerment_bonus: Some((alpha, false)),
+            ..EnvMaker::plain("pixelgrid-clean")
+        }
+        .make(5)
+        .unwrap();
+        e.reset();
+        let err = e.step(&Action::Discrete(0)).unwrap_err();
+        assert!(err.to_string().contains("repr.infopower.bonus = 0"), "{err}");
     }
 }
