@@ -10,24 +10,7 @@ use oxrl_control::train::eval_checkpoint;
 
 #[test]
 fn a_pretrained_run_resumes_exactly_and_evaluates_with_its_encoder() {
-    let cfg = example(
-        "pixelgrid-repr.toml",
-        &[
-            "repr.objective=forward",
-            "repr.video_frames=1500",
-            "repr.probe_frames=600",
-            "repr.pretrain_steps=60",
-            "repr.log_every=20",
-            "repr.hidden=64",
-            "train.total_steps=3000",
-            "train.checkpoint_every=1000",
-            "train.eval_every=0",
-            "train.eval_episodes=3",
-            "dqn.learning_starts=500",
-            "dqn.steps_per_iteration=500",
-            "dqn.hidden=[32, 32]",
-        ],
-    );
+    let cfg = small_run(&["repr.objective=forward", "train.total_steps=3000"]);
     let full = resumes_exactly(&cfg, 1000);
     let pre: Vec<_> = full.iter().filter(|r| r.get("pretrain_step").is_some()).collect();
     assert_eq!(pre.len(), 4, "three loss records and the probe record");
@@ -43,6 +26,25 @@ fn a_pretrained_run_resumes_exactly_and_evaluates_with_its_encoder() {
     // the checkpoint evaluates through the same frozen encoder
     let (_, e) = eval_checkpoint(b.path(), 3, None, &[]).unwrap();
     assert_eq!(e.mean, s.eval_return);
+}
+
+/// The distractor gridworld's example shrunk for CI (a small encoder, DQN on 32 × 32), then `extra`.
+fn small_run(extra: &[&str]) -> oxrl_control::ControlConfig {
+    let mut sets = vec![
+        "repr.video_frames=1500",
+        "repr.probe_frames=600",
+        "repr.pretrain_steps=60",
+        "repr.log_every=20",
+        "repr.hidden=64",
+        "train.checkpoint_every=1000",
+        "train.eval_every=0",
+        "train.eval_episodes=3",
+        "dqn.learning_starts=500",
+        "dqn.steps_per_iteration=500",
+        "dqn.hidden=[32, 32]",
+    ];
+    sets.extend(extra);
+    example("pixelgrid-repr.toml", &sets)
 }
 
 fn probe(noise: &str, objective: &str, seed: u64) -> oxrl_control::repr::ProbeReport {
@@ -78,21 +80,13 @@ fn repo_alignment_restores_the_source_features_in_the_recoloured_world() {
     // RePo's test-time alignment: a checkpoint trained in the source palette meets the recoloured
     // world; a colour map in front of the frozen encoder, trained from target frames (χ² support
     // alignment) and 20 paired frames, gives back the source features and the policy's actions.
-    let cfg = example(
-        "pixelgrid-repr.toml",
-        &[
-            "repr.objective=repo",
-            "repr.video_frames=2000",
-            "repr.probe_frames=600",
-            "repr.pretrain_steps=300",
-            "repr.hidden=64",
-            "train.total_steps=2000",
-            "train.eval_every=0",
-            "train.eval_episodes=3",
-            "dqn.learning_starts=500",
-            "dqn.hidden=[32, 32]",
-        ],
-    );
+    let cfg = small_run(&[
+        "repr.objective=repo",
+        "repr.video_frames=2000",
+        "repr.pretrain_steps=300",
+        "train.total_steps=2000",
+        "dqn.steps_per_iteration=1000",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let (r, _) = run(&cfg, dir.path(), false, None);
     r.unwrap();
@@ -142,25 +136,7 @@ fn repo_alignment_restores_the_source_features_in_the_recoloured_world() {
 
 #[test]
 fn an_infopower_run_with_the_empowerment_bonus_resumes_exactly() {
-    let cfg = example(
-        "pixelgrid-repr.toml",
-        &[
-            "repr.objective=infopower",
-            "repr.infopower.bonus=0.1",
-            "repr.video_frames=1500",
-            "repr.probe_frames=600",
-            "repr.pretrain_steps=60",
-            "repr.log_every=20",
-            "repr.hidden=64",
-            "train.total_steps=2000",
-            "train.checkpoint_every=1000",
-            "train.eval_every=0",
-            "train.eval_episodes=3",
-            "dqn.learning_starts=500",
-            "dqn.steps_per_iteration=500",
-            "dqn.hidden=[32, 32]",
-        ],
-    );
+    let cfg = small_run(&["repr.objective=infopower", "repr.infopower.bonus=0.1", "train.total_steps=2000"]);
     let full = resumes_exactly(&cfg, 1000);
     // the learner's returns carry the bonus: before learning starts both runs act alike (random
     // actions from the same stream), so their first training returns differ by the bonus alone

@@ -124,8 +124,11 @@ impl RewardModel {
         // the user's posterior mean from their pairs
         let pairs = load_rankings(user, &policy).context("key `train.reward_model_user`")?;
         ensure!(!pairs.is_empty(), "key `train.reward_model_user`: {} has no pairs", user.display());
+        if let Some(i) = pairs.iter().position(|r| r.ranked.len() != 2) {
+            bail!("key `train.reward_model_user`: {} record {} is a ranking; VPL reads pairs", user.display(), i + 1);
+        }
         let prompts: Vec<Vec<u32>> = pairs.iter().flat_map(|r| [r.prompt.clone(), r.prompt.clone()]).collect();
-        let resp: Vec<Vec<u32>> = pairs.iter().flat_map(|r| r.ranked[..2].to_vec()).collect();
+        let resp: Vec<Vec<u32>> = pairs.iter().flat_map(|r| r.ranked.clone()).collect();
         let e = embeddings(&policy, &prompts, &resp)?;
         let context: Vec<VPair> = e.chunks(2).map(|c| VPair { chosen: c[0].clone(), rejected: c[1].clone() }).collect();
         let (z, _) = vpl.posterior(&context)?;

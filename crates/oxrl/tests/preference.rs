@@ -206,6 +206,10 @@ fn vpl_reward_model_separates_opposite_users() -> Result<()> {
     }
     let e = oxrl::reward_model::RewardModel::load(&o.run_dir, &dev).err().unwrap();
     assert!(format!("{e:#}").contains("reward_model_user"), "{e:#}");
+    let ranked = d.path().join("ranked-user.jsonl");
+    std::fs::write(&ranked, "{\"prompt\": \"pick\", \"ranked\": [\"9\", \"5\", \"1\"]}\n")?;
+    let e = oxrl::reward_model::RewardModel::load_for(&o.run_dir, Some(&ranked), &dev).err().unwrap();
+    assert!(format!("{e:#}").contains("ranking"), "{e:#}");
     // `oxrl train` with the personalised reward
     let tcfg = RunConfig::load_str(
         "vpl train",

@@ -177,6 +177,18 @@ impl Gcivl {
                 cfg.goal_indices
             );
         }
+        let entities = cfg.goal_dim / cfg.subgoals.entity_dims;
+        if cfg.subgoals.generator == "factored"
+            && (!cfg.goal_dim.is_multiple_of(cfg.subgoals.entity_dims)
+                || entities > super::hecrl::MAX_FACTORED_ENTITIES)
+        {
+            bail!(
+                "gc.subgoals.generator = \"factored\": goal_dim {} must split into at most {} entities of entity_dims {}",
+                cfg.goal_dim,
+                super::hecrl::MAX_FACTORED_ENTITIES,
+                cfg.subgoals.entity_dims
+            );
+        }
         let act_dim = envs.action_space().dim();
         let n_actions = match envs.action_space() {
             crate::env::Space::Discrete(n) => Some(n),
@@ -628,5 +640,11 @@ mod tests {
         // goal entries must exist in the state
         let bad = GcConfig { dataset: "x.npz".into(), goal_dim: 2, goal_indices: vec![2, 4], ..Default::default() };
         assert!(Gcivl::new(bad, &envs, 0, &Device::Cpu).is_err());
+        // the factored generator needs the goal to split into whole entities
+        let mut odd = GcConfig { dataset: "x.npz".into(), goal_dim: 2, goal_indices: vec![2, 3], ..Default::default() };
+        odd.subgoals.generator = "factored".into();
+        odd.subgoals.entity_dims = 3;
+        let e = Gcivl::new(odd, &envs, 0, &Device::Cpu).err().unwrap();
+        assert!(e.to_string().contains("entities"), "{e}");
     }
 }

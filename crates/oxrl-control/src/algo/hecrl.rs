@@ -72,12 +72,15 @@ impl SubgoalConfig {
     }
 }
 
+/// The most entities the `factored` generator enumerates subsets of (2^12 − 1 candidates).
+pub const MAX_FACTORED_ENTITIES: usize = 12;
+
 /// The `factored` generator: for every non-empty subset of the goal's entities (consecutive
 /// `entity_dims` entries of `goal_indices`), state `s` with those entities' entries set to the
-/// goal's — 2^E − 1 candidate states, subsets in binary order (entity 0 alone first).
+/// goal's — 2^E − 1 candidate states, subsets in binary order (entity 0 alone first); E ≤
+/// [`MAX_FACTORED_ENTITIES`] (checked when the agent is built).
 pub fn factored_candidates(s: &[f32], g: &[f32], goal_indices: &[usize], entity_dims: usize) -> Vec<Vec<f32>> {
     let entities = goal_indices.len() / entity_dims.max(1);
-    let entities = entities.min(12);
     (1u32..(1 << entities))
         .map(|mask| {
             let mut c = s.to_vec();

@@ -308,8 +308,13 @@ impl FrozenEncoder {
     }
     /// Standardised features of a batch of frames.
     pub fn encode_batch(&self, frames: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        let f = self.enc.features(&rows(frames, &self.dev)?)?.to_vec2::<f32>()?;
-        Ok(f.into_iter()
+        self.standardise(&self.raw_batch(frames)?)
+    }
+    /// Standardise raw latent means (rows of `raw`) with the pre-training statistics.
+    pub fn standardise(&self, raw: &Tensor) -> Result<Vec<Vec<f32>>> {
+        Ok(raw
+            .to_vec2::<f32>()?
+            .into_iter()
             .map(|r| r.iter().enumerate().map(|(i, v)| (v - self.mean[i]) / self.std[i]).collect())
             .collect())
     }
@@ -540,11 +545,14 @@ impl Encoded {
     pub fn new(inner: Box<dyn Env>, enc: Arc<FrozenEncoder>, bonus: Option<(f64, bool)>) -> Self {
         Self { inner, enc, bonus, last: None }
     }
+    /// The observation of a frame (one encoder pass; the bonus keeps its raw latent).
     fn observe(&mut self, frame: &[f32]) -> Result<Vec<f32>> {
+        let raw = self.enc.raw_batch(&[frame.to_vec()])?;
+        let obs = self.enc.standardise(&raw)?.remove(0);
         if self.bonus.is_some() {
-            self.last = Some(self.enc.raw_batch(&[frame.to_vec()])?);
+            self.last = Some(raw);
         }
-        self.enc.encode(frame)
+        Ok(obs)
     }
 }
 

@@ -71,29 +71,25 @@ pub fn balanced_kl(mu_q: &Tensor, sd_q: &Tensor, mu_p: &Tensor, sd_p: &Tensor, a
 /// The Lagrange multiplier β = exp(log β), updated by Adam on loss_β = −log β · (KL − target).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DualBeta {
-    pub log_beta: f64,
-    m: f64,
-    v: f64,
-    t: i32,
-    pub lr: f64,
+    /// log β, stepped by the shared scalar Adam.
+    adam: super::repo_align::ScalarAdam,
 }
 
 impl DualBeta {
     pub fn new(init_beta: f64, lr: f64) -> Self {
-        Self { log_beta: init_beta.ln(), m: 0.0, v: 0.0, t: 0, lr }
+        Self { adam: super::repo_align::ScalarAdam::new(init_beta.ln(), lr) }
+    }
+    pub fn log_beta(&self) -> f64 {
+        self.adam.value
     }
     pub fn beta(&self) -> f64 {
-        self.log_beta.exp()
+        self.adam.value.exp()
     }
-    /// One dual step: the gradient of −log β·(KL − target) is −(KL − target).
+    /// One dual step: the gradient of −log β·(KL − target) is −(KL − target); log β stays in
+    /// [−30, 10].
     pub fn update(&mut self, kl: f64, target: f64) {
-        let g = -(kl - target);
-        self.t += 1;
-        self.m = 0.9 * self.m + 0.1 * g;
-        self.v = 0.999 * self.v + 0.001 * g * g;
-        let mh = self.m / (1.0 - 0.9f64.powi(self.t));
-        let vh = self.v / (1.0 - 0.999f64.powi(self.t));
-        self.log_beta = (self.log_beta - self.lr * mh / (vh.sqrt() + 1e-8)).clamp(-30.0, 10.0);
+        self.adam.step(-(kl - target));
+        self.adam.value = self.adam.value.clamp(-30.0, 10.0);
     }
 }
 
@@ -224,15 +220,15 @@ mod tests {
     #[test]
     fn dual_beta_rises_above_the_budget_falls_below_and_holds_at_it() {
         let mut d = DualBeta::new(1e-5, 1e-2);
-        let b0 = d.log_beta;
+        let b0 = d.log_beta();
         d.update(5.0, 3.0);
-        assert!(d.log_beta > b0);
+        assert!(d.log_beta() > b0);
         let mut d = DualBeta::new(1e-5, 1e-2);
         d.update(1.0, 3.0);
-        assert!(d.log_beta < b0);
+        assert!(d.log_beta() < b0);
         let mut d = DualBeta::new(1e-5, 1e-2);
         d.update(3.0, 3.0);
-        assert_eq!(d.log_beta, b0);
+        assert_eq!(d.log_beta(), b0);
     }
 
     #[test]

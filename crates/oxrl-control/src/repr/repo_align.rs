@@ -215,7 +215,7 @@ impl VdbDiscriminator {
     }
 }
 
-/// One scalar Adam (β₁ 0.9, β₂ 0.999) for the dual variable u.
+/// One scalar Adam (β₁ 0.9, β₂ 0.999): the alignment's dual u and RePo's log β ([`super::repo::DualBeta`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalarAdam {
     pub value: f64,
