@@ -34,6 +34,9 @@ pub struct ControlConfig {
     pub spr: SprConfig,
     #[serde(default)]
     pub grpo: crate::algo::grpo::GrpoConfig,
+    /// Dreamer's actor-critic in the imagination of RePo's / InfoPower's world model.
+    #[serde(default)]
+    pub dreamer: crate::algo::dreamer::DreamerConfig,
     #[serde(default)]
     pub zeroshot: crate::zeroshot::ZeroShotConfig,
     #[serde(default)]
@@ -103,6 +106,7 @@ impl Default for TrainSection {
 
 pub const ALGOS: &[&str] = &[
     "ppo", "dqn", "sac", "iql", "gcbc", "gcivl", "saw", "spr", "recoil", "grpo", "td-jepa", "fb", "morl-fb", "rc-aux",
+    "dreamer",
 ];
 
 impl ControlConfig {
@@ -151,13 +155,22 @@ impl ControlConfig {
         if self.repr.enabled() {
             self.repr.validate()?;
             crate::repr::pixel_noise(&self.env.name).map_err(|e| anyhow!("env.name: {e}"))?;
-            if !matches!(self.algo.as_str(), "dqn" | "ppo") {
+            if !matches!(self.algo.as_str(), "dqn" | "ppo" | "dreamer") {
                 bail!(
-                    "repr.objective: a pre-trained encoder feeds an online learner (dqn or ppo), not {:?}",
+                    "repr.objective: a pre-trained encoder feeds an online learner (dqn, ppo or dreamer), not {:?}",
                     self.algo
                 );
             }
+            if self.algo == "dreamer" && !matches!(self.repr.objective.as_str(), "repo" | "infopower") {
+                bail!(
+                    "repr.objective: algo = \"dreamer\" imagines in a latent world model: use repo or infopower, not {:?}",
+                    self.repr.objective
+                );
+            }
         } else {
+            if self.algo == "dreamer" {
+                bail!("algo: \"dreamer\" needs a pre-trained world model: set repr.objective = \"repo\" or \"infopower\" on a pixelgrid-* environment");
+            }
             self.repr.validate()?;
         }
         self.zprl.validate()?;
@@ -188,6 +201,7 @@ impl ControlConfig {
             "gcbc" | "gcivl" | "saw" => self.gc.validate(),
             "spr" => Ok(()),
             "grpo" => self.grpo.validate(),
+            "dreamer" => self.dreamer.validate(),
             "td-jepa" | "fb" => self.zeroshot.validate(),
             "morl-fb" => self.morl.validate(),
             "rc-aux" => self.rcaux.validate(),

@@ -13,6 +13,11 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
     Ok(candle_core::Tensor::log_sum_exp(logits, D::Minus1).and_then(|lse| logits.broadcast_sub(&lse.unsqueeze(1)?))?)
 }
 
+/// σ(x) = 1 / (1 + e^{−x}), elementwise.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
+}
+
 /// Log-probabilities of chosen actions (B) under (B × n) logits.
 pub fn categorical_log_prob(logits: &Tensor, actions: &Tensor) -> Result<Tensor> {
     let lp = log_softmax(logits)?;

@@ -20,6 +20,7 @@
 
 use crate::algo::{load_opt, load_state, save_opt, save_state, Agent, IterStats, Progress};
 use crate::dataset::Dataset;
+use crate::dist::sigmoid;
 use crate::env::{Action, Space, VecEnv};
 use crate::nn::{layer_norm, rows, Activation, Init, Mlp, Params};
 use anyhow::{bail, Context, Result};
@@ -464,11 +465,6 @@ impl RcAux {
         }
         Ok(mean[..ad].to_vec())
     }
-}
-
-/// σ(x) = 1 / (1 + e^{−x}).
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
 }
 
 impl Agent for RcAux {

@@ -18,8 +18,16 @@ use serde_json::json;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, dev: &Device) -> Result<Box<dyn Agent>> {
+/// The run's agent; `maker` holds the pre-trained encoder (and world model) a representation run
+/// learns on.
+pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, maker: &EnvMaker, dev: &Device) -> Result<Box<dyn Agent>> {
     Ok(match cfg.algo.as_str() {
+        "dreamer" => {
+            let enc = maker.encoder.clone().context("dreamer: the run has no pre-trained encoder")?;
+            let bonus = (cfg.repr.objective == "infopower" && cfg.repr.infopower.bonus != 0.0)
+                .then_some((cfg.repr.infopower.bonus, cfg.repr.infopower.bonus_centred));
+            Box::new(crate::algo::dreamer::Dreamer::new(cfg.dreamer.clone(), envs, enc, bonus, cfg.seed, dev)?)
+        }
         "ppo" => Box::new(Ppo::new(cfg.ppo.clone(), envs, cfg.seed, dev)?),
         "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
         "sac" => Box::new(Sac::new(cfg.sac.clone(), envs, cfg.seed, dev)?),
@@ -202,7 +210,9 @@ pub fn train(
         if cfg.repr.enabled() {
             let noise = crate::repr::pixel_noise(&cfg.env.name)?;
             let recolor = crate::repr::pixel_recolored(&cfg.env.name);
-            let (enc, _) = crate::repr::pretrain_in(&cfg.repr, noise, recolor, cfg.seed, &opts.device, log)?;
+            // a Dreamer run keeps the world model it will imagine in
+            let repr = crate::repr::ReprConfig { keep_world_model: cfg.algo == "dreamer", ..cfg.repr.clone() };
+            let (enc, _) = crate::repr::pretrain_in(&repr, noise, recolor, cfg.seed, &opts.device, log)?;
             maker.encoder = Some(std::sync::Arc::new(enc));
         }
         if cfg.zprl.enabled() {
@@ -213,8 +223,8 @@ pub fn train(
     };
     // The learner's reward: dense, episodic or LaRe's (evaluation keeps the true return).
     let mut learner_maker = maker.clone();
-    // InfoPower's empowerment bonus is paid to the learner only
-    if cfg.repr.objective == "infopower" && cfg.repr.infopower.bonus != 0.0 {
+    // InfoPower's empowerment bonus is paid to the learner only (Dreamer pays it in imagination)
+    if cfg.repr.objective == "infopower" && cfg.repr.infopower.bonus != 0.0 && cfg.algo != "dreamer" {
         learner_maker.empowerment_bonus = Some((cfg.repr.infopower.bonus, cfg.repr.infopower.bonus_centred));
     }
     learner_maker.reward = match cfg.env.reward.as_str() {
@@ -228,7 +238,7 @@ pub fn train(
         }
     };
     let mut envs = learner_maker.vec(cfg.env.num_envs, cfg.seed)?;
-    let mut agent = build_agent(cfg, &envs, &opts.device)?;
+    let mut agent = build_agent(cfg, &envs, &maker, &opts.device)?;
     let mut st = TrainerState {
         global_step: 0,
         iteration: 0,
@@ -378,7 +388,7 @@ pub fn eval_checkpoint(
     let cfg = ControlConfig::load(&ck.join("config.toml"), sets)?;
     let maker = env_maker_from_checkpoint(&cfg, &ck, &Device::Cpu)?;
     let envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
-    let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
+    let mut agent = build_agent(&cfg, &envs, &maker, &Device::Cpu)?;
     agent.load(&ck, false)?;
     let e = evaluate(agent.as_mut(), &maker, episodes, seed.unwrap_or(cfg.seed))?;
     Ok((cfg, e))
@@ -418,7 +428,7 @@ pub fn collect_dataset(
             // a policy on pre-trained features acts on the encoded frame; the dataset keeps pixels
             let maker = env_maker_from_checkpoint(&cfg, &ck, &Device::Cpu)?;
             let envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
-            let mut agent = build_agent(&cfg, &envs, &Device::Cpu)?;
+            let mut agent = build_agent(&cfg, &envs, &maker, &Device::Cpu)?;
             agent.load(&ck, false)?;
             let mut policy = |o: &[f32]| {
                 let x = match &maker.encoder {
@@ -484,7 +494,7 @@ pub fn align_checkpoint(
     let maker = env_maker_from_checkpoint(&cfg, &ck, &dev)?;
     let src = maker.encoder.clone().context("the checkpoint has no encoder")?;
     let envs = maker.vec(cfg.env.num_envs, cfg.seed)?;
-    let mut agent = build_agent(&cfg, &envs, &dev)?;
+    let mut agent = build_agent(&cfg, &envs, &maker, &dev)?;
     agent.load(&ck, false)?;
     let noise = crate::repr::pixel_noise(source_env)?;
     let data = AlignData::collect(noise, &cfg.repr.align, cfg.seed)?;

@@ -35,7 +35,13 @@ fn offline_pendulum(seed: u64, dir: &Path) -> (f64, f64, f64, f64, f64) {
     let s = run(&sac, &dir.join("sac"));
     let ck = s.final_checkpoint;
     let envs = oxrl_control::env::VecEnv::make("pendulum", 1, seed).unwrap();
-    let mut agent = oxrl_control::train::build_agent(&sac, &envs, &candle_core::Device::Cpu).unwrap();
+    let mut agent = oxrl_control::train::build_agent(
+        &sac,
+        &envs,
+        &oxrl_control::repr::EnvMaker::plain("pendulum"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     agent.load(&ck, false).unwrap();
     let expert = collect("pendulum", 4000, &mut |o| Ok(agent.act(&[o.to_vec()], true)?.remove(0)), 0.0, seed).unwrap();
     let space = oxrl_control::env::make("pendulum", 0).unwrap().action_space();

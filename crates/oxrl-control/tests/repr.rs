@@ -152,3 +152,56 @@ fn an_infopower_run_with_the_empowerment_bonus_resumes_exactly() {
     println!("first training return with the bonus {with:.4}, without {without:.4}");
     assert!((with - without).abs() > 1e-3, "{with} vs {without}");
 }
+
+#[test]
+fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
+    // InfoPower with its bonus: the world model, the inverse model and the actor-critic all resume
+    let cfg = small_run(&[
+        "algo=dreamer",
+        "repr.objective=infopower",
+        "repr.infopower.bonus=0.1",
+        "train.total_steps=2000",
+        "dreamer.learning_starts=500",
+        "dreamer.steps_per_iteration=500",
+        "dreamer.updates_per_iteration=5",
+        "dreamer.batch_size=16",
+        "dreamer.horizon=4",
+        "dreamer.hidden=[32]",
+    ]);
+    let full = resumes_exactly(&cfg, 1000);
+    let pre: Vec<_> = full.iter().filter(|r| r.get("pretrain_step").is_some()).collect();
+    assert!(pre.iter().any(|r| r["continuation_bce"].as_f64().is_some()), "the continuation head trains");
+    let upd: Vec<_> = full.iter().filter(|r| r.get("imagined_return").is_some()).collect();
+    // four iterations of 500 steps; updates start once the 500 random prefill steps are in
+    assert_eq!(upd.len(), 4);
+    assert!(upd.iter().all(|r| r["critic_loss"].as_f64().unwrap().is_finite()));
+    // the checkpoint carries the world model; evaluation goes through the same encoder and actor
+    let d = tempfile::tempdir().unwrap();
+    let (r, _) = run(&cfg, d.path(), false, None);
+    let s = r.unwrap();
+    let enc = oxrl_control::repr::FrozenEncoder::load(
+        &d.path().join("checkpoints/final/encoder.safetensors"),
+        &cfg.repr,
+        768,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(enc.model.is_some() && enc.inverse.is_some());
+    let (_, e) = eval_checkpoint(d.path(), 3, None, &[]).unwrap();
+    assert_eq!(e.mean, s.eval_return);
+}
+
+#[test]
+fn dreamer_needs_a_latent_world_model() {
+    let bad = |sets: &[&str]| {
+        let mut all = vec!["algo=dreamer"];
+        all.extend(sets);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/pixelgrid-repr.toml");
+        let sets: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        oxrl_control::ControlConfig::load(&p, &sets).unwrap_err().to_string()
+    };
+    let e = bad(&["repr.objective=forward"]);
+    assert!(e.contains("repr.objective") && e.contains("repo or infopower"), "{e}");
+    let e = bad(&["repr.objective=none"]);
+    assert!(e.contains("algo") && e.contains("world model"), "{e}");
+}

@@ -341,7 +341,15 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "Resilient Model-Based RL by Regularizing Posterior Predictability (2023)",
         "CONFIRMED",
-        "reward-only latent model, balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO (no Dreamer actor)",
+        "reward-only latent model, balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO, or Dreamer's actor-critic imagines in its world model (algo = \"dreamer\")",
+    ),
+    t(
+        "Dreamer actor-critic in imagination",
+        "oxrl control: algo = \"dreamer\" (repr.objective = \"repo\" or \"infopower\"), dreamer.*",
+        "control",
+        "Dream to Control (2020); Mastering Atari with Discrete World Models (2021)",
+        "CONFIRMED",
+        "H-step rollouts in the frozen latent world model (prior, reward and continuation heads), λ-returns, slow critic, REINFORCE categorical actor with entropy; InfoPower's bonus paid on imagined transitions",
     ),
     t(
         "RePo test-time alignment",
@@ -357,7 +365,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "INFOrmation Prioritization through EmPOWERment in Visual Model-Based RL (2022)",
         "INFERRED",
-        "InfoNCE between observation embeddings and latents, empowerment bound via an inverse model, latent dynamics KL, reward head; frozen latent feeds DQN / PPO, whose reward gets α_emp·(log q(a | z, z') − log π) (repr.infopower.bonus)",
+        "InfoNCE between observation embeddings and latents, empowerment bound via an inverse model, latent dynamics KL, reward head; frozen latent feeds DQN / PPO, whose reward gets α_emp·(log q(a | z, z') − log π) (repr.infopower.bonus), or Dreamer's actor-critic pays that bonus on imagined transitions (algo = \"dreamer\")",
     ),
     t(
         "GRPO (control)",

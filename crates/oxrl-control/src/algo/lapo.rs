@@ -26,7 +26,7 @@
 //! seeded random projection of observations rescaled to unit RMS (a stand-in for a pretrained
 //! video encoder).
 
-use crate::dist::{argmax_rows, categorical_log_prob, categorical_sample};
+use crate::dist::{argmax_rows, categorical_log_prob, categorical_sample, sigmoid};
 use crate::nn::{rows, Activation, Init, Linear, Mlp, Params};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, D};
@@ -319,10 +319,6 @@ pub fn collect_demos(env: &mut dyn crate::env::Env, episodes: usize) -> Result<V
         }
     }
     Ok(out)
-}
-
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! trainer drives: one `iterate` collects experience from the vectorised environments and updates.
 
 pub mod dqn;
+pub mod dreamer;
 pub mod dvl;
 pub mod gcivl;
 pub mod grpo;

@@ -18,9 +18,10 @@
 //!   merely lasting longer in an episodic task.
 //!
 //! Differences, stated: the grid is fully observed, so the latent model has no recurrent belief;
-//! the learned representation is frozen and used by the run's DQN / PPO, and the bonus is
-//! evaluated on the real transitions that learner collects (there is no imagination rollout), on
-//! the posterior means rather than samples.
+//! the learned representation is frozen. With DQN / PPO the bonus is evaluated on the real
+//! transitions that learner collects, on the posterior means, under the uniform π of the
+//! pre-training data; with `algo = "dreamer"` it is paid on imagined transitions with the actor's
+//! own log π ([`crate::algo::dreamer`]), as the spec asks.
 
 use super::{latent_step, one_hot, video::Video, Encoder, LatentStep, Objective};
 use crate::blocks::gaussian_kl;
@@ -115,6 +116,9 @@ impl InfoPower {
 impl Objective for InfoPower {
     fn inverse_model(&self) -> Option<&Mlp> {
         Some(&self.inverse)
+    }
+    fn world_model(&self) -> Option<(&Mlp, &Mlp)> {
+        Some((&self.trans, &self.reward))
     }
     fn vars(&self) -> Vec<(String, Var)> {
         let mut v = self.obs_embed.vars("obs_embed");

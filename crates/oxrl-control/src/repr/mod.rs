@@ -26,6 +26,7 @@ pub mod repo;
 pub mod repo_align;
 pub mod temporal_contrastive;
 pub mod video;
+pub mod world_model;
 
 use crate::env::pixel_grid::Noise;
 use crate::env::{Action, Env, EnvState, Space, Step};
@@ -67,6 +68,10 @@ pub struct ReprConfig {
     pub infopower: infopower::InfoPowerConfig,
     /// RePo's test-time alignment (`oxrl control align`).
     pub align: repo_align::AlignConfig,
+    /// Keep the latent world model (transition prior, reward and a continuation head trained
+    /// alongside) with the frozen encoder — set by the trainer for `algo = "dreamer"`.
+    #[serde(skip)]
+    pub keep_world_model: bool,
 }
 
 impl Default for ReprConfig {
@@ -87,6 +92,7 @@ impl Default for ReprConfig {
             repo: repo::RepoConfig::default(),
             infopower: infopower::InfoPowerConfig::default(),
             align: repo_align::AlignConfig::default(),
+            keep_world_model: false,
         }
     }
 }
@@ -246,6 +252,11 @@ pub trait Objective {
     fn inverse_model(&self) -> Option<&Mlp> {
         None
     }
+    /// The latent transition model (latent + one-hot action → 2·latent, a Gaussian prior) and
+    /// the reward head R(z_{t+1}) a Dreamer-style learner imagines with; none by default.
+    fn world_model(&self) -> Option<(&Mlp, &Mlp)> {
+        None
+    }
 }
 
 fn build_objective(
@@ -282,13 +293,32 @@ pub struct FrozenEncoder {
     pub std: Vec<f32>,
     /// InfoPower's inverse model q(a | z_t, z_{t+1}) on raw latent means (the empowerment bonus).
     pub inverse: Option<Mlp>,
+    /// The latent world model (RePo, InfoPower with `keep_world_model`) on raw latents.
+    pub model: Option<world_model::LatentModel>,
     dev: Device,
 }
 
 impl FrozenEncoder {
     /// Another encoder behind this one's feature standardisation (RePo's aligned target encoder).
-    pub fn with_encoder(&self, enc: Encoder) -> Self {
-        Self { enc, mean: self.mean.clone(), std: self.std.clone(), inverse: None, dev: self.dev.clone() }
+    /// The world model stays: the aligned encoder maps into the source latent space.
+    pub fn with_encoder(&self, enc: Encoder) -> Result<Self> {
+        let model = match &self.model {
+            Some(m) => Some(m.duplicate(&self.dev)?),
+            None => None,
+        };
+        Ok(Self { enc, mean: self.mean.clone(), std: self.std.clone(), inverse: None, model, dev: self.dev.clone() })
+    }
+    /// Standardise raw latents (B × d) on the device: (z − mean) / std.
+    pub fn standardise_tensor(&self, raw: &Tensor) -> Result<Tensor> {
+        let m = Tensor::new(self.mean.as_slice(), &self.dev)?.unsqueeze(0)?;
+        let s = Tensor::new(self.std.as_slice(), &self.dev)?.unsqueeze(0)?;
+        Ok(raw.broadcast_sub(&m)?.broadcast_div(&s)?)
+    }
+    /// Raw latents of standardised features (B × d): f · std + mean.
+    pub fn unstandardise_tensor(&self, feats: &Tensor) -> Result<Tensor> {
+        let m = Tensor::new(self.mean.as_slice(), &self.dev)?.unsqueeze(0)?;
+        let s = Tensor::new(self.std.as_slice(), &self.dev)?.unsqueeze(0)?;
+        Ok(feats.broadcast_mul(&s)?.broadcast_add(&m)?)
     }
     /// Raw latent means of a batch of frames (what the inverse model reads).
     pub fn raw_batch(&self, frames: &[Vec<f32>]) -> Result<Tensor> {
@@ -335,6 +365,9 @@ impl FrozenEncoder {
         if let Some(inv) = &self.inverse {
             map.extend(Params(inv.vars("inverse")).tensors());
         }
+        if let Some(m) = &self.model {
+            map.extend(Params(m.vars()).tensors());
+        }
         map.insert("feature_mean".into(), Tensor::new(self.mean.as_slice(), &Device::Cpu)?);
         map.insert("feature_std".into(), Tensor::new(self.std.as_slice(), &Device::Cpu)?);
         oxrl_core::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
@@ -371,7 +404,20 @@ impl FrozenEncoder {
         } else {
             None
         };
-        Ok(Self { mean: vec("feature_mean")?, std: vec("feature_std")?, inverse, enc, dev: dev.clone() })
+        // the world model travels with its encoder when the run kept one (algo = "dreamer")
+        let model = if stochastic {
+            let m = world_model::LatentModel::new(cfg.latent_dim, cfg.hidden, 4, &mut rng, dev)?;
+            let params = Params(m.vars());
+            if params.0.iter().all(|(k, _)| map.contains_key(k)) {
+                params.load(&map, &path.display().to_string())?;
+                Some(m)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        Ok(Self { mean: vec("feature_mean")?, std: vec("feature_std")?, inverse, model, enc, dev: dev.clone() })
     }
 }
 
@@ -445,6 +491,13 @@ pub fn pretrain_in(
     let mut vars = enc.vars();
     vars.extend(obj.vars());
     let mut opt = AdamW::new(vars, AdamWConfig::default())?;
+    let mut cont = match cfg.keep_world_model {
+        true if obj.world_model().is_none() => {
+            bail!("repr.objective {:?} has no latent world model to imagine in (use repo or infopower)", cfg.objective)
+        }
+        true => Some(world_model::ContinuationTrainer::new(cfg.latent_dim, cfg.hidden, cfg.batch_size, seed, dev)?),
+        false => None,
+    };
     let mut acc: Vec<(String, f64)> = Vec::new();
     let mut n_acc = 0usize;
     for step in 1..=cfg.pretrain_steps {
@@ -455,6 +508,9 @@ pub fn pretrain_in(
         // a non-finite gradient leaves the parameters untouched; count such steps
         metrics.push(("skipped_updates".into(), info.skipped as u8 as f64));
         obj.after_step(&metrics)?;
+        if let Some(c) = cont.as_mut() {
+            metrics.push(("continuation_bce".into(), c.step(&enc, &video, cfg.lr, cfg.max_grad_norm)?));
+        }
         if acc.is_empty() {
             acc = metrics.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
         }
@@ -493,19 +549,20 @@ pub fn pretrain_in(
         }
     }
     let inverse = match obj.inverse_model() {
-        Some(m) => {
-            let sizes: Vec<usize> =
-                std::iter::once(m.layers[0].w.dims()[0]).chain(m.layers.iter().map(|l| l.w.dims()[1])).collect();
-            let copy = Mlp::new(&sizes, m.act, Init::Uniform, &mut rng, dev)?;
-            Params(copy.vars("inverse")).copy_from(&Params(m.vars("inverse")))?;
-            Some(copy)
-        }
+        Some(m) => Some(world_model::copy_mlp(m, &mut rng, dev)?),
         None => None,
+    };
+    let model = match (cont, obj.world_model()) {
+        (Some(c), Some((trans, reward))) => {
+            Some(world_model::LatentModel::from_heads(trans, reward, c.head, &mut rng, dev)?)
+        }
+        _ => None,
     };
     let frozen = FrozenEncoder {
         mean: mean.iter().map(|&m| m as f32).collect(),
         std: var.iter().map(|&v| (v.sqrt().max(1e-6)) as f32).collect(),
         inverse,
+        model,
         enc,
         dev: dev.clone(),
     };
@@ -703,7 +760,8 @@ mod tests {
         let mut rng = Rng::seed_from_u64(0);
         let cfg = ReprConfig { objective: "autoencoder".into(), latent_dim: 4, hidden: 8, ..Default::default() };
         let enc = Encoder::new(768, 8, 4, false, &mut rng, &dev).unwrap();
-        let f = FrozenEncoder { enc, mean: vec![0.5; 4], std: vec![2.0; 4], inverse: None, dev: dev.clone() };
+        let f =
+            FrozenEncoder { enc, mean: vec![0.5; 4], std: vec![2.0; 4], inverse: None, model: None, dev: dev.clone() };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("encoder.safetensors");
         f.save(&p).unwrap();
@@ -734,7 +792,14 @@ mod tests {
         }
         let b = [2f32.ln(), 0.0, 0.0, 0.0];
         inv.layers[1].b.set(&Tensor::new(&b, &dev).unwrap().reshape(inv.layers[1].b.shape()).unwrap()).unwrap();
-        let f = FrozenEncoder { enc, mean: vec![0.0; 4], std: vec![1.0; 4], inverse: Some(inv), dev: dev.clone() };
+        let f = FrozenEncoder {
+            enc,
+            mean: vec![0.0; 4],
+            std: vec![1.0; 4],
+            inverse: Some(inv),
+            model: None,
+            dev: dev.clone(),
+        };
         // the inverse model travels with the encoder
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("encoder.safetensors");
@@ -768,7 +833,7 @@ mod tests {
         again.restore(&st).unwrap();
         assert_eq!(again.step(&Action::Discrete(1)).unwrap(), next);
         // an encoder saved without its inverse model loads, and a bonus on it is refused by key
-        let bare = f.with_encoder(f.enc.duplicate(&dev).unwrap());
+        let bare = f.with_encoder(f.enc.duplicate(&dev).unwrap()).unwrap();
         bare.save(&p).unwrap();
         let bare = Arc::new(FrozenEncoder::load(&p, &cfg, 768, &dev).unwrap());
         assert!(bare.inverse.is_none());

@@ -13,10 +13,11 @@
 //!   update — β grows while the KL exceeds its budget and shrinks below it.
 //!
 //! Differences from the paper, stated: the grid is fully observed, so the belief is the previous
-//! latent sample (no GRU); the policy learner is the run's DQN / PPO on the frozen posterior mean
-//! instead of Dreamer's imagination actor-critic, and the test-time alignment to a new visual
-//! domain is not implemented. β's learning rate defaults to 1e-2 (reference 1e-4 over ~100× more
-//! model updates than a CPU pre-training budget allows).
+//! latent sample (no GRU); the model is pre-trained on random-policy video and frozen; the policy
+//! learner is either the run's DQN / PPO on the frozen posterior mean or Dreamer's actor-critic in
+//! the imagination of this model (`algo = "dreamer"`, [`crate::algo::dreamer`]); the test-time
+//! alignment is [`super::repo_align`]. β's learning rate defaults to 1e-2 (reference 1e-4 over
+//! ~100× more model updates than a CPU pre-training budget allows).
 
 #[cfg(test)]
 use super::frames;
@@ -149,6 +150,9 @@ impl Objective for Repo {
             v.extend(self.probe.vars("probe_decoder"));
         }
         v
+    }
+    fn world_model(&self) -> Option<(&Mlp, &Mlp)> {
+        Some((&self.trans, &self.reward))
     }
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
         let tr = data.sample_transitions(self.batch, rng);

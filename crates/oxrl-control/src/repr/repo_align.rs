@@ -393,7 +393,7 @@ pub fn align_encoder(
         first.w.set(&w)?;
         first.b.set(&b)?;
     }
-    Ok(src.with_encoder(tgt))
+    src.with_encoder(tgt)
 }
 
 #[cfg(test)]
