@@ -164,6 +164,7 @@ fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
         "dreamer.learning_starts=500",
         "dreamer.steps_per_iteration=500",
         "dreamer.updates_per_iteration=5",
+        "dreamer.model_updates_per_iteration=3",
         "dreamer.batch_size=16",
         "dreamer.horizon=4",
         "dreamer.hidden=[32]",
@@ -171,10 +172,12 @@ fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
     let full = resumes_exactly(&cfg, 1000);
     let pre: Vec<_> = full.iter().filter(|r| r.get("pretrain_step").is_some()).collect();
     assert!(pre.iter().any(|r| r["continuation_bce"].as_f64().is_some()), "the continuation head trains");
+    assert!(pre.iter().any(|r| r["model_reward_corr_k15"].as_f64().is_some()), "the imagination's fidelity is logged");
     let upd: Vec<_> = full.iter().filter(|r| r.get("imagined_return").is_some()).collect();
     // four iterations of 500 steps; updates start once the 500 random prefill steps are in
     assert_eq!(upd.len(), 4);
     assert!(upd.iter().all(|r| r["critic_loss"].as_f64().unwrap().is_finite()));
+    assert!(upd.iter().all(|r| r["model_nll"].as_f64().unwrap().is_finite()), "the model's heads learn online");
     // the checkpoint carries the world model; evaluation goes through the same encoder and actor
     let d = tempfile::tempdir().unwrap();
     let (r, _) = run(&cfg, d.path(), false, None);

@@ -575,6 +575,14 @@ pub fn pretrain_in(
     }
     let report = probe_features(&pf, &probe_video, cfg.probe_ridge)?;
     let mut rec = json!({"pretrain_step": cfg.pretrain_steps});
+    if let Some(m) = &frozen.model {
+        // how long the world model's imagination stays true (k = 1, 5, 15 steps, held out)
+        let f = world_model::fidelity(m, &frozen.enc, &probe_video, &[1, 5, 15], 2000)?;
+        for (i, k) in f.k.iter().enumerate() {
+            rec[format!("model_latent_r2_k{k}")] = json!(f.latent_r2[i]);
+            rec[format!("model_reward_corr_k{k}")] = json!(f.reward_corr[i]);
+        }
+    }
     if let serde_json::Value::Object(m) = serde_json::to_value(report)? {
         for (k, v) in m {
             if !v.is_null() {

@@ -119,6 +119,68 @@ impl LatentDynamics for LatentModel {
     }
 }
 
+/// How far the model's open-loop imagination stays true on held-out episodes: for each k, from the
+/// posterior mean of frame t (every t with t + k inside its episode, up to `anchors` of them spread
+/// evenly), the prior mean is rolled k steps with the actions actually taken, then compared with
+/// the posterior mean of frame t + k (R² over all latent entries) and with the real reward of the
+/// k-th transition (Pearson correlation of predicted and real rewards; 0 when either is constant).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fidelity {
+    pub k: Vec<usize>,
+    pub latent_r2: Vec<f64>,
+    pub reward_corr: Vec<f64>,
+}
+
+pub fn fidelity(model: &LatentModel, enc: &Encoder, video: &Video, ks: &[usize], anchors: usize) -> Result<Fidelity> {
+    let dev = &model.dev;
+    let mut out = Fidelity { k: ks.to_vec(), latent_r2: Vec::new(), reward_corr: Vec::new() };
+    for &k in ks {
+        let starts: Vec<usize> = (0..video.len()).filter(|&t| t + k < video.episode_end[t]).collect();
+        if starts.is_empty() || k == 0 || anchors == 0 {
+            bail!("world-model fidelity: no window of {k} steps inside an episode");
+        }
+        let n = anchors.min(starts.len());
+        let idx: Vec<usize> = (0..n).map(|i| starts[i * starts.len() / n]).collect();
+        let mut z = enc.features(&super::frames(video, &idx, dev)?)?;
+        for j in 0..k {
+            let acts: Vec<usize> = idx.iter().map(|&t| video.actions[t + j]).collect();
+            z = model.prior(&z, &acts)?.0;
+        }
+        let ends: Vec<usize> = idx.iter().map(|&t| t + k).collect();
+        let target = enc.features(&super::frames(video, &ends, dev)?)?.to_vec2::<f32>()?;
+        let zt = z.to_vec2::<f32>()?;
+        let d = target[0].len();
+        let mean: Vec<f64> = (0..d).map(|j| target.iter().map(|r| r[j] as f64).sum::<f64>() / n as f64).collect();
+        let (mut sse, mut sst) = (0.0, 0.0);
+        for (p, t) in zt.iter().zip(&target) {
+            for j in 0..d {
+                sse += (p[j] as f64 - t[j] as f64).powi(2);
+                sst += (t[j] as f64 - mean[j]).powi(2);
+            }
+        }
+        out.latent_r2.push(1.0 - sse / sst.max(1e-12));
+        let pred: Vec<f64> =
+            model.reward.forward(&z)?.squeeze(1)?.to_vec1::<f32>()?.iter().map(|&v| v as f64).collect();
+        let real: Vec<f64> = idx.iter().map(|&t| video.rewards[t + k - 1] as f64).collect();
+        out.reward_corr.push(pearson(&pred, &real));
+    }
+    Ok(out)
+}
+
+/// Pearson correlation (0 when either side is constant).
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va <= 0.0 || vb <= 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
 /// Binary cross-entropy with logits, mean over the batch: softplus(l) − y·l.
 pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     Ok((softplus(logits)? - (logits * targets)?)?.mean_all()?)
@@ -248,6 +310,62 @@ mod tests {
         };
         let (pt, po) = (p(0.95), p(0.3));
         assert!(pt < 0.3 && po > 0.8, "P(continue): terminal {pt}, other {po}");
+    }
+
+    /// Set a ReLU MLP layer's weights (in × out) and zero its bias.
+    fn set(l: &crate::nn::Linear, w: Vec<f32>) {
+        let (i, o) = l.w.dims2().unwrap();
+        l.w.set(&Tensor::from_vec(w, (i, o), &Device::Cpu).unwrap()).unwrap();
+        l.b.set(&Tensor::zeros(o, candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn fidelity_of_an_exact_model_is_perfect_and_of_a_frozen_reward_is_zero() {
+        // a world that never moves: every frame of an episode is the same; the model's prior mean
+        // is z itself (relu(z) − relu(−z)) and its reward head reads z_0, which is the reward
+        let dev = Device::Cpu;
+        let (d, a) = (3usize, 4usize);
+        let mut v = synthetic_video(3000, 5);
+        for t in 0..v.len() {
+            let start = (0..=t).rev().find(|&s| s == 0 || v.episode_end[s - 1] != v.episode_end[t]).unwrap();
+            let f = v.frame(start).to_vec();
+            v.frames[t * 4..(t + 1) * 4].copy_from_slice(&f);
+        }
+        let mut rng = Rng::seed_from_u64(2);
+        let enc = Encoder::new(4, 16, d, false, &mut rng, &dev).unwrap();
+        let feats = enc.features(&super::super::frames(&v, &(0..v.len()).collect::<Vec<_>>(), &dev).unwrap()).unwrap();
+        let feats = feats.to_vec2::<f32>().unwrap();
+        for t in 0..v.len() - 1 {
+            v.rewards[t] = feats[t + 1][0];
+        }
+        let m = LatentModel::new(d, 2 * d, a, &mut rng, &dev).unwrap();
+        let mut w1 = vec![0f32; (d + a) * 2 * d];
+        for i in 0..d {
+            w1[i * 2 * d + i] = 1.0;
+            w1[i * 2 * d + d + i] = -1.0;
+        }
+        set(&m.trans.layers[0], w1.clone());
+        let mut w2 = vec![0f32; 2 * d * 2 * d];
+        for i in 0..d {
+            w2[i * 2 * d + i] = 1.0;
+            w2[(d + i) * 2 * d + i] = -1.0;
+        }
+        set(&m.trans.layers[1], w2);
+        set(&m.reward.layers[0], w1[..d * 2 * d].to_vec());
+        let mut r2 = vec![0f32; 2 * d];
+        r2[0] = 1.0;
+        r2[d] = -1.0;
+        set(&m.reward.layers[1], r2);
+        let f = fidelity(&m, &enc, &v, &[1, 3], 500).unwrap();
+        for i in 0..2 {
+            assert!(f.latent_r2[i] > 1.0 - 1e-6, "{f:?}");
+            assert!(f.reward_corr[i] > 1.0 - 1e-6, "{f:?}");
+        }
+        // a reward head that outputs a constant correlates with nothing
+        set(&m.reward.layers[1], vec![0.0; 2 * d]);
+        let f = fidelity(&m, &enc, &v, &[1], 500).unwrap();
+        assert_eq!(f.reward_corr, vec![0.0]);
+        assert!(fidelity(&m, &enc, &v, &[50], 500).is_err(), "no 50-step window inside a 9-frame episode");
     }
 
     #[test]
