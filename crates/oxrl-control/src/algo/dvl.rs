@@ -4,9 +4,10 @@
 //!
 //! - chi-square: λ·max(x + x²/4, 0) − (1 − λ)·x
 //! - total variation: λ·max(x, 0) − (1 − λ)·x (its constant minimiser is the (2λ − 1)/λ quantile)
-//! - reverse KL / Gumbel (XQL): e^z − z − 1 with z = clip(x/λ, ±max_clip), evaluated as
-//!   e^{z − m} − z·e^{−m} − e^{−m} with m = max(max_batch z, −1) detached, which is the same loss
-//!   scaled by e^{−m} and stays finite where e^z would overflow.
+//! - reverse KL / Gumbel (XQL): e^z − z − 1 with z = min(x/λ, max_clip) (clipped above only, as
+//!   the reference's `jnp.minimum`: a residual far below V keeps its gradient −(1 − e^z)/λ ≈ −1/λ
+//!   that pulls V down), evaluated as e^{z − m} − z·e^{−m} − e^{−m} with m = max(max_batch z, −1)
+//!   detached, which is the same loss scaled by e^{−m} and stays finite where e^z would overflow.
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
@@ -41,7 +42,7 @@ impl ValueLoss {
             Self::ChiSquare(l) => ((((x.sqr()? * 0.25)? + x)?.relu()? * l)? - (x * (1.0 - l))?)?,
             Self::TotalVariation(l) => ((x.relu()? * l)? - (x * (1.0 - l))?)?,
             Self::Gumbel { lambda, max_clip } => {
-                let z = (x / lambda)?.clamp(-max_clip, max_clip)?;
+                let z = (x / lambda)?.minimum(max_clip)?;
                 let m = (z.max_all()?.to_scalar::<f32>()? as f64).max(-1.0);
                 let em = (-m).exp();
                 (((z.clone() - m)?.exp()? - (z * em)?)? - em)?
@@ -110,6 +111,17 @@ mod tests {
         }
         let big = ValueLoss::Gumbel { lambda: 0.01, max_clip: 5.0 };
         assert!(val(big, &[1e4, 3.0]).is_finite());
+        assert!(val(big, &[-1e4, 3.0]).is_finite());
+        // clipped above only: V far above the target (x ≪ 0) is still pulled down, V far below
+        // it (x ≫ λ·max_clip) gets no gradient
+        let grad = |x: f32| {
+            let v = Var::new(0f32, &Device::Cpu).unwrap();
+            let resid = (Tensor::new(&[x], &Device::Cpu).unwrap().broadcast_sub(v.as_tensor())).unwrap();
+            let l = g.mean(&resid).unwrap();
+            l.backward().unwrap().get(v.as_tensor()).map(|t| t.to_scalar::<f32>().unwrap()).unwrap_or(0.0)
+        };
+        assert!(grad(-50.0) > 0.5, "dL/dV at x = −50: {}", grad(-50.0));
+        assert_eq!(grad(50.0), 0.0);
         assert!((88.0f32 * 2.0).exp().is_infinite(), "raw e^z would overflow in f32");
     }
 }
