@@ -325,7 +325,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "Dual RL: Unification and New Methods for RL and Imitation Learning (2024)",
         "INFERRED",
-        "reward-free imitation: expert-half Q to a fixed high target, mixture-half Q to a constant-reward Bellman target; AWR actor (not yet shown to work here)",
+        "reward-free imitation: expert-half Q to a fixed high target, mixture-half Q to a constant-reward Bellman target, V an implicit maximiser (Gumbel, iql.value_loss); AWR actor (Pendulum, 30k steps: −186 to −230 with 100 random episodes, expert −150, random −1230)",
     ),
     t(
         "Video-representation objectives",
