@@ -578,6 +578,7 @@ pub fn pretrain_in(
     if let Some(m) = &frozen.model {
         // how long the world model's imagination stays true (k = 1, 5, 15 steps, held out)
         let f = world_model::fidelity(m, &frozen.enc, &probe_video, &[1, 5, 15], 2000)?;
+        rec["model_reward_corr_posterior"] = json!(f.reward_corr_posterior);
         for (i, k) in f.k.iter().enumerate() {
             rec[format!("model_latent_r2_k{k}")] = json!(f.latent_r2[i]);
             rec[format!("model_reward_corr_k{k}")] = json!(f.reward_corr[i]);

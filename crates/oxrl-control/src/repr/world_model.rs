@@ -124,16 +124,34 @@ impl LatentDynamics for LatentModel {
 /// evenly), the prior mean is rolled k steps with the actions actually taken, then compared with
 /// the posterior mean of frame t + k (R² over all latent entries) and with the real reward of the
 /// k-th transition (Pearson correlation of predicted and real rewards; 0 when either is constant).
+/// `reward_corr_posterior` is the reward head on the posterior of the next frame itself (no
+/// imagination): it separates a reward head that misses the event from a prior that loses it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Fidelity {
     pub k: Vec<usize>,
     pub latent_r2: Vec<f64>,
     pub reward_corr: Vec<f64>,
+    pub reward_corr_posterior: f64,
 }
 
 pub fn fidelity(model: &LatentModel, enc: &Encoder, video: &Video, ks: &[usize], anchors: usize) -> Result<Fidelity> {
     let dev = &model.dev;
-    let mut out = Fidelity { k: ks.to_vec(), latent_r2: Vec::new(), reward_corr: Vec::new() };
+    let all: Vec<usize> = (0..video.len()).filter(|&t| video.has_next[t]).collect();
+    if all.is_empty() || anchors == 0 {
+        bail!("world-model fidelity: no transitions");
+    }
+    let n = anchors.min(all.len());
+    let idx: Vec<usize> = (0..n).map(|i| all[i * all.len() / n]).collect();
+    let next: Vec<usize> = idx.iter().map(|&t| t + 1).collect();
+    let z1 = enc.features(&super::frames(video, &next, dev)?)?;
+    let pred: Vec<f64> = model.reward.forward(&z1)?.squeeze(1)?.to_vec1::<f32>()?.iter().map(|&v| v as f64).collect();
+    let real: Vec<f64> = idx.iter().map(|&t| video.rewards[t] as f64).collect();
+    let mut out = Fidelity {
+        k: ks.to_vec(),
+        latent_r2: Vec::new(),
+        reward_corr: Vec::new(),
+        reward_corr_posterior: pearson(&pred, &real),
+    };
     for &k in ks {
         let starts: Vec<usize> = (0..video.len()).filter(|&t| t + k < video.episode_end[t]).collect();
         if starts.is_empty() || k == 0 || anchors == 0 {
@@ -357,6 +375,7 @@ mod tests {
         r2[d] = -1.0;
         set(&m.reward.layers[1], r2);
         let f = fidelity(&m, &enc, &v, &[1, 3], 500).unwrap();
+        assert!(f.reward_corr_posterior > 1.0 - 1e-6, "{f:?}");
         for i in 0..2 {
             assert!(f.latent_r2[i] > 1.0 - 1e-6, "{f:?}");
             assert!(f.reward_corr[i] > 1.0 - 1e-6, "{f:?}");
