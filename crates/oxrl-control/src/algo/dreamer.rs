@@ -318,8 +318,9 @@ impl ActorCritic {
     }
 }
 
-/// The learner: acts in the real (encoded) environments, keeps the visited latents as start
-/// states, and trains the actor-critic in the frozen world model.
+/// The learner: acts in the real (encoded) environments, keeps the visited transitions (their
+/// latents are the start states of imagination), trains the actor-critic in its copy of the world
+/// model and that copy's heads on the same transitions (batches of `batch_size` for both).
 pub struct Dreamer {
     ac: ActorCritic,
     /// The agent's copy of the world model (its heads keep learning on the agent's transitions).
