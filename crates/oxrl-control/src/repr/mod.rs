@@ -308,16 +308,21 @@ impl FrozenEncoder {
         };
         Ok(Self { enc, mean: self.mean.clone(), std: self.std.clone(), inverse: None, model, dev: self.dev.clone() })
     }
+    /// The feature statistics as (1 × d) rows: (mean, std).
+    fn stat_rows(&self) -> Result<(Tensor, Tensor)> {
+        Ok((
+            Tensor::new(self.mean.as_slice(), &self.dev)?.unsqueeze(0)?,
+            Tensor::new(self.std.as_slice(), &self.dev)?.unsqueeze(0)?,
+        ))
+    }
     /// Standardise raw latents (B × d) on the device: (z − mean) / std.
     pub fn standardise_tensor(&self, raw: &Tensor) -> Result<Tensor> {
-        let m = Tensor::new(self.mean.as_slice(), &self.dev)?.unsqueeze(0)?;
-        let s = Tensor::new(self.std.as_slice(), &self.dev)?.unsqueeze(0)?;
+        let (m, s) = self.stat_rows()?;
         Ok(raw.broadcast_sub(&m)?.broadcast_div(&s)?)
     }
     /// Raw latents of standardised features (B × d): f · std + mean.
     pub fn unstandardise_tensor(&self, feats: &Tensor) -> Result<Tensor> {
-        let m = Tensor::new(self.mean.as_slice(), &self.dev)?.unsqueeze(0)?;
-        let s = Tensor::new(self.std.as_slice(), &self.dev)?.unsqueeze(0)?;
+        let (m, s) = self.stat_rows()?;
         Ok(feats.broadcast_mul(&s)?.broadcast_add(&m)?)
     }
     /// Raw latent means of a batch of frames (what the inverse model reads).

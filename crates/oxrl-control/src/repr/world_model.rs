@@ -150,7 +150,7 @@ pub fn fidelity(model: &LatentModel, enc: &Encoder, video: &Video, ks: &[usize],
         k: ks.to_vec(),
         latent_r2: Vec::new(),
         reward_corr: Vec::new(),
-        reward_corr_posterior: pearson(&pred, &real),
+        reward_corr_posterior: oxrl_core::metrics::pearson(&pred, &real),
     };
     for &k in ks {
         let starts: Vec<usize> = (0..video.len()).filter(|&t| t + k < video.episode_end[t]).collect();
@@ -180,23 +180,9 @@ pub fn fidelity(model: &LatentModel, enc: &Encoder, video: &Video, ks: &[usize],
         let pred: Vec<f64> =
             model.reward.forward(&z)?.squeeze(1)?.to_vec1::<f32>()?.iter().map(|&v| v as f64).collect();
         let real: Vec<f64> = idx.iter().map(|&t| video.rewards[t + k - 1] as f64).collect();
-        out.reward_corr.push(pearson(&pred, &real));
+        out.reward_corr.push(oxrl_core::metrics::pearson(&pred, &real));
     }
     Ok(out)
-}
-
-/// Pearson correlation (0 when either side is constant).
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    if va <= 0.0 || vb <= 0.0 {
-        0.0
-    } else {
-        cov / (va * vb).sqrt()
-    }
 }
 
 /// Binary cross-entropy with logits, mean over the batch: softplus(l) − y·l.
