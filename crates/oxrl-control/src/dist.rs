@@ -18,6 +18,13 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     Ok((x.neg()?.exp()? + 1.0)?.recip()?)
 }
 
+/// Binary cross-entropy of logits against targets y ∈ [0, 1], mean over the entries, stable for
+/// any logit: max(l, 0) − l·y + log(1 + e^{−|l|}) = −[y·log σ(l) + (1 − y)·log σ(−l)].
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let l = ((logits.relu()? - (logits * targets)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    Ok(l.mean_all()?)
+}
+
 /// Log-probabilities of chosen actions (B) under (B × n) logits.
 pub fn categorical_log_prob(logits: &Tensor, actions: &Tensor) -> Result<Tensor> {
     let lp = log_softmax(logits)?;

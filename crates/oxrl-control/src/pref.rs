@@ -169,11 +169,9 @@ impl RewardModel {
     }
 }
 
-/// −[y·log σ(Δ) + (1 − y)·log σ(−Δ)] averaged, computed stably as softplus(−Δ) + (1 − y)·Δ.
+/// −[y·log σ(Δ) + (1 − y)·log σ(−Δ)] averaged: the binary cross-entropy of the margin's logit.
 pub fn bt_loss_from_margin(delta: &Tensor, y: &Tensor) -> Result<Tensor> {
-    // softplus(−Δ) = log(1 + e^{−Δ}) = relu(−Δ) + log(1 + e^{−|Δ|})
-    let sp = (delta.neg()?.relu()? + ((delta.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-    Ok((sp + ((y.neg()? + 1.0)? * delta)?)?.mean_all()?)
+    crate::dist::bce_with_logits(delta, y)
 }
 
 #[cfg(test)]

@@ -418,7 +418,7 @@ impl Dreamer {
 
 /// The world model's losses on a batch of real transitions (means over the batch).
 pub struct ModelLoss {
-    /// −log N(z'; μ_p, σ_p) up to the constant, summed over latent entries.
+    /// −log N(z'; μ_p, σ_p), summed over latent entries.
     pub nll: Tensor,
     /// ½(R(z') − r)².
     pub reward: Tensor,
@@ -434,10 +434,10 @@ pub fn world_model_loss(
     done: &Tensor,
 ) -> Result<ModelLoss> {
     let (mu, sd) = model.prior(z, actions)?;
-    let nll = ((sd.log()? + (((z1 - &mu)? / &sd)?.sqr()? * 0.5)?)?.sum(1)?).mean_all()?;
+    let nll = crate::dist::gaussian_log_prob(&mu, &sd.log()?, z1)?.mean_all()?.neg()?;
     let reward = ((model.reward.forward(z1)?.squeeze(1)? - rew)?.sqr()? * 0.5)?.mean_all()?;
     let keep = (done.neg()? + 1.0)?;
-    let cont = crate::repr::world_model::bce_with_logits(&model.cont.forward(z1)?.squeeze(1)?, &keep)?;
+    let cont = crate::dist::bce_with_logits(&model.cont.forward(z1)?.squeeze(1)?, &keep)?;
     Ok(ModelLoss { nll, reward, cont })
 }
 
@@ -639,7 +639,10 @@ mod tests {
         let mut nll = 0.0;
         for i in 0..64 {
             for j in 0..2 {
-                nll += (sd[i][j] as f64).ln() + 0.5 * ((y[i][j] - mu[i][j]) as f64 / sd[i][j] as f64).powi(2);
+                let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+                nll += (sd[i][j] as f64).ln()
+                    + 0.5 * ((y[i][j] - mu[i][j]) as f64 / sd[i][j] as f64).powi(2)
+                    + half_log_2pi;
             }
         }
         let got = l.nll.to_scalar::<f32>().unwrap() as f64;

@@ -399,31 +399,29 @@ impl FrozenEncoder {
             let n_actions = 4;
             let inv =
                 Mlp::new(&[2 * cfg.latent_dim, cfg.hidden, n_actions], Activation::Relu, Init::Uniform, &mut rng, dev)?;
-            let params = Params(inv.vars("inverse"));
-            if params.0.iter().all(|(k, _)| map.contains_key(k)) {
-                params.load(&map, &path.display().to_string())?;
-                Some(inv)
-            } else {
-                None
-            }
+            load_if_saved(&Params(inv.vars("inverse")), &map, path)?.then_some(inv)
         } else {
             None
         };
         // the world model travels with its encoder when the run kept one (algo = "dreamer")
         let model = if stochastic {
             let m = world_model::LatentModel::new(cfg.latent_dim, cfg.hidden, 4, &mut rng, dev)?;
-            let params = Params(m.vars());
-            if params.0.iter().all(|(k, _)| map.contains_key(k)) {
-                params.load(&map, &path.display().to_string())?;
-                Some(m)
-            } else {
-                None
-            }
+            load_if_saved(&Params(m.vars()), &map, path)?.then_some(m)
         } else {
             None
         };
         Ok(Self { mean: vec("feature_mean")?, std: vec("feature_std")?, inverse, model, enc, dev: dev.clone() })
     }
+}
+
+/// Load `params` from `map` when the file saved all of them (parts a run keeps only sometimes:
+/// InfoPower's inverse model, a Dreamer run's world model); false when none or some are missing.
+fn load_if_saved(params: &Params, map: &std::collections::HashMap<String, Tensor>, path: &Path) -> Result<bool> {
+    if !params.0.iter().all(|(k, _)| map.contains_key(k)) {
+        return Ok(false);
+    }
+    params.load(map, &path.display().to_string())?;
+    Ok(true)
 }
 
 /// Held-out probes of a representation for the agent's, the goal's and the first distractor's

@@ -130,11 +130,9 @@ pub fn chi2_fake(d: &Tensor) -> Result<Tensor> {
     Ok((d + (d.sqr()? * 0.25)?)?.mean_all()?)
 }
 
-/// Binary cross-entropy of logits toward a constant label, stable for any logit:
-/// max(d, 0) − d·y + log(1 + e^{−|d|}).
-pub fn bce_with_logits(d: &Tensor, label: f64) -> Result<Tensor> {
-    let l = ((d.relu()? - (d * label)?)? + (d.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    Ok(l.mean_all()?)
+/// Binary cross-entropy of logits toward a constant label (the GAN discriminator's targets).
+pub fn bce_toward(d: &Tensor, label: f64) -> Result<Tensor> {
+    crate::dist::bce_with_logits(d, &Tensor::full(label as f32, d.shape(), d.device())?)
 }
 
 /// KL(N(μ, e^{log σ}) ‖ N(0, I)) per row, summed over dimensions, averaged over rows.
@@ -325,7 +323,7 @@ pub fn align_encoder(
         let (real_loss, fake_loss) = if support {
             ((&tau.detach() * &d_real)?.mean_all()?.neg()?, chi2_fake(&d_fake)?)
         } else {
-            (bce_with_logits(&d_real, 1.0)?, bce_with_logits(&d_fake, 0.0)?)
+            (bce_toward(&d_real, 1.0)?, bce_toward(&d_fake, 0.0)?)
         };
         let kl = ((kl_to_standard_normal(&m_real, &s_real)? + kl_to_standard_normal(&m_fake, &s_fake)?)? * 0.5)?;
         let kl_v = kl.to_scalar::<f32>()? as f64;
@@ -334,7 +332,7 @@ pub fn align_encoder(
         disc.beta = vdb_beta_step(disc.beta, cfg.disc_beta_lr, kl_v, cfg.disc_target_kl);
         // 2. the target encoder: alignment + calibration
         let (d_tgt, _, _) = disc.forward(&e_tgt, &mut rng)?;
-        let aln = if support { chi2_fake(&d_tgt)?.neg()? } else { bce_with_logits(&d_tgt, 1.0)? };
+        let aln = if support { chi2_fake(&d_tgt)?.neg()? } else { bce_toward(&d_tgt, 1.0)? };
         let mut enc_loss = (&aln * cfg.aln_coef)?;
         let mut calib_v = 0.0;
         if n_pairs > 0 && cfg.calib_coef > 0.0 {
@@ -414,12 +412,12 @@ mod tests {
         assert!((s(&chi2_fake(&t(&[-2.0])).unwrap()) + 1.0).abs() < 1e-6);
         assert!((s(&chi2_fake(&t(&[0.0, 2.0])).unwrap()) - 1.5).abs() < 1e-6);
         // BCE: log 2 at logit 0 for either label; −log σ(3) toward 1, −log(1 − σ(3)) toward 0
-        assert!((s(&bce_with_logits(&t(&[0.0]), 1.0).unwrap()) - 2f64.ln()).abs() < 1e-6);
+        assert!((s(&bce_toward(&t(&[0.0]), 1.0).unwrap()) - 2f64.ln()).abs() < 1e-6);
         let sig = 1.0 / (1.0 + (-3f64).exp());
-        assert!((s(&bce_with_logits(&t(&[3.0]), 1.0).unwrap()) + sig.ln()).abs() < 1e-5);
-        assert!((s(&bce_with_logits(&t(&[3.0]), 0.0).unwrap()) + (1.0 - sig).ln()).abs() < 1e-5);
+        assert!((s(&bce_toward(&t(&[3.0]), 1.0).unwrap()) + sig.ln()).abs() < 1e-5);
+        assert!((s(&bce_toward(&t(&[3.0]), 0.0).unwrap()) + (1.0 - sig).ln()).abs() < 1e-5);
         // stable at extreme logits
-        assert!(s(&bce_with_logits(&t(&[-200.0]), 1.0).unwrap()).is_finite());
+        assert!(s(&bce_toward(&t(&[-200.0]), 1.0).unwrap()).is_finite());
     }
 
     #[test]

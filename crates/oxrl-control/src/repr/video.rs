@@ -67,6 +67,23 @@ impl Video {
         out
     }
 
+    /// No frames yet.
+    pub fn empty(frame_dim: usize, n_actions: usize) -> Self {
+        Video {
+            frame_dim,
+            frames: Vec::new(),
+            actions: Vec::new(),
+            rewards: Vec::new(),
+            terminal: Vec::new(),
+            has_next: Vec::new(),
+            episode_end: Vec::new(),
+            agent: Vec::new(),
+            goal: Vec::new(),
+            distractor: Vec::new(),
+            n_actions,
+        }
+    }
+
     /// Collect at least `frames` frames of `noise`-mode pixel-grid episodes with uniform random
     /// actions (whole episodes: the last one is finished).
     pub fn collect(noise: Noise, frames: usize, seed: u64) -> Result<Self> {
@@ -83,19 +100,7 @@ impl Video {
         let mut env = if recolor { PixelGrid::recolored(noise, env_seed) } else { PixelGrid::new(noise, env_seed) };
         let mut rng = oxrl_core::seed::rng(seed, "video-policy", 0);
         let frame_dim = env.observation_space().dim();
-        let mut v = Video {
-            frame_dim,
-            frames: Vec::new(),
-            actions: Vec::new(),
-            rewards: Vec::new(),
-            terminal: Vec::new(),
-            has_next: Vec::new(),
-            episode_end: Vec::new(),
-            agent: Vec::new(),
-            goal: Vec::new(),
-            distractor: Vec::new(),
-            n_actions: 4,
-        };
+        let mut v = Video::empty(frame_dim, 4);
         while v.len() < frames {
             let start = v.len();
             let mut obs = env.reset();

@@ -10,7 +10,7 @@
 //! alone. (Dreamer trains it as part of the model loss; on this stand-in a terminal is the goal
 //! reward, which the reward head already sends into the encoder.)
 
-use super::{one_hot, repo::split_gaussian, softplus, video::Video, Encoder};
+use super::{one_hot, repo::split_gaussian, video::Video, Encoder};
 use crate::nn::{Activation, Init, Mlp, Params};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, Var};
@@ -185,11 +185,6 @@ pub fn fidelity(model: &LatentModel, enc: &Encoder, video: &Video, ks: &[usize],
     Ok(out)
 }
 
-/// Binary cross-entropy with logits, mean over the batch: softplus(l) − y·l.
-pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    Ok((softplus(logits)? - (logits * targets)?)?.mean_all()?)
-}
-
 /// Trains a continuation head on a frozen-in-time encoder's posterior samples of next frames.
 pub(crate) struct ContinuationTrainer {
     pub head: Mlp,
@@ -213,7 +208,7 @@ impl ContinuationTrainer {
         let (z1, _, _) = enc.sample(&x1, &mut self.rng)?;
         let y: Vec<f32> = tr.t.iter().map(|&t| if data.terminal[t] { 0.0 } else { 1.0 }).collect();
         let y = Tensor::new(y.as_slice(), &self.dev)?;
-        let loss = bce_with_logits(&self.head.forward(&z1.detach())?.squeeze(1)?, &y)?;
+        let loss = crate::dist::bce_with_logits(&self.head.forward(&z1.detach())?.squeeze(1)?, &y)?;
         let g = loss.backward()?;
         self.opt.step(&g, lr, max_grad_norm)?;
         Ok(loss.to_scalar::<f32>()? as f64)
@@ -225,35 +220,12 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    #[test]
-    fn bce_matches_the_formula_and_is_stable_for_large_logits() {
-        let d = Device::Cpu;
-        let l = Tensor::new(&[0.0f32, 2.0, -3.0, 80.0], &d).unwrap();
-        let y = Tensor::new(&[1.0f32, 0.0, 0.0, 1.0], &d).unwrap();
-        let got = bce_with_logits(&l, &y).unwrap().to_scalar::<f32>().unwrap() as f64;
-        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
-        let want = (-(sig(0.0)).ln() - (1.0 - sig(2.0)).ln() - (1.0 - sig(-3.0)).ln() + 0.0) / 4.0;
-        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
-    }
-
     /// Episodes of 4-dimensional frames drawn uniformly in [0, 1); an episode ends at the first
     /// frame whose first entry exceeds 0.8 (a true terminal), else after 8 frames.
     fn synthetic_video(n: usize, seed: u64) -> Video {
         use rand::Rng as _;
         let mut rng = Rng::seed_from_u64(seed);
-        let mut v = Video {
-            frame_dim: 4,
-            frames: Vec::new(),
-            actions: Vec::new(),
-            rewards: Vec::new(),
-            terminal: Vec::new(),
-            has_next: Vec::new(),
-            episode_end: Vec::new(),
-            agent: Vec::new(),
-            goal: Vec::new(),
-            distractor: Vec::new(),
-            n_actions: 4,
-        };
+        let mut v = Video::empty(4, 4);
         let frame = |v: &mut Video, rng: &mut Rng| -> f32 {
             let f: Vec<f32> = (0..4).map(|_| rng.random::<f32>()).collect();
             v.frames.extend_from_slice(&f);
