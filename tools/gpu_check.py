@@ -9,7 +9,10 @@
    the GPU; their summaries and wall times are printed.
 3. Short runs (100 SFT + 4 RL steps on countdown) with each GPU-relevant zoo technique switched
    on, so their tensor code runs on the device; each must finish with finite losses.
-4. `oxrl bench --json` on the GPU.
+4. The other pipelines, shortened, each with finite losses: every LM example (multi-turn agent,
+   SvS, ExPRL, HeRL, GUI-G1), multi-turn PPO with a critic, latent reasoning (HRPO; Coconut with
+   DePO and Latent-GRPO), DPO, a Bradley-Terry reward model and RL on its scores, RA3 mid-training.
+5. `oxrl bench --json` on the GPU.
 
 Exits non-zero when a check fails. Build the binary with
 `CUDA_COMPUTE_CAP=90 cargo build --release --features cuda` (see README, "GPU").
@@ -141,6 +144,74 @@ def techniques(oxrl, out):
     return ok
 
 
+SHORT = ["--set", "sft.steps=100", "--set", "train.steps=4", "--set", "train.prompts_per_step=8",
+         "--set", "eval.max_problems=16"]
+
+
+def losses_of(d, phase=None):
+    """The finite-ness of the `loss` values in a run's metrics.jsonl (of one phase, if given)."""
+    rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+    xs = [r["loss"] for r in rows if "loss" in r and (phase is None or r.get("phase") == phase)]
+    ok = len(xs) > 0 and all(isinstance(x, (int, float)) and x == x and abs(x) != float("inf") for x in xs)
+    return ok, xs
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def pipelines(oxrl, out):
+    """The other pipelines on the GPU: every LM example, multi-turn PPO with a critic, latent
+    reasoning (HRPO, Coconut + DePO + Latent-GRPO), DPO, a reward model driving RL, RA3."""
+    ok = True
+    pairs = os.path.join(out, "pairs.jsonl")
+    write(pairs, "".join('{"prompt": "say %d", "chosen": "%d", "rejected": "%d"}\n'
+                         % (i % 10, i % 10, (i % 10 + 1 + (i * 7) % 9) % 10) for i in range(300)))
+    small = "[model]\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+    quick = open(os.path.join(ROOT, "examples", "quickstart.toml")).read()
+    runs = []
+    for ex in ["grid-agent", "arith-svs", "arith-exprl", "instruct-herl", "gui-g1"]:
+        runs.append((ex, "train", ["--config", os.path.join(ROOT, "examples", ex + ".toml")] + SHORT, "rl"))
+    runs += [
+        ("grid-agent-ppo-critic", "train", ["--config", os.path.join(ROOT, "examples", "grid-agent.toml"),
+                                            "--set", "train.advantage=gae", "--set", "train.value_head=true"] + SHORT,
+         "rl"),
+        ("latent-hrpo", "train", ["--config", write(os.path.join(out, "hrpo.toml"), quick
+                                  + '\n[model.latent]\nkind = "hrpo"\ngate_init = -2.0\n')] + SHORT, "rl"),
+        ("latent-coconut", "train", ["--config", write(os.path.join(out, "coconut.toml"), quick
+                                     + '\n[model.latent]\nkind = "coconut"\nsteps = 2\nkappa = 2.0\n'),
+                                     "--set", "train.depo_alpha=0.5", "--set", "train.latent_grpo=true"] + SHORT,
+         "rl"),
+        ("dpo", "dpo", ["--config", write(os.path.join(out, "dpo.toml"), 'name = "dpo"\n' + small
+                        + '[dpo]\npairs = "%s"\nsteps = 100\nbatch_size = 16\nlr = 3e-3\n' % pairs)], None),
+        ("rm", "rm", ["--config", write(os.path.join(out, "rm.toml"), 'name = "rm"\n' + small
+                      + '[rm]\npairs = "%s"\nsteps = 100\nbatch_size = 16\nlr = 3e-3\n' % pairs)], None),
+        ("rl-on-rm", "train", ["--config", write(os.path.join(out, "rmrl.toml"), 'name = "rmrl"\n' + small
+                               + '[task]\nname = "addition"\ndigits = 1\ntest_size = 8\n'
+                               + '[train]\nsteps = 4\nprompts_per_step = 8\ngroup_size = 4\nmax_new_tokens = 4\n'
+                               + '[eval]\nk = [1]\nmax_problems = 8\nmax_new_tokens = 4\n'),
+                               "--set", "train.reward_model=" + os.path.join(out, "rm-run")], "rl"),
+        ("ra3-midtrain", "midtrain", ["--config", write(os.path.join(out, "ra3.toml"), 'name = "ra3"\n'
+                                      + '[task]\nname = "arith"\noperands = 3\ntest_size = 8\n'
+                                      + '[sft]\nsteps = 60\nbatch_size = 32\nlr = 3e-3\n[train]\nsft_warmup = true\n'
+                                      + '[ra3]\nrounds = 1\nproblems = 12\ncandidates = 4\nsft_steps = 15\n'
+                                      + 'batch_size = 12\n[eval]\nk = [1]\nmax_problems = 8\n')], None),
+    ]
+    for name, cmd, args, phase in runs:
+        d = os.path.join(out, "rm-run" if name == "rm" else "pipe-" + name)
+        p, dt = run([oxrl, cmd, "--quiet", "--out", d] + args, 300)
+        if p.returncode != 0:
+            ok = False
+            continue
+        fin, xs = losses_of(d, phase)
+        print(f"pipeline {name}: {dt:.1f} s, {len(xs)} losses, last {[round(x, 4) for x in xs[-4:]]} "
+              f"{'OK' if fin else 'NOT FINITE'}", flush=True)
+        ok = ok and fin
+    return ok
+
+
 def main():
     oxrl, out = sys.argv[1], sys.argv[2]
     print("torch", torch.__version__, torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", flush=True)
@@ -148,6 +219,7 @@ def main():
     ok = generation(oxrl, out)
     ok = training(oxrl, out) and ok
     ok = techniques(oxrl, out) and ok
+    ok = pipelines(oxrl, out) and ok
     p, dt = run([oxrl, "bench", "--json", "--model", "notes"], 200)
     print("bench:", p.stdout[-4000:], f"({dt:.1f} s)", flush=True)
     sys.exit(0 if ok and p.returncode == 0 else 1)
