@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
+pub mod conversation;
 pub use oxrl_core::fsutil;
 pub mod guidance;
 pub mod hf;

@@ -148,6 +148,24 @@ impl KvCache {
         }
     }
 
+    /// Grow the capacity to at least `need` positions (at least doubling), keeping what is filled.
+    pub fn reserve(&mut self, need: usize) -> Result<()> {
+        if need <= self.capacity {
+            return Ok(());
+        }
+        let capacity = need.max(2 * self.capacity);
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let (b, h, _, d) = t.dims4()?;
+            let bigger = Tensor::zeros((b, h, capacity, d), t.dtype(), t.device())?;
+            if self.len > 0 {
+                bigger.slice_set(&t.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+            }
+            *t = bigger;
+        }
+        self.capacity = capacity;
+        Ok(())
+    }
+
     /// Keep only the given batch rows (in that order), e.g. to drop finished sequences.
     pub fn keep_rows(&mut self, rows: &Tensor) -> Result<()> {
         for t in self.k.iter_mut().chain(self.v.iter_mut()) {

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
+use oxrl_lm::conversation::Conversation;
 use oxrl_lm::model::{attention_bias, positions, Mode};
 use oxrl_lm::sampler::{generate, generate_traced, sample_row, SamplingParams};
 use oxrl_lm::scorer::{score, ScoreOptions};
@@ -93,6 +94,67 @@ fn kv_cache_sampling_reproduces_full_forward_logits() -> Result<()> {
             assert!(lengths.len() > 1, "want sequences finishing at different times: {lengths:?}");
         }
     }
+    Ok(())
+}
+
+/// A multi-turn conversation on a kept KV cache: every sampled token's log-prob and entropy equal
+/// a full forward's over the transcript so far — with turns of different lengths, forced
+/// observations of different lengths, a row leaving the batch and the cache growing past its first
+/// capacity.
+#[test]
+fn conversation_turns_on_a_kept_cache_match_full_forwards() -> Result<()> {
+    let cfg = small_cfg(100);
+    let m = model(&cfg, 7, DType::F32)?;
+    let params = SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        max_new_tokens: 5,
+        stop_tokens: (2..20).collect(),
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let ps = prompts();
+    let mut conv = Conversation::new(&m, &ps, 0, 2)?; // 2 slots of room: the cache must grow
+    let mut transcripts = ps.clone();
+    let mut live: Vec<usize> = (0..ps.len()).collect();
+    let (mut checked, mut lengths) = (0, std::collections::BTreeSet::new());
+    for turn in 0..3 {
+        let gens = conv.sample_turn(&params, &mut rng)?;
+        assert_eq!(gens.len(), live.len());
+        for (&i, g) in live.iter().zip(&gens) {
+            lengths.insert(g.tokens.len());
+            let full = full_logits(&m, &[transcripts[i].as_slice(), &g.tokens].concat(), Mode::Train)?;
+            let start = transcripts[i].len() - 1;
+            for (j, &tok) in g.tokens.iter().enumerate() {
+                let lg = Tensor::new(full[start + j].as_slice(), &Device::Cpu)?;
+                let lp = candle_nn::ops::log_softmax(&lg, D::Minus1)?.to_vec1::<f32>()?;
+                assert!((lp[tok as usize] - g.logp[j]).abs() < 1e-4, "turn {turn} row {i} token {j}");
+                let ent: f32 = -lp.iter().map(|l| l.exp() * l).sum::<f32>();
+                assert!((ent - g.entropy[j]).abs() < 1e-4);
+                checked += 1;
+            }
+            transcripts[i].extend(&g.tokens);
+        }
+        // sequence 1 leaves after the first turn; the others get observations of 1–4 tokens
+        let keep: Vec<usize> = (0..live.len()).filter(|&r| !(turn == 0 && live[r] == 1)).collect();
+        let feed: Vec<Vec<u32>> =
+            keep.iter().map(|&r| (0..1 + (live[r] + turn) % 4).map(|k| 60 + (k + live[r]) as u32).collect()).collect();
+        conv.retain(&keep)?;
+        live = keep.iter().map(|&r| live[r]).collect();
+        for (&i, f) in live.iter().zip(&feed) {
+            transcripts[i].extend(f);
+        }
+        conv.extend(&feed)?;
+    }
+    assert_eq!(live, vec![0, 2, 3]);
+    assert!(lengths.len() > 1, "want turns of different lengths: {lengths:?}");
+    assert!(checked >= 20, "{checked} tokens checked");
+    // a turn must be followed by `extend` before the next
+    conv.sample_turn(&params, &mut rng)?;
+    let e = conv.sample_turn(&params, &mut rng).expect_err("a pending turn is refused");
+    assert!(format!("{e:#}").contains("extend"), "{e:#}");
+    assert!(conv.retain(&[0, 0]).is_err(), "a row kept twice is refused");
     Ok(())
 }
 

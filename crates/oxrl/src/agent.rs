@@ -3,10 +3,12 @@
 //!
 //! A rollout is one [`Completion`] over the whole transcript after the prompt: the sampled action
 //! tokens are `Token` positions (log-probs and entropies recorded; they alone carry the loss),
-//! the inserted observation lines are `Forced` positions. Every turn re-encodes the transcript
-//! so far as the prompt of one batched generation over the live episodes.
+//! the inserted observation lines are `Forced` positions. The live episodes share one
+//! [`Conversation`]: the prompts are prefilled once and each turn appends only its new tokens to
+//! the kept KV cache (no re-encoding of the transcript).
 
 use anyhow::{ensure, Context, Result};
+use oxrl_lm::conversation::Conversation;
 use oxrl_lm::latent::StepKind;
 use oxrl_lm::sampler::{generate, Completion, Finish, SamplingParams};
 use oxrl_lm::{Tokenizer, Transformer};
@@ -43,13 +45,14 @@ pub fn run_episodes(
     let mut out: Vec<Completion> =
         (0..n).map(|_| Completion::of_tokens(vec![], vec![], vec![], Finish::Length)).collect();
     let mut turns = vec![0usize; n];
-    let mut live: Vec<usize> = (0..n).collect();
     let limit = model.cfg.max_position_embeddings;
+    let mut conv = Conversation::new(model, prompts, tok.pad_id(), 4 * params.max_new_tokens)?;
+    let mut live: Vec<usize> = (0..n).collect();
     while !live.is_empty() {
-        let batch: Vec<Vec<u32>> = live.iter().map(|&i| [prompts[i].as_slice(), &out[i].tokens].concat()).collect();
-        let gens = generate(model, &batch, &turn_params, tok.pad_id(), rng)?;
-        let mut still = Vec::with_capacity(live.len());
-        for (&i, g) in live.iter().zip(gens) {
+        let gens = conv.sample_turn(&turn_params, rng)?;
+        let mut keep = Vec::with_capacity(live.len());
+        let mut feed = Vec::with_capacity(live.len());
+        for (r, (&i, g)) in live.iter().zip(gens).enumerate() {
             let c = &mut out[i];
             let quit = g.tokens.last().is_some_and(|t| params.stop_tokens.contains(t));
             let ended_line = g.tokens.last().is_some_and(|t| newline.contains(t));
@@ -81,10 +84,15 @@ pub fn run_episodes(
             c.inputs.extend(std::iter::repeat_n(None, ids.len()));
             c.logp.extend(std::iter::repeat_n(0.0, ids.len()));
             c.entropy.extend(std::iter::repeat_n(0.0, ids.len()));
-            c.tokens.extend(ids);
-            still.push(i);
+            c.tokens.extend(&ids);
+            keep.push(r);
+            feed.push(ids);
         }
-        live = still;
+        live = keep.iter().map(|&r| live[r]).collect();
+        if !live.is_empty() {
+            conv.retain(&keep)?;
+            conv.extend(&feed)?;
+        }
     }
     Ok(out)
 }
