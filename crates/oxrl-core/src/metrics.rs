@@ -18,6 +18,21 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     }
 }
 
+/// The critic's explained variance `1 − Var(y − ŷ)/Var(y)` of targets `y` by predictions `ŷ`
+/// (1 exact, 0 no better than the targets' mean, negative worse); `None` when `y` is constant.
+pub fn explained_variance(targets: &[f64], predictions: &[f64]) -> Option<f64> {
+    let var = |x: &mut dyn Iterator<Item = f64>| -> f64 {
+        let v: Vec<f64> = x.collect();
+        let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / v.len().max(1) as f64
+    };
+    let vy = var(&mut targets.iter().copied());
+    if vy <= 0.0 {
+        return None;
+    }
+    Some(1.0 - var(&mut targets.iter().zip(predictions).map(|(y, p)| y - p)) / vy)
+}
+
 /// Unbiased pass@k estimator (Chen et al., "Evaluating Large Language Models Trained on Code",
 /// 2021): with n samples of which c are correct, pass@k = 1 − C(n−c, k) / C(n, k), computed as a
 /// numerically stable product. Requires k ≤ n.
@@ -57,6 +72,18 @@ pub fn maj_at_k(answers: &[Option<String>], correct: &[bool], k: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn explained_variance_of_exact_mean_and_worse_predictions() {
+        let y = [1.0, 0.0, 1.0, 0.0];
+        assert_eq!(explained_variance(&y, &y), Some(1.0));
+        assert_eq!(explained_variance(&y, &[0.5; 4]), Some(0.0));
+        // a constant offset is not penalised (variance of the residual), a flipped guess is: 1 − 4
+        assert_eq!(explained_variance(&y, &[1.5, 0.5, 1.5, 0.5]), Some(1.0));
+        assert_eq!(explained_variance(&y, &[0.0, 1.0, 0.0, 1.0]), Some(-3.0));
+        assert_eq!(explained_variance(&[2.0; 3], &[0.0; 3]), None);
+    }
+
     use super::*;
 
     fn binom(n: u64, k: u64) -> f64 {

@@ -1132,6 +1132,12 @@ pub fn rl_step(
         values: values_old.as_deref(),
         tasks: Some(&task_ids),
     })?;
+    if let (Some(ret), Some(v)) = (&adv.returns, &values_old) {
+        // The critic's fit to its targets over every response token (verl's vf_explained_var).
+        if let Some(ev) = oxrl_core::metrics::explained_variance(&ret.concat(), &v.concat()) {
+            m.insert("value_explained_var".into(), json!(ev));
+        }
+    }
     m.insert("tasks_in_batch".into(), json!(task_names.len()));
     if task_names.len() > 1 {
         for (k, name) in task_names.iter().enumerate() {

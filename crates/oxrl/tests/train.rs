@@ -154,6 +154,8 @@ fn estimators_and_options_run_end_to_end() -> Result<()> {
         assert_eq!(last["step"], 2, "{sets:?}");
         if sets.contains(&"train.value_head=true") {
             assert!(last["value_loss"].as_f64().unwrap().is_finite());
+            let ev = last["value_explained_var"].as_f64().expect("the critic's explained variance is logged");
+            assert!(ev.is_finite() && ev <= 1.0, "{ev}");
         }
         if sets.contains(&"train.dynamic_sampling=true") {
             assert!(last["groups_drawn"].as_u64().unwrap() >= last["groups_kept"].as_u64().unwrap());

@@ -332,10 +332,7 @@ impl Agent for Ppo {
             }
         }
         let kf = k as f64;
-        let (_, vs) = mean_std(&ret);
-        let resid: Vec<f64> = ret.iter().zip(&val).map(|(r, v)| r - v).collect();
-        let (_, rs) = mean_std(&resid);
-        let explained = if vs > 0.0 { 1.0 - rs * rs / (vs * vs) } else { f64::NAN };
+        let explained = oxrl_core::metrics::explained_variance(&ret, &val).unwrap_or(f64::NAN);
         stats.metrics = vec![
             ("lr".into(), lr),
             ("pg_loss".into(), pg_sum / kf),
