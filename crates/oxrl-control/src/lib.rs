@@ -22,6 +22,7 @@ pub mod nn;
 pub mod pref;
 pub mod rc_aux;
 pub mod repr;
+pub mod rlir;
 pub mod train;
 pub mod zeroshot;
 pub mod zprl;

@@ -285,6 +285,19 @@ enum ControlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// RLIR: pre-train a POINT2D world model on noisy action labels, then post-train it with GRPO
+    /// on the inverse-dynamics reward; reports action following and frame error before and after.
+    Rlir {
+        /// A TOML file of `RlirConfig` keys (frames, label_noise, steps, group_size, lr, kl_coef, …).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a key: --set steps=200 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Print the report (pretrain_loss, before, after, reward_curve) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// RePo's test-time, reward-free alignment: adapt a checkpoint's pre-trained encoder to the
     /// recoloured world (`pixelgrid-<noise>-recolor`) from target frames and a few paired frames,
     /// the policy frozen; writes a checkpoint for the target world and reports the policy before
@@ -445,6 +458,31 @@ fn run(cli: Cli) -> Result<()> {
                 d.len(),
                 rets.len()
             );
+        }
+        Command::Control { command: ControlCommand::Rlir { config, sets, json } } => {
+            let (origin, text) = match &config {
+                Some(p) => (
+                    p.display().to_string(),
+                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                ),
+                None => ("rlir defaults".to_string(), String::new()),
+            };
+            let cfg: oxrl_control::rlir::RlirConfig =
+                oxrl_core::overrides::parse_with_overrides(&origin, &text, &sets)?;
+            cfg.validate().with_context(|| origin.clone())?;
+            let r = oxrl_control::rlir::run(&cfg, &candle_core::Device::Cpu)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "RLIR on POINT2D ({} GRPO steps): action following {:.1}% -> {:.1}%, frame error {:.3} -> {:.3}",
+                    cfg.steps,
+                    100.0 * r.before.action_following,
+                    100.0 * r.after.action_following,
+                    r.before.frame_error,
+                    r.after.frame_error
+                );
+            }
         }
         Command::Control { command: ControlCommand::Align { checkpoint, env, out, episodes, sets, json } } => {
             let quiet = cli.quiet || json;

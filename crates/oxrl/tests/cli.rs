@@ -376,6 +376,28 @@ fn diagnose_compares_checkpoints() -> Result<()> {
 }
 
 #[test]
+fn control_rlir_reports_fidelity_and_names_bad_keys() {
+    let out = oxrl()
+        .args(["control", "rlir", "--json", "--set", "pretrain_steps=300", "--set", "steps=30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = |k: &str| r[k]["action_following"].as_f64().unwrap();
+    assert!(acc("after") > acc("before"), "{r}");
+    assert_eq!(r["reward_curve"].as_array().unwrap().len(), 30);
+    let out = oxrl().args(["control", "rlir", "--set", "group_sizes=4"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("group_sizes"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = oxrl().args(["control", "rlir", "--set", "group_size=1"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rlir.group_size"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn control_train_eval_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
