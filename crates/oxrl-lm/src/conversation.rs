@@ -71,20 +71,6 @@ impl<'m> Conversation<'m> {
         Ok(conv)
     }
 
-    /// Live rows.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Real tokens of row `i` so far (prompt and transcript, a pending token included).
-    pub fn tokens(&self, i: usize) -> usize {
-        self.rows[i].next_pos as usize + self.rows[i].pending.is_some() as usize
-    }
-
     /// Feed `t` new slots per row (`ids`, `pos` row-major `[B, T]`; the rows' `valid` already
     /// extended) and keep each row's logits at its slot `last[r]` of the chunk.
     fn forward(&mut self, ids: Vec<u32>, pos: Vec<u32>, t: usize, last: &[usize]) -> Result<()> {
