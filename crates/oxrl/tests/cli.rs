@@ -175,6 +175,8 @@ fn bench_reports_json() -> Result<()> {
         assert!(x > 0.0 && x.is_finite(), "{key} = {x}");
     }
     assert!(v["train_mfu"].as_f64().unwrap() < 1.5, "MFU above the measured peak is a bug: {v}");
+    let g = v["gen_b64_mfu"].as_f64().unwrap();
+    assert!(g > 0.0 && g < 1.5, "decode's share of the GEMM peak: {v}");
     Ok(())
 }
 
