@@ -46,6 +46,8 @@ impl<'m> Conversation<'m> {
         ensure!(prompts.iter().all(|p| !p.is_empty()), "conversation: every prompt needs at least one token");
         let n = prompts.len();
         let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let limit = model.cfg.max_position_embeddings;
+        ensure!(p <= limit, "conversation: a prompt of {p} tokens exceeds the model's max_position_embeddings {limit}");
         let dev = model.device().clone();
         let mut conv = Self {
             model,

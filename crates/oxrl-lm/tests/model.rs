@@ -155,6 +155,8 @@ fn conversation_turns_on_a_kept_cache_match_full_forwards() -> Result<()> {
     let e = conv.sample_turn(&params, &mut rng).expect_err("a pending turn is refused");
     assert!(format!("{e:#}").contains("extend"), "{e:#}");
     assert!(conv.retain(&[0, 0]).is_err(), "a row kept twice is refused");
+    let e = Conversation::new(&m, &[vec![1; 65]], 0, 4).err().expect("a prompt longer than the context is refused");
+    assert!(format!("{e:#}").contains("max_position_embeddings"), "{e:#}");
     Ok(())
 }
 
