@@ -28,7 +28,7 @@
 //! single on-policy step per batch.
 
 use crate::dist::gaussian_log_prob;
-use crate::nn::{rows, Activation, Init, Mlp};
+use crate::nn::{rows, Activation, Init, Mlp, Params};
 use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor, Var, D};
 use oxrl_core::advantage::{AdvantageEstimator, AdvantageInput, Grpo};
@@ -127,9 +127,7 @@ impl WorldModel {
     pub fn snapshot(&self) -> Result<Self> {
         let mut rng = rng(0, "rlir-snapshot", 0);
         let copy = Self::new(self.hidden, self.scale, &mut rng, &self.dev)?;
-        for ((_, a), (_, b)) in copy.vars().iter().zip(self.vars()) {
-            a.set(&b.as_detached_tensor())?;
-        }
+        Params(copy.vars()).copy_from(&Params(self.vars()))?;
         Ok(copy)
     }
 

@@ -21,16 +21,14 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 /// The critic's explained variance `1 − Var(y − ŷ)/Var(y)` of targets `y` by predictions `ŷ`
 /// (1 exact, 0 no better than the targets' mean, negative worse); `None` when `y` is constant.
 pub fn explained_variance(targets: &[f64], predictions: &[f64]) -> Option<f64> {
-    let var = |x: &mut dyn Iterator<Item = f64>| -> f64 {
-        let v: Vec<f64> = x.collect();
-        let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / v.len().max(1) as f64
-    };
-    let vy = var(&mut targets.iter().copied());
-    if vy <= 0.0 {
-        return None;
+    fn var(x: &[f64]) -> f64 {
+        let n = x.len().max(1) as f64;
+        let m = x.iter().sum::<f64>() / n;
+        x.iter().map(|a| (a - m).powi(2)).sum::<f64>() / n
     }
-    Some(1.0 - var(&mut targets.iter().zip(predictions).map(|(y, p)| y - p)) / vy)
+    let vy = var(targets);
+    let residual: Vec<f64> = targets.iter().zip(predictions).map(|(y, p)| y - p).collect();
+    (vy > 0.0).then(|| 1.0 - var(&residual) / vy)
 }
 
 /// Unbiased pass@k estimator (Chen et al., "Evaluating Large Language Models Trained on Code",
@@ -72,6 +70,7 @@ pub fn maj_at_k(answers: &[Option<String>], correct: &[bool], k: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn explained_variance_of_exact_mean_and_worse_predictions() {
@@ -83,8 +82,6 @@ mod tests {
         assert_eq!(explained_variance(&y, &[0.0, 1.0, 0.0, 1.0]), Some(-3.0));
         assert_eq!(explained_variance(&[2.0; 3], &[0.0; 3]), None);
     }
-
-    use super::*;
 
     fn binom(n: u64, k: u64) -> f64 {
         if k > n {
