@@ -10,7 +10,8 @@ RMSNorm, rotary embeddings (rotate-half), tied embeddings (3.18 M parameters).
 - Generation: 8-token prompts, 64 new tokens sampled at temperature 1 with a preallocated KV cache,
   at batch 1 and batch 64. Median tokens/s.
 
-Install: `pip install torch numpy` (CPU is enough). Not run in CI.
+Install: `pip install torch numpy` (CPU is enough). Not run in CI. `--device cuda` runs it on the
+GPU (what `oxrl bench --compare-torch` passes when oxrl itself ran on one).
 Prints one JSON object with train_step_s, train_tokens_per_s, gen_tokens_per_s_b1,
 gen_tokens_per_s_b64, threads and the torch version.
 """
@@ -95,12 +96,14 @@ class Model(torch.nn.Module):
         return self.norm(x) @ self.embed.weight.t()
 
 
-def median_time(fn, reps):
+def median_time(fn, reps, sync=lambda: None):
     fn()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -109,15 +112,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = Model()
+    model = Model().to(dev)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b, t = 16, 128
-    ids = torch.tensor([[1 + i % 3] + [4 + (i * 13 + j * 5) % (VOCAB - 4) for j in range(t - 1)] for i in range(b)])
+    ids = torch.tensor([[1 + i % 3] + [4 + (i * 13 + j * 5) % (VOCAB - 4) for j in range(t - 1)] for i in range(b)], device=dev)
 
     def step():
         # All 128 positions go through the model (as in oxrl's scorer); 127 are scored.
@@ -129,13 +135,14 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    train_s = median_time(step, 3 if args.quick else 7)
+    train_s = median_time(step, 3 if args.quick else 7, sync)
 
     @torch.no_grad()
     def generate(batch, new=64):
-        prompt = torch.tensor([[4 + (i * 7 + j * 3) % (VOCAB - 4) for j in range(8)] for i in range(batch)])
+        prompt = torch.tensor([[4 + (i * 7 + j * 3) % (VOCAB - 4) for j in range(8)] for i in range(batch)], device=dev)
         caches = [
-            (torch.zeros(batch, HEADS, 8 + new, HD), torch.zeros(batch, HEADS, 8 + new, HD)) for _ in range(LAYERS)
+            (torch.zeros(batch, HEADS, 8 + new, HD, device=dev), torch.zeros(batch, HEADS, 8 + new, HD, device=dev))
+            for _ in range(LAYERS)
         ]
         logits = model(prompt, caches, 0)[:, -1]
         pos = prompt.shape[1]
@@ -144,13 +151,14 @@ def main():
             logits = model(tok, caches, pos)[:, -1]
             pos += 1
 
-    g1 = median_time(lambda: generate(1), 2 if args.quick else 5)
-    g64 = median_time(lambda: generate(64), 1 if args.quick else 3)
+    g1 = median_time(lambda: generate(1), 2 if args.quick else 5, sync)
+    g64 = median_time(lambda: generate(64), 1 if args.quick else 3, sync)
     print(
         json.dumps(
             {
                 "implementation": "pytorch-eager",
                 "torch_version": torch.__version__,
+                "device": dev.type,
                 "threads": torch.get_num_threads(),
                 "params": params,
                 "train_step_s": train_s,

@@ -43,12 +43,19 @@ pub struct BenchReport {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TorchReport {
     pub torch_version: String,
+    /// "cpu" or "cuda" (absent from older reference scripts: CPU).
+    #[serde(default = "cpu")]
+    pub device: String,
     pub threads: usize,
     pub params: usize,
     pub train_step_s: f64,
     pub train_tokens_per_s: f64,
     pub gen_tokens_per_s_b1: f64,
     pub gen_tokens_per_s_b64: f64,
+}
+
+fn cpu() -> String {
+    "cpu".into()
 }
 
 /// oxrl vs PyTorch eager on the notes model: ratios > 1 mean oxrl is faster.
@@ -67,12 +74,12 @@ pub struct Comparison {
 const TORCH_REFERENCE: &str = include_str!("../../../bench/torch_reference.py");
 
 /// Run `python bench/torch_reference.py` with this process's thread count and parse its JSON.
-pub fn run_torch_reference(python: &str, threads: usize, quick: bool) -> Result<TorchReport> {
+pub fn run_torch_reference(python: &str, threads: usize, device: &str, quick: bool) -> Result<TorchReport> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("torch_reference.py");
     std::fs::write(&script, TORCH_REFERENCE)?;
     let mut cmd = std::process::Command::new(python);
-    cmd.arg(&script).arg("--threads").arg(threads.to_string());
+    cmd.arg(&script).arg("--threads").arg(threads.to_string()).arg("--device").arg(device);
     if quick {
         cmd.arg("--quick");
     }
@@ -89,10 +96,10 @@ pub fn run_torch_reference(python: &str, threads: usize, quick: bool) -> Result<
     serde_json::from_str(line).map_err(|e| anyhow::anyhow!("--compare-torch: unreadable output `{line}`: {e}"))
 }
 
-/// Both benchmarks in one run, oxrl first, then PyTorch, on the same threads.
+/// Both benchmarks in one run, oxrl first, then PyTorch, on the same threads and device.
 pub fn compare_torch(python: &str, quick: bool) -> Result<Comparison> {
     let oxrl = run_bench("notes", notes_model(), quick)?;
-    let torch = run_torch_reference(python, oxrl.threads, quick)?;
+    let torch = run_torch_reference(python, oxrl.threads, &oxrl.device, quick)?;
     let flops = 3.0 * notes_model().forward_flops_per_token(128);
     Ok(Comparison {
         train_speedup: torch.train_step_s / oxrl.train_step_s,

@@ -166,6 +166,35 @@ fn malformed_configs_and_datasets_fail_cleanly_and_write_nothing() -> Result<()>
     Ok(())
 }
 
+/// `--compare-torch` runs the reference with this process's threads and device and reads its
+/// JSON line (a stand-in interpreter here: CI has no torch).
+#[test]
+fn bench_compare_torch_passes_threads_and_device() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir()?;
+    let fake = d.path().join("python");
+    let args = d.path().join("args");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {}\necho 'warming up'\necho '{{\"torch_version\": \"fake\", \"threads\": 1, \"params\": 3180000, \"train_step_s\": 1.0, \"train_tokens_per_s\": 2048.0, \"gen_tokens_per_s_b1\": 100.0, \"gen_tokens_per_s_b64\": 1000.0}}'\n",
+            args.display()
+        ),
+    )?;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+    let out = run_ok(oxrl().args(["--threads", "1", "bench", "--quick", "--json", "--compare-torch"]).arg(&fake));
+    let v: serde_json::Value = serde_json::from_str(out.trim())?;
+    assert_eq!(v["torch"]["device"], "cpu", "an older script's report defaults to cpu: {v}");
+    let speedup = v["oxrl"]["gen_tokens_per_s_b64"].as_f64().unwrap() / 1000.0;
+    assert!((v["gen_b64_speedup"].as_f64().unwrap() - speedup).abs() < 1e-9, "{v}");
+    let passed = std::fs::read_to_string(&args)?;
+    assert!(
+        passed.contains("--threads 1") && passed.contains("--device cpu") && passed.contains("--quick"),
+        "{passed}"
+    );
+    Ok(())
+}
+
 #[test]
 fn bench_reports_json() -> Result<()> {
     let out = run_ok(oxrl().args(["bench", "--quick", "--json"]));
