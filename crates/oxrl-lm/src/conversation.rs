@@ -12,7 +12,7 @@
 //! ([`Conversation::retain`]); the cache grows by doubling when a turn needs more room.
 
 use crate::model::{attention_bias, positions, KvCache, Mode};
-use crate::sampler::{sample_row, Completion, Finish, SamplingParams};
+use crate::sampler::{left_pad, sample_row, Completion, Finish, SamplingParams};
 use crate::Transformer;
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
@@ -58,14 +58,12 @@ impl<'m> Conversation<'m> {
         if n == 0 {
             return Ok(conv);
         }
-        let mut ids = Vec::with_capacity(n * p);
-        for pr in prompts {
-            let mut valid = vec![false; p - pr.len()];
-            valid.extend(std::iter::repeat_n(true, pr.len()));
-            ids.extend(std::iter::repeat_n(pad, p - pr.len()));
-            ids.extend_from_slice(pr);
-            conv.rows.push(Row { valid, next_pos: pr.len() as u32, logits: Vec::new(), pending: None });
-        }
+        let (ids, masks) = left_pad(prompts, pad);
+        conv.rows = masks
+            .into_iter()
+            .zip(prompts)
+            .map(|(valid, pr)| Row { valid, next_pos: pr.len() as u32, logits: Vec::new(), pending: None })
+            .collect();
         let valid: Vec<&[bool]> = conv.rows.iter().map(|r| r.valid.as_slice()).collect();
         let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
         let last = vec![p - 1; n];

@@ -167,6 +167,23 @@ pub fn sample_row(
     (tok, logp(logits[tok as usize]), entropy)
 }
 
+/// Prompts left-padded to the longest: the flat `[B, P]` ids and each row's valid-token mask.
+pub(crate) fn left_pad(prompts: &[Vec<u32>], pad: u32) -> (Vec<u32>, Vec<Vec<bool>>) {
+    let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(prompts.len() * p);
+    let masks = prompts
+        .iter()
+        .map(|pr| {
+            ids.extend(std::iter::repeat_n(pad, p - pr.len()));
+            ids.extend_from_slice(pr);
+            let mut valid = vec![false; p - pr.len()];
+            valid.extend(std::iter::repeat_n(true, pr.len()));
+            valid
+        })
+        .collect();
+    (ids, masks)
+}
+
 /// A position the latent sampler has scheduled for a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Planned {
@@ -330,15 +347,13 @@ fn sample_loop(
         .iter()
         .map(|m| KvCache::new(&m.cfg, n, p + params.max_new_tokens, m.dtype(), &dev))
         .collect::<Result<Vec<_>>>()?;
-    let mut rows: Vec<Row> = Vec::with_capacity(n);
-    let mut ids = Vec::with_capacity(n * p);
-    for (i, pr) in prompts.iter().enumerate() {
-        let mut valid = vec![false; p - pr.len()];
-        valid.extend(std::iter::repeat_n(true, pr.len()));
-        ids.extend(std::iter::repeat_n(pad, p - pr.len()));
-        ids.extend_from_slice(pr);
-        rows.push(Row { seq: i, valid, next_pos: pr.len() as u32, done: false, plan: initial_plan(i) });
-    }
+    let (ids, masks) = left_pad(prompts, pad);
+    let mut rows: Vec<Row> = masks
+        .into_iter()
+        .zip(prompts)
+        .enumerate()
+        .map(|(i, (valid, pr))| Row { seq: i, valid, next_pos: pr.len() as u32, done: false, plan: initial_plan(i) })
+        .collect();
     let valid: Vec<Vec<bool>> = rows.iter().map(|r| r.valid.clone()).collect();
     let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
     let ids_t = Tensor::from_vec(ids, (n, p), &dev)?;
