@@ -109,6 +109,24 @@ def training(oxrl, out):
     return ok
 
 
+SHORT = ["--set", "sft.steps=100", "--set", "train.steps=4", "--set", "train.prompts_per_step=8",
+         "--set", "eval.max_problems=16"]
+
+
+def losses_of(d, phase=None):
+    """The finite-ness of the `loss` values in a run's metrics.jsonl (of one phase, if given)."""
+    rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+    xs = [r["loss"] for r in rows if "loss" in r and (phase is None or r.get("phase") == phase)]
+    ok = len(xs) > 0 and all(isinstance(x, (int, float)) and x == x and abs(x) != float("inf") for x in xs)
+    return ok, xs
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 TECHNIQUES = {
     "siren": ["train.siren_coef=0.01"],
     "papo": ["train.papo_coef=0.01"],
@@ -126,8 +144,7 @@ TECHNIQUES = {
 def techniques(oxrl, out):
     ok = True
     for name, sets in TECHNIQUES.items():
-        args = ["--set", "sft.steps=100", "--set", "train.steps=4", "--set", "train.prompts_per_step=8",
-                "--set", "eval.max_problems=16"]
+        args = list(SHORT)
         for x in sets:
             args += ["--set", x]
         d = os.path.join(out, "zoo-" + name)
@@ -135,31 +152,12 @@ def techniques(oxrl, out):
         if p.returncode != 0:
             ok = False
             continue
-        rl = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if '"phase":"rl"' in l.replace(" ", "")]
-        losses = [r.get("loss") for r in rl if "loss" in r]
-        finite = all(isinstance(x, float) and x == x and abs(x) != float("inf") for x in losses) and len(losses) == 4
+        finite, losses = losses_of(d, "rl")
+        finite = finite and len(losses) == 4
         print(f"technique {name}: {dt:.1f} s, losses {[round(x, 4) for x in losses]} {'OK' if finite else 'NOT FINITE'}",
               flush=True)
         ok = ok and finite
     return ok
-
-
-SHORT = ["--set", "sft.steps=100", "--set", "train.steps=4", "--set", "train.prompts_per_step=8",
-         "--set", "eval.max_problems=16"]
-
-
-def losses_of(d, phase=None):
-    """The finite-ness of the `loss` values in a run's metrics.jsonl (of one phase, if given)."""
-    rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
-    xs = [r["loss"] for r in rows if "loss" in r and (phase is None or r.get("phase") == phase)]
-    ok = len(xs) > 0 and all(isinstance(x, (int, float)) and x == x and abs(x) != float("inf") for x in xs)
-    return ok, xs
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 def pipelines(oxrl, out):

@@ -168,27 +168,27 @@ impl<'m> Conversation<'m> {
     pub fn extend(&mut self, tokens: &[Vec<u32>]) -> Result<()> {
         let b = self.rows.len();
         ensure!(tokens.len() == b, "conversation: {} token lists for {b} live rows", tokens.len());
-        let seqs: Vec<Vec<u32>> = self
-            .rows
-            .iter_mut()
-            .zip(tokens)
-            .map(|(row, t)| row.pending.take().into_iter().chain(t.iter().copied()).collect())
-            .collect();
-        ensure!(seqs.iter().all(|s| !s.is_empty()), "conversation: a row has no token to append");
-        let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        if t == 0 {
-            return Ok(());
-        }
+        let seqs: Vec<Vec<u32>> =
+            self.rows.iter().zip(tokens).map(|(row, t)| row.pending.iter().chain(t).copied().collect()).collect();
+        // Checked before any row changes, so a refused call leaves the conversation as it was.
         let limit = self.model.cfg.max_position_embeddings;
-        let mut ids = Vec::with_capacity(b * t);
-        let mut pos = Vec::with_capacity(b * t);
-        let mut last = Vec::with_capacity(b);
-        for (row, s) in self.rows.iter_mut().zip(&seqs) {
+        for (row, s) in self.rows.iter().zip(&seqs) {
+            ensure!(!s.is_empty(), "conversation: a row has no token to append");
             ensure!(
                 row.next_pos as usize + s.len() <= limit,
                 "conversation: {} tokens exceed the model's max_position_embeddings {limit}",
                 row.next_pos as usize + s.len()
             );
+        }
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if t == 0 {
+            return Ok(()); // no live rows
+        }
+        let mut ids = Vec::with_capacity(b * t);
+        let mut pos = Vec::with_capacity(b * t);
+        let mut last = Vec::with_capacity(b);
+        for (row, s) in self.rows.iter_mut().zip(&seqs) {
+            row.pending = None;
             for j in 0..t {
                 let on = j < s.len();
                 ids.push(if on { s[j] } else { self.pad });

@@ -150,6 +150,10 @@ fn conversation_turns_on_a_kept_cache_match_full_forwards() -> Result<()> {
     assert_eq!(live, vec![0, 2, 3]);
     assert!(lengths.len() > 1, "want turns of different lengths: {lengths:?}");
     assert!(checked >= 20, "{checked} tokens checked");
+    // a refused `extend` (past the context) leaves the conversation usable
+    let mut too_long = vec![vec![60]; live.len()];
+    *too_long.last_mut().unwrap() = vec![60; 64]; // only the last row overflows
+    assert!(conv.extend(&too_long).is_err());
     // a turn must be followed by `extend` before the next
     conv.sample_turn(&params, &mut rng)?;
     let e = conv.sample_turn(&params, &mut rng).expect_err("a pending turn is refused");
