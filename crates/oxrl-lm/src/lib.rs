@@ -4,12 +4,14 @@
 //! - [`config`] / [`model`]: a decoder-only transformer (RMSNorm, rotary embeddings, SwiGLU, GQA) with
 //!   Qwen2/Llama tensor names, every training op differentiable.
 //! - [`params`] / [`checkpoint`]: seeded initialisation and atomic safetensors checkpoints.
-//! - [`sampler`]: batched KV-cache generation; [`scorer`]: teacher-forced log-probs and entropies.
+//! - [`sampler`]: batched KV-cache generation (decode steps on [`decode`]'s packed weights);
+//!   [`scorer`]: teacher-forced log-probs and entropies.
 
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod conversation;
+pub mod decode;
 pub use oxrl_core::fsutil;
 pub mod guidance;
 pub mod hf;

@@ -29,30 +29,30 @@ pub enum Mode {
 }
 
 #[derive(Clone)]
-struct Attention {
-    q: Tensor,
-    q_b: Option<Tensor>,
-    k: Tensor,
-    k_b: Option<Tensor>,
-    v: Tensor,
-    v_b: Option<Tensor>,
-    o: Tensor,
-    o_b: Option<Tensor>,
+pub(crate) struct Attention {
+    pub(crate) q: Tensor,
+    pub(crate) q_b: Option<Tensor>,
+    pub(crate) k: Tensor,
+    pub(crate) k_b: Option<Tensor>,
+    pub(crate) v: Tensor,
+    pub(crate) v_b: Option<Tensor>,
+    pub(crate) o: Tensor,
+    pub(crate) o_b: Option<Tensor>,
     /// Qwen3's per-head RMSNorm weights on queries and keys (`[head_dim]`).
-    q_norm: Option<Tensor>,
-    k_norm: Option<Tensor>,
+    pub(crate) q_norm: Option<Tensor>,
+    pub(crate) k_norm: Option<Tensor>,
 }
 
 #[derive(Clone)]
-struct Layer {
-    ln1: Tensor,
-    attn: Attention,
-    ln2: Tensor,
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+pub(crate) struct Layer {
+    pub(crate) ln1: Tensor,
+    pub(crate) attn: Attention,
+    pub(crate) ln2: Tensor,
+    pub(crate) gate: Tensor,
+    pub(crate) up: Tensor,
+    pub(crate) down: Tensor,
     /// Sliding-window span of this layer's attention, if any.
-    window: Option<usize>,
+    pub(crate) window: Option<usize>,
     /// LoRA adapters by projection, in [`MODULES`] order (q, k, v, o, gate, up, down).
     lora: [Option<Adapter>; 7],
 }
@@ -87,18 +87,24 @@ pub struct Transformer {
     pub lora: Option<Arc<LoraStore>>,
     /// Latent-reasoning module (Coconut segments or HRPO gated inputs), when attached.
     pub latent: Option<Arc<crate::latent::LatentModule>>,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    lm_head: Tensor,
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) lm_head: Tensor,
     cos: Tensor,
     sin: Tensor,
     /// Host rotary tables `[max_pos, head_dim/2]` for the fused kernels.
-    cos_host: Vec<f64>,
-    sin_host: Vec<f64>,
+    pub(crate) cos_host: Vec<f64>,
+    pub(crate) sin_host: Vec<f64>,
     /// Use the fused kernels where supported (CPU, f32/f64). On by default; off gives the
     /// composed reference path (benchmarks compare the two).
     pub fused: bool,
+    /// Decode with the packed decoder ([`crate::decode`]) where it applies (f32 CPU models
+    /// without LoRA or a latent module). On by default; `OXRL_DECODE=candle` turns it off for
+    /// every model of the process.
+    pub packed_decode: bool,
+    /// The packed decoder's weights, reused while the weights are unchanged.
+    pub(crate) packed: Mutex<Option<Arc<crate::decode::PackedModel>>>,
     /// Gradient checkpointing: in [`Mode::Train`] each layer keeps only its input and recomputes
     /// its activations in the backward pass.
     pub checkpointing: bool,
@@ -109,8 +115,8 @@ pub struct Transformer {
 /// are filled. New keys are written in place, never concatenated. The rotary position of every
 /// cached key is kept for sliding-window layers.
 pub struct KvCache {
-    k: Vec<Tensor>,
-    v: Vec<Tensor>,
+    pub(crate) k: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
     key_pos: Vec<Vec<u32>>,
     pub len: usize,
     pub capacity: usize,
@@ -488,6 +494,8 @@ impl Transformer {
             cos_host,
             sin_host,
             fused,
+            packed_decode: std::env::var("OXRL_DECODE").map(|v| v != "candle").unwrap_or(true),
+            packed: Mutex::new(None),
             checkpointing: false,
             side_grads: Default::default(),
         })
@@ -533,6 +541,7 @@ impl Transformer {
     pub fn base_view(&self) -> Result<Self> {
         let mut m = Self::new(self.cfg.clone(), self.params.clone())?;
         m.fused = self.fused;
+        m.packed_decode = self.packed_decode;
         if self.lora.is_some() {
             m.freeze_base();
         }

@@ -7,6 +7,7 @@
 //! softmax(logits / temperature) (temperature 1 when greedy), before any top-k/p truncation, and
 //! the entropy of that distribution.
 
+use crate::decode::{DecodeState, PackedModel};
 use crate::latent::{LatentKind, LatentNoise, StepKind};
 use crate::model::{attention_bias, positions, KvCache, Mode, Transformer};
 use anyhow::{ensure, Result};
@@ -14,6 +15,7 @@ use candle_core::{DType, Tensor};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -184,6 +186,13 @@ pub(crate) fn left_pad(prompts: &[Vec<u32>], pad: u32) -> (Vec<u32>, Vec<Vec<boo
     (ids, masks)
 }
 
+/// How one model of the sampler decodes: candle ops on its KV cache, or the packed decoder
+/// ([`crate::decode`]) on the cache the prefill filled.
+enum Decoder {
+    Candle(KvCache),
+    Packed(Arc<PackedModel>, DecodeState),
+}
+
 /// A position the latent sampler has scheduled for a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Planned {
@@ -343,10 +352,6 @@ fn sample_loop(
             model.cfg.max_position_embeddings
         );
     }
-    let mut caches = models
-        .iter()
-        .map(|m| KvCache::new(&m.cfg, n, p + params.max_new_tokens, m.dtype(), &dev))
-        .collect::<Result<Vec<_>>>()?;
     let (ids, masks) = left_pad(prompts, pad);
     let mut rows: Vec<Row> = masks
         .into_iter()
@@ -355,26 +360,38 @@ fn sample_loop(
         .map(|(i, (valid, pr))| Row { seq: i, valid, next_pos: pr.len() as u32, done: false, plan: initial_plan(i) })
         .collect();
     let valid: Vec<Vec<bool>> = rows.iter().map(|r| r.valid.clone()).collect();
-    let pos: Vec<u32> = positions(&valid).into_iter().flatten().collect();
-    let ids_t = Tensor::from_vec(ids, (n, p), &dev)?;
-    let pos_t = Tensor::from_vec(pos, (n, p), &dev)?;
-    let mut logits = Vec::with_capacity(models.len());
+    let pos: Vec<u32> = positions(&valid).concat();
+    let ids_t = Tensor::from_vec(ids.clone(), (n, p), &dev)?;
+    let pos_t = Tensor::from_vec(pos.clone(), (n, p), &dev)?;
+    let host = |l: &Tensor| -> Result<Vec<Vec<f32>>> { Ok(l.to_dtype(DType::F32)?.to_vec2::<f32>()?) };
+    // Prefill. Models the packed decoder serves (see `crate::decode`) run there from the start;
+    // the others on candle ops with a KV cache.
+    let mut per_model = Vec::with_capacity(models.len());
+    let mut decoders = Vec::with_capacity(models.len());
     // Latent mode: the last hidden state of every row (the next latent / HRPO input).
     let mut last_hidden: Vec<Vec<f32>> = Vec::new();
-    for (model, cache) in models.iter().zip(caches.iter_mut()) {
+    for model in models {
+        if PackedModel::supports(model) {
+            let pm = PackedModel::of(model)?;
+            let mut st = DecodeState::new(&pm, n, p + params.max_new_tokens);
+            let vrefs: Vec<&[bool]> = valid.iter().map(Vec::as_slice).collect();
+            per_model.push(pm.forward(&mut st, &ids, p, &pos, &vrefs)?);
+            decoders.push(Decoder::Packed(pm, st));
+            continue;
+        }
+        let mut cache = KvCache::new(&model.cfg, n, p + params.max_new_tokens, model.dtype(), &dev)?;
         let bias = attention_bias(&valid, p, &dev, model.dtype())?;
-        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer)?;
+        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
         let h = hidden.narrow(1, p - 1, 1)?.squeeze(1)?;
         if latent.is_some() {
             last_hidden = h.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         }
-        logits.push(model.logits(&h)?);
+        per_model.push(host(&model.logits(&h)?)?);
+        decoders.push(Decoder::Candle(cache));
     }
     let mut scratch = Vec::new();
     for step in 0..params.max_new_tokens {
-        let per_model =
-            logits.iter().map(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>()).collect::<candle_core::Result<Vec<_>>>()?;
-        let rows_logits = combine(per_model);
+        let rows_logits = combine(std::mem::take(&mut per_model));
         let mut next = Vec::with_capacity(rows.len());
         let mut next_vec: Vec<Option<Vec<f32>>> = Vec::with_capacity(rows.len());
         for (ri, (row, lg)) in rows.iter_mut().zip(&rows_logits).enumerate() {
@@ -439,8 +456,12 @@ fn sample_loop(
         if finished > 0 && finished * 4 >= rows.len() {
             let keep: Vec<u32> = (0..rows.len() as u32).filter(|&i| !rows[i as usize].done).collect();
             let keep_t = Tensor::new(keep.as_slice(), &dev)?;
-            for cache in caches.iter_mut() {
-                cache.keep_rows(&keep_t)?;
+            let keep_idx: Vec<usize> = keep.iter().map(|&i| i as usize).collect();
+            for dec in decoders.iter_mut() {
+                match dec {
+                    Decoder::Candle(cache) => cache.keep_rows(&keep_t)?,
+                    Decoder::Packed(_, st) => st.keep_rows(&keep_idx),
+                }
             }
             next = keep.iter().map(|&i| next[i as usize]).collect();
             next_vec = keep.iter().map(|&i| next_vec[i as usize].take()).collect();
@@ -454,8 +475,8 @@ fn sample_loop(
             row.next_pos += 1;
         }
         let valid: Vec<&[bool]> = rows.iter().map(|r| r.valid.as_slice()).collect();
-        let ids_t = Tensor::from_vec(next, (b, 1), &dev)?;
-        let pos_t = Tensor::from_vec(pos, (b, 1), &dev)?;
+        let ids_t = Tensor::from_vec(next.clone(), (b, 1), &dev)?;
+        let pos_t = Tensor::from_vec(pos.clone(), (b, 1), &dev)?;
         let vectors = if latent.is_some() && next_vec.iter().any(|v| v.is_some()) {
             let mut data = vec![0f32; b * dims];
             let mut mask = vec![0f32; b];
@@ -469,8 +490,14 @@ fn sample_loop(
         } else {
             None
         };
-        logits.clear();
-        for (model, cache) in models.iter().zip(caches.iter_mut()) {
+        for (model, dec) in models.iter().zip(decoders.iter_mut()) {
+            let cache = match dec {
+                Decoder::Packed(pm, st) => {
+                    per_model.push(pm.step(st, &next, &pos, &valid)?);
+                    continue;
+                }
+                Decoder::Candle(cache) => cache,
+            };
             let bias = attention_bias(&valid, 1, &dev, model.dtype())?;
             let inputs = vectors.as_ref().map(|(v, m)| (v, m));
             let hidden = model.forward_hidden_with(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer, inputs)?;
@@ -478,7 +505,12 @@ fn sample_loop(
             if latent.is_some() {
                 last_hidden = h.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             }
-            logits.push(model.logits(&h)?);
+            per_model.push(host(&model.logits(&h)?)?);
+        }
+    }
+    for dec in decoders {
+        if let Decoder::Packed(pm, st) = dec {
+            pm.recycle(st);
         }
     }
     Ok(out)

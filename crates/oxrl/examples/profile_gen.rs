@@ -16,6 +16,13 @@ fn main() -> anyhow::Result<()> {
     let params =
         SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, max_new_tokens: 64, stop_tokens: vec![] };
     let mut rng = oxrl_core::seed::rng(0, "bench", 0);
+    if std::env::var("PACK_TIME").is_ok() {
+        let t = Instant::now();
+        for _ in 0..20 {
+            std::hint::black_box(oxrl_lm::decode::PackedModel::new(&model)?);
+        }
+        println!("packing: {:.2} ms", t.elapsed().as_secs_f64() * 1e3 / 20.0);
+    }
     for _ in 0..reps {
         let t = Instant::now();
         generate(&model, &prompts, &params, 0, &mut rng)?;
