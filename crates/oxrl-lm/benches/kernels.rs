@@ -2,6 +2,8 @@
 //! and forward + backward, at the shapes of the notes model's training step (batch 16 × 128
 //! tokens, d_model 256, 4 heads, SwiGLU 683, vocabulary 64).
 //!
+//! Also the packed decoder's GEMM against candle's matmul at decode shapes (`packed_gemm`).
+//!
 //! `cargo bench -p oxrl-lm --bench kernels` (add `-- attention` to pick one).
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -139,5 +141,23 @@ fn kernels(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, kernels);
+/// The packed decoder's GEMM (weights packed once) against candle's matmul on the same
+/// decode-sized products: 32 rows (one thread's half of a batch-64 step) and 1 row, through the
+/// notes model's q/k/v, gate/up and down projections.
+fn packed_gemm(c: &mut Criterion) {
+    use oxrl_lm::decode::gemm::PackedMatrix;
+    let mut g = c.benchmark_group("packed_gemm");
+    g.sample_size(30);
+    for (m, k, n) in [(32, DM, 3 * DM), (32, DM, 2 * FF), (32, FF, DM), (1, DM, 2 * FF)] {
+        let (a, w) = (randn(&[m, k]), randn(&[n, k]));
+        let packed = PackedMatrix::new(&w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), n, k, None);
+        let av = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (mut out, mut scratch) = (vec![0f32; m * n], Vec::new());
+        g.bench_function(format!("packed/{m}x{k}x{n}"), |b| b.iter(|| packed.matmul(&av, m, &mut out, &mut scratch)));
+        let wt = w.t().unwrap();
+        g.bench_function(format!("candle/{m}x{k}x{n}"), |b| b.iter(|| a.matmul(&wt).unwrap()));
+    }
+}
+
+criterion_group!(benches, kernels, packed_gemm);
 criterion_main!(benches);
