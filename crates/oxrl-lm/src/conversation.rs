@@ -9,14 +9,23 @@
 //! observation, leaves masked slots in the shared cache (the attention bias skips them and rotary
 //! positions count only a row's real tokens), so every row sees exactly its own transcript and the
 //! log-probs equal a full forward's (tested). Rows whose episode ended leave the batch
-//! ([`Conversation::retain`]); the cache grows by doubling when a turn needs more room.
+//! ([`Conversation::retain`]); the cache grows by doubling when a turn needs more room. Models the
+//! packed decoder serves ([`crate::decode`]) run every forward there; others on candle ops.
 
+use crate::decode::{DecodeState, PackedModel};
 use crate::model::{attention_bias, positions, KvCache, Mode};
 use crate::sampler::{left_pad, sample_row, Completion, Finish, SamplingParams};
 use crate::Transformer;
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
 use rand::Rng;
+use std::sync::Arc;
+
+/// Where the conversations' forwards run.
+enum Backend {
+    Candle(KvCache),
+    Packed(Arc<PackedModel>, DecodeState),
+}
 
 /// One live conversation of the batch.
 struct Row {
@@ -33,7 +42,7 @@ struct Row {
 /// A batch of conversations with one shared, growing KV cache.
 pub struct Conversation<'m> {
     model: &'m Transformer,
-    cache: KvCache,
+    backend: Backend,
     pad: u32,
     rows: Vec<Row>,
 }
@@ -49,12 +58,14 @@ impl<'m> Conversation<'m> {
         let limit = model.cfg.max_position_embeddings;
         ensure!(p <= limit, "conversation: a prompt of {p} tokens exceeds the model's max_position_embeddings {limit}");
         let dev = model.device().clone();
-        let mut conv = Self {
-            model,
-            cache: KvCache::new(&model.cfg, n, p + room.max(1), model.dtype(), &dev)?,
-            pad,
-            rows: Vec::with_capacity(n),
+        let backend = if PackedModel::supports(model) {
+            let pm = PackedModel::of(model)?;
+            let st = DecodeState::new(&pm, n, p + room.max(1));
+            Backend::Packed(pm, st)
+        } else {
+            Backend::Candle(KvCache::new(&model.cfg, n, p + room.max(1), model.dtype(), &dev)?)
         };
+        let mut conv = Self { model, backend, pad, rows: Vec::with_capacity(n) };
         if n == 0 {
             return Ok(conv);
         }
@@ -76,14 +87,25 @@ impl<'m> Conversation<'m> {
     fn forward(&mut self, ids: Vec<u32>, pos: Vec<u32>, t: usize, last: &[usize]) -> Result<()> {
         let b = self.rows.len();
         let dev = self.model.device().clone();
-        self.cache.reserve(self.cache.len + t)?;
         let valid: Vec<&[bool]> = self.rows.iter().map(|r| r.valid.as_slice()).collect();
+        let cache = match &mut self.backend {
+            Backend::Packed(pm, st) => {
+                st.reserve(st.len + t);
+                let logits = pm.forward_at(st, &ids, t, &pos, &valid, last)?;
+                for (row, l) in self.rows.iter_mut().zip(logits) {
+                    row.logits = l;
+                }
+                return Ok(());
+            }
+            Backend::Candle(cache) => cache,
+        };
+        cache.reserve(cache.len + t)?;
         let bias = attention_bias(&valid, t, &dev, self.model.dtype())?;
         let hidden = self.model.forward_hidden(
             &Tensor::from_vec(ids, (b, t), &dev)?,
             &Tensor::from_vec(pos, (b, t), &dev)?,
             &bias,
-            Some(&mut self.cache),
+            Some(cache),
             Mode::Infer,
         )?;
         let h = if last.iter().all(|&j| j + 1 == t) {
@@ -213,9 +235,13 @@ impl<'m> Conversation<'m> {
         }
         let mut old: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
         self.rows = keep.iter().map(|&i| old[i].take().expect("checked above")).collect();
-        if !self.rows.is_empty() {
-            let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
-            self.cache.keep_rows(&Tensor::new(idx.as_slice(), self.model.device())?)?;
+        match &mut self.backend {
+            Backend::Packed(_, st) => st.keep_rows(keep),
+            Backend::Candle(cache) if !self.rows.is_empty() => {
+                let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
+                cache.keep_rows(&Tensor::new(idx.as_slice(), self.model.device())?)?;
+            }
+            Backend::Candle(_) => {}
         }
         Ok(())
     }

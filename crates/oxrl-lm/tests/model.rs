@@ -52,8 +52,17 @@ fn prompts() -> Vec<Vec<u32>> {
 
 #[test]
 fn kv_cache_sampling_reproduces_full_forward_logits() -> Result<()> {
+    // Both decoding paths: the packed decoder and the candle ops.
+    for packed in [true, false] {
+        kv_cache_sampling_case(packed)?;
+    }
+    Ok(())
+}
+
+fn kv_cache_sampling_case(packed: bool) -> Result<()> {
     let cfg = small_cfg(100);
-    let m = model(&cfg, 3, DType::F32)?;
+    let mut m = model(&cfg, 3, DType::F32)?;
+    m.packed_decode = packed;
     for temperature in [0.0, 1.0] {
         let params = SamplingParams {
             temperature,
@@ -103,8 +112,17 @@ fn kv_cache_sampling_reproduces_full_forward_logits() -> Result<()> {
 /// capacity.
 #[test]
 fn conversation_turns_on_a_kept_cache_match_full_forwards() -> Result<()> {
+    // Both backends: the packed decoder and the candle ops.
+    for packed in [true, false] {
+        conversation_case(packed)?;
+    }
+    Ok(())
+}
+
+fn conversation_case(packed: bool) -> Result<()> {
     let cfg = small_cfg(100);
-    let m = model(&cfg, 7, DType::F32)?;
+    let mut m = model(&cfg, 7, DType::F32)?;
+    m.packed_decode = packed;
     let params = SamplingParams {
         temperature: 1.0,
         top_k: 0,

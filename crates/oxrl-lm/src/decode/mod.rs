@@ -218,12 +218,27 @@ impl PackedModel {
         pos: &[u32],
         valid: &[&[bool]],
     ) -> Result<Vec<Vec<f32>>> {
+        self.forward_at(st, tokens, t, pos, valid, &vec![t.saturating_sub(1); st.rows])
+    }
+
+    /// [`Self::forward`] returning row `i`'s logits after its new token `last[i]` (rows of a
+    /// ragged extension end at different tokens).
+    pub fn forward_at(
+        &self,
+        st: &mut DecodeState,
+        tokens: &[u32],
+        t: usize,
+        pos: &[u32],
+        valid: &[&[bool]],
+        last: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
         let rows = st.rows;
         ensure!(t > 0, "packed decode: no new tokens");
         ensure!(
-            tokens.len() == rows * t && pos.len() == rows * t && valid.len() == rows,
+            tokens.len() == rows * t && pos.len() == rows * t && valid.len() == rows && last.len() == rows,
             "packed decode: {rows} rows of {t} tokens expected"
         );
+        ensure!(last.iter().all(|&j| j < t), "packed decode: a row's last token is past the {t} new ones");
         ensure!(st.len + t <= st.cap, "KV cache overflow: {} + {t} > capacity {}", st.len, st.cap);
         ensure!(
             valid.iter().all(|v| v.len() == st.len + t),
@@ -265,7 +280,8 @@ impl PackedModel {
                         tokens: &tokens[r.start * t..r.end * t],
                         pos: &pos[r.start * t..r.end * t],
                         valid: &valid[r.clone()],
-                        key_pos: &key_pos[r],
+                        key_pos: &key_pos[r.clone()],
+                        last: &last[r],
                     };
                     match gemm::Isa::detect() {
                         // SAFETY: the instruction sets were detected at run time.
@@ -318,6 +334,7 @@ impl PackedModel {
                 pos: &c.pos[g0 * t..g1 * t],
                 valid: &c.valid[g0..g1],
                 key_pos: &c.key_pos[g0..g1],
+                last: &c.last[g0..g1],
                 ..c
             };
             self.group(sub, &mut logits[g0 * self.vocab..g1 * self.vocab]);
@@ -433,7 +450,7 @@ impl PackedModel {
         // Each row's last token only.
         let rows = m / t;
         let last: Vec<f32> =
-            (0..rows).flat_map(|r| x[((r + 1) * t - 1) * d..(r + 1) * t * d].iter().copied()).collect();
+            (0..rows).flat_map(|r| x[(r * t + c.last[r]) * d..(r * t + c.last[r] + 1) * d].iter().copied()).collect();
         let mut hl = vec![0f32; rows * d];
         rms_rows(&last, &self.norm, self.eps, &mut hl);
         self.lm_head.matmul(&hl, rows, logits, scratch);
@@ -473,6 +490,8 @@ struct Chunk<'a> {
     pos: &'a [u32],
     valid: &'a [&'a [bool]],
     key_pos: &'a [Vec<u32>],
+    /// Each row's token whose logits are returned.
+    last: &'a [usize],
 }
 
 /// `out[j] = q · keys[j]` for consecutive key rows of `q.len()` elements. With a head dimension
@@ -640,6 +659,9 @@ pub struct DecodeState {
     rows: usize,
     pub len: usize,
     cap: usize,
+    /// Cache blocks per row (layers × kv heads) and their head dimension.
+    blocks: usize,
+    head_dim: usize,
     k: Vec<f32>,
     v: Vec<f32>,
     key_pos: Vec<Vec<u32>>,
@@ -653,11 +675,43 @@ impl DecodeState {
         let (mut k, mut v) = std::mem::take(&mut *pm.spare.lock().expect("spare buffers lock"));
         k.resize(n, 0.0);
         v.resize(n, 0.0);
-        Self { rows, len: 0, cap: capacity, k, v, key_pos: vec![Vec::new(); rows] }
+        Self {
+            rows,
+            len: 0,
+            cap: capacity,
+            blocks: pm.layers.len() * pm.kv,
+            head_dim: pm.hd,
+            k,
+            v,
+            key_pos: vec![Vec::new(); rows],
+        }
     }
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Grow the capacity to at least `need` positions (at least doubling), keeping what is
+    /// filled.
+    pub fn reserve(&mut self, need: usize) {
+        if need <= self.cap {
+            return;
+        }
+        let cap = need.max(2 * self.cap);
+        let (hd, blocks) = (self.head_dim, self.rows * self.blocks);
+        // Every (row, layer, kv head) block of `cap × head_dim` floats moves to its new stride.
+        let grow = |old: &[f32]| -> Vec<f32> {
+            let mut new = vec![0f32; blocks * cap * hd];
+            if hd > 0 {
+                for (dst, src) in new.chunks_exact_mut(cap * hd).zip(old.chunks_exact(self.cap * hd)) {
+                    dst[..self.len * hd].copy_from_slice(&src[..self.len * hd]);
+                }
+            }
+            new
+        };
+        self.k = grow(&self.k);
+        self.v = grow(&self.v);
+        self.cap = cap;
     }
 
     /// Keep only the given rows (in that order), e.g. to drop finished sequences.
