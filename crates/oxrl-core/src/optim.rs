@@ -48,6 +48,8 @@ pub struct AdamW {
     fused: bool,
     /// Per-parameter learning-rate multipliers (1 unless set by [`AdamW::scale_lr`]).
     lr_scale: Vec<f64>,
+    /// Per-parameter gradient-clipping group (0 unless set by [`AdamW::clip_separately`]).
+    clip_group: Vec<usize>,
 }
 
 /// Run `f` on the contiguous f32 data of a CPU tensor; None for other devices, dtypes or layouts.
@@ -95,7 +97,23 @@ impl AdamW {
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
         let lr_scale = vec![1.0; params.len()];
-        Ok(Self { params, m, v, step: 0, config, fused: true, lr_scale })
+        let clip_group = vec![0; params.len()];
+        Ok(Self { params, m, v, step: 0, config, fused: true, lr_scale, clip_group })
+    }
+
+    /// Clip the gradients of every parameter whose name starts with one of `prefixes` by their
+    /// own joint norm, apart from the others' (a separate critic's gradients must not shrink the
+    /// policy's update, nor the reverse); returns how many parameters matched.
+    pub fn clip_separately(&mut self, prefixes: &[&str]) -> usize {
+        let group = self.clip_group.iter().max().map_or(1, |g| g + 1);
+        let mut n = 0;
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                self.clip_group[i] = group;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Multiply the learning rate of every parameter whose name starts with `prefix` by `scale`
@@ -117,16 +135,21 @@ impl AdamW {
 
     /// Global L2 norm of the gradients of this optimiser's parameters (missing gradients count 0).
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut total = 0f64;
-        for (_, p) in &self.params {
+        Ok(self.group_sq_norms(grads)?.iter().sum::<f64>().sqrt())
+    }
+
+    /// Squared gradient norm of each clipping group.
+    fn group_sq_norms(&self, grads: &GradStore) -> Result<Vec<f64>> {
+        let mut sq = vec![0f64; self.clip_group.iter().max().map_or(1, |g| g + 1)];
+        for ((_, p), &grp) in self.params.iter().zip(&self.clip_group) {
             if let Some(g) = grads.get(p.as_tensor()) {
-                total += match with_cpu_f32(g, |x| x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()) {
+                sq[grp] += match with_cpu_f32(g, |x| x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()) {
                     Some(ss) => ss,
                     None => g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?,
                 };
             }
         }
-        Ok(total.sqrt())
+        Ok(sq)
     }
 
     /// Add the gradients of this optimiser's parameters in `g` to `acc` (gradient accumulation
@@ -151,14 +174,27 @@ impl AdamW {
         self.fused = on;
     }
 
-    /// Clip gradients to `max_norm` (global norm; 0 disables clipping) and apply one AdamW update
-    /// with learning rate `lr`. A non-finite gradient norm skips the update entirely.
+    /// Clip gradients to `max_norm` (global norm over each clipping group — one group unless
+    /// [`Self::clip_separately`] made more; 0 disables clipping) and apply one AdamW update with
+    /// learning rate `lr`. A non-finite gradient norm skips the update entirely. The reported
+    /// norm is over every parameter.
     pub fn step(&mut self, grads: &GradStore, lr: f64, max_norm: f64) -> Result<StepInfo> {
-        let grad_norm = self.grad_norm(grads)?;
+        let sq = self.group_sq_norms(grads)?;
+        let grad_norm = sq.iter().sum::<f64>().sqrt();
         if !grad_norm.is_finite() {
             return Ok(StepInfo { grad_norm, skipped: true });
         }
-        let clip = if max_norm > 0.0 && grad_norm > max_norm { max_norm / (grad_norm + 1e-6) } else { 1.0 };
+        let clips: Vec<f64> = sq
+            .iter()
+            .map(|s| {
+                let n = s.sqrt();
+                if max_norm > 0.0 && n > max_norm {
+                    max_norm / (n + 1e-6)
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
@@ -169,6 +205,7 @@ impl AdamW {
                 continue;
             };
             let lr = lr * self.lr_scale[i];
+            let clip = clips[self.clip_group[i]];
             let decay = if c.weight_decay > 0.0 && p.rank() >= 2 { 1.0 - lr * c.weight_decay } else { 1.0 };
             if self.fused {
                 let coefs = Coefs {
@@ -362,6 +399,45 @@ mod tests {
         assert_eq!(a.as_tensor().to_vec1::<f32>()?, before);
         assert_eq!(opt.steps_taken(), 1);
         let _ = DType::F32;
+        Ok(())
+    }
+
+    /// Separate clipping groups: grads (3, 4) on a and b, (30, 40) on the critic's c and d, max
+    /// norm 1. Joined, every gradient is scaled by 1/|(3, 4, 30, 40)|; separate, a and b by 1/5
+    /// and c and d by 1/50 (seen in the stored first moments, β₁ = 0).
+    #[test]
+    fn separate_clipping_groups() -> Result<()> {
+        let dev = Device::Cpu;
+        let run = |separate: bool| -> Result<Vec<f32>> {
+            let vars: Vec<Var> = [1.0f32, 1.0, 1.0, 1.0]
+                .iter()
+                .map(|&x| Var::from_tensor(&Tensor::new(&[x], &dev)?))
+                .collect::<candle_core::Result<_>>()?;
+            let names = ["a", "b", "critic.c", "critic.d"];
+            let cfg = AdamWConfig { beta1: 0.0, beta2: 0.0, eps: 0.0, weight_decay: 0.0 };
+            let mut opt = AdamW::new(names.iter().map(|n| n.to_string()).zip(vars.iter().cloned()).collect(), cfg)?;
+            if separate {
+                assert_eq!(opt.clip_separately(&["critic.c", "critic.d"]), 2);
+            }
+            let coefs = [3.0, 4.0, 30.0, 40.0];
+            let mut loss = Tensor::new(0f32, &dev)?;
+            for (v, c) in vars.iter().zip(coefs) {
+                loss = (loss + (v.as_tensor() * c)?.sum_all()?)?;
+            }
+            let info = opt.step(&loss.backward()?, 0.1, 1.0)?;
+            assert!((info.grad_norm - (9.0f64 + 16.0 + 900.0 + 1600.0).sqrt()).abs() < 1e-3);
+            let st = opt.state_tensors()?;
+            names.iter().map(|n| Ok(st[&format!("{n}.exp_avg")].to_vec1::<f32>()?[0])).collect()
+        };
+        let joint = run(false)?;
+        let total = (9.0f32 + 16.0 + 900.0 + 1600.0).sqrt();
+        for (m, g) in joint.iter().zip([3.0f32, 4.0, 30.0, 40.0]) {
+            assert!((m - g / total).abs() < 1e-4, "joint: {m}");
+        }
+        let sep = run(true)?;
+        for (m, want) in sep.iter().zip([0.6f32, 0.8, 0.6, 0.8]) {
+            assert!((m - want).abs() < 1e-4, "separate: {m} vs {want}");
+        }
         Ok(())
     }
 

@@ -93,7 +93,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "advantage",
         "High-Dimensional Continuous Control Using GAE (2016)",
         "CONFIRMED",
-        "critic (value head) and λ-returns; clipped value loss",
+        "critic (value head on the policy's trunk, or its own trunk: train.critic = \"model\") and λ-returns; clipped value loss",
     ),
     t(
         "Lite PPO",

@@ -352,8 +352,12 @@ pub struct TrainConfig {
     pub entropy_coef: f64,
     pub gamma: f64,
     pub lambda: f64,
-    /// A value head on the policy trunk (needed by `gae`).
+    /// A value head (needed by `gae`).
     pub value_head: bool,
+    /// Where the value head reads from: "head" (the policy's own trunk, shared) or "model" (a
+    /// separate critic trunk — verl's critic model: a copy of the starting policy with its own
+    /// gradients, learning rate `value_lr_mult`, clipping and checkpoint).
+    pub critic: String,
     /// The value head's learning rate as a multiple of the policy's (the practitioner's guide
     /// trains the critic at 10×: 1e-5 against 1e-6).
     pub value_lr_mult: f64,
@@ -710,6 +714,7 @@ impl Default for TrainConfig {
             gamma: 1.0,
             lambda: 0.95,
             value_head: false,
+            critic: "head".into(),
             value_lr_mult: 1.0,
             critic_warmup: 0,
             vf_coef: 0.5,
@@ -1382,6 +1387,12 @@ impl RunConfig {
         if !(t.rm_uncertainty >= 0.0 && t.rm_uncertainty.is_finite()) {
             err("rm_uncertainty", format!("must be finite and >= 0 (got {})", t.rm_uncertainty))?;
         }
+        if !["head", "model"].contains(&t.critic.as_str()) {
+            err("critic", format!("must be \"head\" or \"model\" (got {:?})", t.critic))?;
+        }
+        if t.critic == "model" && !t.value_head {
+            err("critic", "a critic model needs a value head (train.value_head = true)".into())?;
+        }
         if t.critic_warmup > 0 && !t.value_head {
             err("critic_warmup", "needs a value head (train.value_head = true)".into())?;
         }
@@ -1530,6 +1541,8 @@ mod tests {
             (&["train.dual_clip=0.5"][..], "train.dual_clip"),
             (&["train.advantage=gae"][..], "train.value_head"),
             (&["train.critic_warmup=3"][..], "train.critic_warmup"),
+            (&["train.critic=model"][..], "train.critic"),
+            (&["train.value_head=true", "train.critic=trunk"][..], "train.critic"),
             (&["train.reward_model_ensemble=[\"a\"]"][..], "train.reward_model_ensemble"),
             (&["train.value_lr_mult=0"][..], "train.value_lr_mult"),
             (&["train.group_size=1"][..], "train.group_size"),

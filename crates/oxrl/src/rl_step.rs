@@ -61,6 +61,9 @@ pub struct Models<'a> {
     pub policy: &'a Policy,
     pub reference: Option<&'a Transformer>,
     pub value: Option<&'a ValueHead>,
+    /// A separate critic trunk the value head reads (`train.critic = "model"`); None: the value
+    /// head reads the policy's own hidden states.
+    pub critic: Option<&'a Transformer>,
     /// DPH-RL's rehearsal set (sampled once from the initial policy).
     pub rehearsal: Option<&'a crate::rehearsal::Rehearsal>,
     /// ArenaRL's and RPO's pairwise judge (None: the task's verifier as judge).
@@ -141,7 +144,7 @@ type ScoredRows = (TokenRows, TokenRows, Option<TokenRows>, Option<Vec<ErStats>>
 /// `er_every`-th one (the metric's subsample; the others are left out of the returned list).
 fn score_all(
     model: &Transformer,
-    value: Option<&ValueHead>,
+    (value, critic): (Option<&ValueHead>, Option<&Transformer>),
     samples: &[Sample],
     pad: u32,
     temperature: f64,
@@ -156,7 +159,7 @@ fn score_all(
         let resp: Vec<Vec<u32>> = chunk.iter().map(|s| s.completion.tokens.clone()).collect();
         let lens: Vec<usize> = resp.iter().map(|r| r.len()).collect();
         let latent = model.latent.is_some();
-        let hidden = value.is_some() || er_stride.is_some() || latent;
+        let hidden = (value.is_some() && critic.is_none()) || er_stride.is_some() || latent;
         let opts = ScoreOptions { grad: false, temperature, hidden, ..Default::default() };
         let inputs: Vec<&[Option<Vec<f32>>]> = chunk.iter().map(|s| s.completion.inputs.as_slice()).collect();
         let s = score_inputs(model, &prompts, &resp, Some(&inputs), pad, opts)?;
@@ -168,8 +171,18 @@ fn score_all(
         }
         logp.extend(lp);
         ent.extend(en);
-        if let (Some(v), Some(h)) = (value, &s.hidden) {
-            vals.extend(rows_of(&v.forward(h)?, &lens)?);
+        match (value, critic) {
+            (Some(v), Some(cm)) => {
+                let opts = ScoreOptions { grad: false, temperature, hidden: true, ..Default::default() };
+                let cs = score(cm, &prompts, &resp, pad, opts)?;
+                let h = cs.hidden.as_ref().expect("hidden states were asked for");
+                vals.extend(rows_of(&v.forward(h)?, &lens)?);
+            }
+            (Some(v), None) => {
+                let h = s.hidden.as_ref().expect("hidden states were asked for");
+                vals.extend(rows_of(&v.forward(h)?, &lens)?);
+            }
+            _ => {}
         }
         if let (Some(stride), Some(h)) = (er_stride, &s.hidden) {
             let d = h.dim(2)?;
@@ -964,7 +977,7 @@ pub fn rl_step(
         samples.len().div_ceil(t.effective_rank_samples)
     };
     let (logp_old, entropy, values_old, er_stats) =
-        score_all(&policy.model, models.value, &samples, pad, t.temperature, er_stride, er_every)?;
+        score_all(&policy.model, (models.value, models.critic), &samples, pad, t.temperature, er_stride, er_every)?;
     for (i, s) in samples.iter_mut().enumerate() {
         if s.igpo_hint > 0 {
             // IGPO: of the forced hint tokens only the top share by π_old entropy carries loss
@@ -988,7 +1001,7 @@ pub fn rl_step(
     }
     let need_ref = t.kl_coef > 0.0 || t.kl_target > 0.0;
     let logp_ref = match (need_ref, models.reference) {
-        (true, Some(r)) => Some(score_all(r, None, &samples, pad, t.temperature, None, 1)?.0),
+        (true, Some(r)) => Some(score_all(r, (None, None), &samples, pad, t.temperature, None, 1)?.0),
         _ => None,
     };
     // (ViSurf's injected experts were not sampled: no sampler log-probs to compare.)
@@ -1411,7 +1424,7 @@ pub fn rl_step(
                 let opts = ScoreOptions {
                     grad: true,
                     temperature: t.temperature,
-                    hidden: models.value.is_some() || latent_coconut,
+                    hidden: (models.value.is_some() && models.critic.is_none()) || latent_coconut,
                     logits: siren.is_some() || rmx,
                     ..Default::default()
                 };
@@ -1651,14 +1664,28 @@ pub fn rl_step(
                     loss = (loss - (ent * t.entropy_coef)?)?;
                 }
                 if critic_warm {
-                    // Critic warm-up: only the value head learns (no policy loss, no gradient
-                    // into the shared trunk).
+                    // Critic warm-up: only the critic learns (no policy loss, no gradient into
+                    // the policy's trunk).
                     loss = loss.zeros_like()?;
                 }
-                if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &s.hidden, &adv.returns, &values_old)
+                // The value head's input: a critic model's hidden states (its own trunk learns
+                // from the value loss) or the policy's (shared trunk).
+                let critic_hidden = match models.critic {
+                    Some(cm) if models.value.is_some() => {
+                        let opts = ScoreOptions { grad: true, hidden: true, ..Default::default() };
+                        let cs = score(cm, &prompts, &resp, pad, opts)?;
+                        Some(cs.hidden.expect("hidden states were asked for"))
+                    }
+                    _ => None,
+                };
+                let value_in = match (&critic_hidden, &s.hidden) {
+                    (Some(h), _) => Some(h.clone()),
+                    (None, Some(h)) if critic_warm => Some(h.detach()),
+                    (None, h) => h.clone(),
+                };
+                if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &value_in, &adv.returns, &values_old)
                 {
-                    let h = if critic_warm { h.detach() } else { h.clone() };
-                    let vl = clipped_value_loss(&vh.forward(&h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
+                    let vl = clipped_value_loss(&vh.forward(h)?, &rows(vold)?, &rows(ret)?, t.value_clip)?;
                     let vl = aggregate(&vl, &s.mask, oxrl_core::loss::AggMode::TokenMean, 1.0)?;
                     add("value_loss", vl.to_scalar::<f32>()? as f64);
                     loss = (loss + (vl * t.vf_coef)?)?;

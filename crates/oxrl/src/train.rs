@@ -75,7 +75,7 @@ fn save_train_checkpoint(
     run: &RunDir,
     cfg: &RunConfig,
     policy: &Policy,
-    value: Option<&ValueHead>,
+    (value, critic): (Option<&ValueHead>, Option<&Transformer>),
     opt: &AdamW,
     saved: &SavedState,
 ) -> Result<()> {
@@ -89,6 +89,9 @@ fn save_train_checkpoint(
         candle_core::safetensors::save(&st, tmp.join("optimizer.safetensors"))?;
         if let Some(v) = value {
             v.save(&tmp.join("value_head.safetensors"))?;
+        }
+        if let Some(c) = critic {
+            c.params.save(&tmp.join("critic.safetensors"))?;
         }
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(saved)?)?;
         write_manifest(tmp)
@@ -157,7 +160,7 @@ pub fn run_train(
     let budget = if t.max_new_tokens > 0 { t.max_new_tokens } else { max_new_tokens(&cfg.eval, task.as_ref()) };
     let need_ref = (t.kl_coef > 0.0 || t.kl_target > 0.0 || t.objective == "reasonmaxxer") && t.reference == "initial";
 
-    let (mut run, mut policy, reference, value, mut opt, mut saved, mut tb, rehearsal, flow);
+    let (mut run, mut policy, reference, value, critic, mut opt, mut saved, mut tb, rehearsal, flow);
     let reward_model = match &t.reward_model {
         Some(dir) => {
             let user = t.reward_model_user.as_deref();
@@ -223,7 +226,8 @@ pub fn run_train(
                 None
             };
             value = value_head(cfg, &policy, None)?;
-            opt = optimizer(cfg, &policy, value.as_ref())?;
+            critic = critic_model(cfg, &policy, None)?;
+            opt = optimizer(cfg, &policy, value.as_ref(), critic.as_ref())?;
             let before = evaluate(&policy, task.as_ref(), &cfg.eval, cfg.seed)?;
             run.log(&json!({"phase": "rl", "step": 0, "eval": before}))?;
             tb.scalars(0, &eval_scalars(&before))?;
@@ -273,7 +277,8 @@ pub fn run_train(
                 None
             };
             value = value_head(cfg, &policy, Some(&ck.join("value_head.safetensors")))?;
-            opt = optimizer(cfg, &policy, value.as_ref())?;
+            critic = critic_model(cfg, &policy, Some(&ck.join("critic.safetensors")))?;
+            opt = optimizer(cfg, &policy, value.as_ref(), critic.as_ref())?;
             opt.load_state_tensors(&candle_core::safetensors::load(ck.join("optimizer.safetensors"), &device)?)?;
             truncate_metrics(&run_dir.join("metrics.jsonl"), step)?;
             run = RunDir::append(run_dir)?;
@@ -311,6 +316,7 @@ pub fn run_train(
             policy: &policy,
             reference: reference.as_ref(),
             value: value.as_ref(),
+            critic: critic.as_ref(),
             rehearsal: rehearsal.as_ref(),
             judge: lm_judge.as_ref().map(|j| j as &dyn crate::judge::Judge),
             flow: flow.as_ref(),
@@ -339,7 +345,7 @@ pub fn run_train(
         }
         if t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && step < t.steps {
             saved.rng = json!({"seed": cfg.seed, "stream": "rollout", "step": step});
-            save_train_checkpoint(&run, cfg, &policy, value.as_ref(), &opt, &saved)?;
+            save_train_checkpoint(&run, cfg, &policy, (value.as_ref(), critic.as_ref()), &opt, &saved)?;
         }
         if stop_after == Some(step) {
             pb.finish_and_clear();
@@ -351,7 +357,7 @@ pub fn run_train(
     run.log(&json!({"phase": "rl", "step": t.steps, "eval": after}))?;
     tb.scalars(t.steps, &eval_scalars(&after))?;
     saved.rng = json!({"seed": cfg.seed, "stream": "rollout", "step": t.steps});
-    save_train_checkpoint(&run, cfg, &policy, value.as_ref(), &opt, &saved)?;
+    save_train_checkpoint(&run, cfg, &policy, (value.as_ref(), critic.as_ref()), &opt, &saved)?;
     crate::sft::save_checkpoint(&run, "final", &policy, cfg, t.steps)?;
     oxrl_lm::fsutil::write_atomic(
         &run.path.join("summary.json"),
@@ -373,16 +379,51 @@ fn value_head(cfg: &RunConfig, policy: &Policy, load: Option<&Path>) -> Result<O
     Ok(Some(v))
 }
 
-/// AdamW over the policy (and value head) parameters.
-fn optimizer(cfg: &RunConfig, policy: &Policy, value: Option<&ValueHead>) -> Result<AdamW> {
+/// The separate critic trunk when `train.critic = "model"`: a copy of the starting policy, or
+/// loaded from a checkpoint file.
+fn critic_model(cfg: &RunConfig, policy: &Policy, load: Option<&Path>) -> Result<Option<Transformer>> {
+    if cfg.train.critic != "model" {
+        return Ok(None);
+    }
+    let m = &policy.model;
+    anyhow::ensure!(
+        m.lora.is_none() && m.latent.is_none(),
+        "key `train.critic`: a critic model is a full copy of the policy; LoRA and latent-reasoning policies need critic = \"head\""
+    );
+    let params = match load {
+        Some(p) => ParamStore::load(&m.cfg, p, m.dtype(), m.device())
+            .with_context(|| format!("{}: the critic model's weights", p.display()))?,
+        None => m.params.deep_clone()?,
+    };
+    let mut c = Transformer::new(m.cfg.clone(), params)?;
+    c.checkpointing = m.checkpointing;
+    Ok(Some(c))
+}
+
+/// AdamW over the policy (and value head, and critic trunk) parameters. The critic learns at
+/// `value_lr_mult` times the policy's rate; a critic model's gradients (with its head's) are
+/// clipped apart from the policy's.
+fn optimizer(
+    cfg: &RunConfig,
+    policy: &Policy,
+    value: Option<&ValueHead>,
+    critic: Option<&Transformer>,
+) -> Result<AdamW> {
     let t = &cfg.train;
     let mut vars = policy.model.trainable_vars();
     if let Some(v) = value {
         vars.extend(v.named_vars());
     }
+    if let Some(c) = critic {
+        vars.extend(c.params.named_vars().into_iter().map(|(n, v)| (format!("critic.{n}"), v)));
+    }
     let mut opt =
         AdamW::new(vars, AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: 1e-8, weight_decay: t.weight_decay })?;
     opt.scale_lr("value_head.", t.value_lr_mult);
+    if critic.is_some() {
+        opt.scale_lr("critic.", t.value_lr_mult);
+        opt.clip_separately(&["critic.", "value_head."]);
+    }
     Ok(opt)
 }
 

@@ -143,6 +143,7 @@ pub fn run_phases_judged(
         policy: &policy,
         reference: reference.as_ref(),
         value: None,
+        critic: None,
         rehearsal: rehearsal.as_ref(),
         judge,
         flow: flow.as_ref(),
