@@ -1,21 +1,23 @@
-//! The decode engine: one token per live sequence per step, on weights packed once per
-//! generation call, with no tensor graph.
+//! The packed decoder: generation (prefill and decode steps) on weights packed once, with no
+//! tensor graph.
 //!
 //! A decode step of a small model is dozens of tiny operations; run as candle ops each is a
 //! graph node, an allocation and a meeting of the thread pool, and each GEMM re-packs its weight
-//! matrix (the profile in the README: weight packing 15 % and thread hand-offs 17 % of batch-64
+//! matrix (the candle path's profile: weight packing 15 % and thread hand-offs 17 % of batch-64
 //! decoding). Here the transformer's weights are packed once ([`gemm::PackedMatrix`]: q/k/v as one
-//! product, gate/up as one), and a step runs the whole layer stack for a block of rows on one
-//! thread — embedding, RMSNorm, projections, Qwen3's q/k norms, rotary, attention over the
-//! cache (grouped-query heads, padding and sliding-window masks), SwiGLU MLP, final norm and LM
-//! head — with the batch's rows split evenly over the threads, so the pool meets once per step.
+//! product, gate/up as one) and cached in the [`Transformer`] while a fingerprint of every weight's
+//! bits is unchanged ([`PackedModel::of`]); a forward runs the whole layer stack for a block of
+//! rows on one thread — embedding, RMSNorm, projections, Qwen3's q/k norms, rotary, attention over
+//! the cache (grouped-query heads; padding, causal and sliding-window masks), SwiGLU MLP, final
+//! norm and LM head — with the batch's rows split evenly over the threads, so the pool meets once
+//! per step. A prefill is the same forward with several new tokens per row.
 //!
-//! It serves [`crate::sampler`]'s decode steps for f32 CPU models without LoRA adapters or a
-//! latent module (the prefill stays on the candle path; its KV cache is handed over). Each row's
-//! result depends only on that row (see [`gemm`]), so generation is the same whatever the thread
-//! count. It matches the candle forward to f32 rounding (tests below: logits within 1e-4 for the
-//! Qwen2, Qwen3 and Llama layouts, grouped-query heads, biases, sliding windows, untied heads).
-//! `OXRL_DECODE=candle`, or [`Transformer::packed_decode`] = false, keeps decoding on candle.
+//! It serves [`crate::sampler`] and [`crate::conversation`] for f32 CPU models without LoRA
+//! adapters or a latent module. Each row's result depends only on that row (see [`gemm`]), so
+//! generation is the same whatever the thread count. It matches the candle forward to f32
+//! rounding (tests below: logits within 1e-4 for the Qwen2, Qwen3 and Llama layouts, grouped-query
+//! heads, biases, sliding windows, untied heads). `OXRL_DECODE=candle`, or
+//! [`Transformer::packed_decode`] = false, keeps generation on candle.
 
 pub mod gemm;
 
@@ -387,13 +389,24 @@ impl PackedModel {
             for (i, row) in qkv.chunks_exact_mut(nqkv).enumerate() {
                 let (q, rest) = row.split_at_mut(h * hd);
                 let (k, v) = rest.split_at_mut(g * hd);
+                // (Plain loops: an iterator adaptor's closure is compiled apart from this
+                // function and without its target features.)
                 if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                    q.chunks_exact_mut(hd).for_each(|x| rms_in_place(x, qn, self.eps));
-                    k.chunks_exact_mut(hd).for_each(|x| rms_in_place(x, kn, self.eps));
+                    for x in q.chunks_exact_mut(hd) {
+                        rms_in_place(x, qn, self.eps);
+                    }
+                    for x in k.chunks_exact_mut(hd) {
+                        rms_in_place(x, kn, self.eps);
+                    }
                 }
                 let p = c.pos[i] as usize;
                 let (cos, sin) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
-                q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)).for_each(|x| rope(x, cos, sin));
+                for x in q.chunks_exact_mut(hd) {
+                    rope(x, cos, sin);
+                }
+                for x in k.chunks_exact_mut(hd) {
+                    rope(x, cos, sin);
+                }
                 let (r, tau) = (i / t, i % t);
                 for gi in 0..g {
                     let at = r * rs + ((li * g + gi) * c.cap + c.len + tau) * hd;
@@ -507,16 +520,6 @@ fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
         }
         return;
     }
-    let one = |k: &[f32]| -> f32 {
-        let mut acc = [0f32; 16];
-        for (qc, kc) in q.chunks_exact(16).zip(k.chunks_exact(16)) {
-            let (qc, kc): (&[f32; 16], &[f32; 16]) = (qc.try_into().expect("16"), kc.try_into().expect("16"));
-            for l in 0..16 {
-                acc[l] += qc[l] * kc[l];
-            }
-        }
-        hsum16(&acc)
-    };
     let mut blocks = out.chunks_exact_mut(4);
     let mut key_blocks = keys.chunks_exact(4 * hd);
     for (o, k) in (&mut blocks).zip(&mut key_blocks) {
@@ -544,8 +547,21 @@ fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
         }
     }
     for (o, k) in blocks.into_remainder().iter_mut().zip(key_blocks.remainder().chunks_exact(hd)) {
-        *o = one(k);
+        *o = dot16(q, k);
     }
+}
+
+/// One key's score in 16 lanes, summed as in [`dots`]' blocks.
+#[inline(always)]
+fn dot16(q: &[f32], k: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    for (qc, kc) in q.chunks_exact(16).zip(k.chunks_exact(16)) {
+        let (qc, kc): (&[f32; 16], &[f32; 16]) = (qc.try_into().expect("16"), kc.try_into().expect("16"));
+        for l in 0..16 {
+            acc[l] += qc[l] * kc[l];
+        }
+    }
+    hsum16(&acc)
 }
 
 /// Sum of 16 lanes in a fixed tree order.
