@@ -361,8 +361,6 @@ fn sample_loop(
         .collect();
     let valid: Vec<Vec<bool>> = rows.iter().map(|r| r.valid.clone()).collect();
     let pos: Vec<u32> = positions(&valid).concat();
-    let ids_t = Tensor::from_vec(ids.clone(), (n, p), &dev)?;
-    let pos_t = Tensor::from_vec(pos.clone(), (n, p), &dev)?;
     let host = |l: &Tensor| -> Result<Vec<Vec<f32>>> { Ok(l.to_dtype(DType::F32)?.to_vec2::<f32>()?) };
     // Prefill. Models the packed decoder serves (see `crate::decode`) run there from the start;
     // the others on candle ops with a KV cache.
@@ -381,6 +379,8 @@ fn sample_loop(
         }
         let mut cache = KvCache::new(&model.cfg, n, p + params.max_new_tokens, model.dtype(), &dev)?;
         let bias = attention_bias(&valid, p, &dev, model.dtype())?;
+        let (ids_t, pos_t) =
+            (Tensor::from_vec(ids.clone(), (n, p), &dev)?, Tensor::from_vec(pos.clone(), (n, p), &dev)?);
         let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
         let h = hidden.narrow(1, p - 1, 1)?.squeeze(1)?;
         if latent.is_some() {
@@ -454,17 +454,18 @@ fn sample_loop(
             break;
         }
         if finished > 0 && finished * 4 >= rows.len() {
-            let keep: Vec<u32> = (0..rows.len() as u32).filter(|&i| !rows[i as usize].done).collect();
-            let keep_t = Tensor::new(keep.as_slice(), &dev)?;
-            let keep_idx: Vec<usize> = keep.iter().map(|&i| i as usize).collect();
+            let keep: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].done).collect();
             for dec in decoders.iter_mut() {
                 match dec {
-                    Decoder::Candle(cache) => cache.keep_rows(&keep_t)?,
-                    Decoder::Packed(_, st) => st.keep_rows(&keep_idx),
+                    Decoder::Candle(cache) => {
+                        let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
+                        cache.keep_rows(&Tensor::new(idx.as_slice(), &dev)?)?
+                    }
+                    Decoder::Packed(_, st) => st.keep_rows(&keep),
                 }
             }
-            next = keep.iter().map(|&i| next[i as usize]).collect();
-            next_vec = keep.iter().map(|&i| next_vec[i as usize].take()).collect();
+            next = keep.iter().map(|&i| next[i]).collect();
+            next_vec = keep.iter().map(|&i| next_vec[i].take()).collect();
             rows.retain(|r| !r.done);
         }
         let b = rows.len();
@@ -475,8 +476,6 @@ fn sample_loop(
             row.next_pos += 1;
         }
         let valid: Vec<&[bool]> = rows.iter().map(|r| r.valid.as_slice()).collect();
-        let ids_t = Tensor::from_vec(next.clone(), (b, 1), &dev)?;
-        let pos_t = Tensor::from_vec(pos.clone(), (b, 1), &dev)?;
         let vectors = if latent.is_some() && next_vec.iter().any(|v| v.is_some()) {
             let mut data = vec![0f32; b * dims];
             let mut mask = vec![0f32; b];
@@ -499,6 +498,8 @@ fn sample_loop(
                 Decoder::Candle(cache) => cache,
             };
             let bias = attention_bias(&valid, 1, &dev, model.dtype())?;
+            let (ids_t, pos_t) =
+                (Tensor::from_vec(next.clone(), (b, 1), &dev)?, Tensor::from_vec(pos.clone(), (b, 1), &dev)?);
             let inputs = vectors.as_ref().map(|(v, m)| (v, m));
             let hidden = model.forward_hidden_with(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer, inputs)?;
             let h = hidden.squeeze(1)?;

@@ -1670,18 +1670,13 @@ pub fn rl_step(
                 }
                 // The value head's input: a critic model's hidden states (its own trunk learns
                 // from the value loss) or the policy's (shared trunk).
-                let critic_hidden = match models.critic {
+                let value_in = match models.critic {
                     Some(cm) if models.value.is_some() => {
                         let opts = ScoreOptions { grad: true, hidden: true, ..Default::default() };
-                        let cs = score(cm, &prompts, &resp, pad, opts)?;
-                        Some(cs.hidden.expect("hidden states were asked for"))
+                        Some(score(cm, &prompts, &resp, pad, opts)?.hidden.expect("hidden states were asked for"))
                     }
-                    _ => None,
-                };
-                let value_in = match (&critic_hidden, &s.hidden) {
-                    (Some(h), _) => Some(h.clone()),
-                    (None, Some(h)) if critic_warm => Some(h.detach()),
-                    (None, h) => h.clone(),
+                    _ if critic_warm => s.hidden.as_ref().map(Tensor::detach),
+                    _ => s.hidden.clone(),
                 };
                 if let (Some(vh), Some(h), Some(ret), Some(vold)) = (models.value, &value_in, &adv.returns, &values_old)
                 {
