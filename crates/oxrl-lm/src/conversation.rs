@@ -39,6 +39,15 @@ struct Row {
     pending: Option<u32>,
 }
 
+impl Drop for Conversation<'_> {
+    /// The packed decoder's cache buffers go back for the next generation.
+    fn drop(&mut self) {
+        if let Backend::Packed(pm, st) = &mut self.backend {
+            pm.recycle(st);
+        }
+    }
+}
+
 /// A batch of conversations with one shared, growing KV cache.
 pub struct Conversation<'m> {
     model: &'m Transformer,

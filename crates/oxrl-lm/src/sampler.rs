@@ -509,7 +509,7 @@ fn sample_loop(
             per_model.push(host(&model.logits(&h)?)?);
         }
     }
-    for dec in decoders {
+    for dec in decoders.iter_mut() {
         if let Decoder::Packed(pm, st) = dec {
             pm.recycle(st);
         }

@@ -195,9 +195,11 @@ impl PackedModel {
         })
     }
 
-    /// Hand a finished generation's cache buffers back for the next one.
-    pub fn recycle(&self, st: DecodeState) {
-        *self.spare.lock().expect("spare buffers lock") = (st.k, st.v);
+    /// Hand a finished generation's cache buffers back for the next one (`st` is left empty).
+    pub fn recycle(&self, st: &mut DecodeState) {
+        *self.spare.lock().expect("spare buffers lock") = (std::mem::take(&mut st.k), std::mem::take(&mut st.v));
+        st.rows = 0;
+        st.key_pos.clear();
     }
 
     /// Floats of one row's cache (`[layers, kv heads, capacity, head dim]`).
@@ -898,7 +900,8 @@ mod tests {
     }
 
     /// The rows a thread decodes do not change any row's result: 1 and 3 threads give the same
-    /// bits (7 rows: 3 blocks; 2 rows: fewer rows than threads).
+    /// bits (7 rows: 3 blocks; 2 rows: fewer rows than threads), the second run on recycled
+    /// cache buffers full of NaN (slots are written before they are read).
     #[test]
     fn results_do_not_depend_on_the_thread_count() -> Result<()> {
         let cfg = sized(ModelConfig::family("qwen2", 37)?);
@@ -910,7 +913,7 @@ mod tests {
                 pool.install(|| {
                     let mut st = DecodeState::new(&pm, b, 4);
                     let mut valid: Vec<Vec<bool>> = vec![vec![]; b];
-                    (0..3)
+                    let out = (0..3)
                         .map(|step| {
                             valid.iter_mut().for_each(|v| v.push(true));
                             let tokens: Vec<u32> = (0..b as u32).map(|r| (r * 5 + step * 2) % 37).collect();
@@ -918,10 +921,17 @@ mod tests {
                             let vr: Vec<&[bool]> = valid.iter().map(Vec::as_slice).collect();
                             pm.step(&mut st, &tokens, &pos, &vr)
                         })
-                        .collect()
+                        .collect::<Result<Vec<_>>>();
+                    // The next run reuses these buffers, stale contents and all.
+                    pm.recycle(&mut st);
+                    out
                 })
             };
-            assert_eq!(run(1)?, run(3)?);
+            let first = run(1)?;
+            // Poison the recycled buffers: a slot read before it is written would turn up as NaN.
+            let n = b * pm.row_size(4);
+            *pm.spare.lock().unwrap() = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            assert_eq!(first, run(3)?);
         }
         Ok(())
     }
