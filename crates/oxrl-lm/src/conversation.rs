@@ -100,7 +100,7 @@ impl<'m> Conversation<'m> {
         let cache = match &mut self.backend {
             Backend::Packed(pm, st) => {
                 st.reserve(st.len + t);
-                let logits = pm.forward_at(st, &ids, t, &pos, &valid, last)?;
+                let logits = pm.forward(st, &ids, t, &pos, &valid, last)?;
                 for (row, l) in self.rows.iter_mut().zip(logits) {
                     row.logits = l;
                 }

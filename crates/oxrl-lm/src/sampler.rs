@@ -373,7 +373,7 @@ fn sample_loop(
             let pm = PackedModel::of(model)?;
             let mut st = DecodeState::new(&pm, n, p + params.max_new_tokens);
             let vrefs: Vec<&[bool]> = valid.iter().map(Vec::as_slice).collect();
-            per_model.push(pm.forward(&mut st, &ids, p, &pos, &vrefs)?);
+            per_model.push(pm.forward(&mut st, &ids, p, &pos, &vrefs, &vec![p - 1; n])?);
             decoders.push(Decoder::Packed(pm, st));
             continue;
         }

@@ -21,7 +21,9 @@
 
 pub mod gemm;
 
+use crate::kernels::attention::{dot, softmax_rows};
 use crate::kernels::exp_f32;
+use crate::kernels::rms_norm::inv_rms;
 use crate::model::Transformer;
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
@@ -51,7 +53,7 @@ pub struct PackedModel {
     hd: usize,
     ff: usize,
     vocab: usize,
-    eps: f32,
+    eps: f64,
     embed: Vec<f32>,
     layers: Vec<PackedLayer>,
     norm: Vec<f32>,
@@ -183,7 +185,7 @@ impl PackedModel {
             hd,
             ff,
             vocab: cfg.vocab_size,
-            eps: cfg.rms_norm_eps as f32,
+            eps: cfg.rms_norm_eps,
             embed: host(&model.embed)?,
             layers,
             norm: host(&model.norm)?,
@@ -208,26 +210,14 @@ impl PackedModel {
     }
 
     /// Run `t` new tokens of every row of `st` through the model — a prefill (`t` = the padded
-    /// prompt length) or a decode step (`t` = 1) — and return each row's logits after its last
-    /// new token (`[rows][vocab]`). `tokens` and `pos` are `[rows, t]` (ids and rotary positions);
-    /// `valid[i]` is row `i`'s key mask over all `st.len + t` positions (false: padding, or a
-    /// finished row's later tokens). New token `τ` attends to the valid keys up to its own
-    /// position (causal), inside its layer's window; a token that sees no valid key (left
-    /// padding) averages the values of every key up to it, a finite result nothing reads.
+    /// prompt length), a decode step (`t` = 1) or a ragged extension — and return row `i`'s
+    /// logits after its new token `last[i]` (`[rows][vocab]`). `tokens` and `pos` are `[rows, t]`
+    /// (ids and rotary positions); `valid[i]` is row `i`'s key mask over all `st.len + t`
+    /// positions (false: padding, or a finished row's later tokens). New token `τ` attends to the
+    /// valid keys up to its own position (causal), inside its layer's window, through the fused
+    /// attention kernel's masked softmax (a token that sees no valid key — left padding —
+    /// spreads over every key up to it, as the candle path does; nothing reads it).
     pub fn forward(
-        &self,
-        st: &mut DecodeState,
-        tokens: &[u32],
-        t: usize,
-        pos: &[u32],
-        valid: &[&[bool]],
-    ) -> Result<Vec<Vec<f32>>> {
-        self.forward_at(st, tokens, t, pos, valid, &vec![t.saturating_sub(1); st.rows])
-    }
-
-    /// [`Self::forward`] returning row `i`'s logits after its new token `last[i]` (rows of a
-    /// ragged extension end at different tokens).
-    pub fn forward_at(
         &self,
         st: &mut DecodeState,
         tokens: &[u32],
@@ -303,7 +293,7 @@ impl PackedModel {
 
     /// One decode step: [`Self::forward`] with one new token per row.
     pub fn step(&self, st: &mut DecodeState, tokens: &[u32], pos: &[u32], valid: &[&[bool]]) -> Result<Vec<Vec<f32>>> {
-        self.forward(st, tokens, 1, pos, valid)
+        self.forward(st, tokens, 1, pos, valid, &vec![0; st.rows])
     }
 
     /// [`Self::chunk`] compiled for AVX2 + FMA (the same arithmetic, wider vectors).
@@ -328,6 +318,11 @@ impl PackedModel {
         let rows = c.valid.len();
         let group = (GROUP_TOKENS / t).max(1);
         let rs = self.row_size(c.cap);
+        // The thread's activation buffers, kept between steps (fresh ones fault in and zero new
+        // pages on every step: 4-5 % of batch-64 decoding in a profile). Taken out and put back
+        // rather than used inside `with`: a closure would not be compiled with this function's
+        // target features.
+        let mut b = BUFFERS.take();
         let mut g0 = 0;
         while g0 < rows {
             let g1 = (g0 + group).min(rows);
@@ -341,26 +336,16 @@ impl PackedModel {
                 last: &c.last[g0..g1],
                 ..c
             };
-            self.group(sub, &mut logits[g0 * self.vocab..g1 * self.vocab]);
+            self.group(sub, &mut logits[g0 * self.vocab..g1 * self.vocab], &mut b);
             g0 = g1;
         }
+        BUFFERS.set(b);
     }
 
     /// The whole forward of a group of rows: every layer for their `t` new tokens, then the
     /// final norm and the LM head on each row's last token.
     #[inline(always)]
-    fn group(&self, c: Chunk, logits: &mut [f32]) {
-        // The thread's activation buffers, kept between steps (fresh ones fault in and zero new
-        // pages on every step: 4-5 % of batch-64 decoding in a profile).
-        // (Taken out and put back rather than used inside `with`: a closure would not be compiled
-        // with this function's target features.)
-        let mut b = BUFFERS.take();
-        self.group_in(c, logits, &mut b);
-        BUFFERS.set(b);
-    }
-
-    #[inline(always)]
-    fn group_in(&self, c: Chunk, logits: &mut [f32], b: &mut Buffers) {
+    fn group(&self, c: Chunk, logits: &mut [f32], b: &mut Buffers) {
         let t = c.t;
         let m = c.tokens.len();
         let (d, h, g, hd, ff) = (self.d, self.heads, self.kv, self.hd, self.ff);
@@ -372,7 +357,7 @@ impl PackedModel {
             v.clear();
             v.resize(n, 0.0);
         };
-        let Buffers { x, hn, qkv, ctx, tmp, gu, act, scores, scratch } = b;
+        let Buffers { x, hn, qkv, ctx, tmp, gu, act, scores, bias, scratch } = b;
         sized(x, m * d);
         sized(hn, m * d);
         sized(qkv, m * nqkv);
@@ -381,6 +366,7 @@ impl PackedModel {
         sized(gu, m * 2 * ff);
         sized(act, m * ff);
         sized(scores, c.len + t);
+        sized(bias, c.len + t);
         for (row, &tok) in x.chunks_exact_mut(d).zip(c.tokens) {
             row.copy_from_slice(&self.embed[tok as usize * d..(tok as usize + 1) * d]);
         }
@@ -420,33 +406,21 @@ impl PackedModel {
                 let (r, tau) = (i / t, i % t);
                 let s = c.len + tau + 1;
                 let (kc, vc) = (&c.k[r * rs..(r + 1) * rs], &c.v[r * rs..(r + 1) * rs]);
-                // Keys this query may see: valid ones up to it, inside the layer's window.
+                // The additive mask of this query (once for all heads): 0 for the valid keys up
+                // to it inside the layer's window, −1e9 (the candle path's value) elsewhere.
                 let (valid, kpos, qpos) = (c.valid[r], &c.key_pos[r], c.pos[i] as i64);
-                let visible = |j: usize| valid[j] && layer.window.is_none_or(|w| qpos - (kpos[j] as i64) < w as i64);
-                let any = (0..s).any(visible);
+                for (j, bj) in bias[..s].iter_mut().enumerate() {
+                    let seen = valid[j] && layer.window.is_none_or(|w| qpos - (kpos[j] as i64) < w as i64);
+                    *bj = if seen { 0.0 } else { -1e9 };
+                }
                 let q = &qkv[i * nqkv..i * nqkv + h * hd];
                 for hh in 0..h {
                     let base = (li * g + hh / rep) * c.cap * hd;
                     let qh = &q[hh * hd..(hh + 1) * hd];
                     dots(qh, &kc[base..base + s * hd], &mut scores[..s]);
-                    let mut mx = f32::NEG_INFINITY;
-                    for (j, sc) in scores[..s].iter_mut().enumerate() {
-                        *sc = if !any {
-                            0.0
-                        } else if visible(j) {
-                            *sc * scale
-                        } else {
-                            f32::NEG_INFINITY
-                        };
-                        mx = mx.max(*sc);
-                    }
-                    let mut sum = 0f32;
-                    for sc in scores[..s].iter_mut() {
-                        *sc = if *sc == f32::NEG_INFINITY { 0.0 } else { exp_f32(*sc - mx) };
-                        sum += *sc;
-                    }
+                    softmax_rows(&mut scores[..s], &bias[..s], s, scale);
                     let o = &mut ctx[i * h * hd + hh * hd..i * h * hd + (hh + 1) * hd];
-                    weighted_sum(&scores[..s], 1.0 / sum, &vc[base..base + s * hd], o);
+                    weighted_sum(&scores[..s], &vc[base..base + s * hd], o);
                 }
             }
             layer.o.matmul(ctx, m, tmp, scratch);
@@ -472,7 +446,7 @@ impl PackedModel {
     }
 }
 
-/// A thread's activation buffers (see [`PackedModel::group`]).
+/// A thread's activation buffers (see [`PackedModel::chunk`]).
 #[derive(Default)]
 struct Buffers {
     x: Vec<f32>,
@@ -483,6 +457,7 @@ struct Buffers {
     gu: Vec<f32>,
     act: Vec<f32>,
     scores: Vec<f32>,
+    bias: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -577,22 +552,21 @@ fn hsum16(a: &[f32; 16]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
-/// `o = inv · Σ_j p[j] · values[j]` over consecutive value rows of `o.len()` elements, skipping
+/// `o = Σ_j p[j] · values[j]` over consecutive value rows of `o.len()` elements, skipping
 /// zero weights; each element summed in key order. The output is kept in registers in pieces of
 /// 64 (or 16) elements while the values stream past.
 #[inline(always)]
-fn weighted_sum(p: &[f32], inv: f32, values: &[f32], o: &mut [f32]) {
+fn weighted_sum(p: &[f32], values: &[f32], o: &mut [f32]) {
     #[inline(always)]
-    fn pieces<const W: usize>(p: &[f32], inv: f32, values: &[f32], o: &mut [f32]) {
+    fn pieces<const W: usize>(p: &[f32], values: &[f32], o: &mut [f32]) {
         let hd = o.len();
         for c in (0..hd).step_by(W) {
             let mut acc = [0f32; W];
             for (&pj, row) in p.iter().zip(values.chunks_exact(hd)) {
                 if pj != 0.0 {
-                    let w = pj * inv;
                     let v: &[f32; W] = row[c..c + W].try_into().expect("W lanes");
                     for l in 0..W {
-                        acc[l] += w * v[l];
+                        acc[l] += pj * v[l];
                     }
                 }
             }
@@ -600,51 +574,22 @@ fn weighted_sum(p: &[f32], inv: f32, values: &[f32], o: &mut [f32]) {
         }
     }
     match o.len() {
-        hd if hd.is_multiple_of(64) => pieces::<64>(p, inv, values, o),
-        hd if hd.is_multiple_of(16) => pieces::<16>(p, inv, values, o),
+        hd if hd.is_multiple_of(64) => pieces::<64>(p, values, o),
+        hd if hd.is_multiple_of(16) => pieces::<16>(p, values, o),
         hd => {
             o.fill(0.0);
             for (&pj, v) in p.iter().zip(values.chunks_exact(hd)) {
                 if pj != 0.0 {
-                    let w = pj * inv;
-                    o.iter_mut().zip(v).for_each(|(oe, &ve)| *oe += w * ve);
+                    o.iter_mut().zip(v).for_each(|(oe, &ve)| *oe += pj * ve);
                 }
             }
         }
     }
 }
 
-/// Dot product in eight interleaved partial sums (vectorises; a fixed order).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[inline(always)]
-fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let c = x.chunks_exact(8);
-    let tail: f32 = c.remainder().iter().map(|v| v * v).sum();
-    for v in c {
-        for l in 0..8 {
-            acc[l] += v[l] * v[l];
-        }
-    }
-    let ss = acc.iter().sum::<f32>() + tail;
-    1.0 / (ss / x.len() as f32 + eps).sqrt()
-}
-
 /// RMSNorm of every row of `x` into `out`.
 #[inline(always)]
-fn rms_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+fn rms_rows(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) {
     for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
         let r = inv_rms(xr, eps);
         for ((o, &a), &b) in or.iter_mut().zip(xr).zip(w) {
@@ -654,7 +599,7 @@ fn rms_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 #[inline(always)]
-fn rms_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+fn rms_in_place(x: &mut [f32], w: &[f32], eps: f64) {
     let r = inv_rms(x, eps);
     x.iter_mut().zip(w).for_each(|(a, &b)| *a = *a * r * b);
 }
@@ -814,7 +759,7 @@ mod tests {
         let pm = PackedModel::of(m)?;
         let mut st = DecodeState::new(&pm, b, cap);
         let mrefs: Vec<&[bool]> = masks.iter().map(Vec::as_slice).collect();
-        let packed = pm.forward(&mut st, &ids, p, &pos0.concat(), &mrefs)?;
+        let packed = pm.forward(&mut st, &ids, p, &pos0.concat(), &mrefs, &vec![p - 1; b])?;
         let mut worst = max_diff(&reference, &packed);
         let mut scale = reference.iter().flatten().fold(0f32, |a, x| a.max(x.abs()));
         let mut valid = masks.clone();

@@ -74,8 +74,9 @@ struct Geometry {
     scale: f64,
 }
 
-/// Row softmax of `scale·x + bias` in place.
-fn softmax_rows<T: Elem>(p: &mut [T], bias: &[T], s: usize, scale: T) {
+/// Row softmax of `scale·x + bias` in place (also the packed decoder's, [`crate::decode`]).
+#[inline(always)]
+pub(crate) fn softmax_rows<T: Elem>(p: &mut [T], bias: &[T], s: usize, scale: T) {
     for (row, brow) in p.chunks_mut(s).zip(bias.chunks(s)) {
         let mut m = T::neg_infinity();
         for (x, &b) in row.iter_mut().zip(brow) {
@@ -169,7 +170,7 @@ unsafe fn direct_rows<T: Elem>(
 
 /// Dot product with 8 independent partial sums, so it vectorises without reassociation.
 #[inline(always)]
-fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
+pub(crate) fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
