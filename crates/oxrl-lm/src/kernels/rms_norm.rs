@@ -16,19 +16,11 @@ pub struct RmsNorm {
     pub eps: f64,
 }
 
-/// `1/sqrt(mean(x²) + ε)` of a row, the squares summed in 8 independent partial sums (vectorises
-/// without reassociation; also the packed decoder's, [`crate::decode`]).
+/// `1/sqrt(mean(x²) + ε)` of a row (also the packed decoder's, [`crate::decode`], so both
+/// normalise with the same arithmetic).
 #[inline(always)]
 pub(crate) fn inv_rms<T: Elem>(row: &[T], eps: f64) -> T {
-    let mut acc = [T::zero(); 8];
-    let c = row.chunks_exact(8);
-    let tail = c.remainder().iter().fold(T::zero(), |a, &v| a + v * v);
-    for x in c {
-        for l in 0..8 {
-            acc[l] += x[l] * x[l];
-        }
-    }
-    let ss = acc.iter().fold(T::zero(), |a, &v| a + v) + tail;
+    let ss = row.iter().fold(T::zero(), |a, &v| a + v * v);
     (ss / T::cast(row.len() as f64) + T::cast(eps)).sqrt().recip()
 }
 
