@@ -6,13 +6,24 @@ mod common;
 use anyhow::Result;
 use oxrl::config::RunConfig;
 
-fn write_pairs(path: &std::path::Path, n: usize) -> Result<()> {
+/// `n` pairs "say d": the digit d preferred to another digit — or, with `junk`, every second pair
+/// to one or two printable characters not starting with d (what an untrained policy writes).
+fn write_pairs(path: &std::path::Path, n: usize, junk: bool) -> Result<()> {
     use std::fmt::Write;
     let mut s = String::new();
+    let printable = |k: usize| (b'!' + ((k * 37 + 11) % 94) as u8) as char;
     for i in 0..n {
         let d = i % 10;
-        let e = (d + 1 + (i * 7) % 9) % 10; // another digit
-        writeln!(s, r#"{{"prompt": "say {d}", "chosen": "{d}", "rejected": "{e}"}}"#)?;
+        let rejected = if junk && i % 2 == 1 {
+            let mut j: String = [printable(i), printable(i / 3 + 5)][..1 + (i / 2) % 2].iter().collect();
+            if j.starts_with(char::from(b'0' + d as u8)) {
+                j.insert(0, 'x');
+            }
+            j.replace('"', "'").replace('\\', "/")
+        } else {
+            ((d + 1 + (i * 7) % 9) % 10).to_string() // another digit
+        };
+        writeln!(s, r#"{{"prompt": "say {d}", "chosen": "{d}", "rejected": "{rejected}"}}"#)?;
     }
     std::fs::write(path, s)?;
     Ok(())
@@ -22,7 +33,7 @@ fn write_pairs(path: &std::path::Path, n: usize) -> Result<()> {
 fn dpo_learns_held_out_preferences() -> Result<()> {
     let d = tempfile::tempdir()?;
     let pairs = d.path().join("pairs.jsonl");
-    write_pairs(&pairs, 300)?;
+    write_pairs(&pairs, 300, false)?;
     let mut cfg = RunConfig::load_str(
         "dpo test",
         "name = \"dpo\"\n[model]\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n[dpo]\nbeta = 0.1\nsteps = 200\nbatch_size = 16\nlr = 3e-3\ntest_fraction = 0.2\n",
@@ -50,13 +61,18 @@ fn dpo_learns_held_out_preferences() -> Result<()> {
 }
 
 /// A Bradley–Terry reward model trained on synthetic preferences (the prompt's digit preferred to
-/// another) ranks held-out pairs well above chance, and as the reward of RL on the first-digit
-/// bandit (`train.reward_model`) it teaches the policy the preferred answers.
+/// another digit or to junk) ranks held-out pairs well above chance, and as the reward of RL on the
+/// first-digit bandit (`train.reward_model`) it teaches the policy the preferred answers.
+///
+/// The junk pairs matter: a reward model that only ever compared digits scores the random
+/// characters an untrained policy writes arbitrarily, and over reward-model seeds 1–6 RL then
+/// reached 0.0–0.77 accuracy (two of six fell to 0); with the junk pairs seeds 0–6 all rose from
+/// ≈ 0.015 to 0.17–0.33.
 #[test]
 fn a_trained_reward_model_ranks_held_out_pairs_and_drives_rl() -> Result<()> {
     let d = tempfile::tempdir()?;
     let pairs = d.path().join("pairs.jsonl");
-    write_pairs(&pairs, 300)?;
+    write_pairs(&pairs, 300, true)?;
     let mut cfg = RunConfig::load_str(
         "rm test",
         "name = \"rm\"\n[model]\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n[rm]\nsteps = 150\nbatch_size = 16\nlr = 3e-3\ntest_fraction = 0.2\n",
@@ -79,7 +95,8 @@ fn a_trained_reward_model_ranks_held_out_pairs_and_drives_rl() -> Result<()> {
     )?;
     let (a0, a1) = (common::mean_of(&run, "accuracy", 0..5), common::mean_of(&run, "accuracy", 35..40));
     eprintln!("verifier accuracy under the reward model's reward: {a0:.3} -> {a1:.3}");
-    assert!(a1 > a0 + 0.2, "RL on the learned reward finds the preferred answers: {a0:.3} -> {a1:.3}");
+    // (each mean is over 960 samples: a rise of 0.1 is about ten standard errors)
+    assert!(a1 > a0 + 0.1, "RL on the learned reward finds the preferred answers: {a0:.3} -> {a1:.3}");
     // `oxrl train` with `train.reward_model` loads it and trains on its scores
     let tcfg = RunConfig::load_str(
         "rm train",
