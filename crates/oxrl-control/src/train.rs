@@ -128,6 +128,9 @@ pub struct Summary {
     pub eval_return: f64,
     /// Its success rate on goal-reaching environments.
     pub eval_success: Option<f64>,
+    /// Training steps until the first successful training episode ended (goal-reaching
+    /// environments stepped through the vector; None if none succeeded).
+    pub first_success_step: Option<u64>,
     pub final_checkpoint: PathBuf,
 }
 
@@ -208,11 +211,10 @@ pub fn train(
     } else {
         let mut maker = EnvMaker::plain(&cfg.env.name);
         if cfg.repr.enabled() {
-            let noise = crate::repr::pixel_noise(&cfg.env.name)?;
-            let recolor = crate::repr::pixel_recolored(&cfg.env.name);
+            let world = crate::repr::pixel_variant(&cfg.env.name)?;
             // a Dreamer run keeps the world model it will imagine in
             let repr = crate::repr::ReprConfig { keep_world_model: cfg.algo == "dreamer", ..cfg.repr.clone() };
-            let (enc, _) = crate::repr::pretrain_in(&repr, noise, recolor, cfg.seed, &opts.device, log)?;
+            let (enc, _) = crate::repr::pretrain_in(&repr, world, cfg.seed, &opts.device, log)?;
             maker.encoder = Some(std::sync::Arc::new(enc));
         }
         if cfg.zprl.enabled() {
@@ -274,6 +276,12 @@ pub fn train(
             }
         }
         let mut rec = json!({"step": st.global_step, "iteration": st.iteration, "episodes": st.episodes});
+        if envs.envs[0].success().is_some() {
+            rec["train_successes"] = json!(envs.successes);
+        }
+        if let Some(f) = envs.first_success {
+            rec["first_success_step"] = json!(f);
+        }
         if !window.is_empty() {
             let n = window.len() as f64;
             rec["episode_return"] = json!(window.iter().map(|e| e.0).sum::<f64>() / n);
@@ -357,6 +365,7 @@ pub fn train(
         train_return,
         eval_return: e.mean,
         eval_success: e.success,
+        first_success_step: envs.first_success,
         final_checkpoint: fin,
     })
 }
@@ -485,6 +494,9 @@ pub fn align_checkpoint(
     let source_env = crate::env::make(&cfg.env.name, 0)?.name();
     if crate::repr::pixel_recolored(source_env) {
         bail!("{}: the checkpoint already acts in a recoloured world ({source_env})", ck.display());
+    }
+    if crate::repr::pixel_variant(source_env)?.sparse {
+        bail!("{}: the sparse layout ({source_env}) has no recoloured world to align to", ck.display());
     }
     let want = format!("{source_env}-recolor");
     if crate::env::make(target_env, 0)?.name() != want {

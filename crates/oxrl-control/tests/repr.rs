@@ -28,6 +28,53 @@ fn a_pretrained_run_resumes_exactly_and_evaluates_with_its_encoder() {
     assert_eq!(e.mean, s.eval_return);
 }
 
+/// The sparse layout (InfoPower's time-to-first-goal test): the encoder pre-trains on that world's
+/// own 3 × 20 × 20 frames, and every training record counts the successful episodes so far and,
+/// once there is one, the step at which the first ended — the same in the run's summary.
+#[test]
+fn a_sparse_grid_run_pretrains_on_its_frames_and_logs_its_first_success() {
+    // a random policy: on the random layouts it succeeds often, on the sparse one rarely
+    for (world, succeeds) in [("pixelgrid-exogenous-sparse", false), ("pixelgrid-exogenous", true)] {
+        let env = format!("env.name={world}");
+        let cfg =
+            small_run(&[&env, "repr.objective=infopower", "train.total_steps=2000", "dqn.start_e=1", "dqn.end_e=1"]);
+        let d = tempfile::tempdir().unwrap();
+        let (s, recs) = run(&cfg, d.path(), false, None);
+        let s = s.unwrap();
+        let stepped: Vec<_> = recs.iter().filter(|r| r.get("episodes").is_some()).collect();
+        assert_eq!(stepped.len(), 4);
+        let mut first = None;
+        for r in &stepped {
+            let n = r["train_successes"].as_u64().expect("a success count on a goal-reaching world");
+            let f = r.get("first_success_step").and_then(|v| v.as_u64());
+            assert_eq!(f.is_some(), n > 0, "{r}");
+            if first.is_some() {
+                assert_eq!(f, first, "the first success never moves");
+            }
+            assert!(f.is_none_or(|f| f <= r["step"].as_u64().unwrap()));
+            first = f;
+        }
+        assert_eq!(s.first_success_step, first);
+        let n = stepped[3]["train_successes"].as_u64().unwrap();
+        println!("{world}, random policy: {n} successes in 2000 steps, the first at {first:?}");
+        if succeeds {
+            assert!(n > 10, "{n}");
+        } else {
+            // the sparse layout has no recoloured world
+            let out = d.path().join("aligned");
+            let err = oxrl_control::train::align_checkpoint(
+                d.path(),
+                "pixelgrid-exogenous-recolor",
+                &out,
+                1,
+                &[],
+                &mut |_| Ok(()),
+            );
+            assert!(err.unwrap_err().to_string().contains("sparse"));
+        }
+    }
+}
+
 /// The distractor gridworld's example shrunk for CI (a small encoder, DQN on 32 × 32), then `extra`.
 fn small_run(extra: &[&str]) -> oxrl_control::ControlConfig {
     let mut sets = vec![

@@ -384,6 +384,11 @@ fn run(cli: Cli) -> Result<()> {
             let o = oxrl::control::run_control_train(&cfg, out.as_deref(), resume.as_deref(), stop_after, cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             let succ = o.summary.eval_success.map(|s| format!(", success {:.0}%", 100.0 * s)).unwrap_or_default();
+            let first = match (o.summary.eval_success, o.summary.first_success_step) {
+                (_, Some(f)) => format!("; first training success at step {f}"),
+                (Some(_), None) => "; no training episode succeeded".into(),
+                _ => String::new(),
+            };
             println!(
                 "{} on {}: {} steps, {} episodes; training return (last {}) {:.1}; eval return {:.1}{succ}",
                 cfg.algo,
@@ -394,6 +399,9 @@ fn run(cli: Cli) -> Result<()> {
                 o.summary.train_return,
                 o.summary.eval_return
             );
+            if !first.is_empty() {
+                println!("{}", first.trim_start_matches("; "));
+            }
         }
         Command::Control {
             command:

@@ -193,6 +193,10 @@ pub const ENV_NAMES: &[&str] = &[
     "pixelgrid-iid-recolor",
     "pixelgrid-exogenous-recolor",
     "pixelgrid-tv-recolor",
+    "pixelgrid-clean-sparse",
+    "pixelgrid-iid-sparse",
+    "pixelgrid-exogenous-sparse",
+    "pixelgrid-tv-sparse",
     "deep-sea-treasure",
     "deep-sea-treasure-concave",
     "push-1",
@@ -227,13 +231,8 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
         "pointmaze-umaze" => Box::new(point_maze::PointMaze::new("umaze", seed)?),
         "pointmaze-four-rooms" => Box::new(point_maze::PointMaze::new("four-rooms", seed)?),
         "pointmaze-medium" => Box::new(point_maze::PointMaze::new("medium", seed)?),
-        "pixelgrid-clean" | "pixelgrid" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Clean, seed)),
-        "pixelgrid-iid" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Iid, seed)),
-        "pixelgrid-exogenous" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Exogenous, seed)),
-        "pixelgrid-tv" => Box::new(pixel_grid::PixelGrid::new(pixel_grid::Noise::Tv, seed)),
-        k if k.starts_with("pixelgrid-") && k.ends_with("-recolor") && ENV_NAMES.contains(&k) => {
-            let noise = pixel_grid::Noise::parse(&k["pixelgrid-".len()..k.len() - "-recolor".len()])?;
-            Box::new(pixel_grid::PixelGrid::recolored(noise, seed))
+        k if k == "pixelgrid" || (k.starts_with("pixelgrid-") && ENV_NAMES.contains(&k)) => {
+            Box::new(pixel_grid::Variant::parse(k)?.make(seed))
         }
         "deep-sea-treasure" => Box::new(deep_sea_treasure::DeepSea::new(false, seed)),
         "deep-sea-treasure-concave" => Box::new(deep_sea_treasure::DeepSea::new(true, seed)),

@@ -13,6 +13,11 @@
 //! `pixelgrid-<noise>-recolor` is the same world in another palette — every pixel's (agent, goal,
 //! distractor) channel vector goes through a fixed colour matrix onto a tinted background
 //! ([`recolor_image`]) — the new visual domain of RePo's test-time alignment.
+//!
+//! `pixelgrid-<noise>-sparse` is the spec's sparse-reward variant for InfoPower's exploration test
+//! ("a single distant goal"): a 10 × 10 grid, the agent always starts in the top-left cell and the
+//! goal is always the bottom-right one, no step cost — reward 1 on arrival and 0 otherwise. A
+//! uniformly random policy reaches it in under 1 % of its 50-step episodes.
 
 use super::{Action, Core, Env, EnvState, Space, Step};
 use anyhow::{bail, Result};
@@ -42,6 +47,79 @@ impl Noise {
     }
 }
 
+/// Which pixel-grid world an environment name (`pixelgrid-<noise>[-recolor|-sparse]`) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub noise: Noise,
+    /// Rendered in the shifted palette ([`recolor_image`]).
+    pub recolor: bool,
+    /// The sparse-reward layout (fixed far-corner goal, no step cost).
+    pub sparse: bool,
+}
+
+impl Variant {
+    /// The default layout in the source palette.
+    pub fn of(noise: Noise) -> Self {
+        Self { noise, recolor: false, sparse: false }
+    }
+
+    /// Parse `pixelgrid`, `pixelgrid-<noise>`, `pixelgrid-<noise>-recolor` or
+    /// `pixelgrid-<noise>-sparse` (case-insensitive).
+    pub fn parse(env_name: &str) -> Result<Self> {
+        let key = env_name.to_ascii_lowercase();
+        let Some(rest) = key.strip_prefix("pixelgrid") else {
+            bail!("not a pixel-grid environment (pixelgrid-*): {env_name:?}");
+        };
+        let (rest, recolor) = match rest.strip_suffix("-recolor") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        let (rest, sparse) = match rest.strip_suffix("-sparse") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        if recolor && sparse {
+            bail!("{env_name:?}: the sparse layout has no recoloured version");
+        }
+        let noise = match rest {
+            "" if !recolor && !sparse => Noise::Clean,
+            _ => Noise::parse(rest.strip_prefix('-').unwrap_or("?"))?,
+        };
+        Ok(Self { noise, recolor, sparse })
+    }
+
+    /// The built-in environment name of this world.
+    pub fn name(&self) -> &'static str {
+        let want = format!(
+            "pixelgrid-{}{}",
+            match self.noise {
+                Noise::Clean => "clean",
+                Noise::Iid => "iid",
+                Noise::Exogenous => "exogenous",
+                Noise::Tv => "tv",
+            },
+            if self.recolor {
+                "-recolor"
+            } else if self.sparse {
+                "-sparse"
+            } else {
+                ""
+            }
+        );
+        super::ENV_NAMES.iter().copied().find(|n| *n == want).unwrap_or("pixelgrid")
+    }
+
+    pub fn make(self, seed: u64) -> PixelGrid {
+        let mut g = PixelGrid::new(self.noise, seed);
+        g.recolor = self.recolor;
+        if self.sparse {
+            (g.n, g.step_cost, g.fixed_layout) = (10, 0.0, true);
+        }
+        g.name = self.name();
+        g
+    }
+}
+
 pub struct PixelGrid {
     core: Core,
     pub n: usize,
@@ -51,6 +129,8 @@ pub struct PixelGrid {
     pub distractors: usize,
     /// Render in the shifted palette ([`recolor_image`]).
     pub recolor: bool,
+    /// Start in cell (0, 0) with the goal in the opposite corner (the sparse layout).
+    pub fixed_layout: bool,
     name: &'static str,
     /// agent (x, y), goal (x, y), then each distractor's (x, y)
     pos: Vec<(i64, i64)>,
@@ -76,6 +156,7 @@ impl PixelGrid {
             step_cost: 0.01,
             distractors,
             recolor: false,
+            fixed_layout: false,
             name,
             pos: vec![(0, 0); 2 + distractors],
             max_steps: 50,
@@ -84,15 +165,7 @@ impl PixelGrid {
 
     /// The same world rendered in the shifted palette (`pixelgrid-<noise>-recolor`).
     pub fn recolored(noise: Noise, seed: u64) -> Self {
-        let mut g = Self::new(noise, seed);
-        g.recolor = true;
-        g.name = match noise {
-            Noise::Clean => "pixelgrid-clean-recolor",
-            Noise::Iid => "pixelgrid-iid-recolor",
-            Noise::Exogenous => "pixelgrid-exogenous-recolor",
-            Noise::Tv => "pixelgrid-tv-recolor",
-        };
-        g
+        Variant { noise, recolor: true, sparse: false }.make(seed)
     }
 
     /// Ground truth for probes: (agent, goal, distractors).
@@ -199,11 +272,16 @@ impl Env for PixelGrid {
         self.max_steps
     }
     fn reset(&mut self) -> Vec<f32> {
-        self.pos[0] = self.random_cell();
-        loop {
-            self.pos[1] = self.random_cell();
-            if self.pos[1] != self.pos[0] {
-                break;
+        if self.fixed_layout {
+            let far = self.n as i64 - 1;
+            (self.pos[0], self.pos[1]) = ((0, 0), (far, far));
+        } else {
+            self.pos[0] = self.random_cell();
+            loop {
+                self.pos[1] = self.random_cell();
+                if self.pos[1] != self.pos[0] {
+                    break;
+                }
             }
         }
         for k in 2..self.pos.len() {
@@ -312,6 +390,35 @@ mod tests {
         let mut again = PixelGrid::new(Noise::Iid, 99);
         again.restore(&st).unwrap();
         assert_eq!(again.step(&Action::Discrete(1)).unwrap(), next);
+    }
+
+    #[test]
+    fn variants_parse_from_names_and_the_sparse_layout_is_fixed_and_unshaped() {
+        for (name, noise, recolor, sparse) in [
+            ("pixelgrid", Noise::Clean, false, false),
+            ("pixelgrid-exogenous", Noise::Exogenous, false, false),
+            ("pixelgrid-iid-recolor", Noise::Iid, true, false),
+            ("PixelGrid-TV-sparse", Noise::Tv, false, true),
+        ] {
+            let v = Variant::parse(name).unwrap();
+            assert_eq!(v, Variant { noise, recolor, sparse }, "{name}");
+            assert_eq!(v.make(0).name(), v.name());
+            assert_eq!(Variant::parse(v.name()).unwrap(), v);
+        }
+        for bad in ["pixelgrid-sparse", "pixelgrid-clean-sparse-recolor", "pixelgrid-fog", "cartpole"] {
+            assert!(Variant::parse(bad).is_err(), "{bad}");
+        }
+        let mut e = Variant::parse("pixelgrid-exogenous-sparse").unwrap().make(3);
+        for _ in 0..3 {
+            let img = e.reset();
+            assert_eq!(img.len(), 3 * 20 * 20);
+            let (agent, goal, d) = e.positions();
+            assert_eq!((agent, goal, d.len()), ((0, 0), (9, 9), 3));
+            for _ in 0..5 {
+                let s = e.step(&Action::Discrete(0)).unwrap();
+                assert_eq!((s.reward, s.terminated), (0.0, false), "no step cost");
+            }
+        }
     }
 
     #[test]

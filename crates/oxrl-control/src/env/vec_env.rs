@@ -1,7 +1,9 @@
 //! A vector of environments stepped together, with same-step auto-reset: when an episode ends, the
 //! returned observation is already the next episode's first one and the last observation of the
 //! finished episode is kept in `final_obs` (needed to bootstrap through a time-limit truncation).
-//! Episode returns and lengths are tracked and reported as episodes finish.
+//! Episode returns and lengths are tracked and reported as episodes finish; on goal-reaching
+//! environments the vector also counts successful episodes and remembers after how many steps
+//! (summed over the vector) the first one ended — the time to first goal of an exploration test.
 
 use super::{Action, Env, EnvState, Space};
 use anyhow::{bail, Result};
@@ -12,6 +14,12 @@ pub struct VecEnv {
     obs: Vec<Vec<f32>>,
     ep_return: Vec<f64>,
     ep_len: Vec<usize>,
+    /// Steps taken, summed over the vector.
+    pub steps: u64,
+    /// Episodes that ended with the environment reporting success.
+    pub successes: u64,
+    /// `steps` when the first successful episode ended.
+    pub first_success: Option<u64>,
 }
 
 /// The outcome of stepping every environment once.
@@ -35,6 +43,12 @@ pub struct VecEnvState {
     pub obs: Vec<Vec<f32>>,
     pub ep_return: Vec<f64>,
     pub ep_len: Vec<usize>,
+    #[serde(default)]
+    pub steps: u64,
+    #[serde(default)]
+    pub successes: u64,
+    #[serde(default)]
+    pub first_success: Option<u64>,
 }
 
 impl VecEnv {
@@ -52,7 +66,7 @@ impl VecEnv {
     pub fn new(mut envs: Vec<Box<dyn Env>>) -> Self {
         let obs = envs.iter_mut().map(|e| e.reset()).collect();
         let n = envs.len();
-        Self { envs, obs, ep_return: vec![0.0; n], ep_len: vec![0; n] }
+        Self { envs, obs, ep_return: vec![0.0; n], ep_len: vec![0; n], steps: 0, successes: 0, first_success: None }
     }
 
     pub fn len(&self) -> usize {
@@ -88,7 +102,12 @@ impl VecEnv {
             let s = env.step(a)?;
             self.ep_return[i] += s.reward;
             self.ep_len[i] += 1;
+            self.steps += 1;
             let next = if s.terminated || s.truncated {
+                if env.success() == Some(true) {
+                    self.successes += 1;
+                    self.first_success.get_or_insert(self.steps);
+                }
                 out.finished.push((self.ep_return[i], self.ep_len[i]));
                 self.ep_return[i] = 0.0;
                 self.ep_len[i] = 0;
@@ -113,6 +132,9 @@ impl VecEnv {
             obs: self.obs.clone(),
             ep_return: self.ep_return.clone(),
             ep_len: self.ep_len.clone(),
+            steps: self.steps,
+            successes: self.successes,
+            first_success: self.first_success,
         }
     }
 
@@ -126,6 +148,7 @@ impl VecEnv {
         self.obs = s.obs.clone();
         self.ep_return = s.ep_return.clone();
         self.ep_len = s.ep_len.clone();
+        (self.steps, self.successes, self.first_success) = (s.steps, s.successes, s.first_success);
         Ok(())
     }
 }
@@ -157,6 +180,39 @@ mod tests {
         }
         assert!(finished >= 4);
         assert!(v.step(&[Action::Discrete(0)]).is_err());
+    }
+
+    #[test]
+    fn successes_and_the_step_of_the_first_are_counted_and_restored() {
+        // the sparse grid: (0, 0) → (9, 9) is 18 moves; env 0 walks there, env 1 pushes into a wall
+        let mut v = VecEnv::make("pixelgrid-clean-sparse", 2, 0).unwrap();
+        let walk = |k: usize| if k % 2 == 0 { 3 } else { 1 }; // right, down, right, …
+        for k in 0..17 {
+            let s = v.step(&[Action::Discrete(walk(k)), Action::Discrete(0)]).unwrap();
+            assert!(s.finished.is_empty());
+        }
+        assert_eq!((v.successes, v.first_success), (0, None));
+        let saved = v.save();
+        let s = v.step(&[Action::Discrete(walk(17)), Action::Discrete(0)]).unwrap();
+        assert_eq!(s.finished, vec![(1.0, 18)]);
+        assert_eq!((v.steps, v.successes, v.first_success), (36, 1, Some(35)), "env 0's 18th step is the 35th");
+        // env 1 times out at 50 steps: an ended episode that is not a success
+        for _ in 0..32 {
+            v.step(&[Action::Discrete(0), Action::Discrete(0)]).unwrap();
+        }
+        assert_eq!((v.successes, v.first_success), (1, Some(35)));
+        let mut w = VecEnv::make("pixelgrid-clean-sparse", 2, 0).unwrap();
+        w.restore(&saved).unwrap();
+        assert_eq!((w.steps, w.successes, w.first_success), (34, 0, None));
+        w.step(&[Action::Discrete(walk(17)), Action::Discrete(0)]).unwrap();
+        assert_eq!(w.first_success, Some(35));
+        // a state saved before these counters existed restores with them at zero
+        let mut old = serde_json::to_value(&saved).unwrap();
+        for k in ["steps", "successes", "first_success"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let old: VecEnvState = serde_json::from_value(old).unwrap();
+        assert_eq!((old.steps, old.successes, old.first_success), (0, 0, None));
     }
 
     #[test]

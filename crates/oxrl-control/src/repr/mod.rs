@@ -28,7 +28,7 @@ pub mod temporal_contrastive;
 pub mod video;
 pub mod world_model;
 
-use crate::env::pixel_grid::Noise;
+use crate::env::pixel_grid::{Noise, Variant};
 use crate::env::{Action, Env, EnvState, Space, Step};
 use crate::nn::{rows, Activation, Init, Mlp, Params};
 use anyhow::{bail, Context, Result};
@@ -119,21 +119,23 @@ impl ReprConfig {
     }
 }
 
+/// The pixel-grid world of an environment name (`pixelgrid-exogenous-sparse` → exogenous noise,
+/// sparse layout).
+pub fn pixel_variant(env_name: &str) -> Result<Variant> {
+    if !env_name.to_ascii_lowercase().starts_with("pixelgrid") {
+        bail!("representation pre-training needs a pixel-grid environment (pixelgrid-*), not {env_name:?}");
+    }
+    Variant::parse(env_name)
+}
+
 /// The pixel-grid noise mode of an environment name (`pixelgrid-exogenous` → Exogenous).
 pub fn pixel_noise(env_name: &str) -> Result<Noise> {
-    let key = env_name.to_ascii_lowercase();
-    let key = key.strip_suffix("-recolor").unwrap_or(&key);
-    match key.strip_prefix("pixelgrid") {
-        Some("") => Ok(Noise::Clean),
-        Some(rest) => Noise::parse(rest.trim_start_matches('-')),
-        None => bail!("representation pre-training needs a pixel-grid environment (pixelgrid-*), not {env_name:?}"),
-    }
+    Ok(pixel_variant(env_name)?.noise)
 }
 
 /// Whether a pixel-grid environment renders in the shifted palette (`pixelgrid-<noise>-recolor`).
 pub fn pixel_recolored(env_name: &str) -> bool {
-    let key = env_name.to_ascii_lowercase();
-    key.starts_with("pixelgrid") && key.ends_with("-recolor")
+    pixel_variant(env_name).is_ok_and(|v| v.recolor)
 }
 
 /// softplus(x) = max(x, 0) + log(1 + e^{−|x|}), stable for any x.
@@ -475,20 +477,19 @@ pub fn pretrain(
     dev: &Device,
     log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
 ) -> Result<(FrozenEncoder, ProbeReport)> {
-    pretrain_in(cfg, noise, false, seed, dev, log)
+    pretrain_in(cfg, Variant::of(noise), seed, dev, log)
 }
 
-/// [`pretrain`] in the source or the recoloured palette.
+/// [`pretrain`] in any pixel-grid world (palette, layout).
 pub fn pretrain_in(
     cfg: &ReprConfig,
-    noise: Noise,
-    recolor: bool,
+    world: Variant,
     seed: u64,
     dev: &Device,
     log: &mut dyn FnMut(&serde_json::Value) -> Result<()>,
 ) -> Result<(FrozenEncoder, ProbeReport)> {
     cfg.validate()?;
-    let video = Video::collect_in(noise, recolor, cfg.video_frames, oxrl_core::seed::derive(seed, "video", 0))?;
+    let video = Video::collect_in(world, cfg.video_frames, oxrl_core::seed::derive(seed, "video", 0))?;
     let mut rng = oxrl_core::seed::rng(seed, "pretrain", 0);
     let (enc, mut obj) = build_objective(cfg, video.frame_dim, video.n_actions, &mut rng, dev)?;
     let mut vars = enc.vars();
@@ -569,8 +570,7 @@ pub fn pretrain_in(
         enc,
         dev: dev.clone(),
     };
-    let probe_video =
-        Video::collect_in(noise, recolor, cfg.probe_frames, oxrl_core::seed::derive(seed, "probe-video", 0))?;
+    let probe_video = Video::collect_in(world, cfg.probe_frames, oxrl_core::seed::derive(seed, "probe-video", 0))?;
     let mut pf = Vec::with_capacity(probe_video.len());
     for chunk in (0..probe_video.len()).collect::<Vec<_>>().chunks(1024) {
         let frames: Vec<Vec<f32>> = chunk.iter().map(|&t| probe_video.frame(t).to_vec()).collect();

@@ -251,10 +251,16 @@ impl AlignData {
     /// Random-policy episodes of the pixel gridworld: source palette, recoloured palette (other
     /// episodes), and pairs rendered both ways.
     pub fn collect(noise: crate::env::pixel_grid::Noise, cfg: &AlignConfig, seed: u64) -> Result<Self> {
-        let source = Video::collect_in(noise, false, cfg.source_frames, oxrl_core::seed::derive(seed, "align-src", 0))?;
-        let target = Video::collect_in(noise, true, cfg.target_frames, oxrl_core::seed::derive(seed, "align-tgt", 0))?;
-        let paired_source =
-            Video::collect_in(noise, false, cfg.paired_frames.max(2), oxrl_core::seed::derive(seed, "align-pairs", 0))?;
+        use crate::env::pixel_grid::Variant;
+        let recolored = Variant { recolor: true, ..Variant::of(noise) };
+        let source =
+            Video::collect_in(Variant::of(noise), cfg.source_frames, oxrl_core::seed::derive(seed, "align-src", 0))?;
+        let target = Video::collect_in(recolored, cfg.target_frames, oxrl_core::seed::derive(seed, "align-tgt", 0))?;
+        let paired_source = Video::collect_in(
+            Variant::of(noise),
+            cfg.paired_frames.max(2),
+            oxrl_core::seed::derive(seed, "align-pairs", 0),
+        )?;
         let paired_target =
             (0..paired_source.len()).map(|t| crate::env::pixel_grid::recolor_image(paired_source.frame(t))).collect();
         Ok(Self { source, target, paired_source, paired_target })

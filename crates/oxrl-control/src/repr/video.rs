@@ -6,7 +6,7 @@
 //! Samplers (spec "Video-representation study", pair sampler oracle): a k-step pair (t, t + k) lies
 //! inside one episode; a negative for the anchor t is any frame other than t and t + k.
 
-use crate::env::pixel_grid::{Cell, Noise, PixelGrid};
+use crate::env::pixel_grid::{Cell, Noise, Variant};
 use crate::env::{Action, Env};
 use anyhow::{bail, Result};
 use oxrl_core::seed::Rng;
@@ -87,17 +87,17 @@ impl Video {
     /// Collect at least `frames` frames of `noise`-mode pixel-grid episodes with uniform random
     /// actions (whole episodes: the last one is finished).
     pub fn collect(noise: Noise, frames: usize, seed: u64) -> Result<Self> {
-        Self::collect_in(noise, false, frames, seed)
+        Self::collect_in(Variant::of(noise), frames, seed)
     }
 
-    /// [`Video::collect`] in the source palette or the recoloured one (the same episodes for the
-    /// same seed).
-    pub fn collect_in(noise: Noise, recolor: bool, frames: usize, seed: u64) -> Result<Self> {
+    /// [`Video::collect`] in any pixel-grid world (the source palette and the recoloured one give
+    /// the same episodes for the same seed).
+    pub fn collect_in(world: Variant, frames: usize, seed: u64) -> Result<Self> {
         if frames < 2 {
             bail!("repr.video_frames: need at least 2 frames");
         }
         let env_seed = oxrl_core::seed::derive(seed, "video-env", 0);
-        let mut env = if recolor { PixelGrid::recolored(noise, env_seed) } else { PixelGrid::new(noise, env_seed) };
+        let mut env = world.make(env_seed);
         let mut rng = oxrl_core::seed::rng(seed, "video-policy", 0);
         let frame_dim = env.observation_space().dim();
         let mut v = Video::empty(frame_dim, 4);
