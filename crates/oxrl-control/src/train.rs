@@ -128,8 +128,10 @@ pub struct Summary {
     pub eval_return: f64,
     /// Its success rate on goal-reaching environments.
     pub eval_success: Option<f64>,
-    /// Training steps until the first successful training episode ended (goal-reaching
-    /// environments stepped through the vector; None if none succeeded).
+    /// Successful training episodes (None unless the learner stepped a goal-reaching
+    /// environment vector — offline learners do not).
+    pub train_successes: Option<u64>,
+    /// Training steps until the first successful training episode ended (None if none did).
     pub first_success_step: Option<u64>,
     pub final_checkpoint: PathBuf,
 }
@@ -197,6 +199,11 @@ pub fn env_maker_from_checkpoint(cfg: &ControlConfig, ck: &Path, dev: &Device) -
         maker.steer = Some(std::sync::Arc::new(crate::zprl::Steering::load(&p, &cfg.zprl, &cfg.env.name, dev)?));
     }
     Ok(maker)
+}
+
+/// The vector's success count, where the learner has stepped it and its world reports success.
+fn train_successes(envs: &VecEnv) -> Option<u64> {
+    (envs.steps > 0 && envs.envs[0].success().is_some()).then_some(envs.successes)
 }
 
 /// Train (or resume) a run; `log` receives one JSON record per iteration and per evaluation.
@@ -276,8 +283,8 @@ pub fn train(
             }
         }
         let mut rec = json!({"step": st.global_step, "iteration": st.iteration, "episodes": st.episodes});
-        if envs.envs[0].success().is_some() {
-            rec["train_successes"] = json!(envs.successes);
+        if let Some(n) = train_successes(&envs) {
+            rec["train_successes"] = json!(n);
         }
         if let Some(f) = envs.first_success {
             rec["first_success_step"] = json!(f);
@@ -365,6 +372,7 @@ pub fn train(
         train_return,
         eval_return: e.mean,
         eval_success: e.success,
+        train_successes: train_successes(&envs),
         first_success_step: envs.first_success,
         final_checkpoint: fin,
     })

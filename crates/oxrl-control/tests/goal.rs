@@ -124,7 +124,9 @@ fn rc_aux_runs_resume_exactly() {
             "train.eval_episodes=1",
         ];
         sets.extend(extra);
-        common::resumes_exactly(&common::example("umaze-rc-aux.toml", &sets), 20);
+        let recs = common::resumes_exactly(&common::example("umaze-rc-aux.toml", &sets), 20);
+        // an offline learner steps no training episodes: no success count is logged
+        assert!(recs.iter().all(|r| r.get("train_successes").is_none()));
     }
 }
 

@@ -56,6 +56,7 @@ fn a_sparse_grid_run_pretrains_on_its_frames_and_logs_its_first_success() {
         }
         assert_eq!(s.first_success_step, first);
         let n = stepped[3]["train_successes"].as_u64().unwrap();
+        assert_eq!(s.train_successes, Some(n));
         println!("{world}, random policy: {n} successes in 2000 steps, the first at {first:?}");
         if succeeds {
             assert!(n > 10, "{n}");

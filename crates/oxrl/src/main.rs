@@ -384,8 +384,8 @@ fn run(cli: Cli) -> Result<()> {
             let o = oxrl::control::run_control_train(&cfg, out.as_deref(), resume.as_deref(), stop_after, cli.quiet)?;
             println!("run folder: {}", o.run_dir.display());
             let succ = o.summary.eval_success.map(|s| format!(", success {:.0}%", 100.0 * s)).unwrap_or_default();
-            let first = match (o.summary.eval_success, o.summary.first_success_step) {
-                (_, Some(f)) => format!("; first training success at step {f}"),
+            let first = match (o.summary.train_successes, o.summary.first_success_step) {
+                (Some(n), Some(f)) => format!("; {n} successful training episodes, the first ended at step {f}"),
                 (Some(_), None) => "; no training episode succeeded".into(),
                 _ => String::new(),
             };
