@@ -206,6 +206,8 @@ pub struct RcAux {
     rng: Rng,
     dev: Device,
     step: u64,
+    /// The last reachability loss's (positive, random-negative, hard-negative) BCE terms.
+    last_reach: [f64; 3],
     state_dim: usize,
     act_dim: usize,
     data: Option<Windows>,
@@ -250,6 +252,7 @@ impl RcAux {
             act_dim,
             data: None,
             queue: Vec::new(),
+            last_reach: [f64::NAN; 3],
             max_steps: envs.envs[0].max_steps(),
             elapsed: 0,
             cfg,
@@ -360,6 +363,7 @@ impl RcAux {
             None => Tensor::zeros((), DType::F32, src.device())?,
         };
         let w = self.cfg.hard_weight;
+        self.last_reach = [&l_pos, &l_rand, &l_hard].map(|t| t.to_scalar::<f32>().map_or(f64::NAN, |v| v as f64));
         Ok(((l_pos + ((l_rand + (l_hard * w)?)? / (1.0 + w))?)? * 0.5)?)
     }
 
@@ -405,8 +409,12 @@ impl RcAux {
         if self.cfg.reach_weight > 0.0 {
             let dd = self.cfg.reach_horizon;
             let l_true = self.reach_loss(&emb[0], &emb[1..=dd])?;
+            let parts = self.last_reach;
             let l_predicted = self.reach_loss(&emb[0], &preds[..dd])?;
             metrics.push(("reach_loss".into(), l_true.to_scalar::<f32>()? as f64));
+            for (k, v) in ["reach_pos_bce", "reach_random_bce", "reach_hard_bce"].iter().zip(parts) {
+                metrics.push((k.to_string(), v));
+            }
             loss = (loss + ((l_true + (l_predicted * self.cfg.pred_weight)?)? * self.cfg.reach_weight)?)?;
         }
         let grads = loss.backward()?;

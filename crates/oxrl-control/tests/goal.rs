@@ -127,6 +127,10 @@ fn rc_aux_runs_resume_exactly() {
         let recs = common::resumes_exactly(&common::example("umaze-rc-aux.toml", &sets), 20);
         // an offline learner steps no training episodes: no success count is logged
         assert!(recs.iter().all(|r| r.get("train_successes").is_none()));
+        // with the head on, the reachability loss's three terms are logged
+        let parts = ["reach_pos_bce", "reach_random_bce", "reach_hard_bce"];
+        let logged = recs.iter().any(|r| parts.iter().all(|k| r[k].as_f64().is_some_and(|v| v > 0.0)));
+        assert_eq!(logged, extra.is_empty());
     }
 }
 
