@@ -12,20 +12,13 @@
 //! ([`Conversation::retain`]); the cache grows by doubling when a turn needs more room. Models the
 //! packed decoder serves ([`crate::decode`]) run every forward there; others on candle ops.
 
-use crate::decode::{DecodeState, PackedModel};
-use crate::model::{attention_bias, positions, KvCache, Mode};
+use crate::decode::Cache;
+use crate::model::{attention_bias, positions, Mode};
 use crate::sampler::{left_pad, sample_row, Completion, Finish, SamplingParams};
 use crate::Transformer;
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
 use rand::Rng;
-use std::sync::Arc;
-
-/// Where the conversations' forwards run.
-enum Backend {
-    Candle(KvCache),
-    Packed(Arc<PackedModel>, DecodeState),
-}
 
 /// One live conversation of the batch.
 struct Row {
@@ -39,19 +32,10 @@ struct Row {
     pending: Option<u32>,
 }
 
-impl Drop for Conversation<'_> {
-    /// The packed decoder's cache buffers go back for the next generation.
-    fn drop(&mut self) {
-        if let Backend::Packed(pm, st) = &mut self.backend {
-            pm.recycle(st);
-        }
-    }
-}
-
 /// A batch of conversations with one shared, growing KV cache.
 pub struct Conversation<'m> {
     model: &'m Transformer,
-    backend: Backend,
+    backend: Cache,
     pad: u32,
     rows: Vec<Row>,
 }
@@ -66,14 +50,7 @@ impl<'m> Conversation<'m> {
         let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let limit = model.cfg.max_position_embeddings;
         ensure!(p <= limit, "conversation: a prompt of {p} tokens exceeds the model's max_position_embeddings {limit}");
-        let dev = model.device().clone();
-        let backend = if PackedModel::supports(model) {
-            let pm = PackedModel::of(model)?;
-            let st = DecodeState::new(&pm, n, p + room.max(1));
-            Backend::Packed(pm, st)
-        } else {
-            Backend::Candle(KvCache::new(&model.cfg, n, p + room.max(1), model.dtype(), &dev)?)
-        };
+        let backend = Cache::new(model, n, p + room.max(1))?;
         let mut conv = Self { model, backend, pad, rows: Vec::with_capacity(n) };
         if n == 0 {
             return Ok(conv);
@@ -98,7 +75,7 @@ impl<'m> Conversation<'m> {
         let dev = self.model.device().clone();
         let valid: Vec<&[bool]> = self.rows.iter().map(|r| r.valid.as_slice()).collect();
         let cache = match &mut self.backend {
-            Backend::Packed(pm, st) => {
+            Cache::Packed(pm, st) => {
                 st.reserve(st.len + t);
                 let logits = pm.forward(st, &ids, t, &pos, &valid, last)?;
                 for (row, l) in self.rows.iter_mut().zip(logits) {
@@ -106,7 +83,7 @@ impl<'m> Conversation<'m> {
                 }
                 return Ok(());
             }
-            Backend::Candle(cache) => cache,
+            Cache::Candle(cache) => cache,
         };
         cache.reserve(cache.len + t)?;
         let bias = attention_bias(&valid, t, &dev, self.model.dtype())?;
@@ -244,14 +221,6 @@ impl<'m> Conversation<'m> {
         }
         let mut old: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
         self.rows = keep.iter().map(|&i| old[i].take().expect("checked above")).collect();
-        match &mut self.backend {
-            Backend::Packed(_, st) => st.keep_rows(keep),
-            Backend::Candle(cache) if !self.rows.is_empty() => {
-                let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
-                cache.keep_rows(&Tensor::new(idx.as_slice(), self.model.device())?)?;
-            }
-            Backend::Candle(_) => {}
-        }
-        Ok(())
+        self.backend.keep_rows(keep)
     }
 }

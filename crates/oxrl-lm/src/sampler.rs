@@ -7,15 +7,14 @@
 //! softmax(logits / temperature) (temperature 1 when greedy), before any top-k/p truncation, and
 //! the entropy of that distribution.
 
-use crate::decode::{DecodeState, PackedModel};
+use crate::decode::Cache;
 use crate::latent::{LatentKind, LatentNoise, StepKind};
-use crate::model::{attention_bias, positions, KvCache, Mode, Transformer};
+use crate::model::{attention_bias, positions, Mode, Transformer};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -188,11 +187,6 @@ pub(crate) fn left_pad(prompts: &[Vec<u32>], pad: u32) -> (Vec<u32>, Vec<Vec<boo
 
 /// How one model of the sampler decodes: candle ops on its KV cache, or the packed decoder
 /// ([`crate::decode`]) on the cache the prefill filled.
-enum Decoder {
-    Candle(KvCache),
-    Packed(Arc<PackedModel>, DecodeState),
-}
-
 /// A position the latent sampler has scheduled for a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Planned {
@@ -369,25 +363,26 @@ fn sample_loop(
     // Latent mode: the last hidden state of every row (the next latent / HRPO input).
     let mut last_hidden: Vec<Vec<f32>> = Vec::new();
     for model in models {
-        if PackedModel::supports(model) {
-            let pm = PackedModel::of(model)?;
-            let mut st = DecodeState::new(&pm, n, p + params.max_new_tokens);
-            let vrefs: Vec<&[bool]> = valid.iter().map(Vec::as_slice).collect();
-            per_model.push(pm.forward(&mut st, &ids, p, &pos, &vrefs, &vec![p - 1; n])?);
-            decoders.push(Decoder::Packed(pm, st));
-            continue;
-        }
-        let mut cache = KvCache::new(&model.cfg, n, p + params.max_new_tokens, model.dtype(), &dev)?;
+        let mut dec = Cache::new(model, n, p + params.max_new_tokens)?;
+        let cache = match &mut dec {
+            Cache::Packed(pm, st) => {
+                let vrefs: Vec<&[bool]> = valid.iter().map(Vec::as_slice).collect();
+                per_model.push(pm.forward(st, &ids, p, &pos, &vrefs, &vec![p - 1; n])?);
+                decoders.push(dec);
+                continue;
+            }
+            Cache::Candle(cache) => cache,
+        };
         let bias = attention_bias(&valid, p, &dev, model.dtype())?;
         let (ids_t, pos_t) =
             (Tensor::from_vec(ids.clone(), (n, p), &dev)?, Tensor::from_vec(pos.clone(), (n, p), &dev)?);
-        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(&mut cache), Mode::Infer)?;
+        let hidden = model.forward_hidden(&ids_t, &pos_t, &bias, Some(cache), Mode::Infer)?;
         let h = hidden.narrow(1, p - 1, 1)?.squeeze(1)?;
         if latent.is_some() {
             last_hidden = h.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         }
         per_model.push(host(&model.logits(&h)?)?);
-        decoders.push(Decoder::Candle(cache));
+        decoders.push(dec);
     }
     let mut scratch = Vec::new();
     for step in 0..params.max_new_tokens {
@@ -456,13 +451,7 @@ fn sample_loop(
         if finished > 0 && finished * 4 >= rows.len() {
             let keep: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].done).collect();
             for dec in decoders.iter_mut() {
-                match dec {
-                    Decoder::Candle(cache) => {
-                        let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
-                        cache.keep_rows(&Tensor::new(idx.as_slice(), &dev)?)?
-                    }
-                    Decoder::Packed(_, st) => st.keep_rows(&keep),
-                }
+                dec.keep_rows(&keep)?;
             }
             next = keep.iter().map(|&i| next[i]).collect();
             next_vec = keep.iter().map(|&i| next_vec[i].take()).collect();
@@ -491,11 +480,11 @@ fn sample_loop(
         };
         for (model, dec) in models.iter().zip(decoders.iter_mut()) {
             let cache = match dec {
-                Decoder::Packed(pm, st) => {
+                Cache::Packed(pm, st) => {
                     per_model.push(pm.step(st, &next, &pos, &valid)?);
                     continue;
                 }
-                Decoder::Candle(cache) => cache,
+                Cache::Candle(cache) => cache,
             };
             let bias = attention_bias(&valid, 1, &dev, model.dtype())?;
             let (ids_t, pos_t) =
@@ -507,11 +496,6 @@ fn sample_loop(
                 last_hidden = h.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             }
             per_model.push(host(&model.logits(&h)?)?);
-        }
-    }
-    for dec in decoders.iter_mut() {
-        if let Decoder::Packed(pm, st) = dec {
-            pm.recycle(st);
         }
     }
     Ok(out)

@@ -186,7 +186,7 @@ mod tests {
     fn successes_and_the_step_of_the_first_are_counted_and_restored() {
         // the sparse grid: (0, 0) → (9, 9) is 18 moves; env 0 walks there, env 1 pushes into a wall
         let mut v = VecEnv::make("pixelgrid-clean-sparse", 2, 0).unwrap();
-        let walk = |k: usize| if k % 2 == 0 { 3 } else { 1 }; // right, down, right, …
+        let walk = |k: usize| if k.is_multiple_of(2) { 3 } else { 1 }; // right, down, right, …
         for k in 0..17 {
             let s = v.step(&[Action::Discrete(walk(k)), Action::Discrete(0)]).unwrap();
             assert!(s.finished.is_empty());

@@ -24,7 +24,7 @@ pub mod gemm;
 use crate::kernels::attention::{dot, softmax_rows};
 use crate::kernels::exp_f32;
 use crate::kernels::rms_norm::inv_rms;
-use crate::model::Transformer;
+use crate::model::{KvCache, Transformer};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
 use gemm::PackedMatrix;
@@ -698,6 +698,51 @@ impl DecodeState {
         }
         self.key_pos = keep.iter().map(|&r| self.key_pos[r].clone()).collect();
         self.rows = keep.len();
+    }
+}
+
+/// A generation's cache on whichever path serves its model: the packed decoder's state (models
+/// [`PackedModel::supports`]) or candle's KV cache. Shared by the sampler and multi-turn
+/// conversations; dropping it hands the packed buffers back for the next generation.
+pub enum Cache {
+    Candle(KvCache),
+    Packed(Arc<PackedModel>, DecodeState),
+}
+
+impl Cache {
+    /// An empty cache for `rows` sequences of up to `capacity` positions.
+    pub fn new(model: &Transformer, rows: usize, capacity: usize) -> Result<Self> {
+        Ok(if PackedModel::supports(model) {
+            let pm = PackedModel::of(model)?;
+            let st = DecodeState::new(&pm, rows, capacity);
+            Self::Packed(pm, st)
+        } else {
+            Self::Candle(KvCache::new(&model.cfg, rows, capacity, model.dtype(), model.device())?)
+        })
+    }
+
+    /// Keep only the given rows (in that order); keeping none leaves a candle cache as it is
+    /// (it is not read again).
+    pub fn keep_rows(&mut self, keep: &[usize]) -> Result<()> {
+        match self {
+            Self::Packed(_, st) => st.keep_rows(keep),
+            Self::Candle(cache) if !keep.is_empty() => {
+                let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
+                if let Some(dev) = cache.k.first().map(|t| t.device().clone()) {
+                    cache.keep_rows(&Tensor::new(idx.as_slice(), &dev)?)?;
+                }
+            }
+            Self::Candle(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Self::Packed(pm, st) = self {
+            pm.recycle(st);
+        }
     }
 }
 
