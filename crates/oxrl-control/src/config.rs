@@ -161,6 +161,12 @@ impl ControlConfig {
                     self.algo
                 );
             }
+            if self.algo == "dreamer" && self.dreamer.train_encoder && self.repr.objective != "repo" {
+                bail!(
+                    "dreamer.train_encoder: the encoder trains online with RePo's model loss; set repr.objective = \"repo\" (not {:?})",
+                    self.repr.objective
+                );
+            }
             if self.algo == "dreamer" && !matches!(self.repr.objective.as_str(), "repo" | "infopower") {
                 bail!(
                     "repr.objective: algo = \"dreamer\" imagines in a latent world model: use repo or infopower, not {:?}",

@@ -26,7 +26,8 @@ pub fn build_agent(cfg: &ControlConfig, envs: &VecEnv, maker: &EnvMaker, dev: &D
             let enc = maker.encoder.clone().context("dreamer: the run has no pre-trained encoder")?;
             let bonus = (cfg.repr.objective == "infopower" && cfg.repr.infopower.bonus != 0.0)
                 .then_some((cfg.repr.infopower.bonus, cfg.repr.infopower.bonus_centred));
-            Box::new(crate::algo::dreamer::Dreamer::new(cfg.dreamer.clone(), envs, enc, bonus, cfg.seed, dev)?)
+            let repo = (cfg.repr.objective == "repo").then(|| cfg.repr.repo.clone());
+            Box::new(crate::algo::dreamer::Dreamer::new(cfg.dreamer.clone(), envs, enc, bonus, repo, cfg.seed, dev)?)
         }
         "ppo" => Box::new(Ppo::new(cfg.ppo.clone(), envs, cfg.seed, dev)?),
         "dqn" => Box::new(Dqn::new(cfg.dqn.clone(), envs, cfg.seed, dev)?),
@@ -189,6 +190,7 @@ pub const ENCODER_FILE: &str = "encoder.safetensors";
 /// The environments of a run whose encoder or ZPRL base policy (if any) is stored in checkpoint `ck`.
 pub fn env_maker_from_checkpoint(cfg: &ControlConfig, ck: &Path, dev: &Device) -> Result<EnvMaker> {
     let mut maker = EnvMaker::plain(&cfg.env.name);
+    maker.raw_frames = online_encoder(cfg);
     if cfg.repr.enabled() {
         let frame_dim = crate::env::make(&cfg.env.name, 0)?.observation_space().dim();
         let enc = FrozenEncoder::load(&ck.join(ENCODER_FILE), &cfg.repr, frame_dim, dev)?;
@@ -199,6 +201,12 @@ pub fn env_maker_from_checkpoint(cfg: &ControlConfig, ck: &Path, dev: &Device) -
         maker.steer = Some(std::sync::Arc::new(crate::zprl::Steering::load(&p, &cfg.zprl, &cfg.env.name, dev)?));
     }
     Ok(maker)
+}
+
+/// Whether the learner trains its own copy of the encoder (a Dreamer run with
+/// `dreamer.train_encoder`): its environments then give raw frames.
+fn online_encoder(cfg: &ControlConfig) -> bool {
+    cfg.algo == "dreamer" && cfg.dreamer.train_encoder
 }
 
 /// The vector's success count, where the learner has stepped it and its world reports success.
@@ -217,6 +225,7 @@ pub fn train(
         env_maker_from_checkpoint(cfg, &newest_checkpoint(opts.run_dir)?, &opts.device)?
     } else {
         let mut maker = EnvMaker::plain(&cfg.env.name);
+        maker.raw_frames = online_encoder(cfg);
         if cfg.repr.enabled() {
             let world = crate::repr::pixel_variant(&cfg.env.name)?;
             // a Dreamer run keeps the world model it will imagine in
@@ -498,6 +507,9 @@ pub fn align_checkpoint(
     let cfg = ControlConfig::load(&ck.join("config.toml"), sets)?;
     if !cfg.repr.enabled() {
         bail!("{}: alignment adapts a pre-trained encoder; this run has repr.objective = \"none\"", ck.display());
+    }
+    if online_encoder(&cfg) {
+        bail!("{}: this Dreamer run trained its encoder online (dreamer.train_encoder); alignment adapts a frozen pre-trained encoder", ck.display());
     }
     let source_env = crate::env::make(&cfg.env.name, 0)?.name();
     if crate::repr::pixel_recolored(source_env) {

@@ -242,6 +242,59 @@ fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
     assert_eq!(e.mean, s.eval_return);
 }
 
+/// `dreamer.train_encoder`: the learner's environments give raw frames, its copy of the
+/// pre-trained encoder trains with the world model under RePo's loss (KL budget, dual β), the run
+/// resumes exactly, and the checkpoint acts through the trained encoder (not the pre-trained one
+/// kept beside it).
+#[test]
+fn a_dreamer_run_that_trains_its_encoder_resumes_exactly_and_acts_through_it() {
+    let cfg = small_run(&[
+        "algo=dreamer",
+        "repr.objective=repo",
+        "dreamer.train_encoder=true",
+        "train.total_steps=2000",
+        "dreamer.learning_starts=500",
+        "dreamer.steps_per_iteration=500",
+        "dreamer.updates_per_iteration=5",
+        "dreamer.model_updates_per_iteration=3",
+        "dreamer.batch_size=16",
+        "dreamer.horizon=4",
+        "dreamer.hidden=[32]",
+    ]);
+    let full = resumes_exactly(&cfg, 1000);
+    let upd: Vec<_> = full.iter().filter(|r| r.get("imagined_return").is_some()).collect();
+    assert_eq!(upd.len(), 4);
+    for r in &upd {
+        assert!(r["model_kl"].as_f64().unwrap().is_finite() && r["model_beta"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r.get("model_nll").is_none(), "the online loss is RePo's, not the frozen heads' NLL");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (r, _) = run(&cfg, d.path(), false, None);
+    let s = r.unwrap();
+    let ck = d.path().join("checkpoints/final");
+    let load = |f: &str| candle_core::safetensors::load(ck.join(f), &candle_core::Device::Cpu).unwrap();
+    let (online, pre) = (load("world_model.safetensors"), load("encoder.safetensors"));
+    let mut changed = 0;
+    for (k, t) in online.iter().filter(|(k, _)| k.starts_with("encoder")) {
+        let before = pre.get(k).unwrap_or_else(|| panic!("{k} is not a pre-trained encoder tensor"));
+        let diff = (t - before).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        changed += (diff > 0.0) as usize;
+    }
+    assert!(changed > 0, "the encoder trained");
+    let (_, e) = eval_checkpoint(d.path(), 3, None, &[]).unwrap();
+    assert_eq!(e.mean, s.eval_return);
+    // alignment adapts a frozen encoder: refused for this run
+    let err = oxrl_control::train::align_checkpoint(
+        d.path(),
+        "pixelgrid-exogenous-recolor",
+        &d.path().join("al"),
+        1,
+        &[],
+        &mut |_| Ok(()),
+    );
+    assert!(err.unwrap_err().to_string().contains("train_encoder"));
+}
+
 #[test]
 fn dreamer_needs_a_latent_world_model() {
     let bad = |sets: &[&str]| {
@@ -253,6 +306,8 @@ fn dreamer_needs_a_latent_world_model() {
     };
     let e = bad(&["repr.objective=forward"]);
     assert!(e.contains("repr.objective") && e.contains("repo or infopower"), "{e}");
+    let e = bad(&["repr.objective=infopower", "dreamer.train_encoder=true"]);
+    assert!(e.contains("dreamer.train_encoder") && e.contains("repo"), "{e}");
     let e = bad(&["repr.objective=none"]);
     assert!(e.contains("algo") && e.contains("world model"), "{e}");
 }

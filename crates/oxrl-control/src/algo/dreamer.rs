@@ -21,9 +21,16 @@
 //! the continuation BCE; 0 keeps the pre-trained model frozen), so states the actor was lured to by
 //! a model error are corrected once it visits them.
 //!
-//! Differences from the papers, stated: the encoder is pre-trained on random-policy video and then
-//! frozen (Dreamer keeps training the whole model), so the online heads learn on its posterior
-//! means; the grid is fully observed, so a latent is the encoder's posterior of one frame (no
+//! With `train_encoder` (RePo only) the whole model keeps learning, as in Dreamer and RePo's own
+//! loop: the agent's replay holds raw frames, a trainable copy of the pre-trained encoder gives the
+//! posteriors, and each model update is RePo's loss on the agent's transitions —
+//! ½(R(s_{t+1}) − r)² + BCE(c(s_{t+1}), 1 − terminal) + β·(KL_bal(q(s_{t+1} | o_{t+1}) ‖
+//! p(s_{t+1} | s_t, a_t)) − target), with posterior samples s and the dual step on log β after it;
+//! the actor reads the online encoder's standardised posterior means (the pre-training statistics).
+//!
+//! Differences from the papers, stated: by default the encoder is pre-trained on random-policy
+//! video and then frozen, so the online heads learn on its posterior means; the grid is fully
+//! observed, so a latent is the encoder's posterior of one frame (no
 //! recurrent belief), and start states are posterior means of frames the agent visited; the actor
 //! and critic read latents standardised with the encoder's feature statistics.
 
@@ -32,8 +39,9 @@ use crate::buffer::ReplayBuffer;
 use crate::dist::{argmax_rows, categorical_entropy, categorical_log_prob, categorical_sample, log_softmax};
 use crate::env::{Action, Space, VecEnv};
 use crate::nn::{rows, Activation, Init, Mlp, Params};
+use crate::repr::repo::{balanced_kl, DualBeta, RepoConfig};
 use crate::repr::world_model::{LatentDynamics, LatentModel};
-use crate::repr::FrozenEncoder;
+use crate::repr::{Encoder, FrozenEncoder};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use oxrl_core::optim::{AdamW, AdamWConfig};
@@ -75,6 +83,9 @@ pub struct DreamerConfig {
     /// agent's own transitions; 0 keeps the pre-trained model frozen.
     pub model_updates_per_iteration: usize,
     pub model_lr: f64,
+    /// Train the encoder with the world model on the agent's own frames (RePo's model loss under
+    /// its dual KL budget; needs `repr.objective = "repo"`); false keeps it frozen.
+    pub train_encoder: bool,
 }
 
 impl Default for DreamerConfig {
@@ -97,6 +108,7 @@ impl Default for DreamerConfig {
             sample_prior: true,
             model_updates_per_iteration: 100,
             model_lr: 3e-4,
+            train_encoder: false,
         }
     }
 }
@@ -318,6 +330,14 @@ impl ActorCritic {
     }
 }
 
+/// The encoder trained with the world model (`train_encoder`): its copy of the pre-trained
+/// encoder, RePo's settings and the dual β.
+struct Online {
+    enc: Encoder,
+    repo: RepoConfig,
+    dual: DualBeta,
+}
+
 /// The learner: acts in the real (encoded) environments, keeps the visited transitions (their
 /// latents are the start states of imagination), trains the actor-critic in its copy of the world
 /// model and that copy's heads on the same transitions (batches of `batch_size` for both).
@@ -330,6 +350,8 @@ pub struct Dreamer {
     enc: Arc<FrozenEncoder>,
     /// InfoPower's bonus (α_emp, centred), paid on imagined transitions.
     bonus: Option<(f64, bool)>,
+    /// The encoder trained online (its environments then give raw frames).
+    online: Option<Online>,
     buffer: ReplayBuffer,
     rng: Rng,
     n_actions: usize,
@@ -343,6 +365,7 @@ impl Dreamer {
         envs: &VecEnv,
         enc: Arc<FrozenEncoder>,
         bonus: Option<(f64, bool)>,
+        repo: Option<RepoConfig>,
         seed: u64,
         dev: &Device,
     ) -> Result<Self> {
@@ -361,16 +384,38 @@ impl Dreamer {
             bail!("repr.infopower.bonus: the encoder has no inverse model (set repr.infopower.bonus = 0)");
         }
         let obs_dim = envs.observation_space().dim();
+        let online = match (cfg.train_encoder, repo) {
+            (false, _) => None,
+            (true, None) => bail!(
+                "dreamer.train_encoder: training the encoder online needs RePo's settings (repr.objective = \"repo\")"
+            ),
+            (true, Some(repo)) => {
+                let frame_dim = enc.enc.net.layers[0].w.dims()[0];
+                if obs_dim != frame_dim {
+                    bail!("dreamer.train_encoder: the environments give {obs_dim}-dimensional observations, the encoder reads {frame_dim}-pixel frames");
+                }
+                if bonus.is_some() {
+                    bail!("dreamer.train_encoder: InfoPower's bonus is not available with an online encoder");
+                }
+                let dual = DualBeta::new(repo.init_beta, repo.beta_lr);
+                Some(Online { enc: enc.enc.duplicate(dev)?, repo, dual })
+            }
+        };
         let mut init = oxrl_core::seed::rng(seed, "dreamer-init", 0);
         let buffer = ReplayBuffer::new(cfg.buffer_size, obs_dim, 1)?;
         let own = model.duplicate(dev)?;
+        let mut vars = own.vars();
+        if let Some(o) = &online {
+            vars.extend(o.enc.vars());
+        }
         Ok(Self {
-            model_params: Params(own.vars()),
-            model_opt: AdamW::new(own.vars(), AdamWConfig::default())?,
+            model_params: Params(vars.clone()),
+            model_opt: AdamW::new(vars, AdamWConfig::default())?,
+            ac: ActorCritic::new(cfg, own.latent, n_actions, &mut init, dev)?,
             model: own,
-            ac: ActorCritic::new(cfg, obs_dim, n_actions, &mut init, dev)?,
             enc,
             bonus,
+            online,
             buffer,
             rng: Rng::seed_from_u64(oxrl_core::seed::derive(seed, "dreamer", 0)),
             n_actions,
@@ -379,11 +424,28 @@ impl Dreamer {
         })
     }
 
+    /// Raw latents of stored observations: the frozen encoder's standardised features mapped
+    /// back, or the online encoder's posterior means of raw frames (detached).
+    fn raw_latents(&self, obs: &Tensor) -> Result<Tensor> {
+        match &self.online {
+            Some(o) => Ok(o.enc.features(obs)?.detach()),
+            None => self.enc.unstandardise_tensor(obs),
+        }
+    }
+
+    /// What the actor reads of observations: standardised latents.
+    fn actor_input(&self, obs: &Tensor) -> Result<Tensor> {
+        match &self.online {
+            Some(o) => self.enc.standardise_tensor(&o.enc.features(obs)?.detach()),
+            None => Ok(obs.clone()),
+        }
+    }
+
     fn update(&mut self) -> Result<Vec<(String, f64)>> {
         let idx = self.buffer.sample_indices(self.ac.cfg.batch_size, &mut self.rng);
         let feats = self.buffer.gather(&idx, &self.dev)?.obs;
         let enc = self.enc.clone();
-        let z0 = enc.unstandardise_tensor(&feats)?;
+        let z0 = self.raw_latents(&feats)?;
         let input = |z: &Tensor| enc.standardise_tensor(z);
         let inverse = |z: &Tensor, z1: &Tensor| -> Result<Tensor> {
             let inv = enc.inverse.as_ref().context("no inverse model")?;
@@ -400,6 +462,9 @@ impl Dreamer {
     fn model_update(&mut self) -> Result<Vec<(String, f64)>> {
         let idx = self.buffer.sample_indices(self.ac.cfg.batch_size, &mut self.rng);
         let b = self.buffer.gather(&idx, &self.dev)?;
+        if self.online.is_some() {
+            return self.online_model_update(&b);
+        }
         let z = self.enc.unstandardise_tensor(&b.obs)?;
         let z1 = self.enc.unstandardise_tensor(&b.next_obs)?;
         let acts: Vec<usize> = b.act.flatten_all()?.to_vec1::<f32>()?.iter().map(|&a| a as usize).collect();
@@ -412,6 +477,39 @@ impl Dreamer {
             ("model_nll".into(), s(&loss.nll)?),
             ("model_reward_mse".into(), 2.0 * s(&loss.reward)?),
             ("model_continuation_bce".into(), s(&loss.cont)?),
+        ])
+    }
+}
+
+impl Dreamer {
+    /// One step of RePo's model loss on the agent's frames, the encoder included (see the module
+    /// docs), then the dual step on log β.
+    fn online_model_update(&mut self, b: &crate::buffer::Batch) -> Result<Vec<(String, f64)>> {
+        let Self { online, model, rng, model_opt, ac, .. } = self;
+        let o = online.as_mut().context("dreamer: no online encoder")?;
+        let acts: Vec<usize> = b.act.flatten_all()?.to_vec1::<f32>()?.iter().map(|&a| a as usize).collect();
+        let (s_t, _, _) = o.enc.sample(&b.obs, rng)?;
+        let (s_t1, mu_q, sd_q) = o.enc.sample(&b.next_obs, rng)?;
+        let sd_q = sd_q.context("dreamer.train_encoder: the encoder is not stochastic")?;
+        let (mu_p, sd_p) = model.prior(&s_t, &acts)?;
+        let kl = balanced_kl(&mu_q, &sd_q, &mu_p, &sd_p, o.repo.alpha())?;
+        let reward = ((model.reward.forward(&s_t1)?.squeeze(1)? - &b.rew)?.sqr()? * 0.5)?.mean_all()?;
+        let keep = (b.done.neg()? + 1.0)?;
+        let cont = crate::dist::bce_with_logits(&model.cont.forward(&s_t1)?.squeeze(1)?, &keep)?;
+        let beta = o.dual.beta();
+        let total = ((&reward + &cont)? + ((&kl - o.repo.target_kl)? * beta)?)?;
+        let g = total.backward()?;
+        model_opt.step(&g, ac.cfg.model_lr, ac.cfg.max_grad_norm)?;
+        let kl_v = kl.to_scalar::<f32>()? as f64;
+        if kl_v.is_finite() {
+            o.dual.update(kl_v, o.repo.target_kl);
+        }
+        let s = |t: &Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+        Ok(vec![
+            ("model_kl".into(), kl_v),
+            ("model_beta".into(), beta),
+            ("model_reward_mse".into(), 2.0 * s(&reward)?),
+            ("model_continuation_bce".into(), s(&cont)?),
         ])
     }
 }
@@ -455,7 +553,7 @@ impl Agent for Dreamer {
             let acts: Vec<usize> = if self.global_step < self.ac.cfg.learning_starts {
                 (0..n).map(|_| self.rng.random_range(0..self.n_actions)).collect()
             } else {
-                categorical_sample(&self.ac.logits(&rows(&obs, &self.dev)?)?, &mut self.rng)?
+                categorical_sample(&self.ac.logits(&self.actor_input(&rows(&obs, &self.dev)?)?)?, &mut self.rng)?
             };
             let step = envs.step(&acts.iter().map(|&a| Action::Discrete(a)).collect::<Vec<_>>())?;
             for i in 0..n {
@@ -483,7 +581,7 @@ impl Agent for Dreamer {
     }
 
     fn act(&mut self, obs: &[Vec<f32>], deterministic: bool) -> Result<Vec<Action>> {
-        let logits = self.ac.logits(&rows(obs, &self.dev)?)?;
+        let logits = self.ac.logits(&self.actor_input(&rows(obs, &self.dev)?)?)?;
         let a = if deterministic {
             argmax_rows(&log_softmax(&logits)?)?
         } else {
@@ -497,15 +595,21 @@ impl Agent for Dreamer {
         self.model_params.save(&dir.join("world_model.safetensors"))?;
         save_opt(&self.model_opt, &dir.join("optimizer_model.safetensors"))?;
         self.buffer.save(&dir.join("replay.safetensors"))?;
-        let st = serde_json::json!({"updates": self.ac.updates});
+        let mut st = serde_json::json!({"updates": self.ac.updates});
+        if let Some(o) = &self.online {
+            st["dual"] = serde_json::to_value(&o.dual)?;
+        }
         oxrl_core::fsutil::write_atomic(&dir.join("dreamer.json"), st.to_string().as_bytes())?;
         save_state(dir, &self.rng, self.global_step)
     }
 
     fn load(&mut self, dir: &Path, with_state: bool) -> Result<()> {
         self.ac.load(dir, with_state)?;
-        if with_state {
+        if with_state || self.online.is_some() {
+            // an online encoder is part of the policy: it is needed to act
             self.model_params.load_file(&dir.join("world_model.safetensors"))?;
+        }
+        if with_state {
             load_opt(&mut self.model_opt, &dir.join("optimizer_model.safetensors"))?;
             self.buffer.load(&dir.join("replay.safetensors"))?;
             let p = dir.join("dreamer.json");
@@ -513,6 +617,10 @@ impl Agent for Dreamer {
                 serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
                     .with_context(|| format!("parsing {}", p.display()))?;
             self.ac.updates = v["updates"].as_u64().with_context(|| format!("{}: missing \"updates\"", p.display()))?;
+            if let Some(o) = self.online.as_mut() {
+                o.dual = serde_json::from_value(v["dual"].clone())
+                    .with_context(|| format!("{}: missing or malformed \"dual\"", p.display()))?;
+            }
             self.global_step = load_state(dir, &mut self.rng)?;
         }
         Ok(())
@@ -664,6 +772,67 @@ mod tests {
         assert!(
             v(&after.nll) < v(&l.nll) - 1.0 && v(&after.reward) < 0.2 * v(&l.reward) && v(&after.cont) < v(&l.cont)
         );
+    }
+
+    /// `train_encoder`: model updates move the learner's encoder under RePo's loss (the frozen
+    /// pre-trained copy stays as it was), and a policy-only load (evaluation) restores the trained
+    /// encoder, so a reloaded agent acts as the trained one does.
+    #[test]
+    fn the_online_encoder_trains_and_a_policy_load_restores_it() {
+        let dev = Device::Cpu;
+        let repr = crate::repr::ReprConfig {
+            objective: "repo".into(),
+            video_frames: 400,
+            probe_frames: 200,
+            pretrain_steps: 5,
+            hidden: 32,
+            keep_world_model: true,
+            ..Default::default()
+        };
+        let noise = crate::env::pixel_grid::Noise::Clean;
+        let (enc, _) = crate::repr::pretrain(&repr, noise, 0, &dev, &mut |_| Ok(())).unwrap();
+        let enc = Arc::new(enc);
+        let mut maker = crate::repr::EnvMaker::plain("pixelgrid-clean");
+        (maker.encoder, maker.raw_frames) = (Some(enc.clone()), true);
+        let mut envs = maker.vec(1, 0).unwrap();
+        let cfg = DreamerConfig {
+            train_encoder: true,
+            learning_starts: 0,
+            steps_per_iteration: 64,
+            updates_per_iteration: 1,
+            model_updates_per_iteration: 5,
+            batch_size: 16,
+            horizon: 3,
+            hidden: vec![16],
+            ..DreamerConfig::default()
+        };
+        let make = |envs: &VecEnv| {
+            Dreamer::new(cfg.clone(), envs, enc.clone(), None, Some(RepoConfig::default()), 0, &dev).unwrap()
+        };
+        let mut d = make(&envs);
+        let weights = |e: &Encoder| Params(e.vars()).tensors();
+        let gap = |a: &std::collections::HashMap<String, Tensor>, b: &std::collections::HashMap<String, Tensor>| {
+            a.iter()
+                .map(|(k, t)| (t - &b[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap())
+                .fold(0f32, f32::max)
+        };
+        let pre = weights(&enc.enc);
+        assert_eq!(gap(&weights(&d.online.as_ref().unwrap().enc), &pre), 0.0, "the copy starts pre-trained");
+        let st = d.iterate(&mut envs, Progress { global_step: 0, total_steps: 64 }).unwrap();
+        let m = |k: &str| st.metrics.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        assert!(m("model_kl").is_some_and(f64::is_finite) && m("model_beta").is_some_and(|b| b > 0.0));
+        let trained = weights(&d.online.as_ref().unwrap().enc);
+        assert!(gap(&trained, &pre) > 0.0, "the encoder learns");
+        assert_eq!(gap(&weights(&enc.enc), &pre), 0.0, "the pre-trained encoder is untouched");
+        let dir = tempfile::tempdir().unwrap();
+        d.save(dir.path()).unwrap();
+        let mut fresh = make(&envs);
+        fresh.load(dir.path(), false).unwrap();
+        assert_eq!(gap(&weights(&fresh.online.as_ref().unwrap().enc), &trained), 0.0);
+        let frames: Vec<Vec<f32>> = (0..8).map(|_| envs.envs[0].reset()).collect();
+        let logits = |a: &Dreamer| a.ac.logits(&a.actor_input(&rows(&frames, &dev).unwrap()).unwrap()).unwrap();
+        let (x, y) = (logits(&d).to_vec2::<f32>().unwrap(), logits(&fresh).to_vec2::<f32>().unwrap());
+        assert_eq!(x, y);
     }
 
     #[test]

@@ -703,6 +703,8 @@ pub struct EnvMaker {
     pub reward: crate::lare::RewardMode,
     /// InfoPower's empowerment bonus (α, centred) on encoded environments (learners only).
     pub empowerment_bonus: Option<(f64, bool)>,
+    /// Give raw frames even with an encoder (a learner that trains its own copy of it).
+    pub raw_frames: bool,
 }
 
 impl EnvMaker {
@@ -713,13 +715,14 @@ impl EnvMaker {
             steer: None,
             reward: crate::lare::RewardMode::Dense,
             empowerment_bonus: None,
+            raw_frames: false,
         }
     }
     pub fn make(&self, seed: u64) -> Result<Box<dyn Env>> {
         let inner = crate::env::make(&self.name, seed)?;
         let inner: Box<dyn Env> = match &self.encoder {
-            Some(enc) => Box::new(Encoded::new(inner, enc.clone(), self.empowerment_bonus)),
-            None => inner,
+            Some(enc) if !self.raw_frames => Box::new(Encoded::new(inner, enc.clone(), self.empowerment_bonus)),
+            _ => inner,
         };
         let inner: Box<dyn Env> = match &self.steer {
             Some(s) => Box::new(crate::zprl::Steered::new(inner, s.clone())),

@@ -70,7 +70,7 @@ pub fn balanced_kl(mu_q: &Tensor, sd_q: &Tensor, mu_p: &Tensor, sd_p: &Tensor, a
 }
 
 /// The Lagrange multiplier β = exp(log β), updated by Adam on loss_β = −log β · (KL − target).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DualBeta {
     /// log β, stepped by the shared scalar Adam.
     adam: super::repo_align::ScalarAdam,

@@ -214,7 +214,7 @@ impl VdbDiscriminator {
 }
 
 /// One scalar Adam (β₁ 0.9, β₂ 0.999): the alignment's dual u and RePo's log β ([`super::repo::DualBeta`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScalarAdam {
     pub value: f64,
     m: f64,
