@@ -349,7 +349,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "Dream to Control (2020); Mastering Atari with Discrete World Models (2021)",
         "CONFIRMED",
-        "H-step rollouts in the frozen latent world model (prior, reward and continuation heads), λ-returns, slow critic, REINFORCE categorical actor with entropy; InfoPower's bonus paid on imagined transitions",
+        "H-step rollouts in the latent world model (prior, reward and continuation heads; the heads learn online on the agent's transitions, and with dreamer.train_encoder the encoder too under RePo's loss), λ-returns, slow critic, REINFORCE categorical actor with entropy; InfoPower's bonus paid on imagined transitions",
     ),
     t(
         "RePo test-time alignment",
