@@ -76,6 +76,24 @@ fn a_sparse_grid_run_pretrains_on_its_frames_and_logs_its_first_success() {
     }
 }
 
+/// [`small_run`] with Dreamer's actor-critic shrunk too (2000 steps: four iterations of 500, updates
+/// from the first), then `extra`.
+fn small_dreamer(extra: &[&str]) -> oxrl_control::ControlConfig {
+    let mut sets = vec![
+        "algo=dreamer",
+        "train.total_steps=2000",
+        "dreamer.learning_starts=500",
+        "dreamer.steps_per_iteration=500",
+        "dreamer.updates_per_iteration=5",
+        "dreamer.model_updates_per_iteration=3",
+        "dreamer.batch_size=16",
+        "dreamer.horizon=4",
+        "dreamer.hidden=[32]",
+    ];
+    sets.extend(extra);
+    small_run(&sets)
+}
+
 /// The distractor gridworld's example shrunk for CI (a small encoder, DQN on 32 × 32), then `extra`.
 fn small_run(extra: &[&str]) -> oxrl_control::ControlConfig {
     let mut sets = vec![
@@ -204,19 +222,7 @@ fn an_infopower_run_with_the_empowerment_bonus_resumes_exactly() {
 #[test]
 fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
     // InfoPower with its bonus: the world model, the inverse model and the actor-critic all resume
-    let cfg = small_run(&[
-        "algo=dreamer",
-        "repr.objective=infopower",
-        "repr.infopower.bonus=0.1",
-        "train.total_steps=2000",
-        "dreamer.learning_starts=500",
-        "dreamer.steps_per_iteration=500",
-        "dreamer.updates_per_iteration=5",
-        "dreamer.model_updates_per_iteration=3",
-        "dreamer.batch_size=16",
-        "dreamer.horizon=4",
-        "dreamer.hidden=[32]",
-    ]);
+    let cfg = small_dreamer(&["repr.objective=infopower", "repr.infopower.bonus=0.1"]);
     let full = resumes_exactly(&cfg, 1000);
     let pre: Vec<_> = full.iter().filter(|r| r.get("pretrain_step").is_some()).collect();
     assert!(pre.iter().any(|r| r["continuation_bce"].as_f64().is_some()), "the continuation head trains");
@@ -248,19 +254,7 @@ fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
 /// kept beside it).
 #[test]
 fn a_dreamer_run_that_trains_its_encoder_resumes_exactly_and_acts_through_it() {
-    let cfg = small_run(&[
-        "algo=dreamer",
-        "repr.objective=repo",
-        "dreamer.train_encoder=true",
-        "train.total_steps=2000",
-        "dreamer.learning_starts=500",
-        "dreamer.steps_per_iteration=500",
-        "dreamer.updates_per_iteration=5",
-        "dreamer.model_updates_per_iteration=3",
-        "dreamer.batch_size=16",
-        "dreamer.horizon=4",
-        "dreamer.hidden=[32]",
-    ]);
+    let cfg = small_dreamer(&["repr.objective=repo", "dreamer.train_encoder=true"]);
     let full = resumes_exactly(&cfg, 1000);
     let upd: Vec<_> = full.iter().filter(|r| r.get("imagined_return").is_some()).collect();
     assert_eq!(upd.len(), 4);

@@ -185,8 +185,6 @@ pub(crate) fn left_pad(prompts: &[Vec<u32>], pad: u32) -> (Vec<u32>, Vec<Vec<boo
     (ids, masks)
 }
 
-/// How one model of the sampler decodes: candle ops on its KV cache, or the packed decoder
-/// ([`crate::decode`]) on the cache the prefill filled.
 /// A position the latent sampler has scheduled for a row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Planned {

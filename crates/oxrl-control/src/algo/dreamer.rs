@@ -462,12 +462,12 @@ impl Dreamer {
     fn model_update(&mut self) -> Result<Vec<(String, f64)>> {
         let idx = self.buffer.sample_indices(self.ac.cfg.batch_size, &mut self.rng);
         let b = self.buffer.gather(&idx, &self.dev)?;
+        let acts: Vec<usize> = b.act.flatten_all()?.to_vec1::<f32>()?.iter().map(|&a| a as usize).collect();
         if self.online.is_some() {
-            return self.online_model_update(&b);
+            return self.online_model_update(&b, &acts);
         }
         let z = self.enc.unstandardise_tensor(&b.obs)?;
         let z1 = self.enc.unstandardise_tensor(&b.next_obs)?;
-        let acts: Vec<usize> = b.act.flatten_all()?.to_vec1::<f32>()?.iter().map(|&a| a as usize).collect();
         let loss = world_model_loss(&self.model, &z, &acts, &z1, &b.rew, &b.done)?;
         let total = ((&loss.nll + &loss.reward)? + &loss.cont)?;
         let g = total.backward()?;
@@ -479,19 +479,16 @@ impl Dreamer {
             ("model_continuation_bce".into(), s(&loss.cont)?),
         ])
     }
-}
 
-impl Dreamer {
     /// One step of RePo's model loss on the agent's frames, the encoder included (see the module
     /// docs), then the dual step on log β.
-    fn online_model_update(&mut self, b: &crate::buffer::Batch) -> Result<Vec<(String, f64)>> {
+    fn online_model_update(&mut self, b: &crate::buffer::Batch, acts: &[usize]) -> Result<Vec<(String, f64)>> {
         let Self { online, model, rng, model_opt, ac, .. } = self;
         let o = online.as_mut().context("dreamer: no online encoder")?;
-        let acts: Vec<usize> = b.act.flatten_all()?.to_vec1::<f32>()?.iter().map(|&a| a as usize).collect();
         let (s_t, _, _) = o.enc.sample(&b.obs, rng)?;
         let (s_t1, mu_q, sd_q) = o.enc.sample(&b.next_obs, rng)?;
         let sd_q = sd_q.context("dreamer.train_encoder: the encoder is not stochastic")?;
-        let (mu_p, sd_p) = model.prior(&s_t, &acts)?;
+        let (mu_p, sd_p) = model.prior(&s_t, acts)?;
         let kl = balanced_kl(&mu_q, &sd_q, &mu_p, &sd_p, o.repo.alpha())?;
         let reward = ((model.reward.forward(&s_t1)?.squeeze(1)? - &b.rew)?.sqr()? * 0.5)?.mean_all()?;
         let keep = (b.done.neg()? + 1.0)?;

@@ -141,12 +141,7 @@ const MOVES: [(i64, i64); 4] = [(0, -1), (0, 1), (-1, 0), (1, 0)];
 
 impl PixelGrid {
     pub fn new(noise: Noise, seed: u64) -> Self {
-        let name = match noise {
-            Noise::Clean => "pixelgrid-clean",
-            Noise::Iid => "pixelgrid-iid",
-            Noise::Exogenous => "pixelgrid-exogenous",
-            Noise::Tv => "pixelgrid-tv",
-        };
+        let name = Variant::of(noise).name();
         let distractors = if noise == Noise::Exogenous { 3 } else { 0 };
         Self {
             core: Core::new(seed),
