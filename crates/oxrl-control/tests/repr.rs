@@ -256,6 +256,13 @@ fn a_dreamer_run_keeps_its_world_model_and_resumes_exactly() {
 fn a_dreamer_run_that_trains_its_encoder_resumes_exactly_and_acts_through_it() {
     let cfg = small_dreamer(&["repr.objective=repo", "dreamer.train_encoder=true"]);
     let full = resumes_exactly(&cfg, 1000);
+    // RePo's pre-training logs where its KL sits: both widths keep their 0.1 floor
+    let pre: Vec<_> = full.iter().filter(|r| r.get("pretrain_step").is_some() && r.get("kl").is_some()).collect();
+    assert!(!pre.is_empty());
+    for r in &pre {
+        let at_least = |k: &str, lo: f64| r[k].as_f64().is_some_and(|v| v >= lo);
+        assert!(at_least("posterior_sd", 0.1) && at_least("prior_sd", 0.1) && at_least("posterior_spread", 0.0), "{r}");
+    }
     let upd: Vec<_> = full.iter().filter(|r| r.get("imagined_return").is_some()).collect();
     assert_eq!(upd.len(), 4);
     for r in &upd {

@@ -166,10 +166,17 @@ impl Objective for Repo {
         let kl_v = kl.to_scalar::<f32>()? as f64;
         let beta = self.dual.beta();
         let mut loss = (&reward_loss + ((&kl - self.cfg.target_kl)? * beta)?)?;
+        let mean = |t: &Tensor| -> Result<f64> { Ok(t.mean_all()?.to_scalar::<f32>()? as f64) };
+        // where the KL sits: the posterior's and the prior's widths and the posterior means'
+        // spread over the batch (a collapsed encoder has spread 0)
+        let spread = mu_q.broadcast_sub(&mu_q.mean_keepdim(0)?)?.sqr()?.mean_all()?.sqrt()?;
         let mut metrics = vec![
             ("reward_nll".to_string(), reward_loss.to_scalar::<f32>()? as f64),
             ("kl".to_string(), kl_v),
             ("beta".to_string(), beta),
+            ("posterior_sd".to_string(), mean(&sd_q)?),
+            ("prior_sd".to_string(), mean(&sd_p)?),
+            ("posterior_spread".to_string(), spread.to_scalar::<f32>()? as f64),
         ];
         if self.cfg.probe_decoder {
             let rec = self.probe.forward(&mu_q.detach())?;
