@@ -35,6 +35,12 @@ fn tiny(seed: u64) -> RunConfig {
     c
 }
 
+/// [`tiny`] with `--set` overrides, validated.
+fn tiny_with(seed: u64, sets: &[&str]) -> Result<RunConfig> {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    RunConfig::load_str("tiny test config", &tiny(seed).to_toml()?, &sets)
+}
+
 #[test]
 fn same_seed_same_metrics_and_resume_is_exact() -> Result<()> {
     let d = tempfile::tempdir()?;
@@ -141,13 +147,7 @@ fn estimators_and_options_run_end_to_end() -> Result<()> {
     .iter()
     .enumerate()
     {
-        let mut table: toml::Table = toml::from_str(&tiny(5).to_toml()?)?;
-        table.get_mut("train").unwrap().as_table_mut().unwrap().insert("steps".into(), toml::Value::Integer(2));
-        for s in sets {
-            oxrl::config::apply_override(&mut table, s)?;
-        }
-        let cfg: RunConfig = serde::Deserialize::deserialize(toml::Value::Table(table))?;
-        cfg.validate()?;
+        let cfg = tiny_with(5, &[&["train.steps=2"], &sets[..]].concat())?;
         let o = run_train(&cfg, Some(&d.path().join(format!("r{i}"))), None, None, true)?;
         let m = metrics(&o.run_dir);
         let last = m.iter().rev().find(|v| v.get("reward_mean").is_some()).unwrap();
@@ -253,20 +253,18 @@ fn latent_reasoning_runs_checkpoint_and_resume_exactly() -> Result<()> {
 #[test]
 fn critic_warmup_trains_only_the_value_head_first() -> Result<()> {
     let d = tempfile::tempdir()?;
-    let mut table: toml::Table = toml::from_str(&tiny(5).to_toml()?)?;
-    for s in [
-        "train.advantage=gae",
-        "train.value_head=true",
-        "train.group_size=2",
-        "train.steps=4",
-        "train.critic_warmup=2",
-        "train.value_lr_mult=10",
-        "train.epochs=2",
-    ] {
-        oxrl::config::apply_override(&mut table, s)?;
-    }
-    let cfg: RunConfig = serde::Deserialize::deserialize(toml::Value::Table(table))?;
-    cfg.validate()?;
+    let cfg = tiny_with(
+        5,
+        &[
+            "train.advantage=gae",
+            "train.value_head=true",
+            "train.group_size=2",
+            "train.steps=4",
+            "train.critic_warmup=2",
+            "train.value_lr_mult=10",
+            "train.epochs=2",
+        ],
+    )?;
     let o = run_train(&cfg, Some(&d.path().join("run")), None, None, true)?;
     let steps: Vec<serde_json::Value> =
         metrics(&o.run_dir).into_iter().filter(|v| v["phase"] == "rl" && v.get("reward_mean").is_some()).collect();
@@ -294,21 +292,19 @@ fn critic_warmup_trains_only_the_value_head_first() -> Result<()> {
 #[test]
 fn critic_model_learns_apart_from_the_policy_and_resumes_exactly() -> Result<()> {
     let d = tempfile::tempdir()?;
-    let mut table: toml::Table = toml::from_str(&tiny(4).to_toml()?)?;
-    for s in [
-        "train.advantage=gae",
-        "train.value_head=true",
-        "train.critic=model",
-        "train.group_size=2",
-        "train.steps=4",
-        "train.critic_warmup=2",
-        "train.value_lr_mult=10",
-        "train.checkpoint_every=1",
-    ] {
-        oxrl::config::apply_override(&mut table, s)?;
-    }
-    let cfg: RunConfig = serde::Deserialize::deserialize(toml::Value::Table(table))?;
-    cfg.validate()?;
+    let cfg = tiny_with(
+        4,
+        &[
+            "train.advantage=gae",
+            "train.value_head=true",
+            "train.critic=model",
+            "train.group_size=2",
+            "train.steps=4",
+            "train.critic_warmup=2",
+            "train.value_lr_mult=10",
+            "train.checkpoint_every=1",
+        ],
+    )?;
     let a = run_train(&cfg, Some(&d.path().join("a")), None, None, true)?;
     let ck = |n: u64, f: &str| std::fs::read(a.run_dir.join(format!("checkpoints/step-{n}/{f}")));
     assert_eq!(ck(1, "model.safetensors")?, ck(2, "model.safetensors")?, "the policy must not move in warm-up");
