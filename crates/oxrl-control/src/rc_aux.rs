@@ -206,8 +206,6 @@ pub struct RcAux {
     rng: Rng,
     dev: Device,
     step: u64,
-    /// The last reachability loss's (positive, random-negative, hard-negative) BCE terms.
-    last_reach: [f64; 3],
     state_dim: usize,
     act_dim: usize,
     data: Option<Windows>,
@@ -252,7 +250,6 @@ impl RcAux {
             act_dim,
             data: None,
             queue: Vec::new(),
-            last_reach: [f64::NAN; 3],
             max_steps: envs.envs[0].max_steps(),
             elapsed: 0,
             cfg,
@@ -324,8 +321,9 @@ impl RcAux {
         Ok(self.head.forward(&layer_norm(&x)?)?.squeeze(1)?)
     }
 
-    /// The reachability loss from `src` (B × d) to goals[δ − 1] (B × d each, δ = 1..=D).
-    fn reach_loss(&mut self, src: &Tensor, goals: &[Tensor]) -> Result<Tensor> {
+    /// The reachability loss from `src` (B × d) to goals[δ − 1] (B × d each, δ = 1..=D), and its
+    /// (positive, random-negative, hard-negative) BCE terms.
+    fn reach_loss(&mut self, src: &Tensor, goals: &[Tensor]) -> Result<(Tensor, [f64; 3])> {
         let dd = self.cfg.reach_horizon;
         let (pos, hard) = reachability_pairs(dd);
         let b = src.dim(0)?;
@@ -363,8 +361,8 @@ impl RcAux {
             None => Tensor::zeros((), DType::F32, src.device())?,
         };
         let w = self.cfg.hard_weight;
-        self.last_reach = [&l_pos, &l_rand, &l_hard].map(|t| t.to_scalar::<f32>().map_or(f64::NAN, |v| v as f64));
-        Ok(((l_pos + ((l_rand + (l_hard * w)?)? / (1.0 + w))?)? * 0.5)?)
+        let parts = [&l_pos, &l_rand, &l_hard].map(|t| t.to_scalar::<f32>().map_or(f64::NAN, |v| v as f64));
+        Ok((((l_pos + ((l_rand + (l_hard * w)?)? / (1.0 + w))?)? * 0.5)?, parts))
     }
 
     fn update(&mut self, progress: Progress) -> Result<Vec<(String, f64)>> {
@@ -408,9 +406,8 @@ impl RcAux {
         ];
         if self.cfg.reach_weight > 0.0 {
             let dd = self.cfg.reach_horizon;
-            let l_true = self.reach_loss(&emb[0], &emb[1..=dd])?;
-            let parts = self.last_reach;
-            let l_predicted = self.reach_loss(&emb[0], &preds[..dd])?;
+            let (l_true, parts) = self.reach_loss(&emb[0], &emb[1..=dd])?;
+            let (l_predicted, _) = self.reach_loss(&emb[0], &preds[..dd])?;
             metrics.push(("reach_loss".into(), l_true.to_scalar::<f32>()? as f64));
             for (k, v) in ["reach_pos_bce", "reach_random_bce", "reach_hard_bce"].iter().zip(parts) {
                 metrics.push((k.to_string(), v));

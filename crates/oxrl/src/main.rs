@@ -385,8 +385,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("run folder: {}", o.run_dir.display());
             let succ = o.summary.eval_success.map(|s| format!(", success {:.0}%", 100.0 * s)).unwrap_or_default();
             let first = match (o.summary.train_successes, o.summary.first_success_step) {
-                (Some(n), Some(f)) => format!("; {n} successful training episodes, the first ended at step {f}"),
-                (Some(_), None) => "; no training episode succeeded".into(),
+                (Some(n), Some(f)) => format!("{n} successful training episodes, the first ended at step {f}"),
+                (Some(_), None) => "no training episode succeeded".into(),
                 _ => String::new(),
             };
             println!(
@@ -400,7 +400,7 @@ fn run(cli: Cli) -> Result<()> {
                 o.summary.eval_return
             );
             if !first.is_empty() {
-                println!("{}", first.trim_start_matches("; "));
+                println!("{first}");
             }
         }
         Command::Control {
