@@ -485,10 +485,10 @@ impl Dreamer {
     fn online_model_update(&mut self, b: &crate::buffer::Batch, acts: &[usize]) -> Result<Vec<(String, f64)>> {
         let Self { online, model, rng, model_opt, ac, .. } = self;
         let o = online.as_mut().context("dreamer: no online encoder")?;
-        let (s_t, _, _) = o.enc.sample(&b.obs, rng)?;
+        let (s_t, mu_t, _) = o.enc.sample(&b.obs, rng)?;
         let (s_t1, mu_q, sd_q) = o.enc.sample(&b.next_obs, rng)?;
         let sd_q = sd_q.context("dreamer.train_encoder: the encoder is not stochastic")?;
-        let (mu_p, sd_p) = model.prior(&s_t, acts)?;
+        let (mu_p, sd_p) = model.prior(o.repo.prior_input.pick(&s_t, &mu_t), acts)?;
         let kl = balanced_kl(&mu_q, &sd_q, &mu_p, &sd_p, o.repo.alpha())?;
         let reward = ((model.reward.forward(&s_t1)?.squeeze(1)? - &b.rew)?.sqr()? * 0.5)?.mean_all()?;
         let keep = (b.done.neg()? + 1.0)?;

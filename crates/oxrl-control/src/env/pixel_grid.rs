@@ -18,6 +18,11 @@
 //! ("a single distant goal"): a 10 × 10 grid, the agent always starts in the top-left cell and the
 //! goal is always the bottom-right one, no step cost — reward 1 on arrival and 0 otherwise. A
 //! uniformly random policy reaches it in under 1 % of its 50-step episodes.
+//!
+//! `pixelgrid-<noise>-dense` is the default world with a dense reward: each step that does not reach
+//! the goal also costs `distance_cost` · d₁(agent, goal) / (2(N − 1)) (0.1 at most), so the reward
+//! of every transition depends on where the agent and the goal are — the setting of RePo's claim
+//! that a reward-predictive latent keeps the agent and drops action-independent distractors.
 
 use super::{Action, Core, Env, EnvState, Space, Step};
 use anyhow::{bail, Result};
@@ -47,7 +52,8 @@ impl Noise {
     }
 }
 
-/// Which pixel-grid world an environment name (`pixelgrid-<noise>[-recolor|-sparse]`) means.
+/// Which pixel-grid world an environment name (`pixelgrid-<noise>[-recolor|-sparse|-dense]`)
+/// means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
     pub noise: Noise,
@@ -55,37 +61,39 @@ pub struct Variant {
     pub recolor: bool,
     /// The sparse-reward layout (fixed far-corner goal, no step cost).
     pub sparse: bool,
+    /// The default layout with the distance cost (module docs).
+    pub dense: bool,
 }
 
 impl Variant {
     /// The default layout in the source palette.
     pub fn of(noise: Noise) -> Self {
-        Self { noise, recolor: false, sparse: false }
+        Self { noise, recolor: false, sparse: false, dense: false }
     }
 
     /// Parse `pixelgrid`, `pixelgrid-<noise>`, `pixelgrid-<noise>-recolor` or
-    /// `pixelgrid-<noise>-sparse` (case-insensitive).
+    /// `pixelgrid-<noise>-sparse` or `pixelgrid-<noise>-dense` (case-insensitive).
     pub fn parse(env_name: &str) -> Result<Self> {
         let key = env_name.to_ascii_lowercase();
-        let Some(rest) = key.strip_prefix("pixelgrid") else {
+        if !key.starts_with("pixelgrid") {
             bail!("not a pixel-grid environment (pixelgrid-*): {env_name:?}");
-        };
-        let (rest, recolor) = match rest.strip_suffix("-recolor") {
-            Some(r) => (r, true),
-            None => (rest, false),
-        };
-        let (rest, sparse) = match rest.strip_suffix("-sparse") {
-            Some(r) => (r, true),
-            None => (rest, false),
-        };
-        if recolor && sparse {
-            bail!("{env_name:?}: the sparse layout has no recoloured version");
         }
-        let noise = match rest {
-            "" if !recolor && !sparse => Noise::Clean,
-            _ => Noise::parse(rest.strip_prefix('-').unwrap_or("?"))?,
+        // at most one of the suffixes, after the noise mode
+        let mut v = Self::of(Noise::Clean);
+        let mut rest = key.as_str();
+        for (suffix, flag) in [("-recolor", &mut v.recolor), ("-sparse", &mut v.sparse), ("-dense", &mut v.dense)] {
+            if let Some(r) = rest.strip_suffix(suffix) {
+                (rest, *flag) = (r, true);
+            }
+        }
+        if [v.recolor, v.sparse, v.dense].iter().filter(|&&f| f).count() > 1 {
+            bail!("{env_name:?}: combine at most one of -recolor, -sparse and -dense");
+        }
+        v.noise = match rest.strip_prefix("pixelgrid").unwrap_or("?") {
+            "" if v == Self::of(Noise::Clean) => Noise::Clean,
+            r => Noise::parse(r.strip_prefix('-').unwrap_or("?"))?,
         };
-        Ok(Self { noise, recolor, sparse })
+        Ok(v)
     }
 
     /// The built-in environment name of this world.
@@ -102,6 +110,8 @@ impl Variant {
                 "-recolor"
             } else if self.sparse {
                 "-sparse"
+            } else if self.dense {
+                "-dense"
             } else {
                 ""
             }
@@ -115,6 +125,9 @@ impl Variant {
         if self.sparse {
             (g.n, g.step_cost, g.fixed_layout) = (10, 0.0, true);
         }
+        if self.dense {
+            g.distance_cost = 0.1;
+        }
         g.name = self.name();
         g
     }
@@ -126,6 +139,8 @@ pub struct PixelGrid {
     pub noise: Noise,
     pub sigma: f32,
     pub step_cost: f64,
+    /// Extra cost of a step that ends `d` cells (Manhattan) from the goal: distance_cost · d / (2(N − 1)).
+    pub distance_cost: f64,
     pub distractors: usize,
     /// Render in the shifted palette ([`recolor_image`]).
     pub recolor: bool,
@@ -149,6 +164,7 @@ impl PixelGrid {
             noise,
             sigma: 0.3,
             step_cost: 0.01,
+            distance_cost: 0.0,
             distractors,
             recolor: false,
             fixed_layout: false,
@@ -160,7 +176,7 @@ impl PixelGrid {
 
     /// The same world rendered in the shifted palette (`pixelgrid-<noise>-recolor`).
     pub fn recolored(noise: Noise, seed: u64) -> Self {
-        Variant { noise, recolor: true, sparse: false }.make(seed)
+        Variant { recolor: true, ..Variant::of(noise) }.make(seed)
     }
 
     /// Ground truth for probes: (agent, goal, distractors).
@@ -296,7 +312,13 @@ impl Env for PixelGrid {
         self.step_distractors();
         let reached = self.pos[0] == self.pos[1];
         let truncated = self.core.tick(self.max_steps) && !reached;
-        let reward = if reached { 1.0 } else { 0.0 } - self.step_cost;
+        let reward = if reached {
+            1.0 - self.step_cost
+        } else {
+            let (a, g) = (self.pos[0], self.pos[1]);
+            let d = ((a.0 - g.0).abs() + (a.1 - g.1).abs()) as f64;
+            -self.step_cost - self.distance_cost * d / (2.0 * (self.n as f64 - 1.0))
+        };
         Ok(Step { obs: self.render(), reward, terminated: reached, truncated })
     }
     fn success(&self) -> Option<bool> {
@@ -389,18 +411,25 @@ mod tests {
 
     #[test]
     fn variants_parse_from_names_and_the_sparse_layout_is_fixed_and_unshaped() {
-        for (name, noise, recolor, sparse) in [
-            ("pixelgrid", Noise::Clean, false, false),
-            ("pixelgrid-exogenous", Noise::Exogenous, false, false),
-            ("pixelgrid-iid-recolor", Noise::Iid, true, false),
-            ("PixelGrid-TV-sparse", Noise::Tv, false, true),
+        for (name, noise, recolor, sparse, dense) in [
+            ("pixelgrid", Noise::Clean, false, false, false),
+            ("pixelgrid-exogenous", Noise::Exogenous, false, false, false),
+            ("pixelgrid-iid-recolor", Noise::Iid, true, false, false),
+            ("PixelGrid-TV-sparse", Noise::Tv, false, true, false),
+            ("pixelgrid-exogenous-dense", Noise::Exogenous, false, false, true),
         ] {
             let v = Variant::parse(name).unwrap();
-            assert_eq!(v, Variant { noise, recolor, sparse }, "{name}");
+            assert_eq!(v, Variant { noise, recolor, sparse, dense }, "{name}");
             assert_eq!(v.make(0).name(), v.name());
             assert_eq!(Variant::parse(v.name()).unwrap(), v);
         }
-        for bad in ["pixelgrid-sparse", "pixelgrid-clean-sparse-recolor", "pixelgrid-fog", "cartpole"] {
+        for bad in [
+            "pixelgrid-sparse",
+            "pixelgrid-clean-sparse-recolor",
+            "pixelgrid-iid-dense-sparse",
+            "pixelgrid-fog",
+            "cartpole",
+        ] {
             assert!(Variant::parse(bad).is_err(), "{bad}");
         }
         let mut e = Variant::parse("pixelgrid-exogenous-sparse").unwrap().make(3);
@@ -414,6 +443,33 @@ mod tests {
                 assert_eq!((s.reward, s.terminated), (0.0, false), "no step cost");
             }
         }
+    }
+
+    #[test]
+    fn the_dense_world_charges_the_distance_to_the_goal_after_each_move() {
+        let mut e = Variant::parse("pixelgrid-clean-dense").unwrap().make(5);
+        let mut rng = oxrl_core::seed::rng(1, "walk", 0);
+        let (mut charged, mut reached) = (0, 0);
+        for _ in 0..20 {
+            e.reset();
+            loop {
+                let s = e.step(&Action::Discrete(rng.random_range(0..4))).unwrap();
+                let ((ax, ay), (gx, gy), _) = e.positions();
+                let d = ((ax - gx).abs() + (ay - gy).abs()) as f64;
+                if s.terminated {
+                    assert_eq!((d, s.reward), (0.0, 0.99), "the goal pays 1 minus the step cost");
+                    reached += 1;
+                    break;
+                }
+                // 8 × 8 grid: d / (2 · 7) of the 0.1 distance cost, plus the 0.01 step cost
+                assert!((s.reward - (-0.01 - 0.1 * d / 14.0)).abs() < 1e-12, "{d} {}", s.reward);
+                charged += 1;
+                if s.truncated {
+                    break;
+                }
+            }
+        }
+        assert!(charged > 100 && reached > 0, "{charged} {reached}");
     }
 
     #[test]

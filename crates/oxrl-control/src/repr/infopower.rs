@@ -130,7 +130,7 @@ impl Objective for InfoPower {
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
         let tr = data.sample_transitions(self.batch, rng);
         let (acts, rew) = (&tr.actions, &tr.rewards);
-        let LatentStep { s_t: z_t, x1, s_t1: z_t1, mu_q, sd_q } = latent_step(enc, data, &tr, rng, &self.dev)?;
+        let LatentStep { s_t: z_t, x1, s_t1: z_t1, mu_q, sd_q, .. } = latent_step(enc, data, &tr, rng, &self.dev)?;
         // InfoNCE between observation embeddings and latent samples
         let scores = (self.obs_embed.forward(&x1)?.matmul(&z_t1.t()?)? / (self.latent as f64).sqrt())?;
         let nce = info_nce(&scores)?;

@@ -215,10 +215,11 @@ pub(crate) fn one_hot(idx: &[usize], n: usize, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (idx.len(), n), dev)?)
 }
 
-/// A latent transition of a stochastic encoder on a batch: a sample s_t ~ q(·|o_t), the frames
-/// o_{t+1}, a sample s_{t+1} ~ q(·|o_{t+1}) and that posterior's (μ, σ).
+/// A latent transition of a stochastic encoder on a batch: a sample s_t ~ q(·|o_t) and its mean
+/// μ_t, the frames o_{t+1}, a sample s_{t+1} ~ q(·|o_{t+1}) and that posterior's (μ, σ).
 pub(crate) struct LatentStep {
     pub s_t: Tensor,
+    pub mu_t: Tensor,
     pub x1: Tensor,
     pub s_t1: Tensor,
     pub mu_q: Tensor,
@@ -232,11 +233,11 @@ pub(crate) fn latent_step(
     rng: &mut Rng,
     dev: &Device,
 ) -> Result<LatentStep> {
-    let (s_t, _, _) = enc.sample(&frames(data, &tr.t, dev)?, rng)?;
+    let (s_t, mu_t, _) = enc.sample(&frames(data, &tr.t, dev)?, rng)?;
     let x1 = frames(data, &tr.t1, dev)?;
     let (s_t1, mu_q, sd_q) = enc.sample(&x1, rng)?;
     let sd_q = sd_q.ok_or_else(|| anyhow::anyhow!("this objective needs a stochastic encoder"))?;
-    Ok(LatentStep { s_t, x1, s_t1, mu_q, sd_q })
+    Ok(LatentStep { s_t, mu_t, x1, s_t1, mu_q, sd_q })
 }
 
 /// What an objective adds to the encoder: its own heads and a loss on one sampled batch.

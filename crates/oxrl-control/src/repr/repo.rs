@@ -12,8 +12,14 @@
 //! - dual ascent on β = exp(log β): loss_β = −log β · sg(KL − target_kl), one Adam step per
 //!   update — β grows while the KL exceeds its budget and shrinks below it.
 //!
-//! Differences from the paper, stated: the grid is fully observed, so the belief is the previous
-//! latent sample (no GRU); the model is pre-trained on random-policy video and frozen; the policy
+//! Differences from the paper, stated: the grid is fully observed, so there is no GRU — the
+//! prior's belief is the previous posterior's mean μ_t by default (`prior_input = "mean"`,
+//! INFERRED), or its sample s_t ~ q(· | o_t) (`"sample"`). The paper's belief h_t is a
+//! deterministic recurrent state; feeding the prior a bare sample instead lets the balanced KL's
+//! prior term (weight α = 5/6) lower the KL by shrinking σ_t and spreading the means — a less
+//! noisy input for the prior — and measured on the pixel grid that runs away: σ falls to its floor,
+//! β climbs to its cap and the KL stays 3–6× over the budget; with the mean as belief the KL settles
+//! at the budget with β ≈ 1e-4. The model is pre-trained on random-policy video and frozen; the policy
 //! learner is either the run's DQN / PPO on the frozen posterior mean or Dreamer's actor-critic in
 //! the imagination of this model (`algo = "dreamer"`, [`crate::algo::dreamer`]); the test-time
 //! alignment is [`super::repo_align`]. β's learning rate defaults to 1e-2 (reference 1e-4 over
@@ -42,11 +48,41 @@ pub struct RepoConfig {
     pub prior_train_steps: f64,
     /// Train the detached probe decoder (reconstruction for inspection only).
     pub probe_decoder: bool,
+    /// The transition prior's belief: the previous posterior's mean (default) or a sample of it.
+    pub prior_input: PriorInput,
+}
+
+/// What the transition prior p(s_{t+1} | belief, a_t) reads as its belief (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorInput {
+    /// μ_t of q(s_t | o_t): deterministic, like the paper's recurrent belief.
+    #[default]
+    Mean,
+    /// A reparameterised sample s_t ~ q(s_t | o_t).
+    Sample,
+}
+
+impl PriorInput {
+    /// The belief of a latent step.
+    pub(crate) fn pick<'a>(&self, sample: &'a Tensor, mean: &'a Tensor) -> &'a Tensor {
+        match self {
+            Self::Mean => mean,
+            Self::Sample => sample,
+        }
+    }
 }
 
 impl Default for RepoConfig {
     fn default() -> Self {
-        Self { target_kl: 3.0, init_beta: 1e-5, beta_lr: 1e-2, prior_train_steps: 5.0, probe_decoder: true }
+        Self {
+            target_kl: 3.0,
+            init_beta: 1e-5,
+            beta_lr: 1e-2,
+            prior_train_steps: 5.0,
+            probe_decoder: true,
+            prior_input: PriorInput::Mean,
+        }
     }
 }
 
@@ -157,8 +193,9 @@ impl Objective for Repo {
     fn loss(&mut self, enc: &Encoder, data: &Video, rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
         let tr = data.sample_transitions(self.batch, rng);
         let (acts, rew) = (&tr.actions, &tr.rewards);
-        let LatentStep { s_t, x1, s_t1, mu_q, sd_q } = latent_step(enc, data, &tr, rng, &self.dev)?;
-        let prior = self.trans.forward(&Tensor::cat(&[&s_t, &one_hot(acts, self.n_actions, &self.dev)?], 1)?)?;
+        let LatentStep { s_t, mu_t, x1, s_t1, mu_q, sd_q } = latent_step(enc, data, &tr, rng, &self.dev)?;
+        let belief = self.cfg.prior_input.pick(&s_t, &mu_t);
+        let prior = self.trans.forward(&Tensor::cat(&[belief, &one_hot(acts, self.n_actions, &self.dev)?], 1)?)?;
         let (mu_p, sd_p) = split_gaussian(&prior, self.latent)?;
         let kl = balanced_kl(&mu_q, &sd_q, &mu_p, &sd_p, self.cfg.alpha())?;
         let r = Tensor::new(rew.as_slice(), &self.dev)?;
