@@ -167,6 +167,23 @@ fn repo_keeps_the_agent_and_drops_the_distractors_when_the_reward_depends_on_the
     assert!(sparse.agent_r2 < dense.agent_r2 - 0.3, "without a reward that needs it, RePo drops the agent: {sparse:?}");
 }
 
+#[test]
+fn dqn_on_repos_frozen_latent_learns_the_dense_distractor_world_faster_than_on_pixels() {
+    // The return half of RePo's claim: on the dense exogenous world DQN on the frozen reward-
+    // predictive latent beats DQN on pixels (measured at 10k steps, seeds 1-4: 78 / 62 / 68 / 62 %
+    // against 40 / 40 / 40 / 34 %; 30k steps in the example's comment).
+    let success = |objective: &str| {
+        let sets = ["train.total_steps=10000", "train.eval_every=0", &format!("repr.objective={objective}")];
+        let cfg = common::example("pixelgrid-dense-repo.toml", &sets);
+        let dir = tempfile::tempdir().unwrap();
+        run(&cfg, dir.path(), false, None).0.unwrap().eval_success.unwrap()
+    };
+    let arms = common::parallel(vec![Box::new(|| success("repo")), Box::new(|| success("none"))]);
+    let (repo, pixels) = (arms[0], arms[1]);
+    println!("greedy success after 10k steps: RePo {repo}, pixels {pixels}");
+    assert!(repo > pixels + 0.1, "RePo {repo} vs pixels {pixels}");
+}
+
 /// (KL, β) of RePo's pre-training logs on `pixelgrid-clean`, with the prior's belief `input`.
 fn repo_dual_trace(input: &str, seed: u64) -> Vec<(f64, f64)> {
     let mut cfg = ReprConfig {

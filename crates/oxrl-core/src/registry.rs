@@ -341,7 +341,7 @@ pub const TECHNIQUES: &[Technique] = &[
         "control",
         "Resilient Model-Based RL by Regularizing Posterior Predictability (2023)",
         "CONFIRMED",
-        "reward-only latent model, balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO, or Dreamer's actor-critic imagines in its world model (algo = \"dreamer\")",
+        "reward-only latent model (the prior reads the previous posterior mean), balanced KL under a dual-ascent budget (β), detached probe decoder; frozen posterior mean feeds DQN / PPO, or Dreamer's actor-critic imagines in its world model (algo = \"dreamer\")",
     ),
     t(
         "Dreamer actor-critic in imagination",
