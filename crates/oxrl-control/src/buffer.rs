@@ -85,6 +85,11 @@ impl ReplayBuffer {
         self.pos
     }
 
+    /// Overwrite the reward stored in `slot` (a reward model scoring transitions after the fact).
+    pub fn set_reward(&mut self, slot: usize, reward: f64) {
+        self.rew[slot] = reward as f32;
+    }
+
     /// Transform every stored reward (e.g. scale and shift an offline dataset's rewards).
     pub fn map_rewards(&mut self, f: impl Fn(f64) -> f64) {
         for r in self.rew.iter_mut().take(self.len) {

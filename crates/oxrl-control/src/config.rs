@@ -194,6 +194,12 @@ impl ControlConfig {
                 );
             }
         }
+        if self.algo == "sac" && self.sac.semantic_reward == "clg" && self.env.name != "drive" {
+            bail!(
+                "sac.semantic_reward: the CLG reward reads the \"drive\" environment's camera strip and vehicle state, not {:?}",
+                self.env.name
+            );
+        }
         match self.algo.as_str() {
             "ppo" => self.ppo.validate(),
             "dqn" => self.dqn.validate(),

@@ -55,6 +55,12 @@ pub struct SacConfig {
     pub awag_coef: f64,
     pub awag_beta: f64,
     pub awag_w_max: f64,
+    /// VLM-RL: "none" (the environment's reward), or "clg" — each transition's reward is rewritten
+    /// from its next frame by the contrasting-language-goal score synthesised with the vehicle state
+    /// (env.name = "drive"; [`crate::env::drive::Semantic`]): frames are scored in batches of
+    /// `semantic_batch` transitions, written back into their replay slots, and only then trained on.
+    pub semantic_reward: String,
+    pub semantic_batch: usize,
 }
 
 impl Default for SacConfig {
@@ -82,6 +88,8 @@ impl Default for SacConfig {
             vmr_decay_end: 150_000,
             awag_coef: 0.01,
             awag_beta: 2.0,
+            semantic_reward: "none".into(),
+            semantic_batch: 64,
             awag_w_max: 20.0,
         }
     }
@@ -102,6 +110,12 @@ impl SacConfig {
         }
         if !matches!(self.guide.as_str(), "none" | "scripted") {
             bail!("sac.guide: `{}` is not one of none, scripted", self.guide);
+        }
+        if !matches!(self.semantic_reward.as_str(), "none" | "clg") {
+            bail!("sac.semantic_reward: `{}` is not one of none, clg", self.semantic_reward);
+        }
+        if self.semantic_batch == 0 {
+            bail!("sac.semantic_batch: must be positive");
         }
         if self.guide_every == 0
             || self.vmr_margin < 0.0
@@ -148,6 +162,10 @@ pub struct Sac {
     slot_id: Vec<u64>,
     slot_guide: Vec<Option<Vec<f32>>>,
     transitions: u64,
+    /// VLM-RL: the semantic reward model and the transitions not yet scored (slot, next
+    /// observation, environment reward).
+    semantic: Option<crate::env::drive::Semantic>,
+    unscored: Vec<(usize, Vec<f32>, f64)>,
 }
 
 /// The guide model's server: requests (transition id, observation) → proposed action.
@@ -261,6 +279,9 @@ impl Sac {
             slot_id: if cfg.guide == "none" { Vec::new() } else { vec![u64::MAX; cfg.buffer_size] },
             slot_guide: if cfg.guide == "none" { Vec::new() } else { vec![None; cfg.buffer_size] },
             transitions: 0,
+            // the stand-in "CLIP" is a fixed model: the same weights in every run
+            semantic: (cfg.semantic_reward == "clg").then(|| crate::env::drive::Semantic::new(0)),
+            unscored: Vec::new(),
             cfg,
         })
     }
@@ -290,6 +311,20 @@ impl Sac {
         } else {
             self.cfg.alpha
         })
+    }
+
+    /// VLM-RL's batch step: score the transitions waiting for their semantic reward in one call
+    /// and write the rewards into their replay slots; (sum of r_CLG, count).
+    fn score_unscored(&mut self) -> (f64, usize) {
+        let Some(sem) = &self.semantic else { return (0.0, 0) };
+        let pending = std::mem::take(&mut self.unscored);
+        let next: Vec<Vec<f32>> = pending.iter().map(|p| p.1.clone()).collect();
+        let env_rewards: Vec<f64> = pending.iter().map(|p| p.2).collect();
+        let (rewards, scores) = sem.rewards(&next, &env_rewards);
+        for (p, r) in pending.iter().zip(rewards) {
+            self.buffer.set_reward(p.0, r);
+        }
+        (scores.iter().sum(), scores.len())
     }
 
     /// Attach the guide's answers to this iteration's requests (waiting for any still running).
@@ -425,6 +460,9 @@ impl Agent for Sac {
         let mut m = [0.0f64; 5];
         let mut updates = 0usize;
         let mut taken = 0u64;
+        // updates owed to transitions still waiting for their semantic reward
+        let mut owed = 0usize;
+        let mut clg = (0.0f64, 0usize);
         self.attach_guidance()?;
         while taken < self.cfg.steps_per_iteration {
             let obs = envs.obs().to_vec();
@@ -442,6 +480,9 @@ impl Agent for Sac {
                 let next = step.final_obs[i].as_ref().unwrap_or(&step.obs[i]);
                 let slot = self.buffer.next_slot();
                 self.buffer.push(&obs[i], &acts[i], step.rewards[i], next, step.terminated[i])?;
+                if self.semantic.is_some() {
+                    self.unscored.push((slot, next.clone(), step.rewards[i]));
+                }
                 if let Some(server) = &self.server {
                     // The slot now holds transition `id`; an older guide answer goes with the old one.
                     let id = self.transitions;
@@ -459,11 +500,23 @@ impl Agent for Sac {
                 taken += 1;
             }
             if self.global_step > self.cfg.learning_starts {
-                self.update(&mut m)?;
-                updates += 1;
+                owed += 1;
+            }
+            let last = taken >= self.cfg.steps_per_iteration;
+            if self.semantic.is_none() || self.unscored.len() >= self.cfg.semantic_batch || last {
+                let (sum, n) = self.score_unscored();
+                (clg.0, clg.1) = (clg.0 + sum, clg.1 + n);
+                for _ in 0..owed {
+                    self.update(&mut m)?;
+                    updates += 1;
+                }
+                owed = 0;
             }
         }
         stats.env_steps = taken;
+        if clg.1 > 0 {
+            stats.metrics.push(("clg_score".into(), clg.0 / clg.1 as f64));
+        }
         stats.metrics.push(("alpha".into(), self.alpha()?));
         if updates > 0 {
             stats.metrics.push(("qf_loss".into(), m[0] / updates as f64));
@@ -545,6 +598,55 @@ mod tests {
         let want = -0.5 * 0.25 - (-1.0) - 0.5 * 1.8378770664093453 - (2.0 * (1.0 - u.tanh().powi(2)) + 1e-6).ln();
         assert!((lp.to_vec1::<f32>().unwrap()[0] as f64 - want).abs() < 1e-4);
         assert!((a[0][0] as f64 - 2.0 * u.tanh()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn semantic_rewards_are_scored_in_batches_and_written_into_the_replay_ring() {
+        use crate::algo::{Agent, Progress};
+        use crate::env::drive::{Semantic, PENALTY};
+        // 330 steps into a 150-slot ring, scored in batches of 64: the ring wraps twice and the
+        // third batch straddles its end; learning starts at step 100, so updates run after batches.
+        let cfg = SacConfig {
+            semantic_reward: "clg".into(),
+            semantic_batch: 64,
+            buffer_size: 150,
+            batch_size: 8,
+            learning_starts: 100,
+            steps_per_iteration: 330,
+            hidden: vec![16],
+            ..Default::default()
+        };
+        let mut envs = VecEnv::make("drive", 1, 4).unwrap();
+        let mut sac = Sac::new(cfg, &envs, 0, &Device::Cpu).unwrap();
+        let stats = sac.iterate(&mut envs, Progress { global_step: 0, total_steps: 330 }).unwrap();
+        assert!(sac.unscored.is_empty(), "every transition is scored by the end of the iteration");
+        let idx: Vec<usize> = (0..150).collect();
+        let b = sac.buffer.gather(&idx, &Device::Cpu).unwrap();
+        let (rew, next, done) =
+            (b.rew.to_vec1::<f32>().unwrap(), b.next_obs.to_vec2::<f32>().unwrap(), b.done.to_vec1::<f32>().unwrap());
+        // on this road a terminal transition is the penalty and nothing else is negative
+        let env_rewards: Vec<f64> = done.iter().map(|&d| if d > 0.0 { PENALTY } else { 0.0 }).collect();
+        let (want, scores) = Semantic::new(0).rewards(&next, &env_rewards);
+        for (got, want) in rew.iter().zip(&want) {
+            assert!((*got as f64 - want).abs() < 1e-5, "{got} {want}");
+        }
+        assert!(scores.iter().any(|&s| s < 0.5), "some stored frames are on a collision course: {scores:?}");
+        let logged = stats.metrics.iter().find(|(k, _)| k == "clg_score").unwrap().1;
+        assert!((0.0..=1.0).contains(&logged));
+        // the environment's own reward is gone wherever the score differs from a clear road
+        let env = SacConfig {
+            steps_per_iteration: 330,
+            buffer_size: 150,
+            hidden: vec![16],
+            learning_starts: 100,
+            batch_size: 8,
+            ..Default::default()
+        };
+        let mut envs = VecEnv::make("drive", 1, 4).unwrap();
+        let mut plain = Sac::new(env, &envs, 0, &Device::Cpu).unwrap();
+        plain.iterate(&mut envs, Progress { global_step: 0, total_steps: 330 }).unwrap();
+        let plain_rew = plain.buffer.gather(&idx, &Device::Cpu).unwrap().rew.to_vec1::<f32>().unwrap();
+        assert_ne!(plain_rew, rew);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod acrobot;
 pub mod cartpole;
 pub mod deep_sea_treasure;
+pub mod drive;
 pub mod grid_maze;
 pub mod mountain_car;
 pub mod pendulum;
@@ -210,6 +211,7 @@ pub const ENV_NAMES: &[&str] = &[
     "push-2-gc",
     "push-3-gc",
     "reach",
+    "drive",
     "gridmaze-umaze",
     "gridmaze-four-rooms",
     "gridmaze-medium",
@@ -247,6 +249,7 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Env>> {
         "push-2-gc" => Box::new(push_grid::PushGrid::goal_conditioned(2, seed)?),
         "push-3-gc" => Box::new(push_grid::PushGrid::goal_conditioned(3, seed)?),
         "reach" => Box::new(reach::Reach::new(seed)),
+        "drive" => Box::new(drive::Drive::new(seed)),
         k if k.starts_with("gridmaze-") && ENV_NAMES.contains(&k) => {
             Box::new(grid_maze::GridMaze::new(&k["gridmaze-".len()..], seed)?)
         }
