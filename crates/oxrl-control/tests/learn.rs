@@ -76,19 +76,21 @@ fn sac_learns_pendulum() {
     assert!(s.eval_return > -400.0, "eval return {}", s.eval_return);
 }
 
+/// A SAC run small enough to resume in a test: 1200 steps, a checkpoint at 600.
+const SMALL_SAC: [&str; 8] = [
+    "train.total_steps=1200",
+    "sac.learning_starts=400",
+    "sac.hidden=[16, 16]",
+    "sac.batch_size=32",
+    "sac.steps_per_iteration=200",
+    "train.checkpoint_every=600",
+    "train.eval_episodes=1",
+    "train.eval_every=0",
+];
+
 #[test]
 fn sac_with_the_clg_semantic_reward_resumes_exactly_and_needs_the_drive_road() {
-    let sets = [
-        "train.total_steps=1200",
-        "sac.learning_starts=400",
-        "sac.hidden=[16, 16]",
-        "sac.batch_size=32",
-        "sac.steps_per_iteration=200",
-        "train.checkpoint_every=600",
-        "train.eval_episodes=1",
-        "train.eval_every=0",
-    ];
-    let recs = resumes_exactly(&example("drive-clg.toml", &sets), 600);
+    let recs = resumes_exactly(&example("drive-clg.toml", &SMALL_SAC), 600);
     assert!(recs.iter().any(|r| r["clg_score"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s))), "{recs:?}");
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/control/drive-clg.toml");
     let e = oxrl_control::ControlConfig::load(&p, &["env.name=reach".to_string()]).unwrap_err().to_string();
@@ -123,22 +125,7 @@ fn ppo_dqn_sac_and_grpo_resume_exactly() {
         ),
         1000,
     );
-    resumes_exactly(
-        &example(
-            "pendulum-sac.toml",
-            &[
-                "train.total_steps=1200",
-                "sac.learning_starts=400",
-                "sac.hidden=[16, 16]",
-                "sac.batch_size=32",
-                "sac.steps_per_iteration=200",
-                "train.checkpoint_every=600",
-                "train.eval_episodes=1",
-                "train.eval_every=0",
-            ],
-        ),
-        600,
-    );
+    resumes_exactly(&example("pendulum-sac.toml", &SMALL_SAC), 600);
     resumes_exactly(
         &example(
             "gridmaze-srpo.toml",

@@ -77,7 +77,9 @@ pub struct DreamerConfig {
     /// Copy the critic into its slow target every this many updates.
     pub target_every: u64,
     pub max_grad_norm: f64,
-    /// Draw imagined latents from the prior (else step with its mean).
+    /// Draw imagined latents from the prior (else step with its mean). RePo's prior reads the
+    /// previous posterior's mean by default (`repr.repo.prior_input`); stepping with the prior mean
+    /// feeds it the same kind of belief (measured: imagined returns stay in the real range).
     pub sample_prior: bool,
     /// Updates of the world model's heads (prior, reward, continuation) per iteration on the
     /// agent's own transitions; 0 keeps the pre-trained model frozen.

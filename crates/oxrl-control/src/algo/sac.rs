@@ -88,9 +88,9 @@ impl Default for SacConfig {
             vmr_decay_end: 150_000,
             awag_coef: 0.01,
             awag_beta: 2.0,
+            awag_w_max: 20.0,
             semantic_reward: "none".into(),
             semantic_batch: 64,
-            awag_w_max: 20.0,
         }
     }
 }
@@ -230,6 +230,12 @@ impl Sac {
         let bounds = box_bounds(&envs.action_space()).context("sac")?;
         let act_dim = bounds.0.len();
         let obs_dim = envs.observation_space().dim();
+        if cfg.semantic_reward == "clg" && obs_dim != crate::env::drive::OBS_DIM {
+            bail!(
+                "sac.semantic_reward = \"clg\" reads the drive road's observations ({} values), not {obs_dim}",
+                crate::env::drive::OBS_DIM
+            );
+        }
         let mut init = oxrl_core::seed::rng(seed, "sac-init", 0);
         let mk = |inp: usize, out: usize, init: &mut Rng| -> Result<Mlp> {
             let mut s = vec![inp];

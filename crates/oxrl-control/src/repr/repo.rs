@@ -18,8 +18,8 @@
 //! deterministic recurrent state; feeding the prior a bare sample instead lets the balanced KL's
 //! prior term (weight α = 5/6) lower the KL by shrinking σ_t and spreading the means — a less
 //! noisy input for the prior — and measured on the pixel grid that runs away: σ falls to its floor,
-//! β climbs to its cap and the KL stays 3–6× over the budget; with the mean as belief the KL settles
-//! at the budget with β ≈ 1e-4. The model is pre-trained on random-policy video and frozen; the policy
+//! β climbs to its cap and the KL stays at 6–10 nats against the 3-nat budget; with the mean as
+//! belief the KL settles at the budget with β ≈ 1e-4. The model is pre-trained on random-policy video and frozen; the policy
 //! learner is either the run's DQN / PPO on the frozen posterior mean or Dreamer's actor-critic in
 //! the imagination of this model (`algo = "dreamer"`, [`crate::algo::dreamer`]); the test-time
 //! alignment is [`super::repo_align`]. β's learning rate defaults to 1e-2 (reference 1e-4 over
