@@ -5,7 +5,7 @@
 mod common;
 
 use common::{example, resumes_exactly, run};
-use oxrl_control::repr::{pretrain, pretrain_in, ReprConfig};
+use oxrl_control::repr::{pretrain, pretrain_in, repo::PriorInput, ReprConfig};
 use oxrl_control::train::eval_checkpoint;
 
 #[test]
@@ -174,7 +174,7 @@ fn dqn_on_repos_frozen_latent_learns_the_dense_distractor_world_faster_than_on_p
     // against 40 / 40 / 40 / 34 %; 30k steps in the example's comment).
     let success = |objective: &str| {
         let sets = ["train.total_steps=10000", "train.eval_every=0", &format!("repr.objective={objective}")];
-        let cfg = common::example("pixelgrid-dense-repo.toml", &sets);
+        let cfg = example("pixelgrid-dense-repo.toml", &sets);
         let dir = tempfile::tempdir().unwrap();
         run(&cfg, dir.path(), false, None).0.unwrap().eval_success.unwrap()
     };
@@ -185,7 +185,7 @@ fn dqn_on_repos_frozen_latent_learns_the_dense_distractor_world_faster_than_on_p
 }
 
 /// (KL, β) of RePo's pre-training logs on `pixelgrid-clean`, with the prior's belief `input`.
-fn repo_dual_trace(input: &str, seed: u64) -> Vec<(f64, f64)> {
+fn repo_dual_trace(input: PriorInput, seed: u64) -> Vec<(f64, f64)> {
     let mut cfg = ReprConfig {
         objective: "repo".into(),
         video_frames: 8000,
@@ -193,7 +193,7 @@ fn repo_dual_trace(input: &str, seed: u64) -> Vec<(f64, f64)> {
         pretrain_steps: 2000,
         ..Default::default()
     };
-    cfg.repo.prior_input = serde_json::from_value(serde_json::json!(input)).unwrap();
+    cfg.repo.prior_input = input;
     let noise = oxrl_control::repr::pixel_noise("pixelgrid-clean").unwrap();
     let mut trace = Vec::new();
     let mut log = |v: &serde_json::Value| {
@@ -203,7 +203,7 @@ fn repo_dual_trace(input: &str, seed: u64) -> Vec<(f64, f64)> {
         Ok(())
     };
     pretrain(&cfg, noise, seed, &candle_core::Device::Cpu, &mut log).unwrap();
-    println!("{input}: {trace:?}");
+    println!("{input:?}: {trace:?}");
     trace
 }
 
@@ -212,12 +212,12 @@ fn repos_dual_holds_the_kl_budget_when_the_prior_reads_the_posterior_mean() {
     // RePo's expected effect: "the measured KL settles near target_kl" (3 nats). With the
     // posterior mean as the prior's belief the dual holds it with a small β; with a bare sample the
     // prior term shrinks σ_t and spreads the means, and β runs away while the KL stays far above.
-    let mean = repo_dual_trace("mean", 1);
+    let mean = repo_dual_trace(PriorInput::Mean, 1);
     let tail = &mean[mean.len() - 4..];
     let kl = tail.iter().map(|t| t.0).sum::<f64>() / 4.0;
     assert!((kl - 3.0).abs() < 1.0, "the KL settles at its 3-nat budget: {mean:?}");
     assert!(tail.iter().all(|t| t.1 < 0.01), "with a small multiplier: {mean:?}");
-    let sample = repo_dual_trace("sample", 1);
+    let sample = repo_dual_trace(PriorInput::Sample, 1);
     let (kl, beta) = *sample.last().unwrap();
     assert!(kl > 6.0 && beta > 10.0, "the sampled belief runs the dual away: {sample:?}");
 }
