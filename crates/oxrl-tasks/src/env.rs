@@ -37,6 +37,37 @@ pub trait Environment: Send {
     fn max_events(&self) -> usize {
         1
     }
+    /// ReBel's ground truth after `observations` (the start state's first, then each turn's): the
+    /// facts they revealed and the task phase the last one implies. None: the environment has no
+    /// belief tracker.
+    fn belief_truth(&self, _observations: &[String]) -> Option<BeliefTruth> {
+        None
+    }
+}
+
+/// What the observations revealed ([`Environment::belief_truth`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeliefTruth {
+    pub tracker: oxrl_core::shaping::rebel::Tracker,
+    pub phase: String,
+}
+
+/// An action line split into its stated belief (`<belief>…</belief>` before the action, ReBel's
+/// format; None without one) and the action the environment executes.
+pub fn split_belief(line: &str) -> (Option<&str>, &str) {
+    let l = line.trim();
+    if let Some(rest) = l.strip_prefix("<belief>") {
+        if let Some(end) = rest.find("</belief>") {
+            let cut = "<belief>".len() + end + "</belief>".len();
+            return (Some(&l[..cut]), l[cut..].trim());
+        }
+    }
+    (None, l)
+}
+
+/// The start observation of a problem's prompt: its last observation line, without the mark.
+pub fn first_observation(prompt: &str) -> Option<&str> {
+    prompt.lines().rev().find_map(|l| l.trim().strip_prefix(OBS_MARK)).map(str::trim)
 }
 
 /// An observation as its transcript line.
@@ -46,7 +77,10 @@ pub fn observation_line(obs: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
+    /// The executed action (the line without its belief).
     pub action: String,
+    /// The belief stated before it (`<belief>…</belief>`), if any.
+    pub belief: Option<String>,
     pub step: EnvStep,
 }
 
@@ -72,9 +106,10 @@ pub fn replay(env: &mut dyn Environment, transcript: &str) -> Trajectory {
         if turns.len() >= env.max_turns() {
             break;
         }
-        let step = env.step(a);
+        let (belief, action) = split_belief(a);
+        let step = env.step(action);
         let done = step.done;
-        turns.push(Turn { action: a.to_string(), step });
+        turns.push(Turn { action: action.to_string(), belief: belief.map(String::from), step });
         if done {
             break;
         }

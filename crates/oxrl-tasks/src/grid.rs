@@ -31,12 +31,16 @@ pub struct GridConfig {
     pub reveal_goals: bool,
     /// The box starts closed (`open box` first).
     pub closed_box: bool,
+    /// ReBel's format: every action line starts with the agent's belief,
+    /// `<belief>{"task":…,"state":{"objects":…},"prediction":…}</belief> north`, and the
+    /// demonstrations state the true one.
+    pub belief: bool,
     pub test_size: usize,
 }
 
 impl Default for GridConfig {
     fn default() -> Self {
-        Self { size: 4, max_turns: 16, reveal_goals: true, closed_box: false, test_size: 50 }
+        Self { size: 4, max_turns: 16, reveal_goals: true, closed_box: false, belief: false, test_size: 50 }
     }
 }
 
@@ -171,6 +175,65 @@ impl Environment for GridEnv {
     fn max_events(&self) -> usize {
         2
     }
+    fn belief_truth(&self, observations: &[String]) -> Option<crate::env::BeliefTruth> {
+        let last = observations.last().map_or("", String::as_str);
+        Some(crate::env::BeliefTruth { tracker: rebel_tracker(observations), phase: rebel_phase(last).into() })
+    }
+}
+
+fn cell_text(c: Cell) -> String {
+    format!("{},{}", c.0, c.1)
+}
+
+/// A belief in ReBel's JSON: the phase and its target, the objects' cells (the key `in_hand`
+/// once picked; an object left out when unknown) and the predicted next observation.
+fn belief_json(holding: bool, key: Option<String>, boxc: Option<String>, prediction: &str) -> String {
+    let (phase, target) = if holding { ("deliver", "box") } else { ("find key", "key") };
+    let objects: Vec<String> =
+        [("key", key), ("box", boxc)].into_iter().filter_map(|(k, v)| v.map(|v| format!("\"{k}\":\"{v}\""))).collect();
+    format!(
+        "<belief>{{\"task\":{{\"phase\":\"{phase}\",\"target\":\"{target}\"}},\"state\":{{\"objects\":{{{}}}}},\"prediction\":\"{prediction}\"}}</belief>",
+        objects.join(",")
+    )
+}
+
+/// The true belief before `action` in `env`: what the instruction (with `reveal_goals`) and the
+/// observations so far (`tracker`) say, and the part of the next observation the action decides
+/// — the new cell, `has k` after a pick, `done` after the drop.
+fn true_belief(env: &GridEnv, tracker: &oxrl_core::shaping::rebel::Tracker, reveal: bool, action: &str) -> String {
+    let known = |name: &str, cell: Option<Cell>| {
+        tracker.objects.get(name).cloned().or_else(|| reveal.then(|| cell.map(cell_text)).flatten())
+    };
+    let key = if env.holding { Some("in_hand".to_string()) } else { known("key", env.key) };
+    let boxc = known("box", Some(env.boxc));
+    let mut next = env.clone();
+    next.step(action);
+    let prediction = if next.done {
+        "done".to_string()
+    } else if next.holding && !env.holding {
+        "has k".to_string()
+    } else {
+        cell_text(next.agent)
+    };
+    belief_json(env.holding, key, boxc, &prediction)
+}
+
+/// The expert's demonstration with a true belief before every action (ReBel's format).
+fn belief_demonstration(env: &GridEnv, reveal: bool) -> String {
+    let mut e = env.clone();
+    let mut obs = vec![e.observe()];
+    let mut out = String::new();
+    let actions = expert_actions(env);
+    for (i, a) in actions.iter().enumerate() {
+        let b = true_belief(&e, &rebel_tracker(&obs), reveal, a);
+        let s = e.step(a);
+        out.push_str(&format!("{b} {a}\n"));
+        if i + 1 < actions.len() {
+            out.push_str(&observation_line(&s.observation));
+        }
+        obs.push(s.observation);
+    }
+    out
 }
 
 /// The scripted expert's actions: to the key (rows, then columns), pick, to the box, open it if
@@ -239,9 +302,14 @@ impl Grid {
         } else {
             String::new()
         };
-        let prompt = format!("put the key in the box.{goals}\n{}", observation_line(&env.observe()).trim_end());
+        let ask = if self.cfg.belief { " state your belief before each action." } else { "" };
+        let prompt = format!("put the key in the box.{goals}{ask}\n{}", observation_line(&env.observe()).trim_end());
         // The demonstration: each action and the observation it gets (none after the last).
-        let solution = demonstration(&mut env.clone(), &expert_actions(&env));
+        let solution = if self.cfg.belief {
+            belief_demonstration(&env, self.cfg.reveal_goals)
+        } else {
+            demonstration(&mut env.clone(), &expert_actions(&env))
+        };
         let key_s = format!("{n}:{agent:?}{key:?}{boxc:?}");
         (key_s, Problem { id: 0, prompt, answer: "success".into(), solution, meta })
     }
@@ -255,9 +323,22 @@ impl Task for Grid {
     fn verify(&self, problem: &Problem, completion: &str) -> Verdict {
         verify_in(self.environment(problem), completion)
     }
-    /// Per turn: the longest action (`open box`) and its newline.
+    /// Per turn: the longest action (`open box`) and its newline, after the longest belief.
     fn max_completion_chars(&self) -> usize {
-        9
+        if self.cfg.belief {
+            let c = Some("0,0".to_string());
+            let longest = [
+                belief_json(false, c.clone(), c.clone(), "has k"),
+                belief_json(true, Some("in_hand".into()), c.clone(), "0,0"),
+            ]
+            .into_iter()
+            .map(|b| b.len())
+            .max()
+            .unwrap_or(0);
+            longest + 1 + 9
+        } else {
+            9
+        }
     }
     fn environment(&self, problem: &Problem) -> Option<Box<dyn Environment>> {
         GridEnv::from_meta(&problem.meta, self.cfg.max_turns).map(|e| Box::new(e) as Box<dyn Environment>)
@@ -365,6 +446,57 @@ mod tests {
         eprintln!("ReBel consistency on GRID: error rate 0 → {r0:.3}, 0.3 → {r3:.3}, 0.6 → {r6:.3}");
         assert!(r0 > r3 + 0.05 && r3 > r6 + 0.05, "{r0:.3} {r3:.3} {r6:.3}");
         assert!((mean_at(0.0, true) - r0).abs() < 1e-12, "unobserved claims are not penalised");
+    }
+
+    /// ReBel's format: the belief demonstrations replay to success, every stated belief parses,
+    /// and a true belief scores full marks on the task phase and the prediction (a wrong one
+    /// does not).
+    #[test]
+    fn belief_demonstrations_state_true_beliefs() {
+        use crate::env::{first_observation, split_belief};
+        use oxrl_core::shaping::rebel::{belief_key, consistency_reward, Belief, Rebel};
+        let cfg = GridConfig { size: 4, belief: true, test_size: 5, ..Default::default() };
+        let t = Grid::new(cfg, 0).unwrap();
+        let c = Rebel::default();
+        for i in 0..20 {
+            let p = t.train_problem(i);
+            assert!(p.prompt.contains("belief"));
+            let v = t.verify(&p, &p.solution);
+            assert!(v.correct && v.format_ok, "{}\n{}", p.solution, v.detail);
+            let env = t.environment(&p).unwrap();
+            let mut obs = vec![first_observation(&p.prompt).unwrap().to_string()];
+            let lines: Vec<&str> = crate::env::actions(&p.solution);
+            let tr = replay(t.environment(&p).unwrap().as_mut(), &p.solution);
+            assert_eq!(tr.turns.len(), lines.len());
+            for (k, (line, turn)) in lines.iter().zip(&tr.turns).enumerate() {
+                assert!(line.len() < t.max_completion_chars(), "{line}");
+                let (b, action) = split_belief(line);
+                assert_eq!(action, turn.action);
+                let b = Belief::parse(b.unwrap()).expect("a demonstrated belief parses");
+                let truth = env.belief_truth(&obs).unwrap();
+                assert_eq!(b.task.phase, truth.phase);
+                assert_eq!(belief_key(Some(&b)), format!("{}|{}", truth.phase, b.task.target));
+                let next = (k + 1 < lines.len()).then_some(turn.step.observation.as_str());
+                let r = consistency_reward(Some(&b), &truth.tracker, &truth.phase, next, 2, &c);
+                let full_pred = if next.is_some() { c.a_pred } else { 0.0 };
+                // Objects are all true; visited (not stated) scores 0, unvisited (none) 1.
+                let want = c.a_state * (0.35 + 0.25 + 0.15) + c.a_task + full_pred + c.a_format * 0.01;
+                assert!((r - want).abs() < 1e-9, "step {k}: {r} vs {want}: {line}");
+                let mut wrong = b.clone();
+                wrong.prediction = "9,9".into();
+                wrong.task.phase = if b.task.phase == "deliver" { "find key".into() } else { "deliver".into() };
+                let rw = consistency_reward(Some(&wrong), &truth.tracker, &truth.phase, next, 2, &c);
+                assert!((r - rw - c.a_task - full_pred).abs() < 1e-9);
+                obs.push(turn.step.observation.clone());
+            }
+        }
+        // Without the flag the format is unchanged; a belief line's action still executes.
+        let plain = Grid::new(GridConfig { size: 4, test_size: 5, ..Default::default() }, 0).unwrap();
+        let p = plain.train_problem(0);
+        assert!(!p.solution.contains("<belief>") && !p.prompt.contains("belief"));
+        assert_eq!(split_belief("<belief>{}</belief> north"), (Some("<belief>{}</belief>"), "north"));
+        assert_eq!(split_belief(" north "), (None, "north"));
+        assert_eq!(split_belief("<belief>{ north"), (None, "<belief>{ north"));
     }
 
     fn env(agent: Cell, key: Cell, boxc: Cell, closed: bool) -> GridEnv {

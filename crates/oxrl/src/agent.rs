@@ -57,7 +57,8 @@ pub fn run_episodes(
             let quit = g.tokens.last().is_some_and(|t| params.stop_tokens.contains(t));
             let ended_line = g.tokens.last().is_some_and(|t| newline.contains(t));
             let text = tok.decode(&g.tokens)?;
-            let action = text.split('\n').next().unwrap_or("").trim().to_string();
+            let line = text.split('\n').next().unwrap_or("");
+            let action = oxrl_tasks::env::split_belief(line).1.to_string();
             c.kinds.extend(std::iter::repeat_n(StepKind::Token, g.tokens.len()));
             c.inputs.extend(std::iter::repeat_n(None, g.tokens.len()));
             c.tokens.extend(&g.tokens);
@@ -106,6 +107,42 @@ pub fn transcript(tok: &dyn Tokenizer, c: &Completion) -> Result<String> {
 pub fn turn_ends(c: &Completion) -> Vec<usize> {
     let n = c.tokens.len();
     (0..n).filter(|&j| c.kind(j) == StepKind::Token && (j + 1 == n || c.kind(j + 1) != StepKind::Token)).collect()
+}
+
+/// One sampled turn as the agent lived it: its action line (belief included) and the
+/// observation inserted after it (None after the last turn).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivedTurn {
+    pub line: String,
+    pub next_observation: Option<String>,
+}
+
+/// The turns of a rollout, read from its tokens: each run of sampled tokens is a turn, the
+/// forced tokens after it its observation (without the mark). Unlike [`replay`], turns whose line
+/// was empty are kept, so the k-th entry is the k-th of [`turn_ends`].
+pub fn lived_turns(tok: &dyn Tokenizer, c: &Completion) -> Result<Vec<LivedTurn>> {
+    let ends = turn_ends(c);
+    let mut out = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for (k, &end) in ends.iter().enumerate() {
+        let sampled: Vec<u32> = (start..=end).filter(|&j| c.kind(j) == StepKind::Token).map(|j| c.tokens[j]).collect();
+        let text = tok.decode(&sampled)?;
+        let line = text.split('\n').next().unwrap_or("").to_string();
+        let obs_end = ends
+            .get(k + 1)
+            .map_or(c.tokens.len(), |&e| (end + 1..=e).find(|&j| c.kind(j) == StepKind::Token).unwrap_or(e));
+        let forced: Vec<u32> =
+            (end + 1..obs_end).filter(|&j| c.kind(j) == StepKind::Forced).map(|j| c.tokens[j]).collect();
+        let next_observation = if forced.is_empty() {
+            None
+        } else {
+            let o = tok.decode(&forced)?;
+            Some(o.trim().trim_start_matches(oxrl_tasks::env::OBS_MARK).trim().to_string())
+        };
+        out.push(LivedTurn { line, next_observation });
+        start = end + 1;
+    }
+    Ok(out)
 }
 
 /// Whether a task's problems are multi-turn episodes.

@@ -501,6 +501,17 @@ pub struct TrainConfig {
     /// SPA-RL (`agent_reward = "spa"`): r_k = α·progress_k + β·[executable].
     pub spa_alpha: f64,
     pub spa_beta: f64,
+    /// ReBel (agent tasks whose environment tracks beliefs, e.g. `grid` with `belief = true`):
+    /// each turn's advantage is A_ep + ω·A_step, from the episode outcome within the prompt
+    /// group and the γ-discounted outcome and belief-consistency returns within (prompt, belief
+    /// phase/target) groups; replaces the estimator's advantages.
+    pub rebel: bool,
+    pub rebel_omega: f64,
+    pub rebel_gamma: f64,
+    /// z-score within groups instead of centring (ReBel's default is mean-only).
+    pub rebel_std_norm: bool,
+    /// Consistency weights a1..a4: state, task phase, prediction, format.
+    pub rebel_weights: [f64; 4],
     /// PrefixRL: share of groups whose prompt carries a prefix of the reference solution (0 =
     /// off), faded out as the running accuracy rises; cut fraction range.
     pub prefix_rl: f64,
@@ -783,6 +794,11 @@ impl Default for TrainConfig {
             agent_gate: 1.0,
             spa_alpha: 1.0,
             spa_beta: 0.5,
+            rebel: false,
+            rebel_omega: 0.5,
+            rebel_gamma: 0.95,
+            rebel_std_norm: false,
+            rebel_weights: [0.3, 0.4, 0.3, 0.1],
             prefix_rl: 0.0,
             prefix_min: 0.1,
             prefix_max: 0.9,
@@ -1243,6 +1259,22 @@ impl RunConfig {
         if !matches!(t.agent_reward.as_str(), "outcome" | "dense" | "direct" | "gated" | "spa") {
             err("agent_reward", format!("`{}` is not one of outcome, dense, direct, gated, spa", t.agent_reward))?;
         }
+        if t.rebel
+            && (!(t.rebel_omega.is_finite() && t.rebel_omega >= 0.0)
+                || !(0.0..=1.0).contains(&t.rebel_gamma)
+                || t.rebel_weights.iter().any(|w| !w.is_finite() || *w < 0.0))
+        {
+            err("rebel", "rebel_omega must be >= 0, rebel_gamma in [0, 1], rebel_weights >= 0".into())?;
+        }
+        if t.rebel && t.agent_reward != "outcome" {
+            err(
+                "rebel",
+                format!(
+                    "ReBel's advantage reads the episode outcome (agent_reward = \"outcome\", got `{}`)",
+                    t.agent_reward
+                ),
+            )?;
+        }
         if !t.agent_step_reward.is_finite() || !t.agent_gate.is_finite() {
             err("agent_step_reward", "agent_step_reward and agent_gate must be finite".into())?;
         }
@@ -1587,6 +1619,8 @@ mod tests {
             (&["train.depo_alpha=0.5", "train.depo_clip_low=1.5"][..], "train.depo_alpha"),
             (&["train.latent_noise=-1"][..], "train.latent_noise"),
             (&["train.agent_reward=\"sometimes\""][..], "train.agent_reward"),
+            (&["train.rebel=true", "train.rebel_gamma=1.5"][..], "train.rebel"),
+            (&["train.rebel=true", "train.agent_reward=\"dense\""][..], "train.rebel"),
             (&["train.prefix_rl=0.5", "train.prefix_min=0.95"][..], "train.prefix_rl"),
             (&["train.seele=true", "train.seele_rounds=0"][..], "train.seele"),
             (&["train.igpo=true", "train.igpo_eta_low=0.9"][..], "train.igpo"),

@@ -20,6 +20,7 @@ pub mod memcheck;
 pub mod plots;
 pub mod policy;
 pub mod ra3;
+pub mod rebel;
 pub mod rehearsal;
 pub mod reward_model;
 pub mod rl_step;

@@ -393,6 +393,11 @@ pub fn rl_step(
             task.name()
         );
     }
+    anyhow::ensure!(
+        !t.rebel || agent,
+        "key `train.rebel`: task `{}` is single-turn (ReBel's beliefs are stated per agent turn)",
+        task.name()
+    );
     let latent_coconut = policy.model.latent.as_ref().is_some_and(|l| l.kind == oxrl_lm::latent::LatentKind::Coconut);
     anyhow::ensure!(
         !rmx || models.reference.is_some(),
@@ -1145,6 +1150,19 @@ pub fn rl_step(
         values: values_old.as_deref(),
         tasks: Some(&task_ids),
     })?;
+    let mut adv = adv;
+    if t.rebel {
+        // ReBel: the estimator's advantages give way to A_ep + ω·A_step per turn.
+        let episodes: Vec<crate::rebel::Episode> = samples
+            .iter()
+            .map(|s| crate::rebel::Episode { group: s.group, completion: &s.completion, outcome: s.reward })
+            .collect();
+        let r = crate::rebel::advantages(tok, task, &episodes, &group_problems, t)?;
+        adv.advantages = r.advantages;
+        for (k, v) in r.metrics {
+            m.insert(k.into(), json!(v));
+        }
+    }
     if let (Some(ret), Some(v)) = (&adv.returns, &values_old) {
         // The critic's fit to its targets over every response token (verl's vf_explained_var).
         if let Some(ev) = oxrl_core::metrics::explained_variance(&ret.concat(), &v.concat()) {
@@ -1166,7 +1184,6 @@ pub fn rl_step(
     }
     m.insert("advantage_abs_mean".into(), json!(mean(adv.advantages.iter().flatten().map(|a| a.abs()))));
     // Per-response advantages by sign (response-level estimators broadcast one value per response).
-    let mut adv = adv;
     if let (true, Some(e)) = (t.verl_coef > 0.0, &er_stats) {
         // VERL: effective-rank shaping on top of the estimator's advantages.
         let mean_adv: Vec<f64> = adv.advantages.iter().map(|a| a.iter().sum::<f64>() / a.len().max(1) as f64).collect();
