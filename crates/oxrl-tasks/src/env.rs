@@ -43,6 +43,29 @@ pub trait Environment: Send {
     fn belief_truth(&self, _observations: &[String]) -> Option<BeliefTruth> {
         None
     }
+    /// VSC-RL: how many of the task's ordered subgoals the episode has completed so far. None:
+    /// the environment does not decompose its goal.
+    fn subgoal_progress(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// What announces the current subgoal at the end of a line (the instruction's, or the
+/// observation after a subgoal is completed): `… subgoal: open the box`.
+pub const SUBGOAL_MARK: &str = " subgoal: ";
+
+/// A text with every subgoal announcement removed (from the mark to the end of its line): the
+/// context conditioned on the original goal only (VSC-RL's reference).
+pub fn without_subgoals(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| match line.find(SUBGOAL_MARK) {
+            Some(i) => {
+                let nl = if line.ends_with('\n') { "\n" } else { "" };
+                format!("{}{nl}", &line[..i])
+            }
+            None => line.to_string(),
+        })
+        .collect()
 }
 
 /// What the observations revealed ([`Environment::belief_truth`]).

@@ -35,12 +35,28 @@ pub struct GridConfig {
     /// `<belief>{"task":…,"state":{"objects":…},"prediction":…}</belief> north`, and the
     /// demonstrations state the true one.
     pub belief: bool,
+    /// The belief also states the key's and the box's cells (`state.objects`); off, it is the
+    /// phase, its target and the prediction — a third as long.
+    pub belief_objects: bool,
+    /// VSC-RL's decomposition: the instruction names the first subgoal (`pick up the key`, then
+    /// `open the box` when it is closed, then `drop the key in the box`) and the observation
+    /// that completes one names the next (`… subgoal: drop the key in the box`).
+    pub subgoals: bool,
     pub test_size: usize,
 }
 
 impl Default for GridConfig {
     fn default() -> Self {
-        Self { size: 4, max_turns: 16, reveal_goals: true, closed_box: false, belief: false, test_size: 50 }
+        Self {
+            size: 4,
+            max_turns: 16,
+            reveal_goals: true,
+            closed_box: false,
+            belief: false,
+            belief_objects: false,
+            subgoals: false,
+            test_size: 50,
+        }
     }
 }
 
@@ -57,6 +73,20 @@ pub struct GridEnv {
     holding: bool,
     done: bool,
     max_turns: usize,
+    /// The box started closed (fixes the decomposition).
+    closed: bool,
+    /// Announce subgoals (VSC-RL) and how many are complete.
+    subgoals: bool,
+    progress: usize,
+}
+
+/// The scripted decomposer: GRID's goal as ordered subgoals.
+pub fn subgoal_list(closed_box: bool) -> Vec<&'static str> {
+    if closed_box {
+        vec!["pick up the key", "open the box", "drop the key in the box"]
+    } else {
+        vec!["pick up the key", "drop the key in the box"]
+    }
 }
 
 impl GridEnv {
@@ -105,15 +135,66 @@ impl GridEnv {
             key: Some(cell("key")?),
             boxc: cell("box")?,
             open: !meta.get("closed")?.as_bool()?,
+            closed: meta.get("closed")?.as_bool()?,
             holding: false,
             done: false,
             max_turns,
+            subgoals: meta.get("subgoals").and_then(|v| v.as_bool()).unwrap_or(false),
+            progress: 0,
         })
+    }
+}
+
+impl GridEnv {
+    /// Whether subgoal i of the decomposition holds in the current state.
+    fn subgoal_met(&self, i: usize) -> bool {
+        match subgoal_list(self.closed)[i] {
+            "pick up the key" => self.holding || self.done,
+            "open the box" => self.open,
+            _ => self.done,
+        }
     }
 }
 
 impl Environment for GridEnv {
     fn step(&mut self, action: &str) -> EnvStep {
+        let mut s = self.act(action);
+        if self.subgoals {
+            let list = subgoal_list(self.closed);
+            let before = self.progress;
+            while self.progress < list.len() && self.subgoal_met(self.progress) {
+                self.progress += 1;
+            }
+            if self.progress > before && self.progress < list.len() {
+                s.observation.push_str(crate::env::SUBGOAL_MARK);
+                s.observation.push_str(list[self.progress]);
+            }
+        }
+        s
+    }
+    fn outcome(&self) -> f64 {
+        self.done as u8 as f64
+    }
+    fn success(&self) -> bool {
+        self.done
+    }
+    fn max_turns(&self) -> usize {
+        self.max_turns
+    }
+    fn max_events(&self) -> usize {
+        2
+    }
+    fn belief_truth(&self, observations: &[String]) -> Option<crate::env::BeliefTruth> {
+        let last = observations.last().map_or("", String::as_str);
+        Some(crate::env::BeliefTruth { tracker: rebel_tracker(observations), phase: rebel_phase(last).into() })
+    }
+    fn subgoal_progress(&self) -> Option<usize> {
+        self.subgoals.then_some(self.progress)
+    }
+}
+
+impl GridEnv {
+    fn act(&mut self, action: &str) -> EnvStep {
         let nothing = |s: &Self| EnvStep {
             observation: format!("Nothing happens. {}", s.observe()),
             reward: 0.0,
@@ -163,46 +244,36 @@ impl Environment for GridEnv {
             _ => nothing(self),
         }
     }
-    fn outcome(&self) -> f64 {
-        self.done as u8 as f64
-    }
-    fn success(&self) -> bool {
-        self.done
-    }
-    fn max_turns(&self) -> usize {
-        self.max_turns
-    }
-    fn max_events(&self) -> usize {
-        2
-    }
-    fn belief_truth(&self, observations: &[String]) -> Option<crate::env::BeliefTruth> {
-        let last = observations.last().map_or("", String::as_str);
-        Some(crate::env::BeliefTruth { tracker: rebel_tracker(observations), phase: rebel_phase(last).into() })
-    }
 }
 
 fn cell_text(c: Cell) -> String {
     format!("{},{}", c.0, c.1)
 }
 
-/// A belief in ReBel's JSON: the phase and its target, the objects' cells (the key `in_hand`
-/// once picked; an object left out when unknown) and the predicted next observation.
-fn belief_json(holding: bool, key: Option<String>, boxc: Option<String>, prediction: &str) -> String {
+/// A belief in ReBel's JSON: the phase and its target, with `objects` the objects' cells (the
+/// key `in_hand` once picked; an object left out when unknown), and the predicted next
+/// observation.
+fn belief_json(holding: bool, objects: Option<[(&str, Option<String>); 2]>, prediction: &str) -> String {
     let (phase, target) = if holding { ("deliver", "box") } else { ("find key", "key") };
-    let objects: Vec<String> =
-        [("key", key), ("box", boxc)].into_iter().filter_map(|(k, v)| v.map(|v| format!("\"{k}\":\"{v}\""))).collect();
+    let state = match objects {
+        Some(objects) => {
+            let o: Vec<String> =
+                objects.into_iter().filter_map(|(k, v)| v.map(|v| format!("\"{k}\":\"{v}\""))).collect();
+            format!(",\"state\":{{\"objects\":{{{}}}}}", o.join(","))
+        }
+        None => String::new(),
+    };
     format!(
-        "<belief>{{\"task\":{{\"phase\":\"{phase}\",\"target\":\"{target}\"}},\"state\":{{\"objects\":{{{}}}}},\"prediction\":\"{prediction}\"}}</belief>",
-        objects.join(",")
+        "<belief>{{\"task\":{{\"phase\":\"{phase}\",\"target\":\"{target}\"}}{state},\"prediction\":\"{prediction}\"}}</belief>"
     )
 }
 
 /// The true belief before `action` in `env`: what the instruction (with `reveal_goals`) and the
 /// observations so far (`tracker`) say, and the part of the next observation the action decides
 /// — the new cell, `has k` after a pick, `done` after the drop.
-fn true_belief(env: &GridEnv, tracker: &oxrl_core::shaping::rebel::Tracker, reveal: bool, action: &str) -> String {
+fn true_belief(env: &GridEnv, tracker: &oxrl_core::shaping::rebel::Tracker, cfg: &GridConfig, action: &str) -> String {
     let known = |name: &str, cell: Option<Cell>| {
-        tracker.objects.get(name).cloned().or_else(|| reveal.then(|| cell.map(cell_text)).flatten())
+        tracker.objects.get(name).cloned().or_else(|| cfg.reveal_goals.then(|| cell.map(cell_text)).flatten())
     };
     let key = if env.holding { Some("in_hand".to_string()) } else { known("key", env.key) };
     let boxc = known("box", Some(env.boxc));
@@ -215,17 +286,17 @@ fn true_belief(env: &GridEnv, tracker: &oxrl_core::shaping::rebel::Tracker, reve
     } else {
         cell_text(next.agent)
     };
-    belief_json(env.holding, key, boxc, &prediction)
+    belief_json(env.holding, cfg.belief_objects.then_some([("key", key), ("box", boxc)]), &prediction)
 }
 
 /// The expert's demonstration with a true belief before every action (ReBel's format).
-fn belief_demonstration(env: &GridEnv, reveal: bool) -> String {
+fn belief_demonstration(env: &GridEnv, cfg: &GridConfig) -> String {
     let mut e = env.clone();
     let mut obs = vec![e.observe()];
     let mut out = String::new();
     let actions = expert_actions(env);
     for (i, a) in actions.iter().enumerate() {
-        let b = true_belief(&e, &rebel_tracker(&obs), reveal, a);
+        let b = true_belief(&e, &rebel_tracker(&obs), cfg, a);
         let s = e.step(a);
         out.push_str(&format!("{b} {a}\n"));
         if i + 1 < actions.len() {
@@ -292,10 +363,13 @@ impl Grid {
             }
         }
         let (agent, key, boxc) = (cells[0], cells[1], cells[2]);
-        let meta = serde_json::json!({
+        let mut meta = serde_json::json!({
             "size": n, "agent": [agent.0, agent.1], "key": [key.0, key.1], "box": [boxc.0, boxc.1],
             "closed": self.cfg.closed_box,
         });
+        if self.cfg.subgoals {
+            meta["subgoals"] = true.into();
+        }
         let env = GridEnv::from_meta(&meta, self.cfg.max_turns).expect("well-formed meta");
         let goals = if self.cfg.reveal_goals {
             format!(" key {},{} box {},{}", key.0, key.1, boxc.0, boxc.1)
@@ -303,10 +377,16 @@ impl Grid {
             String::new()
         };
         let ask = if self.cfg.belief { " state your belief before each action." } else { "" };
-        let prompt = format!("put the key in the box.{goals}{ask}\n{}", observation_line(&env.observe()).trim_end());
+        let sub = if self.cfg.subgoals {
+            format!("{}{}", crate::env::SUBGOAL_MARK, subgoal_list(self.cfg.closed_box)[0])
+        } else {
+            String::new()
+        };
+        let prompt =
+            format!("put the key in the box.{goals}{ask}{sub}\n{}", observation_line(&env.observe()).trim_end());
         // The demonstration: each action and the observation it gets (none after the last).
         let solution = if self.cfg.belief {
-            belief_demonstration(&env, self.cfg.reveal_goals)
+            belief_demonstration(&env, &self.cfg)
         } else {
             demonstration(&mut env.clone(), &expert_actions(&env))
         };
@@ -327,9 +407,10 @@ impl Task for Grid {
     fn max_completion_chars(&self) -> usize {
         if self.cfg.belief {
             let c = Some("0,0".to_string());
+            let objects = |key: Option<String>| self.cfg.belief_objects.then_some([("key", key), ("box", c.clone())]);
             let longest = [
-                belief_json(false, c.clone(), c.clone(), "has k"),
-                belief_json(true, Some("in_hand".into()), c.clone(), "0,0"),
+                belief_json(false, objects(c.clone()), "has k"),
+                belief_json(true, objects(Some("in_hand".into())), "0,0"),
             ]
             .into_iter()
             .map(|b| b.len())
@@ -455,10 +536,10 @@ mod tests {
     fn belief_demonstrations_state_true_beliefs() {
         use crate::env::{first_observation, split_belief};
         use oxrl_core::shaping::rebel::{belief_key, consistency_reward, Belief, Rebel};
-        let cfg = GridConfig { size: 4, belief: true, test_size: 5, ..Default::default() };
-        let t = Grid::new(cfg, 0).unwrap();
         let c = Rebel::default();
-        for i in 0..20 {
+        for (i, objects) in (0..20).zip([true, false].into_iter().cycle()) {
+            let cfg = GridConfig { size: 4, belief: true, belief_objects: objects, test_size: 5, ..Default::default() };
+            let t = Grid::new(cfg, 0).unwrap();
             let p = t.train_problem(i);
             assert!(p.prompt.contains("belief"));
             let v = t.verify(&p, &p.solution);
@@ -479,8 +560,11 @@ mod tests {
                 let next = (k + 1 < lines.len()).then_some(turn.step.observation.as_str());
                 let r = consistency_reward(Some(&b), &truth.tracker, &truth.phase, next, 2, &c);
                 let full_pred = if next.is_some() { c.a_pred } else { 0.0 };
-                // Objects are all true; visited (not stated) scores 0, unvisited (none) 1.
-                let want = c.a_state * (0.35 + 0.25 + 0.15) + c.a_task + full_pred + c.a_format * 0.01;
+                // Objects are all true (or, not stated, all missed once one is known); visited
+                // (not stated) scores 0, unvisited (none) 1.
+                assert_eq!(b.state.objects.is_empty(), !objects);
+                let obj = if objects || truth.tracker.objects.is_empty() { 0.35 } else { 0.0 };
+                let want = c.a_state * (obj + 0.25 + 0.15) + c.a_task + full_pred + c.a_format * 0.01;
                 assert!((r - want).abs() < 1e-9, "step {k}: {r} vs {want}: {line}");
                 let mut wrong = b.clone();
                 wrong.prediction = "9,9".into();
@@ -497,6 +581,51 @@ mod tests {
         assert_eq!(split_belief("<belief>{}</belief> north"), (Some("<belief>{}</belief>"), "north"));
         assert_eq!(split_belief(" north "), (None, "north"));
         assert_eq!(split_belief("<belief>{ north"), (None, "<belief>{ north"));
+    }
+
+    /// VSC-RL's decomposition: the instruction names the first subgoal, the observation that
+    /// completes one names the next, progress counts them in order, and stripping the
+    /// announcements gives the plain task's transcript back.
+    #[test]
+    fn subgoals_are_announced_in_order() {
+        use crate::env::without_subgoals;
+        for closed in [false, true] {
+            let cfg = GridConfig { size: 4, closed_box: closed, subgoals: true, test_size: 5, ..Default::default() };
+            let t = Grid::new(cfg.clone(), 0).unwrap();
+            let plain = Grid::new(GridConfig { subgoals: false, ..cfg }, 0).unwrap();
+            for i in 0..10 {
+                let (p, q) = (t.train_problem(i), plain.train_problem(i));
+                assert!(p.prompt.lines().next().unwrap().ends_with(" subgoal: pick up the key"), "{}", p.prompt);
+                assert!(t.verify(&p, &p.solution).correct);
+                assert_eq!(without_subgoals(&p.prompt), q.prompt);
+                assert_eq!(without_subgoals(&p.solution), q.solution);
+                let announced: Vec<&str> =
+                    p.solution.lines().filter_map(|l| l.split_once(" subgoal: ").map(|x| x.1)).collect();
+                let want = if closed {
+                    vec!["open the box", "drop the key in the box"]
+                } else {
+                    vec!["drop the key in the box"]
+                };
+                assert_eq!(announced, want);
+                let mut e = t.environment(&p).unwrap();
+                assert_eq!(e.subgoal_progress(), Some(0));
+                let tr = replay(e.as_mut(), &p.solution);
+                assert!(tr.success);
+                assert_eq!(e.subgoal_progress(), Some(if closed { 3 } else { 2 }));
+                assert_eq!(plain.environment(&q).unwrap().subgoal_progress(), None);
+            }
+        }
+        // A closed box opened before the key is picked: the pick completes two subgoals at once.
+        let mut e = env((0, 0), (0, 2), (0, 1), true);
+        e.subgoals = true;
+        assert!(e.step("open box").observation.find("subgoal").is_none(), "opening first completes nothing yet");
+        assert_eq!(e.subgoal_progress(), Some(0));
+        e.step("east");
+        e.step("east");
+        let s = e.step("pick");
+        assert!(s.observation.ends_with(" subgoal: drop the key in the box"), "{}", s.observation);
+        assert_eq!(e.subgoal_progress(), Some(2));
+        assert_eq!(without_subgoals("a subgoal: x\n@b\nc subgoal: y"), "a\n@b\nc");
     }
 
     fn env(agent: Cell, key: Cell, boxc: Cell, closed: bool) -> GridEnv {

@@ -145,6 +145,27 @@ pub fn lived_turns(tok: &dyn Tokenizer, c: &Completion) -> Result<Vec<LivedTurn>
     Ok(out)
 }
 
+/// Per-turn values on the tokens: turn k's value on its sampled tokens (the k-th run of sampled
+/// tokens), 0 on the observation tokens.
+pub fn per_token(c: &Completion, per_turn: &[f64]) -> Result<Vec<f64>> {
+    let mut out = vec![0.0; c.tokens.len()];
+    let mut turn: Option<usize> = None;
+    for j in 0..c.tokens.len() {
+        if c.kind(j) != StepKind::Token {
+            continue;
+        }
+        let k = match turn {
+            Some(k) if c.kind(j - 1) == StepKind::Token => k,
+            Some(k) => k + 1,
+            None => 0,
+        };
+        ensure!(k < per_turn.len(), "a completion has more turns than its {} values", per_turn.len());
+        out[j] = per_turn[k];
+        turn = Some(k);
+    }
+    Ok(out)
+}
+
 /// Whether a task's problems are multi-turn episodes.
 pub fn is_agent_task(task: &dyn Task) -> bool {
     task.environment(&task.train_problem(0)).is_some()
@@ -303,6 +324,18 @@ mod tests {
         }
         let m = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         assert!(m(&ev) > m(&other) + 0.2, "sub-goal steps {:.3} vs others {:.3}", m(&ev), m(&other));
+        Ok(())
+    }
+
+    #[test]
+    fn per_token_puts_each_turns_value_on_its_action_tokens() -> Result<()> {
+        use StepKind::{Forced as F, Token as T};
+        let mut c = Completion::of_tokens(vec![1; 8], vec![0.0; 8], vec![0.0; 8], Finish::Stop);
+        c.kinds = vec![T, T, F, F, T, F, T, T];
+        assert_eq!(per_token(&c, &[0.5, -1.0, 2.0])?, vec![0.5, 0.5, 0.0, 0.0, -1.0, 0.0, 2.0, 2.0]);
+        assert!(per_token(&c, &[0.5, -1.0]).is_err());
+        c.kinds = vec![F, T, T, F, T, T, F, F];
+        assert_eq!(per_token(&c, &[1.0, 3.0])?, vec![0.0, 1.0, 1.0, 0.0, 3.0, 3.0, 0.0, 0.0]);
         Ok(())
     }
 

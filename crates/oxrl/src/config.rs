@@ -512,6 +512,11 @@ pub struct TrainConfig {
     pub rebel_std_norm: bool,
     /// Consistency weights a1..a4: state, task phase, prediction, format.
     pub rebel_weights: [f64; 4],
+    /// VSC-RL (agent tasks that announce subgoals, e.g. `grid` with `subgoals = true`): each
+    /// turn's advantage is its segment's subgoal reward centred within the prompt's episodes
+    /// under the same subgoal, and the KL term (β = `kl_coef`) is taken against the reference
+    /// conditioned on the original goal (the transcript without subgoal announcements).
+    pub vsc_rl: bool,
     /// PrefixRL: share of groups whose prompt carries a prefix of the reference solution (0 =
     /// off), faded out as the running accuracy rises; cut fraction range.
     pub prefix_rl: f64,
@@ -799,6 +804,7 @@ impl Default for TrainConfig {
             rebel_gamma: 0.95,
             rebel_std_norm: false,
             rebel_weights: [0.3, 0.4, 0.3, 0.1],
+            vsc_rl: false,
             prefix_rl: 0.0,
             prefix_min: 0.1,
             prefix_max: 0.9,
@@ -1266,6 +1272,18 @@ impl RunConfig {
         {
             err("rebel", "rebel_omega must be >= 0, rebel_gamma in [0, 1], rebel_weights >= 0".into())?;
         }
+        if t.rebel && t.vsc_rl {
+            err("rebel", "ReBel and VSC-RL each set the advantages; pick one (train.rebel or train.vsc_rl)".into())?;
+        }
+        if t.vsc_rl && t.agent_reward != "outcome" {
+            err(
+                "vsc_rl",
+                format!(
+                    "VSC-RL's segment rewards replace the turn rewards (agent_reward = \"outcome\", got `{}`)",
+                    t.agent_reward
+                ),
+            )?;
+        }
         if t.rebel && t.agent_reward != "outcome" {
             err(
                 "rebel",
@@ -1621,6 +1639,8 @@ mod tests {
             (&["train.agent_reward=\"sometimes\""][..], "train.agent_reward"),
             (&["train.rebel=true", "train.rebel_gamma=1.5"][..], "train.rebel"),
             (&["train.rebel=true", "train.agent_reward=\"dense\""][..], "train.rebel"),
+            (&["train.rebel=true", "train.vsc_rl=true"][..], "train.rebel"),
+            (&["train.vsc_rl=true", "train.agent_reward=\"gated\""][..], "train.vsc_rl"),
             (&["train.prefix_rl=0.5", "train.prefix_min=0.95"][..], "train.prefix_rl"),
             (&["train.seele=true", "train.seele_rounds=0"][..], "train.seele"),
             (&["train.igpo=true", "train.igpo_eta_low=0.9"][..], "train.igpo"),

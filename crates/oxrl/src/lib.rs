@@ -32,3 +32,4 @@ pub mod svs;
 pub mod sweep;
 pub mod tensorboard;
 pub mod train;
+pub mod vsc_rl;

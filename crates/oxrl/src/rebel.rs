@@ -7,11 +7,10 @@
 //! ([`oxrl_core::shaping::rebel::advantages`], where the formulas live), broadcast to the turn's
 //! action tokens. Observation tokens get 0 (they carry no loss anyway).
 
-use crate::agent::lived_turns;
+use crate::agent::{lived_turns, per_token};
 use crate::config::TrainConfig;
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use oxrl_core::shaping::rebel::{self, belief_key, consistency_reward, Belief, Rebel};
-use oxrl_lm::latent::StepKind;
 use oxrl_lm::sampler::Completion;
 use oxrl_lm::Tokenizer;
 use oxrl_tasks::env::{first_observation, split_belief};
@@ -98,7 +97,7 @@ pub fn advantages(
     let singleton = sizes.values().filter(|&&n| n == 1).count();
     let per_turn = rebel::advantages(&trajs, &c);
     let advantages =
-        episodes.iter().zip(&per_turn).map(|(e, a)| broadcast(e.completion, a)).collect::<Result<Vec<_>>>()?;
+        episodes.iter().zip(&per_turn).map(|(e, a)| per_token(e.completion, a)).collect::<Result<Vec<_>>>()?;
     let n = steps.max(1) as f64;
     let metrics = vec![
         ("rebel_consistency", cons / n),
@@ -109,30 +108,10 @@ pub fn advantages(
     Ok(RebelAdvantages { advantages, metrics })
 }
 
-/// Turn k's advantage on the sampled tokens of turn k (the k-th run of sampled tokens), 0 on
-/// the observation tokens.
-fn broadcast(c: &Completion, per_turn: &[f64]) -> Result<Vec<f64>> {
-    let mut out = vec![0.0; c.tokens.len()];
-    let mut turn: Option<usize> = None;
-    for j in 0..c.tokens.len() {
-        if c.kind(j) != StepKind::Token {
-            continue;
-        }
-        let k = match turn {
-            Some(k) if c.kind(j - 1) == StepKind::Token => k,
-            Some(k) => k + 1,
-            None => 0,
-        };
-        ensure!(k < per_turn.len(), "ReBel: a completion has more turns than its episode");
-        out[j] = per_turn[k];
-        turn = Some(k);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxrl_lm::latent::StepKind;
     use oxrl_lm::sampler::Finish;
 
     /// A rollout as the agent rollout would record it: action tokens sampled, observation lines
@@ -199,7 +178,7 @@ mod tests {
             .collect();
         let want = rebel::advantages(&trajs, &c);
         for ((row, w), comp) in got.advantages.iter().zip(&want).zip(&comps) {
-            assert_eq!(row, &broadcast(comp, w)?);
+            assert_eq!(row, &per_token(comp, w)?);
             assert_eq!(row.len(), comp.tokens.len());
         }
         // ω = 0: every action token carries the episode advantage, outcome − group mean (2/3).
@@ -217,18 +196,6 @@ mod tests {
         let swapped: usize = turns.iter().skip(2).step_by(3).sum();
         let total: usize = turns.iter().sum();
         assert!((metric("rebel_phase_right") - (total - swapped) as f64 / total as f64).abs() < 1e-12);
-        Ok(())
-    }
-
-    #[test]
-    fn broadcast_puts_each_turns_value_on_its_action_tokens() -> Result<()> {
-        use StepKind::{Forced as F, Token as T};
-        let mut c = Completion::of_tokens(vec![1; 8], vec![0.0; 8], vec![0.0; 8], Finish::Stop);
-        c.kinds = vec![T, T, F, F, T, F, T, T];
-        assert_eq!(broadcast(&c, &[0.5, -1.0, 2.0])?, vec![0.5, 0.5, 0.0, 0.0, -1.0, 0.0, 2.0, 2.0]);
-        assert!(broadcast(&c, &[0.5, -1.0]).is_err());
-        c.kinds = vec![F, T, T, F, T, T, F, F];
-        assert_eq!(broadcast(&c, &[1.0, 3.0])?, vec![0.0, 1.0, 1.0, 0.0, 3.0, 3.0, 0.0, 0.0]);
         Ok(())
     }
 }

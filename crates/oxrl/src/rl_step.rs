@@ -205,6 +205,10 @@ fn score_all(
     Ok((logp, ent, value.map(|_| vals), er_stride.map(|_| ers)))
 }
 
+fn vsc_rollouts(samples: &[Sample]) -> Vec<crate::vsc_rl::Rollout<'_>> {
+    samples.iter().map(|s| crate::vsc_rl::Rollout { group: s.group, completion: &s.completion }).collect()
+}
+
 fn mean(x: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = x.fold((0.0, 0usize), |a, v| (a.0 + v, a.1 + 1));
     if n == 0 {
@@ -396,6 +400,11 @@ pub fn rl_step(
     anyhow::ensure!(
         !t.rebel || agent,
         "key `train.rebel`: task `{}` is single-turn (ReBel's beliefs are stated per agent turn)",
+        task.name()
+    );
+    anyhow::ensure!(
+        !t.vsc_rl || agent,
+        "key `train.vsc_rl`: task `{}` is single-turn (VSC-RL's subgoals segment agent episodes)",
         task.name()
     );
     let latent_coconut = policy.model.latent.as_ref().is_some_and(|l| l.kind == oxrl_lm::latent::LatentKind::Coconut);
@@ -1005,10 +1014,15 @@ pub fn rl_step(
         }
     }
     let need_ref = t.kl_coef > 0.0 || t.kl_target > 0.0;
-    let logp_ref = match (need_ref, models.reference) {
+    let mut logp_ref = match (need_ref, models.reference) {
         (true, Some(r)) => Some(score_all(r, (None, None), &samples, pad, t.temperature, None, 1)?.0),
         _ => None,
     };
+    if let (true, Some(lr_), Some(r)) = (t.vsc_rl, logp_ref.as_mut(), models.reference) {
+        // VSC-RL: the KL term's reference sees the original goal only.
+        let rollouts = vsc_rollouts(&samples);
+        crate::vsc_rl::goal_conditioned_reference(r, tok, &rollouts, &group_problems, lr_, t.temperature, SCORE_CHUNK)?;
+    }
     // (ViSurf's injected experts were not sampled: no sampler log-probs to compare.)
     let diffs: Vec<f64> = samples
         .iter()
@@ -1151,6 +1165,13 @@ pub fn rl_step(
         tasks: Some(&task_ids),
     })?;
     let mut adv = adv;
+    if t.vsc_rl {
+        // VSC-RL: the estimator's advantages give way to the segments' subgoal rewards.
+        let r = crate::vsc_rl::advantages(tok, task, &vsc_rollouts(&samples), &group_problems)?;
+        adv.advantages = r.advantages;
+        m.insert("vsc_subgoals_completed".into(), json!(r.completed));
+        m.insert("vsc_segments".into(), json!(r.segments));
+    }
     if t.rebel {
         // ReBel: the estimator's advantages give way to A_ep + ω·A_step per turn.
         let episodes: Vec<crate::rebel::Episode> = samples

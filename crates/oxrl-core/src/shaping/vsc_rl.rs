@@ -32,6 +32,49 @@ pub fn segments(completions: &[usize], last: usize) -> Vec<(usize, usize)> {
     out
 }
 
+/// One episode for the learner's term (a): its prompt group, the segment (index of the subgoal
+/// it acts under) of each of its steps, and how many subgoals it completed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    pub group: usize,
+    pub segment_of_step: Vec<usize>,
+    pub completed: usize,
+}
+
+/// Term (a) as a policy gradient on segments: segment i of an episode earns R_i = 1 when it
+/// completed subgoal i; its steps get R_i minus the mean R_i of the same prompt's episodes that
+/// acted under subgoal i (a group baseline per (prompt, subgoal); an episode alone in its group
+/// gets 0). With one subgoal this is the episode outcome centred within the prompt group.
+/// Returns per-step advantages.
+pub fn segment_advantages(episodes: &[Episode]) -> Vec<Vec<f64>> {
+    use std::collections::{BTreeSet, HashMap};
+    let reward = |e: &Episode, i: usize| (e.completed > i) as u8 as f64;
+    let mut sums: HashMap<(usize, usize), (f64, usize)> = HashMap::new();
+    for e in episodes {
+        for &i in e.segment_of_step.iter().collect::<BTreeSet<_>>() {
+            let s = sums.entry((e.group, i)).or_default();
+            s.0 += reward(e, i);
+            s.1 += 1;
+        }
+    }
+    episodes
+        .iter()
+        .map(|e| {
+            e.segment_of_step
+                .iter()
+                .map(|&i| {
+                    let (sum, n) = sums[&(e.group, i)];
+                    if n < 2 {
+                        0.0
+                    } else {
+                        reward(e, i) - sum / n as f64
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// KL(p ‖ q) of two categorical distributions.
 pub fn kl(p: &[f64], q: &[f64]) -> f64 {
     p.iter().zip(q).filter(|(a, _)| **a > 0.0).map(|(a, b)| a * (a / b).ln()).sum()
@@ -106,6 +149,42 @@ pub fn kl_regularised_objective(mdp: &Mdp, policy: &Table, reference: &Table, go
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_advantages_by_hand() {
+        let ep = |group, segment_of_step: Vec<usize>, completed| Episode { group, segment_of_step, completed };
+        // Prompt 0, two subgoals: A finished both (steps 0-1 under g_1, 2-3 under g_2); B
+        // finished g_1 only; C none. Segment 0: R = 1, 1, 0 (mean 2/3); segment 1: A 1, B 0
+        // (mean 1/2). Prompt 1 has one episode: 0 everywhere.
+        let eps =
+            vec![ep(0, vec![0, 0, 1, 1], 2), ep(0, vec![0, 1, 1], 1), ep(0, vec![0, 0, 0], 0), ep(1, vec![0, 1], 2)];
+        let a = segment_advantages(&eps);
+        let t = 1.0 / 3.0;
+        let want = [vec![t, t, 0.5, 0.5], vec![t, -0.5, -0.5], vec![-2.0 * t; 3], vec![0.0, 0.0]];
+        for (g, w) in a.iter().zip(&want) {
+            assert_eq!(g.len(), w.len());
+            assert!(g.iter().zip(w).all(|(x, y)| (x - y).abs() < 1e-12), "{g:?} vs {w:?}");
+        }
+        // M = 1: every step carries the outcome centred within the prompt group (mean-only GRPO).
+        let one = vec![ep(0, vec![0; 3], 1), ep(0, vec![0; 5], 0), ep(0, vec![0; 2], 0), ep(0, vec![0; 4], 1)];
+        let a = segment_advantages(&one);
+        for (row, e) in a.iter().zip(&one) {
+            assert!(row.iter().all(|&x| x == e.completed as f64 - 0.5));
+        }
+        // Each (prompt, subgoal) group's advantages (one per episode) sum to zero.
+        for batch in [&one, &eps] {
+            let mut sum = std::collections::HashMap::<(usize, usize), f64>::new();
+            for (row, e) in segment_advantages(batch).iter().zip(batch.iter()) {
+                let mut seen = std::collections::HashSet::new();
+                for (&x, &i) in row.iter().zip(&e.segment_of_step) {
+                    if seen.insert(i) {
+                        *sum.entry((e.group, i)).or_default() += x;
+                    }
+                }
+            }
+            assert!(sum.values().all(|s| s.abs() < 1e-12), "{sum:?}");
+        }
+    }
 
     /// A 5-state corridor 0..4 with actions left / stay / right; key at 2, box at 4.
     fn corridor(horizon: usize) -> Mdp {
