@@ -150,7 +150,7 @@ pub fn lived_turns(tok: &dyn Tokenizer, c: &Completion) -> Result<Vec<LivedTurn>
 pub fn per_token(c: &Completion, per_turn: &[f64]) -> Result<Vec<f64>> {
     let mut out = vec![0.0; c.tokens.len()];
     let mut turn: Option<usize> = None;
-    for j in 0..c.tokens.len() {
+    for (j, v) in out.iter_mut().enumerate() {
         if c.kind(j) != StepKind::Token {
             continue;
         }
@@ -160,7 +160,7 @@ pub fn per_token(c: &Completion, per_turn: &[f64]) -> Result<Vec<f64>> {
             None => 0,
         };
         ensure!(k < per_turn.len(), "a completion has more turns than its {} values", per_turn.len());
-        out[j] = per_turn[k];
+        *v = per_turn[k];
         turn = Some(k);
     }
     Ok(out)

@@ -1265,11 +1265,11 @@ impl RunConfig {
         if !matches!(t.agent_reward.as_str(), "outcome" | "dense" | "direct" | "gated" | "spa") {
             err("agent_reward", format!("`{}` is not one of outcome, dense, direct, gated, spa", t.agent_reward))?;
         }
-        if t.rebel
-            && (!(t.rebel_omega.is_finite() && t.rebel_omega >= 0.0)
-                || !(0.0..=1.0).contains(&t.rebel_gamma)
-                || t.rebel_weights.iter().any(|w| !w.is_finite() || *w < 0.0))
-        {
+        let rebel_ok = t.rebel_omega.is_finite()
+            && t.rebel_omega >= 0.0
+            && (0.0..=1.0).contains(&t.rebel_gamma)
+            && t.rebel_weights.iter().all(|w| w.is_finite() && *w >= 0.0);
+        if t.rebel && !rebel_ok {
             err("rebel", "rebel_omega must be >= 0, rebel_gamma in [0, 1], rebel_weights >= 0".into())?;
         }
         if t.rebel && t.vsc_rl {

@@ -104,8 +104,6 @@ impl Policy {
     }
 }
 
-/// A problem's prompt ids: its chat messages (dataset `messages_field`) through the chat
-/// template, else its prompt text (through the template when chat formatting is on).
 /// The problem with its instruction rewritten by `f`: the prompt, or in chat data the last user
 /// message's content (the system prompt and earlier turns stay).
 pub fn rewrite_instruction(problem: &Problem, f: impl FnOnce(&str) -> String) -> Result<Problem> {
@@ -126,6 +124,8 @@ pub fn rewrite_instruction(problem: &Problem, f: impl FnOnce(&str) -> String) ->
     Ok(p)
 }
 
+/// A problem's prompt ids: its chat messages (dataset `messages_field`) through the chat
+/// template, else its prompt text (through the template when chat formatting is on).
 pub fn prompt_ids(tok: &dyn Tokenizer, problem: &Problem) -> Result<Vec<u32>> {
     match problem.meta.get("messages") {
         Some(m) => {

@@ -79,10 +79,13 @@ pub fn advantages(
     Ok(SegmentAdvantages { advantages, completed, segments })
 }
 
+/// (position in the rollout, position in the goal-only view) of each sampled token.
+type PositionMap = Vec<(usize, usize)>;
+
 /// A rollout as the reference conditioned on the original goal sees it: the sampled tokens
 /// unchanged, each observation run re-encoded without its subgoal announcement. Returns the
-/// tokens and, for every sampled position of the rollout, its position in them.
-fn goal_view(tok: &dyn Tokenizer, c: &Completion) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+/// tokens and where each sampled token went.
+fn goal_view(tok: &dyn Tokenizer, c: &Completion) -> Result<(Vec<u32>, PositionMap)> {
     let (mut ids, mut map) = (Vec::with_capacity(c.tokens.len()), Vec::new());
     let mut j = 0;
     while j < c.tokens.len() {
