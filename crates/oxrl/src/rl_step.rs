@@ -1158,13 +1158,12 @@ pub fn rl_step(
             })
         })
         .collect();
-    let adv = estimator.compute(&AdvantageInput {
+    let mut adv = estimator.compute(&AdvantageInput {
         token_rewards: &token_rewards,
         groups: &group_ids,
         values: values_old.as_deref(),
         tasks: Some(&task_ids),
     })?;
-    let mut adv = adv;
     if t.vsc_rl {
         // VSC-RL: the estimator's advantages give way to the segments' subgoal rewards.
         let r = crate::vsc_rl::advantages(tok, task, &vsc_rollouts(&samples), &group_problems)?;
