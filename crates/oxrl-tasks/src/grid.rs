@@ -32,8 +32,8 @@ pub struct GridConfig {
     /// The box starts closed (`open box` first).
     pub closed_box: bool,
     /// ReBel's format: every action line starts with the agent's belief,
-    /// `<belief>{"task":…,"state":{"objects":…},"prediction":…}</belief> north`, and the
-    /// demonstrations state the true one.
+    /// `<belief>{"task":{"phase":"find key","target":"key"},"prediction":"1,0"}</belief> south`,
+    /// and the demonstrations state the true one.
     pub belief: bool,
     /// The belief also states the key's and the box's cells (`state.objects`); off, it is the
     /// phase, its target and the prediction — a third as long.
@@ -124,28 +124,6 @@ impl GridEnv {
         format!("{r},{c} {n}{e}{s}{w}{here}{held}")
     }
 
-    fn from_meta(meta: &serde_json::Value, max_turns: usize) -> Option<Self> {
-        let cell = |k: &str| -> Option<Cell> {
-            let a = meta.get(k)?.as_array()?;
-            Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))
-        };
-        Some(Self {
-            size: meta.get("size")?.as_u64()? as usize,
-            agent: cell("agent")?,
-            key: Some(cell("key")?),
-            boxc: cell("box")?,
-            open: !meta.get("closed")?.as_bool()?,
-            closed: meta.get("closed")?.as_bool()?,
-            holding: false,
-            done: false,
-            max_turns,
-            subgoals: meta.get("subgoals").and_then(|v| v.as_bool()).unwrap_or(false),
-            progress: 0,
-        })
-    }
-}
-
-impl GridEnv {
     /// Whether subgoal i of the decomposition holds in the current state.
     fn subgoal_met(&self, i: usize) -> bool {
         match subgoal_list(self.closed)[i] {
@@ -154,46 +132,8 @@ impl GridEnv {
             _ => self.done,
         }
     }
-}
 
-impl Environment for GridEnv {
-    fn step(&mut self, action: &str) -> EnvStep {
-        let mut s = self.act(action);
-        if self.subgoals {
-            let list = subgoal_list(self.closed);
-            let before = self.progress;
-            while self.progress < list.len() && self.subgoal_met(self.progress) {
-                self.progress += 1;
-            }
-            if self.progress > before && self.progress < list.len() {
-                s.observation.push_str(crate::env::SUBGOAL_MARK);
-                s.observation.push_str(list[self.progress]);
-            }
-        }
-        s
-    }
-    fn outcome(&self) -> f64 {
-        self.done as u8 as f64
-    }
-    fn success(&self) -> bool {
-        self.done
-    }
-    fn max_turns(&self) -> usize {
-        self.max_turns
-    }
-    fn max_events(&self) -> usize {
-        2
-    }
-    fn belief_truth(&self, observations: &[String]) -> Option<crate::env::BeliefTruth> {
-        let last = observations.last().map_or("", String::as_str);
-        Some(crate::env::BeliefTruth { tracker: rebel_tracker(observations), phase: rebel_phase(last).into() })
-    }
-    fn subgoal_progress(&self) -> Option<usize> {
-        self.subgoals.then_some(self.progress)
-    }
-}
-
-impl GridEnv {
+    /// One action's effect, before any subgoal announcement.
     fn act(&mut self, action: &str) -> EnvStep {
         let nothing = |s: &Self| EnvStep {
             observation: format!("Nothing happens. {}", s.observe()),
@@ -243,6 +183,63 @@ impl GridEnv {
             }
             _ => nothing(self),
         }
+    }
+
+    fn from_meta(meta: &serde_json::Value, max_turns: usize) -> Option<Self> {
+        let cell = |k: &str| -> Option<Cell> {
+            let a = meta.get(k)?.as_array()?;
+            Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))
+        };
+        Some(Self {
+            size: meta.get("size")?.as_u64()? as usize,
+            agent: cell("agent")?,
+            key: Some(cell("key")?),
+            boxc: cell("box")?,
+            open: !meta.get("closed")?.as_bool()?,
+            closed: meta.get("closed")?.as_bool()?,
+            holding: false,
+            done: false,
+            max_turns,
+            subgoals: meta.get("subgoals").and_then(|v| v.as_bool()).unwrap_or(false),
+            progress: 0,
+        })
+    }
+}
+
+impl Environment for GridEnv {
+    fn step(&mut self, action: &str) -> EnvStep {
+        let mut s = self.act(action);
+        if self.subgoals {
+            let list = subgoal_list(self.closed);
+            let before = self.progress;
+            while self.progress < list.len() && self.subgoal_met(self.progress) {
+                self.progress += 1;
+            }
+            if self.progress > before && self.progress < list.len() {
+                s.observation.push_str(crate::env::SUBGOAL_MARK);
+                s.observation.push_str(list[self.progress]);
+            }
+        }
+        s
+    }
+    fn outcome(&self) -> f64 {
+        self.done as u8 as f64
+    }
+    fn success(&self) -> bool {
+        self.done
+    }
+    fn max_turns(&self) -> usize {
+        self.max_turns
+    }
+    fn max_events(&self) -> usize {
+        2
+    }
+    fn belief_truth(&self, observations: &[String]) -> Option<crate::env::BeliefTruth> {
+        let last = observations.last().map_or("", String::as_str);
+        Some(crate::env::BeliefTruth { tracker: rebel_tracker(observations), phase: rebel_phase(last).into() })
+    }
+    fn subgoal_progress(&self) -> Option<usize> {
+        self.subgoals.then_some(self.progress)
     }
 }
 
@@ -341,6 +338,7 @@ pub struct Grid {
 impl Grid {
     pub fn new(cfg: GridConfig, seed: u64) -> Result<Self> {
         ensure!((3..=9).contains(&cfg.size), "task.size must be in 3..=9 (got {})", cfg.size);
+        ensure!(cfg.belief || !cfg.belief_objects, "task.belief_objects needs task.belief = true");
         // The longest shortest episode: 2·2(N − 1) moves, pick, drop (and open box).
         let need = 4 * cfg.size - 2 + cfg.closed_box as usize;
         ensure!(
@@ -578,6 +576,7 @@ mod tests {
         let plain = Grid::new(GridConfig { size: 4, test_size: 5, ..Default::default() }, 0).unwrap();
         let p = plain.train_problem(0);
         assert!(!p.solution.contains("<belief>") && !p.prompt.contains("belief"));
+        assert!(Grid::new(GridConfig { belief_objects: true, ..Default::default() }, 0).is_err());
         assert_eq!(split_belief("<belief>{}</belief> north"), (Some("<belief>{}</belief>"), "north"));
         assert_eq!(split_belief(" north "), (None, "north"));
         assert_eq!(split_belief("<belief>{ north"), (None, "<belief>{ north"));
