@@ -165,19 +165,16 @@ fn vsc_rl_scores_the_reference_on_the_goal_only_transcript() -> Result<()> {
     let base = [
         "task={name = \"grid\", size = 3, max_turns = 11, closed_box = true, subgoals = true, test_size = 8}",
         "sft.steps=150",
-        "train.sft_warmup=true",
         "train.steps=2",
         "train.prompts_per_step=8",
         "train.kl_coef=0.05",
         "eval.max_problems=8",
     ];
-    let run = |name: &str, vsc: bool| -> Result<std::path::PathBuf> {
-        let mut sets = base.to_vec();
-        let flag = format!("train.vsc_rl={vsc}");
-        sets.push(&flag);
+    let run = |name: &str, extra: &[&str]| -> Result<std::path::PathBuf> {
+        let sets: Vec<&str> = base.iter().chain(extra).copied().collect();
         Ok(run_train(&grid(&sets), Some(&d.path().join(name)), None, None, true)?.run_dir)
     };
-    let vsc = run("vsc", true)?;
+    let vsc = run("vsc", &["train.sft_warmup=true", "train.vsc_rl=true"])?;
     let segs = rl_metric(&vsc, "vsc_segments");
     let done = rl_metric(&vsc, "vsc_subgoals_completed");
     assert_eq!(segs.len(), 2);
@@ -187,7 +184,9 @@ fn vsc_rl_scores_the_reference_on_the_goal_only_transcript() -> Result<()> {
     );
     assert!(done.iter().any(|&c| c > 0.5), "the SFT agent completes subgoals: {done:?}");
     let kl_goal = rl_metric(&vsc, "kl_ref")[0];
-    let kl_same = rl_metric(&run("plain", false)?, "kl_ref")[0];
+    // The same SFT start without VSC-RL: the reference reads the policy's own context.
+    let from = format!("model.path={:?}", vsc.join("checkpoints/sft").display().to_string());
+    let kl_same = rl_metric(&run("plain", &[&from, "train.steps=1"])?, "kl_ref")[0];
     eprintln!("VSC-RL: first-step KL to the goal-only reference {kl_goal:.4} (same context: {kl_same:.2e})");
     assert!(kl_same < 1e-6, "same weights, same context: {kl_same}");
     assert!(kl_goal > 1e-3, "the reference reads the transcript without subgoals: {kl_goal}");
