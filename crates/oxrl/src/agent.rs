@@ -166,6 +166,17 @@ pub fn per_token(c: &Completion, per_turn: &[f64]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// A transcript as the agent rollout would record it (test fixture): action tokens sampled,
+/// observation lines forced.
+#[cfg(test)]
+pub(crate) fn completion_of_transcript(tok: &dyn Tokenizer, transcript: &str) -> Completion {
+    let (ids, mask) = encode_transcript(tok, transcript).unwrap();
+    let n = ids.len() - 1; // without the end-of-sequence id
+    let mut c = Completion::of_tokens(ids[..n].to_vec(), vec![0.0; n], vec![0.0; n], Finish::Stop);
+    c.kinds = mask[..n].iter().map(|&m| if m > 0.0 { StepKind::Token } else { StepKind::Forced }).collect();
+    c
+}
+
 /// Whether a task's problems are multi-turn episodes.
 pub fn is_agent_task(task: &dyn Task) -> bool {
     task.environment(&task.train_problem(0)).is_some()

@@ -112,17 +112,6 @@ pub fn advantages(
 mod tests {
     use super::*;
     use oxrl_lm::latent::StepKind;
-    use oxrl_lm::sampler::Finish;
-
-    /// A rollout as the agent rollout would record it: action tokens sampled, observation lines
-    /// forced.
-    fn completion_of(tok: &dyn Tokenizer, transcript: &str) -> Completion {
-        let (ids, mask) = crate::agent::encode_transcript(tok, transcript).unwrap();
-        let n = ids.len() - 1; // without the end-of-sequence id
-        let mut c = Completion::of_tokens(ids[..n].to_vec(), vec![0.0; n], vec![0.0; n], Finish::Stop);
-        c.kinds = mask[..n].iter().map(|&m| if m > 0.0 { StepKind::Token } else { StepKind::Forced }).collect();
-        c
-    }
 
     #[test]
     fn advantages_match_the_library_on_replayed_episodes() -> Result<()> {
@@ -140,7 +129,8 @@ mod tests {
             transcripts.push((g, lines[..3].concat(), 0.0));
             transcripts.push((g, swapped, 1.0));
         }
-        let comps: Vec<Completion> = transcripts.iter().map(|(_, t, _)| completion_of(&tok, t)).collect();
+        let comps: Vec<Completion> =
+            transcripts.iter().map(|(_, t, _)| crate::agent::completion_of_transcript(&tok, t)).collect();
         let episodes: Vec<Episode> = transcripts
             .iter()
             .zip(&comps)

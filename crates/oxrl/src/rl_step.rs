@@ -1014,15 +1014,26 @@ pub fn rl_step(
         }
     }
     let need_ref = t.kl_coef > 0.0 || t.kl_target > 0.0;
-    let mut logp_ref = match (need_ref, models.reference) {
+    let logp_ref = match (need_ref, models.reference) {
+        (true, Some(r)) if t.vsc_rl => {
+            // VSC-RL: the KL term's reference sees the original goal only (on the sampled
+            // tokens; the inserted observations keep the policy's log-probs, KL 0).
+            let mut rows = logp_old.clone();
+            let rollouts = vsc_rollouts(&samples);
+            crate::vsc_rl::goal_conditioned_reference(
+                r,
+                tok,
+                &rollouts,
+                &group_problems,
+                &mut rows,
+                t.temperature,
+                SCORE_CHUNK,
+            )?;
+            Some(rows)
+        }
         (true, Some(r)) => Some(score_all(r, (None, None), &samples, pad, t.temperature, None, 1)?.0),
         _ => None,
     };
-    if let (true, Some(lr_), Some(r)) = (t.vsc_rl, logp_ref.as_mut(), models.reference) {
-        // VSC-RL: the KL term's reference sees the original goal only.
-        let rollouts = vsc_rollouts(&samples);
-        crate::vsc_rl::goal_conditioned_reference(r, tok, &rollouts, &group_problems, lr_, t.temperature, SCORE_CHUNK)?;
-    }
     // (ViSurf's injected experts were not sampled: no sampler log-probs to compare.)
     let diffs: Vec<f64> = samples
         .iter()

@@ -104,9 +104,9 @@ fn goal_view(tok: &dyn Tokenizer, c: &Completion) -> Result<(Vec<u32>, PositionM
     Ok((ids, map))
 }
 
-/// Term (b)'s reference: overwrite `logp_ref` (the reference's log-probs of each rollout in its
-/// own context) at the sampled positions with the reference's log-probs in the goal-only view —
-/// the prompt's instruction and observations without subgoal announcements.
+/// Term (b)'s reference: overwrite `logp_ref` (one row per rollout) at the sampled positions
+/// with the reference's log-probs in the goal-only view — the prompt's instruction and
+/// observations without subgoal announcements. Other positions are left as they are.
 pub fn goal_conditioned_reference(
     reference: &Transformer,
     tok: &dyn Tokenizer,
@@ -141,15 +141,6 @@ pub fn goal_conditioned_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oxrl_lm::sampler::Finish;
-
-    fn completion_of(tok: &dyn Tokenizer, transcript: &str) -> Completion {
-        let (ids, mask) = crate::agent::encode_transcript(tok, transcript).unwrap();
-        let n = ids.len() - 1;
-        let mut c = Completion::of_tokens(ids[..n].to_vec(), vec![0.0; n], vec![0.0; n], Finish::Stop);
-        c.kinds = mask[..n].iter().map(|&m| if m > 0.0 { StepKind::Token } else { StepKind::Forced }).collect();
-        c
-    }
 
     #[test]
     fn segments_follow_the_announced_subgoals_and_the_view_drops_them() -> Result<()> {
@@ -159,7 +150,7 @@ mod tests {
         let task = Grid::new(cfg.clone(), 0)?;
         let plain = Grid::new(GridConfig { subgoals: false, ..cfg }, 0)?;
         let p = task.train_problem(0);
-        let c = completion_of(&tok, &p.solution);
+        let c = crate::agent::completion_of_transcript(&tok, &p.solution);
         let (seg, done) = segmentation(&tok, &task, &p, &c)?;
         assert_eq!(done, 3);
         // The segment changes right after the turn whose observation announces the next subgoal.
