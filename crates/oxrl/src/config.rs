@@ -515,7 +515,8 @@ pub struct TrainConfig {
     /// VSC-RL (agent tasks that announce subgoals, e.g. `grid` with `subgoals = true`): each
     /// turn's advantage is its segment's subgoal reward centred within the prompt's episodes
     /// under the same subgoal, and the KL term (β = `kl_coef`) is taken against the reference
-    /// conditioned on the original goal (the transcript without subgoal announcements).
+    /// conditioned on the original goal (the transcript without subgoal announcements), in the
+    /// loss (`kl_in = "loss"`; the segment advantages do not read token rewards).
     pub vsc_rl: bool,
     /// PrefixRL: share of groups whose prompt carries a prefix of the reference solution (0 =
     /// off), faded out as the running accuracy rises; cut fraction range.
@@ -1272,6 +1273,13 @@ impl RunConfig {
         if t.rebel && !rebel_ok {
             err("rebel", "rebel_omega must be >= 0, rebel_gamma in [0, 1], rebel_weights >= 0".into())?;
         }
+        if (t.rebel || t.vsc_rl) && t.kl_in == "reward" {
+            let key = if t.rebel { "rebel" } else { "vsc_rl" };
+            err(
+                key,
+                "its per-turn advantages do not read the token rewards, so a KL penalty in the reward would be dropped; use kl_in = \"loss\"".into(),
+            )?;
+        }
         if t.rebel && t.vsc_rl {
             err("rebel", "ReBel and VSC-RL each set the advantages; pick one (train.rebel or train.vsc_rl)".into())?;
         }
@@ -1640,6 +1648,8 @@ mod tests {
             (&["train.rebel=true", "train.rebel_gamma=1.5"][..], "train.rebel"),
             (&["train.rebel=true", "train.agent_reward=\"dense\""][..], "train.rebel"),
             (&["train.rebel=true", "train.vsc_rl=true"][..], "train.rebel"),
+            (&["train.vsc_rl=true", "train.kl_coef=0.1", "train.kl_in=\"reward\""][..], "train.vsc_rl"),
+            (&["train.rebel=true", "train.kl_coef=0.1", "train.kl_in=\"reward\""][..], "train.rebel"),
             (&["train.vsc_rl=true", "train.agent_reward=\"gated\""][..], "train.vsc_rl"),
             (&["train.prefix_rl=0.5", "train.prefix_min=0.95"][..], "train.prefix_rl"),
             (&["train.seele=true", "train.seele_rounds=0"][..], "train.seele"),

@@ -8,8 +8,9 @@
 //!
 //! is optimised with (a) a policy gradient on segments — each turn's advantage is its segment's
 //! R_i (1 when subgoal i was completed) centred within the prompt's episodes that acted under
-//! g_i ([`oxrl_core::shaping::vsc_rl::segment_advantages`]) — and (b) the run's KL term
-//! (`train.kl_coef` = β, in the loss or the reward as `train.kl_in` says) against the frozen
+//! g_i ([`oxrl_core::shaping::vsc_rl::segment_advantages`]) — and (b) the run's KL term in the
+//! loss (`train.kl_coef` = β; `kl_in = "reward"` is refused, the segment advantages do not read
+//! token rewards) against the frozen
 //! reference scored on the transcript with every subgoal announcement removed: the reference
 //! sees the original goal only ([`goal_conditioned_reference`]). With one subgoal it is
 //! KL-regularised goal-conditioned RL. INFERRED (the spec is reconstructed from the abstract).
@@ -116,7 +117,8 @@ pub fn goal_conditioned_reference(
     temperature: f64,
     chunk: usize,
 ) -> Result<()> {
-    for (ci, part) in rollouts.chunks(chunk.max(1)).enumerate() {
+    let chunk = chunk.max(1);
+    for (ci, part) in rollouts.chunks(chunk).enumerate() {
         let (mut prompts, mut resp, mut maps) = (Vec::new(), Vec::new(), Vec::new());
         for r in part {
             let plain = crate::policy::rewrite_instruction(&problems[r.group], without_subgoals)?;
@@ -129,7 +131,7 @@ pub fn goal_conditioned_reference(
         let s = score(reference, &prompts, &resp, tok.pad_id(), opts)?;
         let lp = s.logp.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
         for (k, map) in maps.iter().enumerate() {
-            let row = &mut logp_ref[ci * chunk.max(1) + k];
+            let row = &mut logp_ref[ci * chunk + k];
             for &(orig, view) in map {
                 row[orig] = lp[k][view];
             }
