@@ -13,7 +13,7 @@
 //! `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))·s`, `dQ = dS·K`, `dK = dSᵀ·Q`,
 //! summed over the query heads that share a K/V head. Work is split over (batch, K/V head).
 
-use super::{gemm, tensor, with_data, Elem, Mat, SendConst, SendPtr};
+use super::{gemm, lane_dot, lane_max, lane_sum, simd, tensor, with_data, Elem, Mat, SendConst, SendPtr};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -75,21 +75,21 @@ struct Geometry {
 }
 
 /// Row softmax of `scale·x + bias` in place (also the packed decoder's, [`crate::decode`]).
+/// The maximum and the sum run in [`super::LANES`] partial results, so every pass vectorises.
 #[inline(always)]
 pub(crate) fn softmax_rows<T: Elem>(p: &mut [T], bias: &[T], s: usize, scale: T) {
     for (row, brow) in p.chunks_mut(s).zip(bias.chunks(s)) {
-        let mut m = T::neg_infinity();
         for (x, &b) in row.iter_mut().zip(brow) {
             *x = *x * scale + b;
-            m = m.maxf(*x);
         }
-        let mut sum = T::zero();
+        let m = lane_max(row);
         for x in row.iter_mut() {
             *x = (*x - m).vexp();
-            sum += *x;
         }
-        let inv = sum.recip();
-        row.iter_mut().for_each(|x| *x *= inv);
+        let inv = lane_sum(row).recip();
+        for x in row.iter_mut() {
+            *x *= inv;
+        }
     }
 }
 
@@ -235,10 +235,15 @@ fn forward<T: Elem>(
                 unsafe {
                     mm(rows, e, hd, pb.as_mut_ptr(), s, false, Mat::rows(q.add(r0 * qv.t), qv.t), Mat::t(k, kv.t));
                 }
-                for (row, brow) in pb.chunks_mut(s).zip(bias_b[r0 * s..r1 * s].chunks(s)) {
-                    softmax_rows(&mut row[..e], &brow[..e], e, scale);
-                    row[e..].iter_mut().for_each(|x| *x = T::zero());
-                }
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (row, brow) in pb.chunks_mut(s).zip(bias_b[r0 * s..r1 * s].chunks(s)) {
+                            softmax_rows(&mut row[..e], &brow[..e], e, scale);
+                            row[e..].fill(T::zero());
+                        }
+                    },
+                );
                 unsafe {
                     mm(rows, hd, e, o.add(r0 * ov.t), ov.t, false, Mat::rows(pb.as_ptr(), s), Mat::rows(v, vv.t));
                 }
@@ -298,11 +303,18 @@ fn backward<T: Elem>(
                     // dP = dO·Vᵀ
                     mm(rows, e, hd, dsb.as_mut_ptr(), s, false, go, Mat::t(v, vv.t));
                 }
-                for (dsr, pr) in dsb.chunks_mut(s).zip(pb.chunks(s)) {
-                    let (dsr, pr) = (&mut dsr[..e], &pr[..e]);
-                    let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (&x, &y)| a + x * y);
-                    dsr.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - dot) * scale);
-                }
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (dsr, pr) in dsb.chunks_mut(s).zip(pb.chunks(s)) {
+                            let (dsr, pr) = (&mut dsr[..e], &pr[..e]);
+                            let dot = lane_dot(dsr, pr);
+                            for (x, &y) in dsr.iter_mut().zip(pr) {
+                                *x = y * (*x - dot) * scale;
+                            }
+                        }
+                    },
+                );
                 unsafe {
                     // dQ = dS·K
                     mm(rows, hd, e, gq.add(r0 * qv.t), qv.t, false, Mat::rows(dsb.as_ptr(), s), Mat::rows(k, kv.t));

@@ -7,7 +7,7 @@
 //! tensors and their gradients. Backward, for upstream gradients `(a, b)`:
 //! `∂/∂z_j = (a·(1[j = t] − p_j) − b·p_j·(log p_j + H)) / τ`.
 
-use super::{contiguous, tensor, with_data, Elem};
+use super::{contiguous, lane_max, simd, tensor, tree, with_data, Elem, LANES};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -17,17 +17,28 @@ pub struct LogpEntropy {
     pub temperature: f64,
 }
 
-/// (log-sum-exp of z/τ, Σ p_j z_j/τ) of one row.
+/// (log-sum-exp of z/τ, Σ p_j z_j/τ) of one row; the maximum and both sums in
+/// [`LANES`] partial results (see there), so the pass vectorises.
+#[inline(always)]
 fn row_stats<T: Elem>(z: &[T], inv_t: T) -> (T, T) {
-    let m = z.iter().fold(T::neg_infinity(), |a, &v| a.maxf(v)) * inv_t;
-    let mut s = T::zero();
-    let mut sz = T::zero();
-    for &v in z {
+    let m = lane_max(z) * inv_t;
+    let (mut s, mut sz) = ([T::zero(); LANES], [T::zero(); LANES]);
+    let mut chunks = z.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let zt = c[l] * inv_t;
+            let e = (zt - m).vexp();
+            s[l] += e;
+            sz[l] += e * zt;
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
         let zt = v * inv_t;
         let e = (zt - m).vexp();
-        s += e;
-        sz += e * zt;
+        s[l] += e;
+        sz[l] += e * zt;
     }
+    let (s, sz) = (tree(s, |a, b| a + b), tree(sz, |a, b| a + b));
     (m + s.ln(), sz / s)
 }
 
@@ -35,11 +46,16 @@ fn forward<T: Elem>(z: &[T], targets: &[u32], v: usize, temp: f64) -> Vec<T> {
     let inv_t = T::cast(1.0 / temp);
     let mut out = vec![T::zero(); targets.len() * 2];
     out.par_chunks_mut(2 * ROWS).zip(z.par_chunks(v * ROWS)).zip(targets.par_chunks(ROWS)).for_each(|((o, z), t)| {
-        for ((o, z), &t) in o.chunks_mut(2).zip(z.chunks(v)).zip(t) {
-            let (lse, mean_z) = row_stats(z, inv_t);
-            o[0] = z[t as usize] * inv_t - lse;
-            o[1] = lse - mean_z;
-        }
+        simd(
+            #[inline(always)]
+            || {
+                for ((o, z), &t) in o.chunks_mut(2).zip(z.chunks(v)).zip(t) {
+                    let (lse, mean_z) = row_stats(z, inv_t);
+                    o[0] = z[t as usize] * inv_t - lse;
+                    o[1] = lse - mean_z;
+                }
+            },
+        )
     });
     out
 }
@@ -53,16 +69,23 @@ fn backward<T: Elem>(z: &[T], targets: &[u32], y: &[T], g: &[T], v: usize, temp:
         .zip(z.par_chunks(v * ROWS))
         .zip(targets.par_chunks(ROWS).zip(y.par_chunks(2 * ROWS).zip(g.par_chunks(2 * ROWS))))
         .for_each(|((dz, z), (t, (y, g)))| {
-            for ((((dz, z), &t), y), g) in dz.chunks_mut(v).zip(z.chunks(v)).zip(t).zip(y.chunks(2)).zip(g.chunks(2)) {
-                let (lse, h) = (z[t as usize] * inv_t - y[0], y[1]);
-                let (a, b) = (g[0], g[1]);
-                for (d, &zj) in dz.iter_mut().zip(z) {
-                    let lp = zj * inv_t - lse;
-                    let p = lp.vexp();
-                    *d = (-a * p - b * p * (lp + h)) * inv_t;
-                }
-                dz[t as usize] += a * inv_t;
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for ((((dz, z), &t), y), g) in
+                        dz.chunks_mut(v).zip(z.chunks(v)).zip(t).zip(y.chunks(2)).zip(g.chunks(2))
+                    {
+                        let (lse, h) = (z[t as usize] * inv_t - y[0], y[1]);
+                        let (a, b) = (g[0], g[1]);
+                        for (d, &zj) in dz.iter_mut().zip(z) {
+                            let lp = zj * inv_t - lse;
+                            let p = lp.vexp();
+                            *d = (-a * p - b * p * (lp + h)) * inv_t;
+                        }
+                        dz[t as usize] += a * inv_t;
+                    }
+                },
+            )
         });
     dz
 }

@@ -28,6 +28,106 @@ pub mod swiglu;
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 use gemm::Parallelism;
 
+/// Run `f` compiled for the widest vector instructions this CPU has (the packed decoder's
+/// [`crate::decode::gemm::Isa`]: AVX-512, AVX2 + FMA, or the build's baseline). The crate is built
+/// for the baseline x86-64 (SSE2), so a loop the compiler vectorises runs 4 lanes wide unless
+/// it is compiled inside a function with the wider features enabled; `f` (and the
+/// `#[inline(always)]` helpers it calls) is inlined into such a function here. Only the width
+/// changes: the arithmetic and its order are the same on every path, so are the results.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        #[inline]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match crate::decode::gemm::Isa::detect() {
+            // SAFETY: the instruction sets were detected at run time.
+            crate::decode::gemm::Isa::Avx512 => return unsafe { avx512(f) },
+            crate::decode::gemm::Isa::Avx2 => return unsafe { avx2(f) },
+            crate::decode::gemm::Isa::Portable => {}
+        }
+    }
+    f()
+}
+
+/// Lanes of the reductions below: a sum or maximum over a row is kept in this many
+/// independent partial results (which the compiler maps onto vector registers) and combined
+/// in a fixed tree at the end, so it vectorises without reassociating and gives the same
+/// result at every vector width.
+pub(crate) const LANES: usize = 16;
+
+/// Combine [`LANES`] partial results in a fixed tree.
+#[inline(always)]
+pub(crate) fn tree<T: Copy>(mut a: [T; LANES], op: impl Fn(T, T) -> T) -> T {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for l in 0..w {
+            a[l] = op(a[l], a[l + w]);
+        }
+        w /= 2;
+    }
+    a[0]
+}
+
+/// `Σ a[i]·b[i]` in [`LANES`] partial sums (see there).
+#[inline(always)]
+pub(crate) fn lane_dot<T: Elem>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::zero(); LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[l] += x * y;
+    }
+    tree(acc, |a, b| a + b)
+}
+
+/// `Σ x[i]` in [`LANES`] partial sums (see there).
+#[inline(always)]
+pub(crate) fn lane_sum<T: Elem>(x: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        acc[l] += v;
+    }
+    tree(acc, |a, b| a + b)
+}
+
+/// The largest of `x` (NaNs skipped), in [`LANES`] partial maxima; −∞ for an empty slice.
+#[inline(always)]
+pub(crate) fn lane_max<T: Elem>(x: &[T]) -> T {
+    let pick = |a: T, b: T| if b > a { b } else { a };
+    let mut acc = [T::neg_infinity(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = pick(acc[l], c[l]);
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        acc[l] = pick(acc[l], v);
+    }
+    tree(acc, pick)
+}
+
 /// Element types the kernels are written for.
 pub trait Elem:
     num_traits::Float
@@ -253,6 +353,61 @@ mod tests {
         assert!(exp_f32(f32::NEG_INFINITY) == 0.0 || exp_f32(f32::NEG_INFINITY) < 1e-38);
         assert!(exp_f32(f32::NAN).is_nan());
         assert!(exp_f32(1000.0).is_finite());
+    }
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 400.0 - 2.5)
+            .collect()
+    }
+
+    #[test]
+    fn lane_reductions_match_plain_ones() {
+        // Lengths below, at and across the lane count, with a remainder.
+        for n in [0, 1, 5, 16, 17, 64, 100, 683] {
+            let (a, b) = (data(n, 1), data(n, 2));
+            let plain_dot: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let plain_sum: f64 = a.iter().map(|&x| x as f64).sum();
+            assert!((super::lane_dot(&a, &b) as f64 - plain_dot).abs() < 1e-4 * (1.0 + plain_dot.abs()), "dot {n}");
+            assert!((super::lane_sum(&a) as f64 - plain_sum).abs() < 1e-4 * (1.0 + plain_sum.abs()), "sum {n}");
+            let m = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(super::lane_max(&a), m, "max {n}");
+        }
+        // NaNs are skipped by the maximum (the softmax's NaN still shows in its exp and sum).
+        assert_eq!(super::lane_max(&[1.0, f32::NAN, 3.0, -2.0]), 3.0);
+        assert_eq!(super::lane_max::<f32>(&[]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn wide_instructions_give_the_baseline_bits() {
+        // The same softmax, RMS and dot product compiled for the build's baseline (this call)
+        // and inside `simd` (AVX-512 or AVX2 where the CPU has them): identical bits.
+        let x = data(4 * 133, 3);
+        let bias: Vec<f32> = (0..x.len()).map(|i| if i % 7 == 0 { -1e9 } else { 0.0 }).collect();
+        let mut base = x.clone();
+        super::attention::softmax_rows(&mut base, &bias, 133, 0.125);
+        let mut wide = x.clone();
+        super::simd(
+            #[inline(always)]
+            || super::attention::softmax_rows(&mut wide, &bias, 133, 0.125),
+        );
+        assert!(base.iter().zip(&wide).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let r0 = super::rms_norm::inv_rms(&x, 1e-6);
+        let r1 = super::simd(
+            #[inline(always)]
+            || super::rms_norm::inv_rms(&x, 1e-6),
+        );
+        assert_eq!(r0.to_bits(), r1.to_bits());
+        let d0 = super::lane_dot(&x, &base);
+        let d1 = super::simd(
+            #[inline(always)]
+            || super::lane_dot(&x, &base),
+        );
+        assert_eq!(d0.to_bits(), d1.to_bits());
+        // And the softmax rows are distributions.
+        for row in wide.chunks(133) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! Backward, with `r = 1/sqrt(mean(x²) + ε)` per row, `D` the row length and `ĝ = g ⊙ w`:
 //! `dx = r·(ĝ − x·r²·mean(ĝ ⊙ x))`, `dw = Σ_rows g ⊙ x·r`.
 
-use super::{contiguous, tensor, with_data, Elem};
+use super::{contiguous, lane_dot, simd, tensor, with_data, Elem, LANES};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -20,7 +20,7 @@ pub struct RmsNorm {
 /// normalise with the same arithmetic).
 #[inline(always)]
 pub(crate) fn inv_rms<T: Elem>(row: &[T], eps: f64) -> T {
-    let ss = row.iter().fold(T::zero(), |a, &v| a + v * v);
+    let ss = lane_dot(row, row);
     (ss / T::cast(row.len() as f64) + T::cast(eps)).sqrt().recip()
 }
 
@@ -28,12 +28,17 @@ fn forward<T: Elem>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let d = w.len();
     let mut y = vec![T::zero(); x.len()];
     y.par_chunks_mut(d * ROWS_PER_TASK).zip(x.par_chunks(d * ROWS_PER_TASK)).for_each(|(yb, xb)| {
-        for (yr, xr) in yb.chunks_mut(d).zip(xb.chunks(d)) {
-            let r = inv_rms(xr, eps);
-            for ((o, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
-                *o = v * r * wi;
-            }
-        }
+        simd(
+            #[inline(always)]
+            || {
+                for (yr, xr) in yb.chunks_mut(d).zip(xb.chunks(d)) {
+                    let r = inv_rms(xr, eps);
+                    for ((o, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
+                        *o = v * r * wi;
+                    }
+                }
+            },
+        )
     });
     y
 }
@@ -47,18 +52,38 @@ fn backward<T: Elem>(x: &[T], w: &[T], g: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
         .zip(g.par_chunks(d * ROWS_PER_TASK))
         .map(|((dxb, xb), gb)| {
             let mut dw = vec![T::zero(); d];
-            for ((dxr, xr), gr) in dxb.chunks_mut(d).zip(xb.chunks(d)).zip(gb.chunks(d)) {
-                let r = inv_rms(xr, eps);
-                let mut dot = T::zero();
-                for i in 0..d {
-                    dot += gr[i] * w[i] * xr[i];
-                    dw[i] += gr[i] * xr[i] * r;
-                }
-                let c = r * r * r * dot / T::cast(d as f64);
-                for i in 0..d {
-                    dxr[i] = r * gr[i] * w[i] - xr[i] * c;
-                }
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for ((dxr, xr), gr) in dxb.chunks_mut(d).zip(xb.chunks(d)).zip(gb.chunks(d)) {
+                        let (xr, gr, dw) = (&xr[..d], &gr[..d], &mut dw[..d]);
+                        let r = inv_rms(xr, eps);
+                        // Σ g·w·x in LANES partial sums (as `lane_dot`), beside the dw update.
+                        let mut acc = [T::zero(); LANES];
+                        let full = d - d % LANES;
+                        for (((xc, gc), wc), dwc) in xr[..full]
+                            .chunks_exact(LANES)
+                            .zip(gr[..full].chunks_exact(LANES))
+                            .zip(w[..full].chunks_exact(LANES))
+                            .zip(dw[..full].chunks_exact_mut(LANES))
+                        {
+                            for l in 0..LANES {
+                                acc[l] += gc[l] * wc[l] * xc[l];
+                                dwc[l] += gc[l] * xc[l] * r;
+                            }
+                        }
+                        for i in full..d {
+                            acc[i - full] += gr[i] * w[i] * xr[i];
+                            dw[i] += gr[i] * xr[i] * r;
+                        }
+                        let dot = super::tree(acc, |a, b| a + b);
+                        let c = r * r * r * dot / T::cast(d as f64);
+                        for i in 0..d {
+                            dxr[i] = r * gr[i] * w[i] - xr[i] * c;
+                        }
+                    }
+                },
+            );
             dw
         })
         // Partial sums in chunk order, then summed in that order: the same bits on every run

@@ -6,7 +6,7 @@
 //!
 //! The rotation is orthogonal, so the backward is the same kernel rotating by −θ.
 
-use super::{contiguous, Elem};
+use super::{contiguous, simd, Elem};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -75,19 +75,24 @@ fn apply<T: Table>(x: &[T], table: &RopeTable, inverse: bool) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
     let sign = if inverse { -T::one() } else { T::one() };
     y.par_chunks_mut(row * 16).zip(x.par_chunks(row * 16)).enumerate().for_each(|(blk, (yb, xb))| {
-        for (r, (yr, xr)) in yb.chunks_mut(row).zip(xb.chunks(row)).enumerate() {
-            let tok = blk * 16 + r;
-            let (c, s) = (&cos[tok * half..(tok + 1) * half], &sin[tok * half..(tok + 1) * half]);
-            for (yh, xh) in yr.chunks_mut(2 * half).zip(xr.chunks(2 * half)) {
-                let (x1, x2) = xh.split_at(half);
-                let (y1, y2) = yh.split_at_mut(half);
-                for i in 0..half {
-                    let si = sign * s[i];
-                    y1[i] = x1[i] * c[i] - x2[i] * si;
-                    y2[i] = x2[i] * c[i] + x1[i] * si;
+        simd(
+            #[inline(always)]
+            || {
+                for (r, (yr, xr)) in yb.chunks_mut(row).zip(xb.chunks(row)).enumerate() {
+                    let tok = blk * 16 + r;
+                    let (c, s) = (&cos[tok * half..(tok + 1) * half], &sin[tok * half..(tok + 1) * half]);
+                    for (yh, xh) in yr.chunks_mut(2 * half).zip(xr.chunks(2 * half)) {
+                        let (x1, x2) = xh.split_at(half);
+                        let (y1, y2) = yh.split_at_mut(half);
+                        for i in 0..half {
+                            let si = sign * s[i];
+                            y1[i] = x1[i] * c[i] - x2[i] * si;
+                            y2[i] = x2[i] * c[i] + x1[i] * si;
+                        }
+                    }
                 }
-            }
-        }
+            },
+        )
     });
     y
 }

@@ -4,7 +4,7 @@
 //!
 //! Backward: `du = dy · silu(g)`, `dg = dy · u · σ(g)·(1 + g·(1 − σ(g)))`.
 
-use super::{contiguous, tensor, with_data, Elem};
+use super::{contiguous, simd, tensor, with_data, Elem};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -12,6 +12,7 @@ const CHUNK: usize = 4096;
 
 pub struct SwiGlu;
 
+#[inline(always)]
 fn sigmoid<T: Elem>(x: T) -> T {
     T::one() / (T::one() + (-x).vexp())
 }
@@ -19,9 +20,14 @@ fn sigmoid<T: Elem>(x: T) -> T {
 fn forward<T: Elem>(g: &[T], u: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); g.len()];
     y.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((y, g), u)| {
-        for ((o, &a), &b) in y.iter_mut().zip(g).zip(u) {
-            *o = a * sigmoid(a) * b;
-        }
+        simd(
+            #[inline(always)]
+            || {
+                for ((o, &a), &b) in y.iter_mut().zip(g).zip(u) {
+                    *o = a * sigmoid(a) * b;
+                }
+            },
+        )
     });
     y
 }
@@ -33,11 +39,18 @@ fn backward<T: Elem>(g: &[T], u: &[T], dy: &[T]) -> (Vec<T>, Vec<T>) {
         .zip(du.par_chunks_mut(CHUNK))
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)))
         .for_each(|((dg, du), ((g, u), dy))| {
-            for i in 0..g.len() {
-                let s = sigmoid(g[i]);
-                du[i] = dy[i] * g[i] * s;
-                dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    let n = g.len();
+                    let (dg, du, u, dy) = (&mut dg[..n], &mut du[..n], &u[..n], &dy[..n]);
+                    for i in 0..n {
+                        let s = sigmoid(g[i]);
+                        du[i] = dy[i] * g[i] * s;
+                        dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
+                    }
+                },
+            )
         });
     (dg, du)
 }
