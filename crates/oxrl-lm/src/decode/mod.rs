@@ -357,7 +357,7 @@ impl PackedModel {
             v.clear();
             v.resize(n, 0.0);
         };
-        let Buffers { x, hn, qkv, ctx, tmp, gu, act, scores, bias, scratch } = b;
+        let Buffers { x, hn, qkv, ctx, tmp, gu, act, scores, bias } = b;
         sized(x, m * d);
         sized(hn, m * d);
         sized(qkv, m * nqkv);
@@ -372,7 +372,7 @@ impl PackedModel {
         }
         for (li, layer) in self.layers.iter().enumerate() {
             rms_rows(x, &layer.ln1, self.eps, hn);
-            layer.qkv.matmul(hn, m, qkv, scratch);
+            layer.qkv.matmul(hn, m, qkv);
             // Norms, rotary and the cache writes of every new token first; then attention.
             for (i, row) in qkv.chunks_exact_mut(nqkv).enumerate() {
                 let (q, rest) = row.split_at_mut(h * hd);
@@ -438,17 +438,17 @@ impl PackedModel {
                     weighted_sum(&scores[..s], &vc[base..base + s * hd], o);
                 }
             }
-            layer.o.matmul(ctx, m, tmp, scratch);
+            layer.o.matmul(ctx, m, tmp);
             x.iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
             rms_rows(x, &layer.ln2, self.eps, hn);
-            layer.gate_up.matmul(hn, m, gu, scratch);
+            layer.gate_up.matmul(hn, m, gu);
             for (a, row) in act.chunks_exact_mut(ff).zip(gu.chunks_exact(2 * ff)) {
                 let (gate, up) = row.split_at(ff);
                 for ((o, &gv), &uv) in a.iter_mut().zip(gate).zip(up) {
                     *o = gv * (1.0 / (1.0 + exp_f32(-gv))) * uv;
                 }
             }
-            layer.down.matmul(act, m, tmp, scratch);
+            layer.down.matmul(act, m, tmp);
             x.iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
         }
         // Each row's last token only.
@@ -457,7 +457,7 @@ impl PackedModel {
             (0..rows).flat_map(|r| x[(r * t + c.last[r]) * d..(r * t + c.last[r] + 1) * d].iter().copied()).collect();
         let mut hl = vec![0f32; rows * d];
         rms_rows(&last, &self.norm, self.eps, &mut hl);
-        self.lm_head.matmul(&hl, rows, logits, scratch);
+        self.lm_head.matmul(&hl, rows, logits);
     }
 }
 
@@ -473,7 +473,6 @@ struct Buffers {
     act: Vec<f32>,
     scores: Vec<f32>,
     bias: Vec<f32>,
-    scratch: Vec<f32>,
 }
 
 thread_local! {
