@@ -21,9 +21,9 @@
 
 pub mod gemm;
 
-use crate::kernels::attention::{dot, softmax_rows};
-use crate::kernels::exp_f32;
+use crate::kernels::attention::softmax_rows;
 use crate::kernels::rms_norm::inv_rms;
+use crate::kernels::{exp_f32, lane_dot, tree};
 use crate::model::{KvCache, Transformer};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor};
@@ -500,14 +500,14 @@ struct Chunk<'a> {
 
 /// `out[j] = q · keys[j]` for consecutive key rows of `q.len()` elements. With a head dimension
 /// divisible by 16, four keys at a time in 16 lanes each (independent chains the vector units
-/// overlap, the head's query in registers); every key's lanes are summed in the same order
-/// whichever block it falls in.
+/// overlap, the head's query in registers); every key's lanes are summed as [`lane_dot`] sums
+/// them, whichever block it falls in.
 #[inline(always)]
 fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
     let hd = q.len();
     if !hd.is_multiple_of(16) {
         for (o, k) in out.iter_mut().zip(keys.chunks_exact(hd)) {
-            *o = dot(q, k);
+            *o = lane_dot(q, k);
         }
         return;
     }
@@ -534,36 +534,12 @@ fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
             }
         }
         for (ot, a) in o.iter_mut().zip(&acc) {
-            *ot = hsum16(a);
+            *ot = tree(*a, |x, y| x + y);
         }
     }
     for (o, k) in blocks.into_remainder().iter_mut().zip(key_blocks.remainder().chunks_exact(hd)) {
-        *o = dot16(q, k);
+        *o = lane_dot(q, k);
     }
-}
-
-/// One key's score in 16 lanes, summed as in [`dots`]' blocks.
-#[inline(always)]
-fn dot16(q: &[f32], k: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (qc, kc) in q.chunks_exact(16).zip(k.chunks_exact(16)) {
-        let (qc, kc): (&[f32; 16], &[f32; 16]) = (qc.try_into().expect("16"), kc.try_into().expect("16"));
-        for l in 0..16 {
-            acc[l] += qc[l] * kc[l];
-        }
-    }
-    hsum16(&acc)
-}
-
-/// Sum of 16 lanes in a fixed tree order.
-#[inline(always)]
-fn hsum16(a: &[f32; 16]) -> f32 {
-    let mut h = [0f32; 8];
-    for l in 0..8 {
-        h[l] = a[l] + a[l + 8];
-    }
-    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
-    (q[0] + q[2]) + (q[1] + q[3])
 }
 
 /// `o = Σ_j p[j] · values[j]` over consecutive value rows of `o.len()` elements, skipping

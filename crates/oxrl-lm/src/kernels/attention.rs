@@ -156,7 +156,7 @@ unsafe fn direct_rows<T: Elem>(
         let pr = &mut p[i * s..(i + 1) * s];
         for (j, x) in pr.iter_mut().enumerate() {
             let kj = std::slice::from_raw_parts(k.add(j * k_rs), hd);
-            *x = dot(qi, kj);
+            *x = lane_dot(qi, kj);
         }
         softmax_rows(pr, &bias[i * s..(i + 1) * s], s, scale);
         let oi = std::slice::from_raw_parts_mut(o.add(i * o_rs), hd);
@@ -166,24 +166,6 @@ unsafe fn direct_rows<T: Elem>(
             oi.iter_mut().zip(vj).for_each(|(a, &b)| *a += pj * b);
         }
     }
-}
-
-/// Dot product with 8 independent partial sums, so it vectorises without reassociation.
-#[inline(always)]
-pub(crate) fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut sum = acc.iter().fold(T::zero(), |s, &x| s + x);
-    for (x, y) in ra.iter().zip(rb) {
-        sum += *x * *y;
-    }
-    sum
 }
 
 #[allow(clippy::too_many_arguments)]

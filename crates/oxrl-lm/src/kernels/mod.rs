@@ -138,12 +138,8 @@ pub trait Elem:
     + 'static
     + std::ops::AddAssign
     + std::ops::MulAssign
-    + std::ops::MulAssign
 {
     fn cast(x: f64) -> Self;
-    fn maxf(self, other: Self) -> Self {
-        num_traits::Float::max(self, other)
-    }
     /// `exp`, written so loops over it vectorise (f32: [`exp_f32`]; f64: the libm `exp`).
     fn vexp(self) -> Self;
     fn slice(s: &CpuStorage) -> Result<&[Self]>;
