@@ -16,21 +16,6 @@ fn main() -> anyhow::Result<()> {
     let prompts: Vec<Vec<u32>> = (0..b).map(|i| vec![1 + (i as u32 % 3)]).collect();
     let responses: Vec<Vec<u32>> =
         (0..b).map(|i| (0..t - 1).map(|j| 4 + ((i * 13 + j * 5) as u32 % (vocab - 4))).collect()).collect();
-    if std::env::var("GEN_FIRST").is_ok() {
-        // As `oxrl bench` does before its training steps: a 512-row rollout.
-        let params = oxrl_lm::sampler::SamplingParams {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            max_new_tokens: 64,
-            stop_tokens: vec![],
-        };
-        let prompts: Vec<Vec<u32>> =
-            (0..512).map(|i| (0..8).map(|j| 4 + ((i * 7 + j * 3) as u32 % 60)).collect()).collect();
-        let mut rng = oxrl_core::seed::rng(0, "bench", 0);
-        oxrl_lm::sampler::generate(&model, &prompts, &params, 0, &mut rng)?;
-    }
     let mut opt = AdamW::new(model.params.named_vars(), AdamWConfig::default())?;
     let n: usize = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(10);
     for i in 0..n {

@@ -277,14 +277,11 @@ impl PackedModel {
                         key_pos: &key_pos[r.clone()],
                         last: &last[r],
                     };
-                    match gemm::Isa::detect() {
-                        // SAFETY: the instruction sets were detected at run time.
-                        #[cfg(target_arch = "x86_64")]
-                        gemm::Isa::Avx512 => unsafe { self.chunk_avx512(chunk, out) },
-                        #[cfg(target_arch = "x86_64")]
-                        gemm::Isa::Avx2 => unsafe { self.chunk_avx2(chunk, out) },
-                        _ => self.chunk(chunk, out),
-                    }
+                    // Compiled for AVX-512 / AVX2 where the CPU has them (same bits on each).
+                    crate::kernels::simd(
+                        #[inline(always)]
+                        || self.chunk(chunk, out),
+                    )
                 });
         }
         st.len += t;
@@ -294,20 +291,6 @@ impl PackedModel {
     /// One decode step: [`Self::forward`] with one new token per row.
     pub fn step(&self, st: &mut DecodeState, tokens: &[u32], pos: &[u32], valid: &[&[bool]]) -> Result<Vec<Vec<f32>>> {
         self.forward(st, tokens, 1, pos, valid, &vec![0; st.rows])
-    }
-
-    /// [`Self::chunk`] compiled for AVX2 + FMA (the same arithmetic, wider vectors).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn chunk_avx2(&self, c: Chunk, out: &mut [f32]) {
-        self.chunk(c, out)
-    }
-
-    /// [`Self::chunk`] compiled for AVX-512.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn chunk_avx512(&self, c: Chunk, out: &mut [f32]) {
-        self.chunk(c, out)
     }
 
     /// A block of rows on the calling thread, in groups of at most [`GROUP_TOKENS`] tokens (a
@@ -417,11 +400,11 @@ impl PackedModel {
                 for hh in 0..h {
                     let base = (li * g + hh / rep) * c.cap * hd;
                     // Ask for the next K/V head's keys and values (the next row's first head
-                    // after the last) while this one is scored: each head's cache is a short
+                    // after the last) while this one's query heads are scored: each head's cache is a short
                     // stream (a few KiB) that the hardware prefetcher only picks up after its
                     // first misses; batch-64 decoding ran 9-12 % faster with this (one head
                     // ahead measured best; eight ahead no better than none).
-                    if (hh + 1) % rep == 0 {
+                    if hh % rep == 0 {
                         let ahead = r * g + hh / rep + 1;
                         let (nr, ng) = (ahead / g, ahead % g);
                         if nr < m / t {
